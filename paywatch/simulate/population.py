@@ -47,10 +47,3 @@ def make_iban(rng: np.random.Generator, country: str) -> str:
     digits = "".join(str(int(ch, 36)) for ch in bban + country + "00")
     check = 98 - int(digits) % 97
     return f"{country}{check:02d}{bban}"
-
-
-def mask_iban(iban: str | None) -> str:
-    """Show only the last four characters of an account number."""
-    if not iban:
-        return ""
-    return "*" * max(len(iban) - 4, 0) + iban[-4:]

@@ -1,0 +1,19 @@
+# Paywatch — the two commands a new machine needs (only Python 3.11+ required):
+#   make demo   set up, then simulate a payroll area and verify every run (embedded default)
+#   make test   set up, then run the whole test suite
+.PHONY: setup demo test bench
+PY ?= python3
+UV = $(PY) -m uv
+
+setup:
+	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+demo: setup
+	$(UV) run --frozen paywatch demo
+
+test: setup
+	$(UV) run --frozen pytest
+
+bench: setup
+	$(UV) run --frozen python benchmarks/bench_verify.py

@@ -1,0 +1,87 @@
+"""Derived frames several detectors share, computed once per run (pure, frames in/out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import polars as pl
+
+from detectors import paymodel as pm
+from detectors.base import DetectionInput
+
+
+@dataclass
+class Context:
+    """A run prepared for detection.
+
+    current: lines of the run's own month (FPPER = INPER). retro: FPPER < INPER.
+    facts: one row per staff member active in the month (paymodel.attach_reference).
+    expected: one row per staff member per deterministic wage type (as-written rule).
+    status_days: one row per staff member with lines: days of the month per STAT2.
+    wage_types: T512W (wage_type, wage_type_text, wage_class, run_types, owner).
+    """
+
+    inp: DetectionInput
+    current: pl.DataFrame
+    retro: pl.DataFrame
+    facts: pl.DataFrame
+    expected: pl.DataFrame
+    status_days: pl.DataFrame
+    wage_types: pl.DataFrame
+
+    @property
+    def meta(self):
+        return self.inp.meta
+
+    def text(self, wage_type: str) -> str:
+        row = self.wage_types.filter(pl.col("wage_type") == wage_type)
+        return row["wage_type_text"][0] if row.height else wage_type
+
+    def owners(self) -> pl.DataFrame:
+        return self.wage_types.select("wage_type", "owner")
+
+
+def overtime_hours(current: pl.DataFrame) -> pl.DataFrame:
+    """Hours (ANZHL) of 1400 lines as exact fractions, one row per staff member."""
+    ot = current.filter((pl.col("wage_type") == pm.WT_OVERTIME) & pl.col("quantity").is_not_null())
+    if ot.height == 0:
+        return pl.DataFrame(schema={"pernr": pl.String, "hours_num": pl.Int64, "hours_den": pl.Int64})
+    ot = ot.group_by("pernr").agg(pl.col("quantity").first())
+    conv = {v: Fraction(str(v)) for v in ot["quantity"].unique().to_list()}
+    return ot.with_columns(
+        pl.col("quantity").map_elements(lambda v: conv[v].numerator, return_dtype=pl.Int64).alias("hours_num"),
+        pl.col("quantity").map_elements(lambda v: conv[v].denominator, return_dtype=pl.Int64).alias("hours_den"),
+    ).select("pernr", "hours_num", "hours_den")
+
+
+def status_days(actions: pl.DataFrame, period: str, pernrs: pl.Series) -> pl.DataFrame:
+    """Days of the month per employment status. Grain: one row per staff member."""
+    first, last, days = pm.month_bounds(period)
+    a = actions.filter(pl.col("pernr").is_in(pernrs) & (pl.col("valid_from") <= last) & (pl.col("valid_to") >= first))
+    a = a.with_columns(
+        ((pl.min_horizontal("valid_to", pl.lit(last)) - pl.max_horizontal("valid_from", pl.lit(first))).dt.total_days() + 1)
+        .alias("_d")
+    )
+    out = a.group_by("pernr").agg(
+        pl.col("_d").filter(pl.col("employment_status") == "3").sum().alias("active_days"),
+        pl.col("_d").filter(pl.col("employment_status") == "1").sum().alias("slwop_days"),
+        pl.col("_d").filter(pl.col("employment_status") == "0").sum().alias("separated_days"),
+    )
+    base = pl.DataFrame({"pernr": pernrs.unique()})
+    return base.join(out, on="pernr", how="left").with_columns(
+        pl.col("active_days", "slwop_days", "separated_days").fill_null(0).cast(pl.Int64),
+        pl.lit(days, dtype=pl.Int64).alias("days_in_month"),
+    )
+
+
+def prepare(inp: DetectionInput) -> Context:
+    lines = inp.lines
+    current = lines.filter(pl.col("for_period") == pl.col("in_period"))
+    retro = lines.filter(pl.col("for_period") < pl.col("in_period"))
+    period = inp.meta.period
+    facts, expected = pm.expected_for_period(
+        inp.md, inp.ref, period, written=current, overtime_hours=overtime_hours(current)
+    )
+    sd = status_days(inp.md["actions"], period, lines["pernr"].unique())
+    return Context(inp, current, retro, facts, expected, sd, inp.ref["wage_types"])

@@ -1,0 +1,147 @@
+"""PW101 pay_model — every deterministic wage type recomputed exactly by the pay model.
+
+Compares each current-month line of 1000, 1010, 1100, 1110, 1400, 3000, 3100 with the
+amount extract-format.md prescribes (exact, any difference counts), and flags expected
+lines that are missing. The category names the likely cause: the amount the run paid is
+matched against what it would be had the payroll ignored an absence or the part-time
+percentage; otherwise the wage type says what is off (scale, multiplier, dependants, ...).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detectors import paymodel as pm
+from detectors.base import Detector, findings_frame, money
+from detectors.context import Context
+
+CODE = "PW101"
+CATEGORY_BY_WAGE_TYPE = {
+    pm.WT_BASE: "scale_mismatch",
+    pm.WT_POST_ADJ: "stale_multiplier",
+    pm.WT_SPOUSE: "spouse_allowance_mismatch",
+    pm.WT_CHILD: "child_allowance_mismatch",
+    pm.WT_OVERTIME: "overtime_mismatch",
+    pm.WT_PENSION: "pension_mismatch",
+    pm.WT_HEALTH: "health_mismatch",
+}
+CATEGORIES = tuple(sorted(set(CATEGORY_BY_WAGE_TYPE.values()) | {
+    "pay_after_separation", "paid_during_slwop", "part_time_ignored", "spouse_allowance_without_dependant",
+    "child_over_age_limit", "missing_pension", "pay_model_incomputable"}))
+
+
+def _written(ctx: Context) -> pl.DataFrame:
+    """Written model lines. Grain: one row per staff member and wage type."""
+    return (
+        ctx.current.filter(pl.col("wage_type").is_in(list(pm.MODEL_WAGE_TYPES)))
+        .group_by("pernr", "wage_type")
+        .agg(pl.col("amount_cents").alias("amounts"), pl.col("amount_cents").first().alias("written_cents"),
+             pl.col("currency").first().alias("currency_written"))
+    )
+
+
+def _alternative(ctx: Context, **changes) -> pl.DataFrame:
+    """Expected 1000/3000 had the payroll used other inputs (to name the cause)."""
+    facts = ctx.facts.with_columns(**{k: v for k, v in changes.items()})
+    alt = pm.expected_lines(facts, written=ctx.current)
+    return alt.filter(pl.col("wage_type").is_in([pm.WT_BASE, pm.WT_PENSION])).select(
+        "pernr", "wage_type", pl.col("expected_cents").alias("alt_cents"))
+
+
+def run(ctx: Context, params: dict) -> pl.DataFrame:
+    if ctx.meta.run_type == "OFFCYCLE":
+        return findings_frame([])
+    facts = ctx.facts
+    exp = ctx.expected.join(facts.select("pernr"), on="pernr")
+    written = _written(ctx).join(facts.select("pernr"), on="pernr")  # staff not active: PW103
+    cmp = exp.join(written, on=["pernr", "wage_type"], how="full", coalesce=True)
+    cmp = cmp.with_columns(pl.col("expected_cents").fill_null(0).alias("exp0"))
+    incomputable = pl.col("expected_cents").is_null() & pl.col("for_period").is_not_null()
+    missing = pl.col("written_cents").is_null() & (pl.col("exp0") != 0)
+    differs = pl.col("written_cents").is_not_null() & (
+        (pl.col("amounts").list.min() != pl.col("exp0")) | (pl.col("amounts").list.max() != pl.col("exp0")))
+    bad = cmp.filter(incomputable | missing | differs)
+    if bad.height == 0:
+        return findings_frame([])
+    full = _alternative(ctx, active_days=pl.col("days_in_month")).rename({"alt_cents": "full_cents"})
+    pct100 = _alternative(ctx, employment_pct=pl.lit(100, dtype=pl.Int64)).rename({"alt_cents": "pct100_cents"})
+    f = (
+        bad.join(facts.drop("for_period"), on="pernr", how="left")
+        .join(ctx.status_days.select("pernr", "slwop_days", "separated_days"), on="pernr", how="left")
+        .join(full, on=["pernr", "wage_type"], how="left")
+        .join(pct100, on=["pernr", "wage_type"], how="left")
+        .join(ctx.owners(), on="wage_type", how="left")
+    )
+    rows = [_finding(ctx, r) for r in f.iter_rows(named=True)]
+    # one cause per staff member: derived lines follow the cause found on 1000/3000
+    cause = {}
+    for r in rows:
+        if r["category"] in ("pay_after_separation", "paid_during_slwop", "part_time_ignored"):
+            cause.setdefault(r["pernr"], r["category"])
+    for r in rows:
+        if r["pernr"] in cause and r["category"] != "pay_model_incomputable":
+            r["category"] = cause[r["pernr"]]
+    sev = params.get("severity", "hold")
+    for r in rows:
+        r["severity"] = params.get("incomputable_severity", "review") if r["category"] == "pay_model_incomputable" else sev
+    return findings_frame(rows)
+
+
+def _category(r: dict) -> str:
+    wt, written, exp = r["wage_type"], r["written_cents"], r["exp0"]
+    if r["expected_cents"] is None:
+        return "pay_model_incomputable"
+    if written is not None and wt in (pm.WT_BASE, pm.WT_PENSION):
+        if r["active_days"] < r["days_in_month"] and written == r["full_cents"]:
+            return "paid_during_slwop" if (r["slwop_days"] or 0) > (r["separated_days"] or 0) else "pay_after_separation"
+        if r["employment_pct"] < 100 and written == r["pct100_cents"]:
+            return "part_time_ignored"
+    if wt == pm.WT_SPOUSE and exp == 0:
+        return "spouse_allowance_without_dependant"
+    if wt == pm.WT_CHILD and written is not None and written > exp and len(r["child_birth_dates"] or []) > r["n_children"]:
+        return "child_over_age_limit"
+    if wt == pm.WT_PENSION and written is None:
+        return "missing_pension"
+    return CATEGORY_BY_WAGE_TYPE[wt]
+
+
+def _finding(ctx: Context, r: dict) -> dict:
+    category = _category(r)
+    wt, cur = r["wage_type"], r["currency"] or r["currency_written"]
+    written = None if r["written_cents"] is None else sum(r["amounts"])
+    exp = r["expected_cents"]
+    basis = (f"{r['grade']} step {r['step']}, {r['employment_pct']} %, "
+             f"{r['active_days']}/{r['days_in_month']} days active") if r.get("grade") else "master data incomplete"
+    label = f"{ctx.text(wt)} ({wt}) for {ctx.meta.period}"
+    if category == "pay_model_incomputable":
+        text = f"{label} cannot be recomputed: a grade/step, multiplier or rate is missing for {basis}."
+    elif written is None:
+        text = f"{label} is missing; the pay model expects {money(exp, cur)} ({basis})."
+    elif not exp:
+        text = f"{label} is paid at {money(written, cur)} but the pay model expects no such line ({basis})."
+    else:
+        text = (f"{label} is {money(written, cur)} but the pay model gives {money(exp, cur)} ({basis}): "
+                f"difference {money(written - exp, cur)}.")
+    if category == "pay_after_separation":
+        text += f" The run pays the full month although the staff member is separated for {r['separated_days']} days."
+    elif category == "paid_during_slwop":
+        text += f" The run pays the full month although the staff member is on SLWOP for {r['slwop_days']} days."
+    elif category == "part_time_ignored":
+        text += f" The amount is what a full-time ({100} %) appointment would get."
+    elif category == "child_over_age_limit":
+        text += (f" {len(r['child_birth_dates'] or [])} dependent children are recorded but only {r['n_children']} "
+                 f"are under the age limit on {r['reference_day']}.")
+    return {
+        "pernr": r["pernr"], "detector": CODE, "category": category, "owner": r["owner"] or "HR",
+        "wage_type": wt, "for_period": ctx.meta.period, "amount_cents": written,
+        "expected_cents": exp if exp is not None else None, "currency": cur, "score": 1.0,
+        "explanation": text,
+        "evidence": {"grade": r.get("grade"), "step": r.get("step"), "employment_pct": r.get("employment_pct"),
+                     "active_days": r.get("active_days"), "days_in_month": r.get("days_in_month"),
+                     "n_children": r.get("n_children"), "has_dependent_spouse": r.get("has_dependent_spouse"),
+                     "lines_written": len(r["amounts"] or [])},
+    }
+
+
+DETECTOR = Detector(CODE, "pay_model", CATEGORIES, run,
+                    description="Recomputes every deterministic wage type exactly and compares it to the run.")

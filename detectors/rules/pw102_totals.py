@@ -1,0 +1,70 @@
+"""PW102 totals — /101, /550 and /560 each written once and consistent with the lines.
+
+/101 = sum of EARNING lines (current and retroactive), /550 = /101 (as written) + the
+DEDUCTION lines, /560 = /550 (as written) — extract-format.md. Classes come from T512W,
+never from signs.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detectors.base import Detector, findings_frame, money
+from detectors.context import Context
+
+CODE = "PW102"
+TOTALS = ("/101", "/550", "/560")
+NAMES = {"/101": "Total gross (/101)", "/550": "Statutory net (/550)", "/560": "Amount paid (/560)"}
+
+
+def staff_totals(ctx: Context) -> pl.DataFrame:
+    """Sums by class and the totals as written. Grain: one row per staff member."""
+    lines = ctx.inp.lines.join(ctx.wage_types.select("wage_type", "wage_class"), on="wage_type", how="left")
+    in_period = pl.col("for_period") == pl.col("in_period")
+    return lines.group_by("pernr").agg(
+        pl.col("amount_cents").filter(pl.col("wage_class") == "EARNING").sum().alias("earnings"),
+        pl.col("amount_cents").filter(pl.col("wage_class") == "DEDUCTION").sum().alias("deductions"),
+        pl.col("currency").filter(pl.col("wage_type") == "/560").first().alias("currency"),
+        (pl.col("wage_class") != "TOTAL").sum().alias("n_pay_lines"),
+        *[pl.col("amount_cents").filter((pl.col("wage_type") == t) & in_period).sum().alias(f"w{t[1:]}") for t in TOTALS],
+        *[((pl.col("wage_type") == t) & in_period).sum().alias(f"n{t[1:]}") for t in TOTALS],
+    )
+
+
+def run(ctx: Context, params: dict) -> pl.DataFrame:
+    t = staff_totals(ctx)
+    rows = []
+    for r in t.iter_rows(named=True):
+        cur = r["currency"]
+        expected = {"/101": r["earnings"], "/550": r["w101"] + r["deductions"] if r["n101"] else r["earnings"] + r["deductions"]}
+        expected["/560"] = r["w550"] if r["n550"] else expected["/550"]
+        for tot in TOTALS:
+            n, written, exp = r[f"n{tot[1:]}"], r[f"w{tot[1:]}"], expected[tot]
+            if n == 1 and written == exp:
+                continue
+            if n == 0:
+                text = f"{NAMES[tot]} is missing; the lines give {money(exp, cur)}."
+            elif n > 1:
+                text = f"{NAMES[tot]} is written {n} times (together {money(written, cur)}); it must appear once."
+            else:
+                text = (f"{NAMES[tot]} is {money(written, cur)} but the lines add up to {money(exp, cur)}: "
+                        f"difference {money(written - exp, cur)}.")
+            rows.append({"pernr": r["pernr"], "detector": CODE, "category": "totals_mismatch",
+                         "severity": params.get("severity", "hold"), "owner": "FINANCE", "wage_type": tot,
+                         "for_period": ctx.meta.period, "amount_cents": written if n else None, "expected_cents": exp,
+                         "currency": cur, "score": 1.0, "explanation": text,
+                         "evidence": {"earnings": r["earnings"], "deductions": r["deductions"], "times_written": n}})
+        net = r["w550"] if r["n550"] else expected["/550"]
+        if ctx.meta.run_type != "OFFCYCLE" and r["n_pay_lines"] and net < params.get("min_net_cents", 1):
+            rows.append({"pernr": r["pernr"], "detector": CODE, "category": "negative_net",
+                         "severity": params.get("severity", "hold"), "owner": "FINANCE", "wage_type": "/550",
+                         "for_period": ctx.meta.period, "amount_cents": net, "expected_cents": None, "currency": cur,
+                         "score": 1.0,
+                         "explanation": (f"Net pay is {money(net, cur)}: deductions of {money(-r['deductions'], cur)} "
+                                         f"exceed gross pay of {money(r['earnings'], cur)}."),
+                         "evidence": {"earnings": r["earnings"], "deductions": r["deductions"]}})
+    return findings_frame(rows)
+
+
+DETECTOR = Detector(CODE, "totals", ("totals_mismatch", "negative_net"), run,
+                    description="Checks the technical totals /101, /550, /560 and flags zero or negative net pay.")

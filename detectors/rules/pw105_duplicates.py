@@ -1,0 +1,43 @@
+"""PW105 duplicate_line — one wage type written more than once for the same for-period.
+
+In a correct run (PERNR, LGART, FPPER) is unique. An earning written twice is paid twice.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detectors.base import Detector, findings_frame, money
+from detectors.context import Context
+
+CODE = "PW105"
+
+
+def run(ctx: Context, params: dict) -> pl.DataFrame:
+    lines = ctx.inp.lines.join(ctx.wage_types.select("wage_type", "wage_class", "owner", "wage_type_text"),
+                               on="wage_type", how="left")
+    dup = (
+        lines.filter(pl.col("wage_class").fill_null("") != "TOTAL")  # totals: PW102
+        .group_by("pernr", "wage_type", "for_period")
+        .agg(pl.len().alias("n"), pl.col("amount_cents").sum().alias("total"), pl.col("amount_cents").first().alias("one"),
+             pl.col("currency").first(), pl.col("wage_class").first(), pl.col("owner").first(),
+             pl.col("wage_type_text").first())
+        .filter(pl.col("n") > 1)
+    )
+    rows = []
+    for r in dup.iter_rows(named=True):
+        earning = r["wage_class"] == "EARNING"
+        rows.append({"pernr": r["pernr"], "detector": CODE,
+                     "category": "duplicate_earning" if earning else "duplicate_line",
+                     "severity": params.get("severity", "hold"), "owner": r["owner"] or "FINANCE",
+                     "wage_type": r["wage_type"], "for_period": r["for_period"], "amount_cents": r["total"],
+                     "expected_cents": r["one"], "currency": r["currency"], "score": 1.0,
+                     "explanation": (f"{r['wage_type_text'] or r['wage_type']} ({r['wage_type']}) for {r['for_period']} "
+                                     f"is written {r['n']} times, {money(r['total'], r['currency'])} in all; "
+                                     f"it must appear once."),
+                     "evidence": {"times_written": r["n"]}})
+    return findings_frame(rows)
+
+
+DETECTOR = Detector(CODE, "duplicate_line", ("duplicate_earning", "duplicate_line"), run,
+                    description="Flags a wage type written more than once for one for-period.")

@@ -1,0 +1,79 @@
+"""`paywatch` — the command line payroll staff, schedulers and other programs use.
+
+Commands keep the contract of cli-contract.md (verify, simulate); others are added freely.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+app = typer.Typer(
+    help="Paywatch checks each Umoja payroll run (simulations SIM1-SIM3, FINAL, off-cycle) for "
+    "amounts that do not fit the run or the staff member, and tells HR and Finance what to fix "
+    "before the live run.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err_console, transient=False, disable=not err_console.is_terminal)
+
+
+@app.command()
+def simulate(
+    out: Path = typer.Option(..., "--out", help="Folder to write the simulated runs into."),
+    staff: int = typer.Option(10_000, "--staff", help="Number of staff in the payroll area."),
+    months: int = typer.Option(12, "--months", help="Number of months (periods) to simulate."),
+    start: str = typer.Option("202507", "--start", help="First period, YYYYMM."),
+    seed: int = typer.Option(1, "--seed", help="Random seed: same arguments and seed give identical files."),
+    error_rate: float = typer.Option(0.0285, "--error-rate", help="Share of staff with an injected error per month."),
+    fix_rate: float = typer.Option(0.5, "--fix-rate", help="Share of errors present in a run that upstream fixes by the next regular run."),
+) -> None:
+    """Write a simulated Umoja payroll area: one folder per run, runs.txt and truth.csv."""
+    from paywatch.simulate import SimConfig, simulate_to_folder
+
+    if len(start) != 6 or not start.isdigit() or not 1 <= int(start[4:]) <= 12:
+        err_console.print(f"--start must be YYYYMM, got {start!r}")
+        raise typer.Exit(2)
+    cfg = SimConfig(staff=staff, months=months, start=start, seed=seed, error_rate=error_rate, fix_rate=fix_rate)
+    with _progress() as progress:
+        task = progress.add_task("simulating runs", total=months * 5)
+        names = simulate_to_folder(cfg, out, on_run=lambda o: progress.update(task, advance=1, description=o.plan.run_id))
+        progress.update(task, total=len(names), completed=len(names))
+    typer.echo(f"wrote {len(names)} runs to {out} (runs.txt, truth.csv)")
+
+
+@app.command()
+def verify(
+    run_folder: Path = typer.Argument(..., help="The extracted run folder (manifest.json and ten CSV files)."),
+    db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse file (default: paywatch-data/warehouse.duckdb)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for this run's reports (default: paywatch-data/reports/<run_id>)."),
+) -> None:
+    """Load one run, check its data quality, detect exceptions and write the reports.
+
+    Exit 0: processed (with or without exceptions); 2: extract not acceptable (one line on
+    stderr says file, line and column); 3: loaded, but a critical data-quality failure
+    stopped detection."""
+    from paywatch.pipeline import verify_run
+
+    result = verify_run(run_folder, db=db, out=out)
+    if result.message:
+        typer.echo(result.message, err=bool(result.exit_code))
+    raise typer.Exit(result.exit_code)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -72,24 +72,25 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
         .join(pct100, on=["pernr", "wage_type"], how="left")
         .join(ctx.owners(), on="wage_type", how="left")
     )
-    rows = [_finding(ctx, r) for r in f.iter_rows(named=True)]
+    recs = [r | {"category": _category(r)} for r in f.iter_rows(named=True)]
     # one cause per staff member: derived lines follow the cause found on 1000/3000
     cause = {}
-    for r in rows:
+    for r in recs:
         if r["category"] in ("pay_after_separation", "paid_during_slwop", "part_time_ignored"):
             cause.setdefault(r["pernr"], r["category"])
-    for r in rows:
+    for r in recs:
         if r["pernr"] in cause and r["category"] != "pay_model_incomputable":
             r["category"] = cause[r["pernr"]]
-    sev = params.get("severity", "hold")
+    rows = [_finding(ctx, r) for r in recs]
     for r in rows:
-        r["severity"] = params.get("incomputable_severity", "review") if r["category"] == "pay_model_incomputable" else sev
+        r["severity"] = (params.get("incomputable_severity", "review") if r["category"] == "pay_model_incomputable"
+                         else params.get("severity", "hold"))
     return findings_frame(rows)
 
 
 def _category(r: dict) -> str:
     wt, written, exp = r["wage_type"], r["written_cents"], r["exp0"]
-    if r["expected_cents"] is None:
+    if r["for_period"] is not None and r["expected_cents"] is None:
         return "pay_model_incomputable"
     if written is not None and wt in (pm.WT_BASE, pm.WT_PENSION):
         if r["active_days"] < r["days_in_month"] and written == r["full_cents"]:
@@ -106,10 +107,10 @@ def _category(r: dict) -> str:
 
 
 def _finding(ctx: Context, r: dict) -> dict:
-    category = _category(r)
+    category = r["category"]
     wt, cur = r["wage_type"], r["currency"] or r["currency_written"]
     written = None if r["written_cents"] is None else sum(r["amounts"])
-    exp = r["expected_cents"]
+    exp = r["exp0"] if r["for_period"] is None else r["expected_cents"]
     basis = (f"{r['grade']} step {r['step']}, {r['employment_pct']} %, "
              f"{r['active_days']}/{r['days_in_month']} days active") if r.get("grade") else "master data incomplete"
     label = f"{ctx.text(wt)} ({wt}) for {ctx.meta.period}"

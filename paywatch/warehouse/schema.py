@@ -232,6 +232,37 @@ _FIXED_TABLES: list[tuple[str, str, str]] = [
 )""",
     ),
     (
+        "dq_results",
+        "grain: one row per data-quality check per run version",
+        """CREATE TABLE IF NOT EXISTS dq_results (
+    run_id VARCHAR NOT NULL,
+    run_version INTEGER NOT NULL,
+    check_name VARCHAR NOT NULL,
+    severity VARCHAR NOT NULL CHECK (severity IN ('critical', 'warning')),
+    success BOOLEAN NOT NULL,
+    observed VARCHAR,                    -- the observed value, as text
+    unexpected_count BIGINT,
+    staff_affected BIGINT,
+    sample VARCHAR,                      -- a few offending keys (PERNRs only; no names or IBANs)
+    detail VARCHAR NOT NULL,             -- one sentence for Finance
+    engine VARCHAR NOT NULL,             -- 'gx' or 'native'
+    checked_at TIMESTAMP NOT NULL DEFAULT (timezone('UTC', current_timestamp))
+)""",
+    ),
+    (
+        "verifications",
+        "grain: one row per run version per detector configuration version",
+        """CREATE TABLE IF NOT EXISTS verifications (
+    run_id VARCHAR NOT NULL,
+    run_version INTEGER NOT NULL,
+    config_version VARCHAR NOT NULL,
+    status VARCHAR NOT NULL CHECK (status IN ('verified', 'dq_blocked')),
+    n_findings BIGINT NOT NULL,
+    config_json JSON NOT NULL,
+    verified_at TIMESTAMP NOT NULL DEFAULT (timezone('UTC', current_timestamp))
+)""",
+    ),
+    (
         "decisions",
         "grain: one row per reviewer action on a finding key (append-only)",
         """CREATE TABLE IF NOT EXISTS decisions (

@@ -1,0 +1,250 @@
+"""The stages of a verification — read, load, validate, detect, triage, deliver — and
+`verify_run`, which chains them. `paywatch verify` and the Prefect flow call these same
+functions; the flow only adds scheduling, retries, artifacts and logging.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from detectors.base import DetectionInput, RunMeta, empty_findings
+from detectors.config import config_version, load_config
+from detectors.registry import detect
+from paywatch import quality, report
+from paywatch.extract.model import Extract, ExtractError
+from paywatch.extract.reader import read_run
+from paywatch.paths import Paths
+from paywatch.warehouse import queries as q
+from paywatch.warehouse.db import WarehouseLock, fetch_value, make_private_dir, open_warehouse, transaction
+from paywatch.warehouse.load import LoadResult, load_run, quarantine
+
+MASTER = ("actions", "assignments", "basic_pay", "bank_details", "family")
+REFERENCE = ("pay_scale", "post_adjustment", "rates", "wage_types")
+LINE_COLUMNS = ("pernr", "for_period", "in_period", "wage_type", "amount_cents", "currency", "quantity")
+FINDING_COLUMNS = ("finding_id", "run_id", "run_version", "pernr", "detector", "category", "severity", "owner",
+                   "wage_type", "for_period", "amount_cents", "expected_cents", "currency", "score", "explanation",
+                   "evidence", "first_seen_run", "config_version")
+
+
+@dataclass
+class VerifyResult:
+    exit_code: int
+    message: str = ""
+    run_id: str | None = None
+    out_dir: Path | None = None
+    findings: pl.DataFrame | None = None
+    load_outcome: str = ""
+    dq: list[dict] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------ stages
+
+def stage_read(folder: Path) -> Extract:
+    """Read and check every format rule (raises ExtractError: exit 2)."""
+    return read_run(folder)
+
+
+def stage_load(con: duckdb.DuckDBPyConnection, extract: Extract, paths: Paths) -> LoadResult:
+    """One transaction: the run is fully in the warehouse, or not at all."""
+    return load_run(con, extract, archive_dir=paths.archive)
+
+
+def detection_input(con: duckdb.DuckDBPyConnection, run_id: str) -> DetectionInput:
+    """The run as detectors see it: its lines, master data, reference tables, history."""
+    info = q.run_info(con, run_id)
+    meta = RunMeta(run_id, info["payroll_area"], info["period"], info["run_type"])
+    lines = q.pay_lines(con, run_id).select(LINE_COLUMNS)
+    md = {t: q.master_data_as_of_run(con, run_id, f"stg_{t}") for t in MASTER}
+    ref = {t: q.reference_as_of_run(con, run_id, f"stg_{t}") for t in REFERENCE}
+    history = {"runs": q.history_before(con, run_id), "extracted_at": str(info["extracted_at"])}
+    return DetectionInput(meta, lines, md, ref, history)
+
+
+def previous_of_kind(con: duckdb.DuckDBPyConnection, inp: DetectionInput) -> DetectionInput | None:
+    """The latest earlier run of the same run type (for volume checks), lines only."""
+    runs = inp.history.get("runs")
+    if runs is None or runs.height == 0:
+        return None
+    same = runs.filter(pl.col("run_type") == inp.meta.run_type)
+    if same.height == 0:
+        return None
+    r = same.row(-1, named=True)
+    meta = RunMeta(r["run_id"], r["payroll_area"], r["period"], r["run_type"])
+    return DetectionInput(meta, q.pay_lines(con, r["run_id"]).select(LINE_COLUMNS), {}, {})
+
+
+def stage_validate(con: duckdb.DuckDBPyConnection, inp: DetectionInput, cfg: dict) -> list[dict]:
+    """Run-level data-quality checks (critical failures stop detection)."""
+    return quality.run_checks(inp, previous_of_kind(con, inp), cfg.get("quality", {}))
+
+
+def stage_detect(inp: DetectionInput, cfg: dict) -> pl.DataFrame:
+    """Every enabled detector; one row per finding."""
+    return detect(inp, cfg)
+
+
+def stage_triage(con: duckdb.DuckDBPyConnection, inp: DetectionInput, findings: pl.DataFrame,
+                 run_version: int, cfg_version: str) -> pl.DataFrame:
+    """Give each finding its identity, first-seen run and storage columns."""
+    meta = inp.meta
+    earlier = inp.history["runs"].filter(pl.col("period") == meta.period)["run_id"].to_list()
+    first_seen = _first_seen(con, earlier, cfg_version)
+    key = pl.concat_str([pl.col(c).fill_null("") for c in ("pernr", "detector", "wage_type", "for_period")],
+                        separator="|")
+    f = findings.with_columns(key.alias("_key"))
+    f = f.with_columns(pl.int_range(pl.len()).over("_key", "category").alias("_seq"))
+    f = f.join(first_seen, on="_key", how="left").with_columns(
+        pl.col("first_seen_run").fill_null(meta.run_id),
+        pl.lit(meta.run_id).alias("run_id"),
+        pl.lit(run_version, dtype=pl.Int32).alias("run_version"),
+        pl.lit(cfg_version).alias("config_version"),
+    )
+    ids = [
+        hashlib.sha1(f"{meta.run_id}|{run_version}|{cfg_version}|{k}|{c}|{s}".encode()).hexdigest()[:20]
+        for k, c, s in f.select("_key", "category", "_seq").iter_rows()
+    ]
+    return f.with_columns(pl.Series("finding_id", ids, dtype=pl.String)).select(FINDING_COLUMNS)
+
+
+def _first_seen(con, earlier_runs: list[str], cfg_version: str) -> pl.DataFrame:
+    schema = {"_key": pl.String, "first_seen_run": pl.String}
+    if not earlier_runs:
+        return pl.DataFrame(schema=schema)
+    df = q._frame(
+        con,
+        "SELECT concat_ws('|', coalesce(pernr,''), detector, coalesce(wage_type,''), coalesce(for_period,'')) AS _key, "
+        "first_seen_run FROM findings WHERE NOT superseded AND config_version = ? "
+        "AND run_id IN (SELECT unnest(?::VARCHAR[]))",
+        [cfg_version, earlier_runs],
+    )
+    order = {r: i for i, r in enumerate(earlier_runs)}
+    rows = {}
+    for k, r in df.iter_rows():
+        if k not in rows or order.get(r, 1 << 30) < order.get(rows[k], 1 << 30):
+            rows[k] = r
+    return pl.DataFrame({"_key": list(rows), "first_seen_run": list(rows.values())}, schema=schema)
+
+
+def store_verification(con, run_id: str, run_version: int, cfg: dict, cfg_version: str,
+                       findings: pl.DataFrame, checks: list[dict], status: str) -> None:
+    """Findings, data-quality results and the verification row: one transaction."""
+    with transaction(con):
+        if checks:
+            dq = pl.DataFrame([{**c, "run_id": run_id, "run_version": run_version} for c in checks])
+            con.register("_dq", dq)
+            con.execute(
+                "INSERT INTO dq_results (run_id, run_version, check_name, severity, success, observed, "
+                "unexpected_count, staff_affected, sample, detail, engine) SELECT run_id, run_version, name, severity, "
+                "success, observed, unexpected_count, staff_affected, sample, detail, 'native' FROM _dq")
+            con.unregister("_dq")
+        if findings.height:
+            con.register("_f", findings)
+            con.execute(f"INSERT INTO findings ({', '.join(FINDING_COLUMNS)}) SELECT {', '.join(FINDING_COLUMNS)} FROM _f")
+            con.unregister("_f")
+        con.execute(
+            "INSERT INTO verifications (run_id, run_version, config_version, status, n_findings, config_json) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [run_id, run_version, cfg_version, status, findings.height, json.dumps(cfg, sort_keys=True)])
+
+
+def stored_verification(con, run_id: str, run_version: int, cfg_version: str):
+    """(status, findings, checks) of an earlier identical verification, or None."""
+    status = fetch_value(con, "SELECT status FROM verifications WHERE run_id = ? AND run_version = ? "
+                              "AND config_version = ?", [run_id, run_version, cfg_version])
+    if status is None:
+        return None
+    findings = q._frame(con, f"SELECT {', '.join(FINDING_COLUMNS)} FROM findings WHERE run_id = ? AND run_version = ? "
+                             "AND config_version = ?", [run_id, run_version, cfg_version])
+    dq = q._frame(con, "SELECT check_name AS name, severity, success, observed, unexpected_count, staff_affected, "
+                       "sample, detail FROM dq_results WHERE run_id = ? AND run_version = ? ORDER BY check_name",
+                  [run_id, run_version])
+    return status, findings, dq.to_dicts()
+
+
+def stage_deliver(out: Path, inp: DetectionInput, findings: pl.DataFrame, checks: list[dict],
+                  load_outcome: str, blocked: bool) -> Path:
+    """exceptions.csv and the run summary into the run's report folder."""
+    make_private_dir(out)
+    report.write_exceptions(out, inp.meta.run_id, findings)
+    meta = {"run_id": inp.meta.run_id, "run_type": inp.meta.run_type, "period": inp.meta.period,
+            "payroll_area": inp.meta.payroll_area, "extracted_at": inp.history.get("extracted_at", "")}
+    text = report.summary_markdown(meta, findings, checks, load_outcome)
+    if blocked:
+        failed = quality.critical_failures(checks)
+        text = ("# NOT VERIFIED — data quality\n\nDetection was stopped because the extract cannot be trusted:\n\n"
+                + "".join(f"- {c['detail']}\n" for c in failed) + "\n" + text)
+        (out / "data_quality.md").write_text(text, encoding="utf-8")
+    (out / "summary.md").write_text(text, encoding="utf-8")
+    return out
+
+
+# ------------------------------------------------------------------------------ driver
+
+def verify_run(folder: Path, db: Path | None = None, out: Path | None = None,
+               wait_seconds: float = 600.0) -> VerifyResult:
+    """Process one run folder end to end (cli-contract.md `paywatch verify`)."""
+    paths = Paths.for_db(Path(db)) if db else Paths.default()
+    db_path = Path(db) if db else paths.db
+    make_private_dir(db_path.parent)
+    try:
+        extract = stage_read(Path(folder))
+    except ExtractError as e:
+        _reject(db_path, paths, Path(folder), e, wait_seconds)
+        return VerifyResult(2, e.one_line())
+    with WarehouseLock(db_path, wait_seconds=wait_seconds):
+        con = open_warehouse(db_path)
+        try:
+            try:
+                loaded = stage_load(con, extract, paths)
+            except ExtractError as e:
+                quarantine(Path(folder), e, paths.quarantine, con=con, run_id=extract.manifest.run_id)
+                return VerifyResult(2, e.one_line())
+            return _verify_loaded(con, loaded, paths, out)
+        finally:
+            con.close()
+
+
+def _reject(db_path: Path, paths: Paths, folder: Path, e: ExtractError, wait_seconds: float) -> None:
+    with WarehouseLock(db_path, wait_seconds=wait_seconds):
+        con = open_warehouse(db_path)
+        try:
+            quarantine(folder, e, paths.quarantine, con=con)
+        finally:
+            con.close()
+
+
+def _verify_loaded(con, loaded: LoadResult, paths: Paths, out: Path | None) -> VerifyResult:
+    run_id, version = loaded.run_id, loaded.run_version
+    cfg = load_config(paths.config)
+    cfg_version = config_version(cfg)
+    inp = detection_input(con, run_id)
+    stored = stored_verification(con, run_id, version, cfg_version)
+    if stored is not None:
+        status, findings, checks = stored
+    else:
+        checks = stage_validate(con, inp, cfg)
+        if quality.critical_failures(checks):
+            status, findings = "dq_blocked", stage_triage(con, inp, empty_findings(), version, cfg_version)
+        else:
+            status = "verified"
+            findings = stage_triage(con, inp, stage_detect(inp, cfg), version, cfg_version)
+        store_verification(con, run_id, version, cfg, cfg_version, findings, checks, status)
+    out_dir = Path(out) if out else paths.reports / run_id
+    blocked = status == "dq_blocked"
+    stage_deliver(out_dir, inp, findings, checks, loaded.outcome, blocked)
+    staff = report.staff_outcomes(findings)
+    held = staff.filter(pl.col("outcome") == "hold").height
+    if blocked:
+        msg = (f"{run_id}: NOT VERIFIED — data quality; detection stopped "
+               f"({'; '.join(c['name'] for c in quality.critical_failures(checks))}). Report: {out_dir}")
+        return VerifyResult(3, msg, run_id, out_dir, findings, loaded.outcome, checks)
+    msg = (f"{run_id}: {loaded.outcome}; {findings.height} exceptions, {held} staff on hold, "
+           f"{staff.height - held} to review. Reports: {out_dir}")
+    return VerifyResult(0, msg, run_id, out_dir, findings, loaded.outcome, checks)
+

@@ -71,6 +71,43 @@ def verify(
     raise typer.Exit(result.exit_code)
 
 
+@app.command()
+def demo(
+    staff: int = typer.Option(2_000, "--staff", help="Staff in the simulated payroll area."),
+    months: int = typer.Option(2, "--months", help="Months to simulate."),
+    start: str = typer.Option("202512", "--start", help="First period, YYYYMM."),
+    seed: int = typer.Option(7, "--seed", help="Random seed."),
+) -> None:
+    """The main job on the embedded default: simulated Umoja drops runs into the landing
+    folder, and every run is verified in order into paywatch-data/warehouse.duckdb."""
+    from rich.table import Table
+
+    from paywatch.paths import Paths
+    from paywatch.pipeline import verify_run
+    from paywatch.simulate import SimConfig, simulate_to_folder
+
+    paths = Paths.default()
+    landing = paths.landing / f"GV-{start}-seed{seed}"
+    if not (landing / "runs.txt").exists():
+        with _progress() as progress:
+            task = progress.add_task("simulating Umoja", total=months * 5)
+            simulate_to_folder(SimConfig(staff=staff, months=months, start=start, seed=seed), landing,
+                               on_run=lambda o: progress.update(task, advance=1, description=o.plan.run_id))
+    runs = (landing / "runs.txt").read_text(encoding="utf-8").split()
+    table = Table("run", "load", "exceptions", "hold", "review", "exit")
+    with _progress() as progress:
+        task = progress.add_task("verifying runs", total=len(runs))
+        for name in runs:
+            res = verify_run(landing / name, db=paths.db)
+            f = res.findings
+            held = 0 if f is None else f.filter(f["severity"] == "hold")["pernr"].n_unique()
+            review = 0 if f is None else f.filter(f["severity"] == "review")["pernr"].n_unique()
+            table.add_row(name, res.load_outcome, str(0 if f is None else f.height), str(held), str(review), str(res.exit_code))
+            progress.update(task, advance=1, description=name)
+    Console().print(table)
+    typer.echo(f"warehouse: {paths.db}  reports: {paths.reports}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -6,7 +6,9 @@ import polars as pl
 
 from detectors.base import DetectionInput, Detector, empty_findings
 from detectors.context import prepare
-from detectors.rules import pw101_paymodel, pw102_totals, pw103_not_active, pw104_run_type, pw105_duplicates
+from detectors.rules import (
+    pw101_paymodel, pw102_totals, pw103_not_active, pw104_run_type, pw105_duplicates, pw120_retro,
+)
 
 ALL_DETECTORS: tuple[Detector, ...] = (
     pw101_paymodel.DETECTOR,
@@ -14,6 +16,7 @@ ALL_DETECTORS: tuple[Detector, ...] = (
     pw103_not_active.DETECTOR,
     pw104_run_type.DETECTOR,
     pw105_duplicates.DETECTOR,
+    pw120_retro.DETECTOR,
 )
 
 

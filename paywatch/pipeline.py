@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from detectors import history as dh
 from detectors.base import DetectionInput, RunMeta, empty_findings
 from detectors.config import config_version, load_config
 from detectors.registry import detect
@@ -62,8 +63,28 @@ def detection_input(con: duckdb.DuckDBPyConnection, run_id: str) -> DetectionInp
     lines = q.pay_lines(con, run_id).select(LINE_COLUMNS)
     md = {t: q.master_data_as_of_run(con, run_id, f"stg_{t}") for t in MASTER}
     ref = {t: q.reference_as_of_run(con, run_id, f"stg_{t}") for t in REFERENCE}
-    history = {"runs": q.history_before(con, run_id), "extracted_at": str(info["extracted_at"])}
+    runs = q.history_before(con, run_id)
+    recent = runs.filter(pl.col("period") >= dh.window_start(meta.period))
+    final_lines = q.lines_of_runs(con, recent.filter(pl.col("run_type") == "FINAL"))
+    history = {
+        "runs": runs,
+        "extracted_at": str(info["extracted_at"]),
+        "final_lines": final_lines,
+        "offcycle_lines": q.lines_of_runs(con, recent.filter(pl.col("run_type") == "OFFCYCLE")),
+        "final_md": {
+            fid: _master_data(con, fid, pernrs)
+            for fid, pernrs in dh.final_runs_needed(lines, final_lines, runs).items()
+        },
+    }
     return DetectionInput(meta, lines, md, ref, history)
+
+
+def _master_data(con, run_id: str, pernrs: list[str] | None = None) -> dict[str, pl.DataFrame]:
+    md = {t: q.master_data_as_of_run(con, run_id, f"stg_{t}") for t in MASTER}
+    if pernrs is None:
+        return md
+    keep = pl.Series(pernrs, dtype=pl.String)
+    return {t: f.filter(pl.col("pernr").is_in(keep)) for t, f in md.items()}
 
 
 def previous_of_kind(con: duckdb.DuckDBPyConnection, inp: DetectionInput) -> DetectionInput | None:

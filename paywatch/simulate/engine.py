@@ -516,10 +516,11 @@ class Simulation:
             s = self.staff[p]
             if s.spa_cents:
                 rows.append((p, period, "1500", pm.round_half_away(Fraction(s.spa_cents * r["active_days"], r["days_in_month"])), None))
+            f = Fraction(r["active_days"], r["days_in_month"])
             if s.other_ded_cents:
-                rows.append((p, period, "3300", -s.other_ded_cents, None))
+                rows.append((p, period, "3300", -pm.round_half_away(s.other_ded_cents * f), None))
             rec = self.recoveries.get((p, period))
-            if rec:
+            if rec and f == 1:  # a short month defers the instalment (it would net negative)
                 rows.append((p, period, "3200", -rec, None))
         rows.extend(self._retro_lines(plan, md, ref, set(fact_rows)))
         by_staff: dict[str, list[tuple]] = {}

@@ -187,3 +187,19 @@ def paid_so_far(
         )
     finally:
         con.unregister(src)
+
+
+def lines_of_runs(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame) -> pl.DataFrame:
+    """Pay lines of the given run versions (frame with run_id, version) — grain: one row
+    per pay line per run, with run_id; in contract order of the runs, then file order."""
+    keys = runs.select("run_id", pl.col("version").cast(pl.Int32).alias("run_version")).with_row_index("_seq")
+    src = f"_runs_{next(_names)}"
+    con.register(src, keys)
+    try:
+        return _frame(
+            con,
+            "SELECT p.run_id, p.pernr, p.for_period, p.in_period, p.wage_type, p.amount_cents, p.currency, "
+            f"p.quantity FROM mart_pay_lines p JOIN {src} k USING (run_id, run_version) ORDER BY k._seq, p.line_no",
+        )
+    finally:
+        con.unregister(src)

@@ -1,0 +1,87 @@
+"""History helpers for detectors: what was paid, what changed since, in contract order.
+
+All pure: frames in, frames out. The pipeline loads the frames these functions ask for
+(`final_runs_needed`), so detectors never touch the warehouse.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+
+from detectors import paymodel as pm
+
+PAY_INFOTYPES = ("actions", "assignments", "basic_pay", "family")
+LOOKBACK_MONTHS = 12
+
+
+def window_start(period: str) -> str:
+    return pm.shift_period(period, -LOOKBACK_MONTHS)
+
+
+def last_final_with_pay(final_lines: pl.DataFrame, runs: pl.DataFrame, pernrs: pl.Series) -> pl.DataFrame:
+    """For each staff member, the latest earlier FINAL run in which they had lines.
+    Grain: one row per staff member who had one (pernr, run_id)."""
+    order = runs.with_row_index("_seq").select("run_id", "_seq")
+    return (
+        final_lines.filter(pl.col("pernr").is_in(pernrs)).select("pernr", "run_id").unique()
+        .join(order, on="run_id").sort("_seq")
+        .group_by("pernr").agg(pl.col("run_id").last())
+    )
+
+
+def final_runs_needed(lines: pl.DataFrame, final_lines: pl.DataFrame, runs: pl.DataFrame) -> dict[str, list[str]]:
+    """Which earlier FINAL runs' master data the retro check needs, for which staff."""
+    paid = lines["pernr"].unique()
+    last = last_final_with_pay(final_lines, runs, paid)
+    out: dict[str, list[str]] = {}
+    for pernr, run_id in last.iter_rows():
+        out.setdefault(run_id, []).append(pernr)
+    return out
+
+
+def _effective_changes(now: pl.DataFrame, then: pl.DataFrame, key: list[str]) -> pl.DataFrame:
+    """Records added or removed between two extracts, with the day each change takes effect.
+
+    A record re-delimited (same start, other end) changes from the earlier of the two ends
+    + 1 day; any other added or removed record from its start."""
+    cols = now.columns
+    added = now.join(then, on=cols, how="anti", nulls_equal=True)
+    removed = then.join(now, on=cols, how="anti", nulls_equal=True)
+    paired = added.select(*key, pl.col("valid_to").alias("_to_new")).join(
+        removed.select(*key, pl.col("valid_to").alias("_to_old")), on=key, how="inner")
+    paired = paired.with_columns(
+        (pl.min_horizontal("_to_new", "_to_old") + timedelta(days=1)).alias("effective"))
+    plain = pl.concat([added.select(*key), removed.select(*key)]).join(paired.select(key), on=key, how="anti")
+    plain = plain.with_columns(pl.col("valid_from").alias("effective"))
+    return pl.concat([paired.select("pernr", "effective"), plain.select("pernr", "effective")])
+
+
+def earliest_unsettled_change(md_now: dict[str, pl.DataFrame], md_then: dict[str, pl.DataFrame] | None,
+                              pernrs: list[str]) -> pl.DataFrame:
+    """Earliest effective day of a pay-relevant master-data change since `md_then` (the
+    extract of the last FINAL that paid these staff; None = never paid).
+    Grain: one row per staff member with a change (pernr, effective)."""
+    keep = pl.Series(pernrs, dtype=pl.String)
+    parts = []
+    for it in PAY_INFOTYPES:
+        now = md_now[it].filter(pl.col("pernr").is_in(keep))
+        then = md_then[it].filter(pl.col("pernr").is_in(keep)) if md_then is not None else now.head(0)
+        key = ["pernr", "member_id", "valid_from"] if it == "family" else ["pernr", "valid_from"]
+        parts.append(_effective_changes(now, then.select(now.columns), key))
+    changes = pl.concat(parts)
+    return changes.group_by("pernr").agg(pl.col("effective").min())
+
+
+def ledger(final_lines: pl.DataFrame, wage_types: tuple[str, ...] = pm.RETRO_WAGE_TYPES) -> pl.DataFrame:
+    """What earlier FINAL runs paid. Grain: one row per staff member, for-period, wage type."""
+    return (
+        final_lines.filter(pl.col("wage_type").is_in(list(wage_types)))
+        .group_by("pernr", "for_period", "wage_type").agg(pl.col("amount_cents").sum().alias("paid_cents"))
+    )
+
+
+def final_periods(runs: pl.DataFrame) -> set[str]:
+    """Periods whose FINAL is in the history."""
+    return set(runs.filter(pl.col("run_type") == "FINAL")["period"].to_list())

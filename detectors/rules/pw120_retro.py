@@ -1,0 +1,116 @@
+"""PW120 retro — retroactive lines recomputed from history (extract-format.md).
+
+For each staff member paid in the run: the earliest pay-relevant master-data change not
+yet settled by a FINAL that paid them opens the months to recalculate (up to INPER-1, at
+most 12). For each such month whose FINAL is in the history, every retro wage type's
+expected difference is (model amount with today's master data) - (paid so far by FINAL
+runs). A written retro line that differs is `retro_mismatch`; one with no change behind
+it at all is `unexplained_retro`; an expected difference with no line is `missing_retro`.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detectors import history as h
+from detectors import paymodel as pm
+from detectors.base import Detector, findings_frame, money
+from detectors.context import Context
+
+CODE = "PW120"
+
+
+def _recalculated(ctx: Context, months_by_staff: dict[str, str]) -> pl.DataFrame:
+    """Model amounts of the recalculated months (0 where the model has no line).
+    Grain: one row per staff member, recalculated month and retro wage type."""
+    period = ctx.meta.period
+    months = sorted(m for m in h.final_periods(ctx.inp.history["runs"]) if m < period)
+    wts = pl.DataFrame({"wage_type": list(pm.RETRO_WAGE_TYPES)})
+    parts = []
+    for m in months:
+        pernrs = sorted(p for p, start in months_by_staff.items() if start <= m)
+        if not pernrs:
+            continue
+        _, exp = pm.expected_for_period(ctx.inp.md, ctx.inp.ref, m, pernrs=pernrs)
+        grid = pl.DataFrame({"pernr": pernrs, "for_period": [m] * len(pernrs)}).join(wts, how="cross")
+        parts.append(grid.join(exp.select("pernr", "wage_type", "expected_cents"), on=["pernr", "wage_type"],
+                               how="left").with_columns(pl.col("expected_cents").fill_null(0)))
+    if not parts:
+        return pl.DataFrame(schema={"pernr": pl.String, "for_period": pl.String, "wage_type": pl.String,
+                                    "expected_cents": pl.Int64})
+    return pl.concat(parts)
+
+
+def windows(ctx: Context) -> dict[str, str]:
+    """First month to recalculate per staff member with an unsettled change."""
+    hist = ctx.inp.history
+    period = ctx.meta.period
+    paid_now = ctx.current.filter(~pl.col("wage_type").str.starts_with("/"))["pernr"].unique()
+    last = h.last_final_with_pay(hist["final_lines"], hist["runs"], paid_now)
+    by_run: dict[str | None, list[str]] = {}
+    known = dict(last.iter_rows())
+    for p in paid_now.to_list():
+        by_run.setdefault(known.get(p), []).append(p)
+    out: dict[str, str] = {}
+    first_allowed = h.window_start(period)
+    for run_id, pernrs in by_run.items():
+        then = hist["final_md"].get(run_id) if run_id is not None else None
+        if run_id is not None and then is None:
+            continue  # that FINAL's master data is not available: cannot say what changed
+        ch = h.earliest_unsettled_change(ctx.inp.md, then, pernrs)
+        for p, eff in ch.iter_rows():
+            m = f"{eff.year:04d}{eff.month:02d}"
+            if m < period:
+                out[p] = max(m, first_allowed)
+    return out
+
+
+def run(ctx: Context, params: dict) -> pl.DataFrame:
+    if ctx.meta.run_type == "OFFCYCLE" or "final_lines" not in ctx.inp.history:
+        return findings_frame([])
+    done = h.final_periods(ctx.inp.history["runs"])
+    win = windows(ctx)
+    written = (ctx.retro.group_by("pernr", "for_period", "wage_type")
+               .agg(pl.col("amount_cents").sum().alias("written_cents"), pl.col("currency").first()))
+    written = written.filter(pl.col("for_period").is_in(list(done)))  # others cannot be checked
+    recalc = _recalculated(ctx, win)
+    paid = h.ledger(ctx.inp.history["final_lines"])
+    exp = (recalc.join(paid, on=["pernr", "for_period", "wage_type"], how="left")
+           .with_columns((pl.col("expected_cents") - pl.col("paid_cents").fill_null(0)).alias("diff_cents")))
+    cmp = exp.join(written, on=["pernr", "for_period", "wage_type"], how="full", coalesce=True).with_columns(
+        pl.col("diff_cents").fill_null(0), pl.col("written_cents").fill_null(0))
+    bad = cmp.filter(pl.col("diff_cents") != pl.col("written_cents"))
+    if bad.height == 0:
+        return findings_frame([])
+    cur = ctx.current.group_by("pernr").agg(pl.col("currency").first().alias("pay_currency"))
+    bad = bad.join(cur, on="pernr", how="left").join(ctx.owners(), on="wage_type", how="left")
+    rows = []
+    for r in bad.iter_rows(named=True):
+        p, m, wt = r["pernr"], r["for_period"], r["wage_type"]
+        c = r["currency"] or r["pay_currency"]
+        label = f"Retroactive {ctx.text(wt)} ({wt}) for {m}"
+        if p not in win or m < win[p]:
+            category = "unexplained_retro"
+            text = (f"{label} of {money(r['written_cents'], c)} has no master-data change behind it: nothing that "
+                    f"affects pay for {m} was entered since the last FINAL that paid this staff member.")
+        elif r["written_cents"] == 0:
+            category = "missing_retro"
+            text = (f"{label} is missing: with the master data now on file {m} comes to "
+                    f"{money(r['expected_cents'], c)} against {money(r['paid_cents'] or 0, c)} paid, "
+                    f"a difference of {money(r['diff_cents'], c)}.")
+        else:
+            category = "retro_mismatch"
+            text = (f"{label} is {money(r['written_cents'], c)} but recomputing {m} gives "
+                    f"{money(r['expected_cents'], c)} against {money(r['paid_cents'] or 0, c)} paid, "
+                    f"a difference of {money(r['diff_cents'], c)}.")
+        rows.append({"pernr": p, "detector": CODE, "category": category,
+                     "severity": params.get(f"{category}_severity", "hold"), "owner": r["owner"] or "HR",
+                     "wage_type": wt, "for_period": m, "amount_cents": r["written_cents"] or None,
+                     "expected_cents": r["diff_cents"], "currency": c, "score": 1.0, "explanation": text,
+                     "evidence": {"recomputed_cents": r["expected_cents"], "paid_so_far_cents": r["paid_cents"],
+                                  "window_from": win.get(p)}})
+    return findings_frame(rows)
+
+
+DETECTOR = Detector(CODE, "retro", ("unexplained_retro", "retro_mismatch", "missing_retro"), run,
+                    description="Recomputes retroactive differences from history and flags unexplained ones.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import polars as pl
@@ -29,6 +29,7 @@ class Context:
     expected: pl.DataFrame
     status_days: pl.DataFrame
     wage_types: pl.DataFrame
+    artifacts: dict = field(default_factory=dict)  # fitted models, keyed by detector code
 
     @property
     def meta(self):

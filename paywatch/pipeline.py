@@ -69,6 +69,7 @@ def detection_input(con: duckdb.DuckDBPyConnection, run_id: str) -> DetectionInp
     history = {
         "runs": runs,
         "extracted_at": str(info["extracted_at"]),
+        "pay_date": info["pay_date"],
         "final_lines": final_lines,
         "offcycle_lines": q.lines_of_runs(con, recent.filter(pl.col("run_type") == "OFFCYCLE")),
         "final_md": {

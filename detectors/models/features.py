@@ -1,0 +1,62 @@
+"""Staff-run features for the anomaly models, from pay lines only (currency-neutral ratios).
+
+Grain of every frame here: one row per staff member per run.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detectors import paymodel as pm
+
+FEATURES = ("net_to_base", "gross_to_base", "n_lines", "retro_to_base", "overtime_hours", "spa_to_base",
+            "deductions_to_base")
+LABELS = {
+    "net_to_base": "net pay / net base salary",
+    "gross_to_base": "gross pay / net base salary",
+    "n_lines": "number of pay lines",
+    "retro_to_base": "retroactive amounts / net base salary",
+    "overtime_hours": "overtime hours",
+    "spa_to_base": "special post allowance / net base salary",
+    "deductions_to_base": "other deductions / net base salary",
+}
+
+
+def staff_run_features(lines: pl.DataFrame) -> pl.DataFrame:
+    """Features of every staff member with a net base salary line, per run_id (or one run)."""
+    if "run_id" not in lines.columns:
+        lines = lines.with_columns(pl.lit("current").alias("run_id"))
+    cur = pl.col("for_period") == pl.col("in_period")
+    wt = pl.col("wage_type")
+    amt = pl.col("amount_cents").cast(pl.Float64)
+    f = lines.group_by("run_id", "pernr").agg(
+        amt.filter(cur & (wt == pm.WT_BASE)).sum().alias("_base"),
+        amt.filter(wt == "/560").sum().alias("_net"),
+        amt.filter(wt == "/101").sum().alias("_gross"),
+        (~wt.str.starts_with("/")).sum().cast(pl.Float64).alias("n_lines"),
+        amt.filter(~cur).abs().sum().alias("_retro"),
+        pl.col("quantity").filter(wt == pm.WT_OVERTIME).cast(pl.Float64).sum().alias("overtime_hours"),
+        amt.filter(cur & (wt == pm.WT_SPECIAL_POST)).sum().alias("_spa"),
+        amt.filter(cur & (wt == pm.WT_OTHER_DED)).abs().sum().alias("_ded"),
+    ).filter(pl.col("_base") > 0)
+    return f.select(
+        "run_id", "pernr",
+        (pl.col("_net") / pl.col("_base")).alias("net_to_base"),
+        (pl.col("_gross") / pl.col("_base")).alias("gross_to_base"),
+        "n_lines",
+        (pl.col("_retro") / pl.col("_base")).alias("retro_to_base"),
+        pl.col("overtime_hours").fill_null(0.0),
+        (pl.col("_spa") / pl.col("_base")).alias("spa_to_base"),
+        (pl.col("_ded") / pl.col("_base")).alias("deductions_to_base"),
+    ).sort("run_id", "pernr")
+
+
+def robust_stats(frame: pl.DataFrame, cols=FEATURES) -> dict[str, tuple[float, float]]:
+    """Median and scaled MAD (1.4826 x MAD) per feature, with a small floor."""
+    out = {}
+    for c in cols:
+        s = frame[c].drop_nulls()
+        med = float(s.median()) if s.len() else 0.0
+        mad = float((s - med).abs().median()) * 1.4826 if s.len() else 0.0
+        out[c] = (med, max(mad, 1e-3 + abs(med) * 0.01))
+    return out

@@ -1,0 +1,51 @@
+"""PW111 shared_iban — one bank account paid for several staff members (audit red flag).
+
+Bank records (PA0009) valid during the period are grouped by IBAN. Where two or more staff
+share an account, the staff member(s) whose record with it started last are flagged (the
+newcomer to an existing account); ties flag all of them. IBANs are shown masked.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detectors import paymodel as pm
+from detectors.base import Detector, findings_frame
+from detectors.context import Context
+
+CODE = "PW111"
+
+
+def _mask(iban: str) -> str:
+    return "*" * max(len(iban) - 4, 0) + iban[-4:]
+
+
+def shared_accounts(bank: pl.DataFrame, first, last) -> pl.DataFrame:
+    """Staff sharing an account valid in [first, last]. Grain: staff member x IBAN."""
+    valid = bank.filter((pl.col("valid_from") <= last) & (pl.col("valid_to") >= first))
+    per = valid.group_by("iban", "pernr").agg(pl.col("valid_from").min().alias("since"))
+    return (per.with_columns(pl.col("pernr").n_unique().over("iban").alias("holders"),
+                             pl.col("since").max().over("iban").alias("newest"))
+            .filter(pl.col("holders") > 1))
+
+
+def run(ctx: Context, params: dict) -> pl.DataFrame:
+    first, last, _ = pm.month_bounds(ctx.meta.period)
+    shared = shared_accounts(ctx.inp.md["bank_details"], first, last)
+    paid = ctx.inp.lines.select("pernr").unique()
+    flagged = shared.filter(pl.col("since") == pl.col("newest")).join(paid, on="pernr")
+    rows = []
+    for r in flagged.iter_rows(named=True):
+        others = sorted(set(shared.filter(pl.col("iban") == r["iban"])["pernr"].to_list()) - {r["pernr"]})
+        rows.append({"pernr": r["pernr"], "detector": CODE, "category": "shared_iban",
+                     "severity": params.get("severity", "hold"), "owner": "HR", "wage_type": None,
+                     "for_period": ctx.meta.period, "amount_cents": None, "expected_cents": None, "currency": None,
+                     "score": 1.0,
+                     "explanation": (f"Bank account {_mask(r['iban'])}, on file for this staff member since "
+                                     f"{r['since']}, is also the account of staff {', '.join(others)}."),
+                     "evidence": {"iban_masked": _mask(r["iban"]), "other_staff": others, "since": str(r["since"])}})
+    return findings_frame(rows)
+
+
+DETECTOR = Detector(CODE, "shared_iban", ("shared_iban",), run,
+                    description="Flags a bank account shared by several staff members.")

@@ -1,0 +1,49 @@
+"""PW113 new_staff_high_first_pay — a newcomer's first pay far above a month's salary.
+
+A staff member with no pay in any FINAL of the look-back history whose amount paid
+exceeds `max_months` x a full month of net base + post adjustment (their own grade and
+step, from the pay scale) is flagged for review.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detectors.base import Detector, findings_frame, money
+from detectors.context import Context
+
+CODE = "PW113"
+
+
+def run(ctx: Context, params: dict) -> pl.DataFrame:
+    final_lines = ctx.inp.history.get("final_lines")
+    if final_lines is None or ctx.meta.run_type == "OFFCYCLE" or final_lines.height == 0:
+        return findings_frame([])
+    seen = final_lines.select("pernr").unique()
+    paid = (ctx.current.filter(pl.col("wage_type") == "/560").group_by("pernr")
+            .agg(pl.col("amount_cents").sum().alias("paid"), pl.col("currency").first())
+            .join(seen, on="pernr", how="anti"))
+    f = ctx.facts.select(
+        "pernr", "annual_net_cents", "employment_pct",
+        (pl.col("multiplier_num").cast(pl.Float64) / pl.col("multiplier_den").cast(pl.Float64)).fill_null(0).alias("mult"),
+        "staff_category")
+    f = f.with_columns(
+        (pl.col("annual_net_cents") / 12 * pl.col("employment_pct") / 100
+         * (1 + pl.when(pl.col("staff_category") == "G").then(0).otherwise(pl.col("mult")) / 100)).alias("month_ref"))
+    k = float(params.get("max_months", 1.6))
+    hits = paid.join(f, on="pernr").filter(pl.col("paid") > pl.col("month_ref") * k)
+    rows = []
+    for r in hits.iter_rows(named=True):
+        ref = int(r["month_ref"])
+        rows.append({"pernr": r["pernr"], "detector": CODE, "category": "new_staff_high_first_pay",
+                     "severity": params.get("severity", "review"), "owner": "HR", "wage_type": "/560",
+                     "for_period": ctx.meta.period, "amount_cents": r["paid"], "expected_cents": ref,
+                     "currency": r["currency"], "score": min(1.0, r["paid"] / (ref * k * 2)),
+                     "explanation": (f"First pay of a new staff member is {money(r['paid'], r['currency'])}, more than "
+                                     f"{k:g} x a full month of salary and post adjustment ({money(ref, r['currency'])})."),
+                     "evidence": {"month_reference_cents": ref}})
+    return findings_frame(rows)
+
+
+DETECTOR = Detector(CODE, "new_staff_high_first_pay", ("new_staff_high_first_pay",), run,
+                    description="Flags a newcomer whose first pay is far above a month's salary.")

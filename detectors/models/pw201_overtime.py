@@ -37,8 +37,10 @@ def fit(history_lines: pl.DataFrame, params: dict) -> dict:
 
 
 def score(ctx: Context, model: dict, params: dict) -> pl.DataFrame:
-    if not model["n"] or model["n"] < int(params.get("min_history", 20)):
-        return findings_frame([])
+    if not model.get("n") or model["n"] < int(params.get("min_history", 20)):
+        # too little history to know what is usual: fall back on a fixed ceiling
+        model = {"n": 0, "median": float(params.get("fallback_typical_hours", 10.0)),
+                 "scale": float(params.get("fallback_scale_hours", 6.0)), "own_max": {}}
     now = _hours(ctx.current)
     t, own_ratio = float(params.get("threshold", 5.0)), float(params.get("own_ratio", 1.5))
     rows = []

@@ -1,8 +1,9 @@
 """PW130 variable_pay_change — variable wage types against the staff member's own history.
 
-Special post allowance (1500) is usually constant month to month: an amount above
-`spike_ratio` x the highest amount of the look-back FINAL runs is a spike (review).
-Other changes of 1500 and 3300 are reported as info so the reviewer sees them in context.
+Special post allowance (1500) is usually constant month to month. Amounts are compared as
+a share of the month's net base salary (1000), so proration by days cancels out: a share
+above `spike_ratio` x the highest share of the look-back FINAL runs is a spike (review).
+Changes of other deductions (3300) are reported as info, for context.
 """
 
 from __future__ import annotations
@@ -16,41 +17,53 @@ from detectors.context import Context
 CODE = "PW130"
 
 
+def _relative(lines: pl.DataFrame, wts: list[str]) -> pl.DataFrame:
+    """Amount of each variable wage type and its share of the month's 1000 line.
+    Grain: one row per run, staff member and wage type."""
+    base = (lines.filter(pl.col("wage_type") == pm.WT_BASE).group_by("run_id", "pernr")
+            .agg(pl.col("amount_cents").sum().alias("_base")).filter(pl.col("_base") > 0))
+    return (lines.filter(pl.col("wage_type").is_in(wts)).group_by("run_id", "pernr", "wage_type")
+            .agg(pl.col("amount_cents").sum().alias("amount"), pl.col("currency").first())
+            .join(base, on=["run_id", "pernr"])
+            .with_columns((pl.col("amount").abs() / pl.col("_base")).alias("rel")))
+
+
 def run(ctx: Context, params: dict) -> pl.DataFrame:
     hist = ctx.inp.history.get("final_lines")
     if hist is None or hist.height == 0 or ctx.meta.run_type == "OFFCYCLE":
         return findings_frame([])
     wts = [pm.WT_SPECIAL_POST, pm.WT_OTHER_DED]
-    past = (hist.filter(pl.col("wage_type").is_in(wts) & (pl.col("for_period") == pl.col("in_period")))
-            .group_by("pernr", "wage_type").agg(pl.col("amount_cents").abs().max().alias("past_max"),
-                                                pl.col("amount_cents").abs().min().alias("past_min")))
-    now = (ctx.current.filter(pl.col("wage_type").is_in(wts)).group_by("pernr", "wage_type")
-           .agg(pl.col("amount_cents").sum().alias("amount"), pl.col("currency").first()))
+    # amounts relative to the month's net base salary: proration by days cancels out
+    past = (_relative(hist.filter(pl.col("for_period") == pl.col("in_period")), wts)
+            .group_by("pernr", "wage_type").agg(pl.col("rel").max().alias("past_max"), pl.col("rel").min().alias("past_min"),
+                                                pl.col("amount").abs().max().alias("past_amount")))
+    now = _relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), wts)
     cmp = now.join(past, on=["pernr", "wage_type"], how="inner")
-    ratio = float(params.get("spike_ratio", 1.5))
+    ratio, tol = float(params.get("spike_ratio", 1.5)), float(params.get("change_tolerance", 0.02))
     rows = []
     for r in cmp.iter_rows(named=True):
-        amount = abs(r["amount"])
-        if r["past_min"] <= amount <= r["past_max"]:
+        rel = r["rel"]
+        if r["past_min"] * (1 - tol) <= rel <= r["past_max"] * (1 + tol):
             continue
-        spike = r["wage_type"] == pm.WT_SPECIAL_POST and amount > r["past_max"] * ratio
-        if r["wage_type"] == pm.WT_SPECIAL_POST and amount < r["past_max"] and not spike:
-            continue  # lower 1500: usually a shorter month (prorated)
-        category = "special_allowance_spike" if spike else (
-            "special_allowance_change" if r["wage_type"] == pm.WT_SPECIAL_POST else "deduction_change")
-        text = (f"{ctx.text(r['wage_type'])} ({r['wage_type']}) is {money(r['amount'], r['currency'])}; in the last "
-                f"FINAL runs it was between {money(r['past_min'], r['currency'])} and {money(r['past_max'], r['currency'])}"
-                + (f" — {amount / max(r['past_max'], 1):.1f} times the highest." if spike else "."))
+        is_spa = r["wage_type"] == pm.WT_SPECIAL_POST
+        # both the share of base pay and the amount itself must jump: a part-time change
+        # moves only the share, a newcomer's first (prorated) month only the amount
+        spike = is_spa and rel > r["past_max"] * ratio and abs(r["amount"]) > r["past_amount"] * ratio
+        if is_spa and not spike:
+            continue
+        category = "special_allowance_spike" if spike else "deduction_change"
+        text = (f"{ctx.text(r['wage_type'])} ({r['wage_type']}) is {money(r['amount'], r['currency'])}, "
+                f"{rel:.1%} of net base salary; in the last FINAL runs it was {r['past_min']:.1%} to {r['past_max']:.1%}"
+                + (f" — {rel / max(r['past_max'], 1e-9):.1f} times the highest." if spike else "."))
         rows.append({"pernr": r["pernr"], "detector": CODE, "category": category,
                      "severity": params.get("spike_severity", "review") if spike else params.get("change_severity", "info"),
-                     "owner": "HR" if r["wage_type"] == pm.WT_SPECIAL_POST else "FINANCE",
-                     "wage_type": r["wage_type"], "for_period": ctx.meta.period, "amount_cents": r["amount"],
-                     "expected_cents": r["past_max"] if r["amount"] >= 0 else -r["past_max"], "currency": r["currency"],
-                     "score": min(1.0, 1 - r["past_max"] / amount) if spike else 0.5, "explanation": text,
-                     "evidence": {"past_min_cents": r["past_min"], "past_max_cents": r["past_max"]}})
+                     "owner": "HR" if is_spa else "FINANCE", "wage_type": r["wage_type"], "for_period": ctx.meta.period,
+                     "amount_cents": r["amount"], "expected_cents": None, "currency": r["currency"],
+                     "score": round(min(1.0, 1 - r["past_max"] / rel), 4) if spike else 0.5, "explanation": text,
+                     "evidence": {"share_of_base": round(rel, 4), "past_min_share": round(r["past_min"], 4),
+                                  "past_max_share": round(r["past_max"], 4)}})
     return findings_frame(rows)
 
 
-DETECTOR = Detector(CODE, "variable_pay_change", ("special_allowance_spike", "special_allowance_change",
-                                                  "deduction_change"), run,
+DETECTOR = Detector(CODE, "variable_pay_change", ("special_allowance_spike", "deduction_change"), run,
                     description="Compares variable wage types with the staff member's own FINAL history.")

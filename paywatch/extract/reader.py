@@ -36,7 +36,9 @@ _BOM = b"\xef\xbb\xbf"
 _QUOTED = r'"(?:[^"]|"")*"'
 _FIELD = rf'(?:{_QUOTED}|[^,"\r\n]*)'
 _RECORD_SHAPE = rf"^{_FIELD}(?:,{_FIELD})*$"
+_UNQUOTED = re.compile(r'[^,"\r\n]*')
 
+_ONLY_LINE_BREAKS = re.compile(rb"[\r\n]*")
 _PERIOD_RE = re.compile(r"[0-9]{4}(?:0[1-9]|1[0-2])")
 _DATE_RE = re.compile(r"[0-9]{8}")
 _STAMP_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
@@ -352,9 +354,6 @@ def _split_record(rec: str) -> tuple[list[str], str | None, int]:
             i = k + 1
 
 
-_UNQUOTED = re.compile(r'[^,"\r\n]*')
-
-
 def _diagnose(rec: str, header: list[str]) -> tuple[str, str | None]:
     """Why a record failed the vectorised dialect check: (reason, column or None)."""
     if rec == "":
@@ -398,7 +397,7 @@ def _parse_csv(name: str, data: bytes, expected_rows: int, manifest: Manifest) -
     """Check the dialect and values of one CSV and return its typed contract columns."""
     if data.startswith(_BOM):
         data = data[len(_BOM) :]
-    if not data.strip(b"\r\n"):
+    if _ONLY_LINE_BREAKS.fullmatch(data):  # (not data.strip(): that copies the whole file)
         raise ExtractError(name, None, None, "empty file (no header)")
     records, starts = _records(data, _decode(name, data))
 
@@ -428,6 +427,7 @@ def _parse_csv(name: str, data: bytes, expected_rows: int, manifest: Manifest) -
 
     columns = schema.FILES[name]
     if starts is None:
+        del records  # free it before the parser allocates the columns
         raw = pl.read_csv(
             data,
             has_header=False,
@@ -442,8 +442,7 @@ def _parse_csv(name: str, data: bytes, expected_rows: int, manifest: Manifest) -
         raw = pl.DataFrame(
             {c.name: pl.Series([f[position[c.name]] for f in parsed], dtype=pl.String) for c in columns}
         )
-        del parsed
-    del records
+        del parsed, records
     if raw.height != rows:  # the dialect check and the parser must agree on records
         raise RuntimeError(f"{name}: parser read {raw.height} records, dialect check {rows}")
     # Empty cells, quoted or not, are nulls.
@@ -460,43 +459,42 @@ def _full(pattern: str) -> str:
 
 
 def _typed(name: str, raw: pl.DataFrame, period: str, line_of) -> pl.DataFrame:
-    """Check every value (first offending row wins) and return the typed frame."""
+    """Check every value (the first offending row wins) and return the typed frame."""
     columns = schema.FILES[name]
-    typed: dict[str, pl.Expr] = {}
-    # (column, bad-row mask, reason(value, row)), in the order they are reported for one
-    # row: contract column order, then null / shape / meaning.
+    patterns = {
+        c.name: _full(p.pattern) for c in columns if (p := schema.column_pattern(c)) is not None
+    }
+    # Shapes first, once: conversions, checks and the RT rules all reuse them.
+    frame = raw.with_columns(pl.col(c).str.contains(p).alias(c + _OK) for c, p in patterns.items())
+    conversions = {c.name: _convert(c, frame) for c in columns}
+    frame = frame.with_columns(expr.alias(c + _TYPED) for c, (expr, _) in conversions.items())
+
+    # (column, bad-row mask, reason(value, row)) in the order they are reported within one
+    # row: contract column order, then empty / shape / meaning.
     checks: list[tuple[str, pl.Expr, object]] = []
     for col in columns:
-        c = col.name
-        s = pl.col(c)
-        pattern = schema.column_pattern(col)
+        c, s = col.name, pl.col(col.name)
+        ok = pl.col(c + _OK) if c in patterns else pl.lit(True)
         if not col.nullable:
             checks.append((c, s.is_null(), lambda v, r, c=c: f"{c} must not be empty"))
-        shape_ok = pl.lit(True)
-        if pattern is not None:
-            shape_ok = s.str.contains(_full(pattern.pattern))
+        if c in patterns:
             desc = _CODE_DESC.get(c) if col.kind == "code" else _KIND_DESC.get(col.kind)
-            checks.append((c, s.is_not_null() & ~shape_ok, lambda v, r, c=c, d=desc: f"{c} {_show(v)} is not {d}"))
-        value, meaning = _convert(col, raw, pattern)
-        typed[c] = value
+            checks.append((c, s.is_not_null() & ~ok, lambda v, r, c=c, d=desc: f"{c} {_show(v)} is not {d}"))
+        meaning = conversions[c][1]
         if meaning is not None:
-            checks.append((c, s.is_not_null() & shape_ok & value.is_null(), meaning))
-    if name == "RT.csv":
-        period_ok = _full(schema.KIND_PATTERNS["period"])
-        inper, fpper = pl.col("INPER"), pl.col("FPPER")
-        both_ok = inper.str.contains(period_ok) & fpper.str.contains(period_ok)
-        checks.append(
-            ("FPPER", both_ok & (fpper > inper),
-             lambda v, r: f"FPPER {v!r} is after INPER {raw[r, 'INPER']!r}")
-        )
-        checks.append(
-            ("INPER", inper.str.contains(period_ok) & (inper != period),
-             lambda v, r: f"INPER {v!r} differs from the manifest period {period!r}")
-        )
-    order = [c.name for c in columns]
-    checks.sort(key=lambda chk: order.index(chk[0]))  # stable: keeps null/shape/meaning order
+            checks.append((c, ok & pl.col(c + _TYPED).is_null(), meaning))
+        if name == "RT.csv" and c == "FPPER":
+            both_ok = ok & pl.col("INPER" + _OK)
+            checks.append(
+                (c, both_ok & (s > pl.col("INPER")),
+                 lambda v, r: f"FPPER {v!r} is after INPER {raw[r, 'INPER']!r}")
+            )
+        if name == "RT.csv" and c == "INPER":
+            checks.append(
+                (c, ok & (s != period),
+                 lambda v, r: f"INPER {v!r} differs from the manifest period {period!r}")
+            )
 
-    frame = raw.with_columns(v.alias(c + _TYPED) for c, v in typed.items())
     firsts = frame.select(
         mask.fill_null(False).arg_true().first().alias(str(i)) for i, (_, mask, _) in enumerate(checks)
     ).row(0)
@@ -508,10 +506,11 @@ def _typed(name: str, raw: pl.DataFrame, period: str, line_of) -> pl.DataFrame:
     return frame.select(pl.col(c.name + _TYPED).alias(c.name) for c in columns)
 
 
-_TYPED = "__typed"  # suffix of the typed twin of a column while both are in the frame
+# Suffixes of a column's helper twins while they share the frame: shape ok, typed value.
+_OK, _TYPED = "__ok", "__typed"
 
 
-def _convert(col: schema.Column, raw: pl.DataFrame, pattern) -> tuple[pl.Expr, object]:
+def _convert(col: schema.Column, frame: pl.DataFrame) -> tuple[pl.Expr, object]:
     """The typed value of a column (null where it cannot be typed) and the reason given when
     a well-shaped value still cannot be typed (None: every well-shaped value can)."""
     c = col.name
@@ -521,17 +520,20 @@ def _convert(col: schema.Column, raw: pl.DataFrame, pattern) -> tuple[pl.Expr, o
         value = pl.when(~s.str.starts_with("0000")).then(s.str.to_date("%Y%m%d", strict=False))
         return value, lambda v, r: f"{c} {v!r} is not a real calendar date"
     if col.kind == "amount":
-        # Exact text arithmetic into cents: "-12.5" -> -1250, never through a float.
-        whole = s.str.extract(r"^-?([0-9]+)", 1)
-        fraction = s.str.extract(r"\.([0-9]{1,2})$", 1).fill_null("").str.pad_end(2, "0")
-        cents = whole.cast(pl.Int64, strict=False) * 100 + fraction.cast(pl.Int64, strict=False)
-        fits = whole.str.strip_chars_start("0").str.len_chars() <= _MAX_AMOUNT_DIGITS
-        value = pl.when(fits).then(pl.when(s.str.starts_with("-")).then(-cents).otherwise(cents))
+        # Exact text arithmetic into cents, never through a float: drop the point and scale
+        # by the missing decimals ("-12.5" -> -125 * 10 = -1250, "7" -> 7 * 100 = 700).
+        decimals = (s.str.len_bytes() - s.str.find(".", literal=True) - 1).fill_null(0).cast(pl.Int64)
+        digits = s.str.replace(".", "", literal=True)
+        factor = pl.when(decimals == 0).then(100).when(decimals == 1).then(10).otherwise(1)
+        # 18 significant digits of cents always fit in Int64 (2**63 ~ 9.2e18).
+        significant = digits.str.strip_chars_start("-0").str.len_bytes().cast(pl.Int64) + 2 - decimals
+        value = pl.when(significant <= _MAX_AMOUNT_DIGITS + 2).then(
+            digits.cast(pl.Int64, strict=False) * factor
+        )
         return value, lambda v, r: f"{c} {_show(v)} is out of range (at most {_MAX_AMOUNT_DIGITS} integer digits)"
     if col.kind == "number":
-        full = _full(pattern.pattern)
         decimals = s.str.extract(r"\.([0-9]+)$", 1).str.len_chars().fill_null(0)
-        scale = raw.select(pl.when(s.str.contains(full)).then(decimals).max()).item() or 0
+        scale = frame.select(pl.when(pl.col(c + _OK)).then(decimals).max()).item() or 0
         scale = min(scale, _DECIMAL_PRECISION)
         whole = s.str.extract(r"^-?0*([0-9]*)", 1).str.len_chars()
         # The string cast parses the text exactly (no float) but rounds to the scale and

@@ -262,11 +262,12 @@ def _verify_loaded(con, loaded: LoadResult, paths: Paths, out: Path | None) -> V
     stage_deliver(out_dir, inp, findings, checks, loaded.outcome, blocked)
     staff = report.staff_outcomes(findings)
     held = staff.filter(pl.col("outcome") == "hold").height
+    review = staff.filter(pl.col("outcome") == "review").height
     if blocked:
         msg = (f"{run_id}: NOT VERIFIED — data quality; detection stopped "
                f"({'; '.join(c['name'] for c in quality.critical_failures(checks))}). Report: {out_dir}")
         return VerifyResult(3, msg, run_id, out_dir, findings, loaded.outcome, checks)
     msg = (f"{run_id}: {loaded.outcome}; {findings.height} exceptions, {held} staff on hold, "
-           f"{staff.height - held} to review. Reports: {out_dir}")
+           f"{review} to review. Reports: {out_dir}")
     return VerifyResult(0, msg, run_id, out_dir, findings, loaded.outcome, checks)
 

@@ -1,0 +1,184 @@
+"""Scale benchmark: how each stage's cost grows with the payroll (prints numbers, draws a chart).
+
+For each size: simulate a payroll area (two FINAL months of history, then the SIM1 of the
+third month), load the history, then time on that SIM1: read, load, validate, detect,
+report, and the whole `paywatch verify` as a fresh process; peak memory (RSS); and the
+floor — DuckDB alone scanning the run's pay lines, grouping them per staff member and
+joining the master data valid on the reference day. Every stage is also printed as a
+ratio to the floor.
+
+    uv run python benchmarks/bench_scale.py                   # 1,000 and 10,000 staff
+    uv run python benchmarks/bench_scale.py --sizes 1000,10000,40000,160000
+Output: a table on stdout, benchmarks/results/scale.csv and scale.png (log-log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+STAGES = ("simulate_s", "read_s", "load_s", "validate_s", "detect_s", "report_s", "verify_wall_s", "floor_s")
+
+
+def measure_one(staff: int, work: Path) -> dict:
+    """All measurements for one size, in this process (run as a child: its RSS is its own)."""
+    import duckdb
+    import polars as pl
+
+    from detectors.config import config_version, load_config
+    from paywatch import pipeline
+    from paywatch.paths import Paths
+    from paywatch.simulate import SimConfig, simulate_to_folder
+
+    out: dict = {"staff": staff}
+    t = time.perf_counter()
+    runs = simulate_to_folder(SimConfig(staff=staff, months=3, start="202601", seed=3), work / "sim")
+    out["simulate_s"] = time.perf_counter() - t
+    target = next(r for r in runs if r.endswith("202603-SIM1"))
+    history = [r for r in runs[: runs.index(target)] if r.endswith("FINAL") or r.endswith("OC1")]
+    paths = Paths(work / "wh")
+    db = paths.db
+    paths.home.mkdir(parents=True, exist_ok=True)
+    for r in history:
+        res = pipeline.verify_run(work / "sim" / r, db=db, out=work / "rep" / r)
+        assert res.exit_code == 0, res.message
+    shutil.copy(db, work / "before.duckdb")
+    cfg = load_config(None)
+    from paywatch.warehouse.db import open_warehouse
+
+    con = open_warehouse(db)
+    t = time.perf_counter()
+    ex = pipeline.stage_read(work / "sim" / target)
+    out["read_s"] = time.perf_counter() - t
+    out["rt_rows"] = ex.frames["RT.csv"].height
+    t = time.perf_counter()
+    loaded = pipeline.stage_load(con, ex, paths)
+    out["load_s"] = time.perf_counter() - t
+    out["load_rows_per_s"] = sum(f.height for f in ex.frames.values()) / out["load_s"]
+    t = time.perf_counter()
+    inp = pipeline.detection_input(con, loaded.run_id)
+    checks = pipeline.stage_validate(con, inp, cfg)
+    out["validate_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    findings = pipeline.stage_detect(inp, cfg)
+    out["detect_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    triaged = pipeline.stage_triage(con, inp, findings, loaded.run_version, config_version(cfg))
+    pipeline.stage_deliver(work / "rep" / target, inp, triaged, checks, loaded.outcome, False)
+    out["report_s"] = time.perf_counter() - t
+    out["findings"] = findings.height
+    # the floor: DuckDB alone on the same lines and master data
+    t = time.perf_counter()
+    con.execute(
+        """SELECT p.pernr, count(*) AS n, sum(p.amount_cents) AS total, any_value(b.grade), any_value(a.staff_category)
+           FROM mart_pay_lines p
+           LEFT JOIN (SELECT s.* FROM stg_basic_pay s JOIN stg_record_runs l ON l.record_key = s.record_key
+                      AND l.table_name = 'stg_basic_pay' AND l.run_id = ?) b
+             ON b.pernr = p.pernr AND DATE '2026-03-01' BETWEEN b.valid_from AND b.valid_to
+           LEFT JOIN (SELECT s.* FROM stg_assignments s JOIN stg_record_runs l ON l.record_key = s.record_key
+                      AND l.table_name = 'stg_assignments' AND l.run_id = ?) a
+             ON a.pernr = p.pernr AND DATE '2026-03-01' BETWEEN a.valid_from AND a.valid_to
+           WHERE p.run_id = ? GROUP BY p.pernr""",
+        [target, target, target],
+    ).fetchall()
+    out["floor_s"] = time.perf_counter() - t
+    con.close()
+    # the whole verify as a user runs it, on the warehouse as it was before this run
+    shutil.copy(work / "before.duckdb", db)
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "paywatch.cli", "verify", str(work / "sim" / target), "--db", str(db),
+                           "--out", str(work / "rep2")], capture_output=True, text=True)
+    out["verify_wall_s"] = time.perf_counter() - t
+    out["verify_exit"] = proc.returncode
+    out["verify_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _ = duckdb, pl
+    return out
+
+
+def slope(xs: list[float], ys: list[float]) -> float:
+    lx, ly = [math.log(x) for x in xs], [math.log(max(y, 1e-6)) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1000,10000")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        with tempfile.TemporaryDirectory() as d:
+            print(json.dumps(measure_one(args.one, Path(d))))
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    rows = []
+    with Progress(console=Console(stderr=True)) as progress:
+        task = progress.add_task("benchmark", total=len(sizes))
+        for n in sizes:
+            progress.update(task, description=f"{n:,} staff")
+            proc = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True,
+                                  env=os.environ | {"PYTHONWARNINGS": "ignore"})
+            if proc.returncode:
+                sys.exit(proc.stderr[-3000:])
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            progress.advance(task)
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    with open(results / "scale.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    table = Table("staff", *[s.removesuffix("_s") for s in STAGES], "detect/floor", "verify/floor", "load rows/s",
+                  "peak RSS MB", title=f"Paywatch scale benchmark ({os.cpu_count()} cores)")
+    for r in rows:
+        table.add_row(f"{r['staff']:,}", *[f"{r[s]:.2f}" for s in STAGES], f"{r['detect_s'] / r['floor_s']:.1f}x",
+                      f"{r['verify_wall_s'] / r['floor_s']:.0f}x", f"{r['load_rows_per_s']:,.0f}",
+                      f"{max(r['peak_rss_mb'], r['verify_peak_rss_mb']):,.0f}")
+    Console().print(table)
+    big = [r for r in rows if r["staff"] >= 10_000]
+    if len(big) >= 2:
+        for s in STAGES:
+            print(f"log-log slope {s} (>=10k staff): {slope([r['staff'] for r in big], [r[s] for r in big]):.2f}")
+    _chart(rows, results / "scale.png")
+    print(f"wrote {results / 'scale.csv'} and {results / 'scale.png'}")
+
+
+def _chart(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    xs = [r["staff"] for r in rows]
+    for s in STAGES:
+        ax.plot(xs, [r[s] for r in rows], marker="o", label=s.removesuffix("_s"))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("staff in the payroll area")
+    ax.set_ylabel("seconds")
+    ax.set_title("Paywatch: time per stage vs payroll size")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -241,22 +241,28 @@ def _reject(db_path: Path, paths: Paths, folder: Path, e: ExtractError, wait_sec
             con.close()
 
 
-def _verify_loaded(con, loaded: LoadResult, paths: Paths, out: Path | None) -> VerifyResult:
-    run_id, version = loaded.run_id, loaded.run_version
-    cfg = load_config(paths.config)
+def process_loaded(con, run_id: str, version: int, cfg: dict) -> tuple[str, pl.DataFrame, list[dict], DetectionInput]:
+    """Validate, detect, triage and store a loaded run — or return what an identical earlier
+    verification stored (a repeated verify changes nothing but the delivery log)."""
     cfg_version = config_version(cfg)
     inp = detection_input(con, run_id)
     stored = stored_verification(con, run_id, version, cfg_version)
     if stored is not None:
         status, findings, checks = stored
+        return status, findings, checks, inp
+    checks = stage_validate(con, inp, cfg)
+    if quality.critical_failures(checks):
+        status, findings = "dq_blocked", stage_triage(con, inp, empty_findings(), version, cfg_version)
     else:
-        checks = stage_validate(con, inp, cfg)
-        if quality.critical_failures(checks):
-            status, findings = "dq_blocked", stage_triage(con, inp, empty_findings(), version, cfg_version)
-        else:
-            status = "verified"
-            findings = stage_triage(con, inp, stage_detect(inp, cfg), version, cfg_version)
-        store_verification(con, run_id, version, cfg, cfg_version, findings, checks, status)
+        status = "verified"
+        findings = stage_triage(con, inp, stage_detect(inp, cfg), version, cfg_version)
+    store_verification(con, run_id, version, cfg, cfg_version, findings, checks, status)
+    return status, findings, checks, inp
+
+
+def _verify_loaded(con, loaded: LoadResult, paths: Paths, out: Path | None) -> VerifyResult:
+    run_id = loaded.run_id
+    status, findings, checks, inp = process_loaded(con, run_id, loaded.run_version, load_config(paths.config))
     out_dir = Path(out) if out else paths.reports / run_id
     blocked = status == "dq_blocked"
     stage_deliver(out_dir, inp, findings, checks, loaded.outcome, blocked)

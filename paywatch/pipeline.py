@@ -20,6 +20,7 @@ from detectors.registry import detect
 from paywatch import quality, report
 from paywatch.extract.model import Extract, ExtractError
 from paywatch.extract.reader import read_run
+from paywatch.lifecycle import apply_decisions
 from paywatch.paths import Paths
 from paywatch.warehouse import queries as q
 from paywatch.warehouse.db import WarehouseLock, fetch_value, make_private_dir, open_warehouse, transaction
@@ -265,6 +266,7 @@ def _verify_loaded(con, loaded: LoadResult, paths: Paths, out: Path | None) -> V
     status, findings, checks, inp = process_loaded(con, run_id, loaded.run_version, load_config(paths.config))
     out_dir = Path(out) if out else paths.reports / run_id
     blocked = status == "dq_blocked"
+    findings = apply_decisions(con, run_id, findings)  # reviewers' decisions since detection
     stage_deliver(out_dir, inp, findings, checks, loaded.outcome, blocked)
     staff = report.staff_outcomes(findings)
     held = staff.filter(pl.col("outcome") == "hold").height

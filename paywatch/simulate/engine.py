@@ -46,7 +46,7 @@ class SimConfig:
     start: str = "202507"
     seed: int = 1
     payroll_area: str = "GV"
-    error_rate: float = 0.0285
+    error_rate: float = 0.0275
     fix_rate: float = 0.5
     arrival: tuple[float, float, float, float] = (0.50, 0.25, 0.15, 0.10)
     error_kinds: tuple[str, ...] = err.ERROR_KINDS

@@ -125,6 +125,9 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(
                 "INSERT INTO warehouse_meta VALUES ('schema_version', ?)", [schema.SCHEMA_VERSION]
             )
+        from paywatch.warehouse.views import ensure_views  # views need the tables first
+
+        ensure_views(con)
 
 
 def database_path(con: duckdb.DuckDBPyConnection) -> Path | None:

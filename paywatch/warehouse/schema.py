@@ -263,6 +263,34 @@ _FIXED_TABLES: list[tuple[str, str, str]] = [
 )""",
     ),
     (
+        "monthly_closes",
+        "grain: one row per close of a payroll area's month (append-only; the latest counts)",
+        """CREATE TABLE IF NOT EXISTS monthly_closes (
+    close_id BIGINT PRIMARY KEY,
+    payroll_area VARCHAR NOT NULL,
+    period VARCHAR NOT NULL,
+    final_run_id VARCHAR NOT NULL,
+    excluded_staff BIGINT NOT NULL,
+    advances_recommended BIGINT NOT NULL,
+    policy JSON NOT NULL,
+    closed_at TIMESTAMP NOT NULL DEFAULT (timezone('UTC', current_timestamp))
+)""",
+    ),
+    (
+        "close_exclusions",
+        "grain: one row per staff member excluded at a monthly close",
+        """CREATE TABLE IF NOT EXISTS close_exclusions (
+    close_id BIGINT NOT NULL,
+    pernr VARCHAR NOT NULL,
+    categories VARCHAR NOT NULL,         -- why: the categories of the open holds
+    owners VARCHAR NOT NULL,
+    open_holds BIGINT NOT NULL,
+    net_pay_cents BIGINT,                -- /560 of the FINAL (what was held back)
+    currency VARCHAR,
+    advance_recommended BOOLEAN NOT NULL
+)""",
+    ),
+    (
         "decisions",
         "grain: one row per reviewer action on a finding key (append-only)",
         """CREATE TABLE IF NOT EXISTS decisions (
@@ -274,7 +302,8 @@ _FIXED_TABLES: list[tuple[str, str, str]] = [
     category VARCHAR,
     wage_type VARCHAR,
     for_period VARCHAR,
-    action VARCHAR NOT NULL,
+    action VARCHAR NOT NULL CHECK (action IN ('assign', 'release', 'confirm', 'false_positive', 'expected', 'reopen')),
+    assignee VARCHAR,                    -- with 'assign': who is to handle it
     actor VARCHAR NOT NULL,
     reason VARCHAR,
     decided_at TIMESTAMP NOT NULL DEFAULT (timezone('UTC', current_timestamp)),

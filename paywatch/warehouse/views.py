@@ -1,0 +1,104 @@
+"""Views over findings + decisions: lifecycle, exclusions, KPI. Derived, never stored, so
+re-computing them never rewrites history (DESIGN.md)."""
+
+from __future__ import annotations
+
+import duckdb
+
+from paywatch.warehouse.db import fetch_value
+
+# A finding's identity across the runs of a month: staff member, detector, wage type,
+# for-period (issue: lifecycle). Decisions attach to an identity.
+VIEWS: dict[str, str] = {
+    # grain: one row per finding of the current version of each run, under the configuration
+    # of that run version's latest verification
+    "current_findings": """
+SELECT f.*, r.payroll_area, r.period, r.run_type, r.order_extracted_at,
+       concat_ws('|', coalesce(f.pernr, ''), f.detector, coalesce(f.wage_type, ''), coalesce(f.for_period, '')) AS identity
+FROM findings f
+JOIN runs r ON r.run_id = f.run_id AND r.version = f.run_version AND r.is_current
+JOIN (SELECT run_id, run_version, arg_max(config_version, verified_at) AS config_version
+      FROM verifications GROUP BY ALL) v
+  ON v.run_id = f.run_id AND v.run_version = f.run_version AND v.config_version = f.config_version
+WHERE NOT f.superseded""",
+    # grain: one row per decision with the identity it applies to
+    "decision_keys": """
+SELECT d.*, concat_ws('|', coalesce(d.pernr, ''), d.detector, coalesce(d.wage_type, ''), coalesce(d.for_period, '')) AS identity,
+       r.period AS decided_in_period
+FROM decisions d LEFT JOIN runs r ON r.run_id = d.run_id AND r.is_current""",
+    # grain: one row per finding with the reviewer's latest applicable decision (if any):
+    # a decision applies within its period; 'expected' applies to the same staff member,
+    # detector and wage type in any run until it expires
+    "findings_decided": """
+SELECT f.*, d.action AS decision, d.actor AS decided_by, d.reason AS decision_reason, d.decided_at,
+       d.expires_on AS decision_expires_on
+FROM current_findings f
+LEFT JOIN LATERAL (
+    SELECT * FROM decision_keys k
+    WHERE (k.identity = f.identity AND (k.decided_in_period IS NULL OR k.decided_in_period = f.period)
+           AND k.action <> 'expected')
+       OR (k.action = 'expected' AND k.pernr = f.pernr AND k.detector = f.detector
+           AND coalesce(k.wage_type, '') = coalesce(f.wage_type, '')
+           AND (k.expires_on IS NULL OR k.expires_on >= strptime(f.period || '01', '%Y%m%d')::DATE))
+    ORDER BY k.decided_at DESC, k.decision_id DESC LIMIT 1) d ON true""",
+    # grain: one row per finding identity per regular run of its period, with its status:
+    # new (first seen), persisting, resolved (seen earlier in the month, gone now), reopened
+    "finding_lifecycle": """
+WITH rr AS (
+    SELECT run_id, payroll_area, period, run_type,
+           row_number() OVER (PARTITION BY payroll_area, period ORDER BY order_extracted_at, run_id) AS seq
+    FROM runs WHERE is_current AND run_type <> 'OFFCYCLE'),
+seen AS (
+    SELECT f.payroll_area, f.period, f.identity, any_value(f.pernr) AS pernr, any_value(f.detector) AS detector,
+           any_value(f.wage_type) AS wage_type, any_value(f.for_period) AS for_period, rr.seq, rr.run_id,
+           min(CASE f.severity WHEN 'hold' THEN 0 WHEN 'review' THEN 1 ELSE 2 END) AS sev_rank,
+           any_value(f.owner) AS owner, any_value(f.category) AS category
+    FROM current_findings f JOIN rr ON rr.run_id = f.run_id GROUP BY ALL),
+ids AS (
+    SELECT payroll_area, period, identity, any_value(pernr) AS pernr, any_value(detector) AS detector,
+           any_value(wage_type) AS wage_type, any_value(for_period) AS for_period, any_value(owner) AS owner,
+           any_value(category) AS category, min(seq) AS first_seq, arg_min(run_id, seq) AS first_seen_run
+    FROM seen GROUP BY ALL),
+grid AS (
+    SELECT i.*, rr.run_id, rr.run_type, rr.seq FROM ids i JOIN rr USING (payroll_area, period) WHERE rr.seq >= i.first_seq)
+SELECT g.payroll_area, g.period, g.run_id, g.run_type, g.identity, g.pernr, g.detector, g.category, g.wage_type,
+       g.for_period, g.owner, g.first_seen_run, g.seq - g.first_seq AS age_runs,
+       CASE WHEN s.seq IS NOT NULL AND g.seq = g.first_seq THEN 'new'
+            WHEN s.seq IS NOT NULL AND prev.seq IS NULL THEN 'reopened'
+            WHEN s.seq IS NOT NULL THEN 'persisting'
+            ELSE 'resolved' END AS status,
+       CASE s.sev_rank WHEN 0 THEN 'hold' WHEN 1 THEN 'review' WHEN 2 THEN 'info' END AS severity
+FROM grid g
+LEFT JOIN seen s ON s.identity = g.identity AND s.period = g.period AND s.payroll_area = g.payroll_area AND s.seq = g.seq
+LEFT JOIN seen prev ON prev.identity = g.identity AND prev.period = g.period AND prev.payroll_area = g.payroll_area
+                   AND prev.seq = g.seq - 1""",
+    # grain: one row per staff member excluded from payment at a FINAL: an open hold that no
+    # reviewer released, marked false positive or expected
+    "exclusions": """
+SELECT payroll_area, period, run_id, pernr, list(DISTINCT category ORDER BY category) AS categories,
+       list(DISTINCT owner ORDER BY owner) AS owners, count(*) AS open_holds,
+       sum(abs(coalesce(amount_cents, 0))) AS amount_at_risk_cents
+FROM findings_decided
+WHERE run_type = 'FINAL' AND severity = 'hold'
+  AND coalesce(decision, '') NOT IN ('release', 'false_positive', 'expected')
+GROUP BY ALL""",
+    # grain: one row per payroll area and month: staff excluded at FINAL, the 12-month
+    # average, the 2018 baseline and the target
+    "kpi_monthly": """
+WITH finals AS (SELECT DISTINCT payroll_area, period FROM runs WHERE is_current AND run_type = 'FINAL'),
+n AS (SELECT f.payroll_area, f.period, count(e.pernr) AS excluded_staff
+      FROM finals f LEFT JOIN exclusions e USING (payroll_area, period) GROUP BY ALL)
+SELECT payroll_area, period, excluded_staff,
+       avg(excluded_staff) OVER (PARTITION BY payroll_area ORDER BY period ROWS BETWEEN 11 PRECEDING AND CURRENT ROW)
+           AS avg_12m,
+       295 AS baseline_2018, 120 AS target
+FROM n ORDER BY payroll_area, period""",
+}
+
+
+def ensure_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the views, or replace one whose definition changed (never needlessly)."""
+    for name, sql in VIEWS.items():
+        have = fetch_value(con, "SELECT sql FROM duckdb_views() WHERE view_name = ? AND NOT internal", [name])
+        if have is None or sql.strip() not in have:
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")

@@ -214,6 +214,103 @@ def pl_col(name: str):
     return pl.col(name)
 
 
+def _writer(db: Optional[Path]):
+    """Open the warehouse for writing under its lock (waits up to 10 minutes)."""
+    from contextlib import contextmanager
+
+    from paywatch.paths import Paths
+    from paywatch.warehouse.db import WarehouseLock, open_warehouse
+
+    path = db or Paths.default().db
+
+    @contextmanager
+    def cm():
+        with WarehouseLock(path, wait_seconds=600):
+            con = open_warehouse(path)
+            try:
+                yield con
+            finally:
+                con.close()
+
+    return cm()
+
+
+@app.command()
+def decide(
+    action: str = typer.Argument(..., help="assign | release | confirm | false_positive | expected | reopen"),
+    finding: Optional[str] = typer.Option(None, "--finding", help="Finding id (from the warehouse or a report)."),
+    pernr: Optional[str] = typer.Option(None, "--pernr", help="Staff member (with --detector) instead of a finding id."),
+    detector: Optional[str] = typer.Option(None, "--detector", help="Detector code, e.g. PW101."),
+    wage_type: Optional[str] = typer.Option(None, "--wage-type"),
+    for_period: Optional[str] = typer.Option(None, "--for-period"),
+    run_id: Optional[str] = typer.Option(None, "--run", help="Run the decision is taken in (its month)."),
+    by: str = typer.Option(..., "--by", help="Who decides."),
+    reason: str = typer.Option(..., "--reason", help="Why (kept in the audit trail)."),
+    expires: Optional[str] = typer.Option(None, "--expires", help="YYYY-MM-DD: until when 'expected' holds."),
+    assignee: Optional[str] = typer.Option(None, "--assignee", help="With 'assign': who handles it."),
+    db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse file."),
+) -> None:
+    """Record a reviewer's decision on an exception (append-only audit trail)."""
+    from datetime import date
+
+    from paywatch.lifecycle import DecisionError, record_decision
+
+    try:
+        exp = date.fromisoformat(expires) if expires else None
+        with _writer(db) as con:
+            did = record_decision(con, action=action, actor=by, reason=reason, finding_id=finding, run_id=run_id,
+                                  pernr=pernr, detector=detector, wage_type=wage_type, for_period=for_period,
+                                  expires_on=exp, assignee=assignee)
+    except (DecisionError, ValueError) as e:
+        typer.echo(f"decision not recorded: {e}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"decision {did} recorded: {action} by {by}")
+
+
+@app.command()
+def close(
+    period: str = typer.Argument(..., help="Month to close, YYYYMM."),
+    area: str = typer.Option("GV", "--area", help="Payroll area."),
+    db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse file."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the monthly summary and KPI chart."),
+) -> None:
+    """Close a month: record who is excluded at FINAL and why, recommend salary advances,
+    and write the monthly summary with the KPI chart."""
+    from detectors.config import load_config
+    from paywatch.lifecycle import DecisionError, close_period
+    from paywatch.monthly import write_monthly_summary
+    from paywatch.paths import Paths
+
+    paths = Paths.for_db(db) if db else Paths.default()
+    try:
+        with _writer(db) as con:
+            res = close_period(con, area, period, load_config(paths.config).get("lifecycle", {}))
+            folder = write_monthly_summary(con, area, period, out or paths.reports / f"{area}-{period}-close")
+    except DecisionError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2)
+    typer.echo(f"{area} {period} closed: {res.excluded.height} staff excluded, {res.advances_recommended} salary "
+               f"advances recommended. Summary: {folder}")
+
+
+@app.command()
+def kpi(db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse file.")) -> None:
+    """The held-staff KPI per month: excluded at FINAL, 12-month average, baseline, target."""
+    from rich.table import Table
+
+    from paywatch.lifecycle import kpi as kpi_frame
+    from paywatch.paths import Paths
+    from paywatch.warehouse.db import open_warehouse
+
+    con = open_warehouse(db or Paths.default().db, read_only=True)
+    frame = kpi_frame(con)
+    con.close()
+    table = Table(*frame.columns, title="Staff excluded at FINAL")
+    for r in frame.iter_rows():
+        table.add_row(*[f"{v:.1f}" if isinstance(v, float) else str(v) for v in r])
+    Console().print(table)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

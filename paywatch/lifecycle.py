@@ -135,12 +135,12 @@ def kpi(con: duckdb.DuckDBPyConnection, payroll_area: str | None = None) -> pl.D
 
 
 def rule_precision(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Per detector and month: hits confirmed vs marked false positive by reviewers.
-    Grain: one row per detector per period with at least one such decision."""
+    """Per detector and month: exceptions (finding identities) confirmed vs marked false
+    positive by reviewers. Grain: one row per detector per period with such a decision."""
     return _frame(con, """
-        SELECT detector, period, count(*) FILTER (decision = 'confirm') AS confirmed,
-               count(*) FILTER (decision = 'false_positive') AS false_positives,
-               count(*) AS findings,
+        SELECT detector, period, count(DISTINCT identity) FILTER (decision = 'confirm') AS confirmed,
+               count(DISTINCT identity) FILTER (decision = 'false_positive') AS false_positives,
+               count(DISTINCT identity) AS exceptions,
                confirmed / nullif(confirmed + false_positives, 0) AS precision
         FROM findings_decided GROUP BY ALL HAVING confirmed + false_positives > 0 ORDER BY period, detector""")
 

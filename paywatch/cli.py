@@ -311,6 +311,42 @@ def kpi(db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse f
     Console().print(table)
 
 
+@app.command()
+def backtest(
+    config: Path = typer.Option(..., "--config", help="Alternative configuration (same layout as paywatch.toml)."),
+    db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse file."),
+    truth: Optional[Path] = typer.Option(None, "--truth", help="Ground truth (truth.csv of a simulation), if any."),
+) -> None:
+    """Replay every run in the warehouse with another configuration, side by side with the
+    current one: exceptions, excluded staff, errors caught and false alarms per month."""
+    from rich.table import Table
+
+    from detectors.config import load_config
+    from paywatch.backtest import backtest as run_backtest
+    from paywatch.paths import Paths
+    from paywatch.warehouse.db import open_warehouse
+
+    paths = Paths.for_db(db) if db else Paths.default()
+    try:
+        configs = {"current": load_config(paths.config), "alternative": load_config(config)}
+    except ValueError as e:
+        typer.echo(f"config not usable: {e}", err=True)
+        raise typer.Exit(2)
+    con = open_warehouse(db or paths.db, read_only=True)
+    n_runs = con.execute("SELECT count(*) FROM runs WHERE is_current").fetchall()[0][0]
+    with _progress() as progress:
+        task = progress.add_task("replaying runs", total=n_runs)
+        frame = run_backtest(con, configs, truth, on_run=lambda r: progress.update(task, advance=1, description=r))
+    con.close()
+    table = Table(*frame.columns, title="Backtest: current vs alternative configuration")
+    for r in frame.iter_rows():
+        table.add_row(*["" if v is None else str(v) for v in r])
+    Console().print(table)
+    tot = frame.group_by("config").agg(pl_col("exceptions").sum(), pl_col("excluded").sum()).sort("config")
+    for c, e, x in tot.iter_rows():
+        typer.echo(f"{c}: exceptions={e} excluded_staff={x}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -209,14 +209,20 @@ def stage_deliver(out: Path, inp: DetectionInput, findings: pl.DataFrame, checks
 
 # ------------------------------------------------------------------------------ driver
 
+def direct(name: str, fn, *args, **kwargs):
+    """The plain stage runner: call the stage. The Prefect flow passes one that wraps each
+    stage in a task (retries, logging), so both paths run exactly these stages."""
+    return fn(*args, **kwargs)
+
+
 def verify_run(folder: Path, db: Path | None = None, out: Path | None = None,
-               wait_seconds: float = 600.0) -> VerifyResult:
+               wait_seconds: float = 600.0, runner=direct) -> VerifyResult:
     """Process one run folder end to end (cli-contract.md `paywatch verify`)."""
     paths = Paths.for_db(Path(db)) if db else Paths.default()
     db_path = Path(db) if db else paths.db
     make_private_dir(db_path.parent)
     try:
-        extract = stage_read(Path(folder))
+        extract = runner("read", stage_read, Path(folder))
     except ExtractError as e:
         _reject(db_path, paths, Path(folder), e, wait_seconds)
         return VerifyResult(2, e.one_line())
@@ -224,11 +230,11 @@ def verify_run(folder: Path, db: Path | None = None, out: Path | None = None,
         con = open_warehouse(db_path)
         try:
             try:
-                loaded = stage_load(con, extract, paths)
+                loaded = runner("load", stage_load, con, extract, paths)
             except ExtractError as e:
                 quarantine(Path(folder), e, paths.quarantine, con=con, run_id=extract.manifest.run_id)
                 return VerifyResult(2, e.one_line())
-            return _verify_loaded(con, loaded, paths, out)
+            return _verify_loaded(con, loaded, paths, out, runner)
         finally:
             con.close()
 
@@ -242,32 +248,33 @@ def _reject(db_path: Path, paths: Paths, folder: Path, e: ExtractError, wait_sec
             con.close()
 
 
-def process_loaded(con, run_id: str, version: int, cfg: dict) -> tuple[str, pl.DataFrame, list[dict], DetectionInput]:
+def process_loaded(con, run_id: str, version: int, cfg: dict,
+                   runner=direct) -> tuple[str, pl.DataFrame, list[dict], DetectionInput]:
     """Validate, detect, triage and store a loaded run — or return what an identical earlier
     verification stored (a repeated verify changes nothing but the delivery log)."""
     cfg_version = config_version(cfg)
-    inp = detection_input(con, run_id)
+    inp = runner("prepare", detection_input, con, run_id)
     stored = stored_verification(con, run_id, version, cfg_version)
     if stored is not None:
         status, findings, checks = stored
         return status, findings, checks, inp
-    checks = stage_validate(con, inp, cfg)
+    checks = runner("validate", stage_validate, con, inp, cfg)
     if quality.critical_failures(checks):
-        status, findings = "dq_blocked", stage_triage(con, inp, empty_findings(), version, cfg_version)
+        status, raw = "dq_blocked", empty_findings()
     else:
-        status = "verified"
-        findings = stage_triage(con, inp, stage_detect(inp, cfg), version, cfg_version)
-    store_verification(con, run_id, version, cfg, cfg_version, findings, checks, status)
+        status, raw = "verified", runner("detect", stage_detect, inp, cfg)
+    findings = runner("triage", stage_triage, con, inp, raw, version, cfg_version)
+    runner("store", store_verification, con, run_id, version, cfg, cfg_version, findings, checks, status)
     return status, findings, checks, inp
 
 
-def _verify_loaded(con, loaded: LoadResult, paths: Paths, out: Path | None) -> VerifyResult:
+def _verify_loaded(con, loaded: LoadResult, paths: Paths, out: Path | None, runner=direct) -> VerifyResult:
     run_id = loaded.run_id
-    status, findings, checks, inp = process_loaded(con, run_id, loaded.run_version, load_config(paths.config))
+    status, findings, checks, inp = process_loaded(con, run_id, loaded.run_version, load_config(paths.config), runner)
     out_dir = Path(out) if out else paths.reports / run_id
     blocked = status == "dq_blocked"
     findings = apply_decisions(con, run_id, findings)  # reviewers' decisions since detection
-    stage_deliver(out_dir, inp, findings, checks, loaded.outcome, blocked)
+    runner("deliver", stage_deliver, out_dir, inp, findings, checks, loaded.outcome, blocked)
     staff = report.staff_outcomes(findings)
     held = staff.filter(pl.col("outcome") == "hold").height
     review = staff.filter(pl.col("outcome") == "review").height

@@ -1,0 +1,56 @@
+"""Prefect flow that closes a payroll month: who was held at FINAL, the KPI, the summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.states import Failed
+
+from detectors.config import load_config
+from detectors.paymodel import shift_period
+from paywatch import landing as lnd
+from paywatch.lifecycle import DecisionError, close_period, kpi
+from paywatch.monthly import write_monthly_summary
+from paywatch.paths import Paths
+from paywatch.warehouse.db import WarehouseLock, open_warehouse
+
+
+def kpi_markdown(frame) -> str:
+    """The KPI as a table with a bar per month (the Prefect UI shows markdown, not images)."""
+    lines = ["| month | excluded at FINAL | 12-month avg | |", "|---|---|---|---|"]
+    for r in frame.iter_rows(named=True):
+        bar = "█" * max(1, round(r["excluded_staff"] / 10)) if r["excluded_staff"] else ""
+        lines.append(f"| {r['period'][:4]}-{r['period'][4:]} | {r['excluded_staff']} | {r['avg_12m']:.1f} | {bar} |")
+    return "\n".join(lines) + "\n\n2018 average: **295** staff a month · target: **120**"
+
+
+@flow(name="monthly-close", log_prints=False)
+def monthly_close(period: str | None = None, payroll_area: str | None = None, db: str | None = None):
+    """Close `period` (default: last month): record exclusions and advances, update the KPI,
+    write the monthly summary (reports folder) and show the KPI in the Prefect UI."""
+    log = get_run_logger()
+    paths = Paths.for_db(Path(db)) if db else Paths.default()
+    cfg = load_config(paths.config)
+    area = payroll_area or cfg.get("calendar", {}).get("payroll_area", "GV")
+    p = period or shift_period(lnd.current_period(), -1)
+    db_path = Path(db) if db else paths.db
+    with WarehouseLock(db_path, wait_seconds=600):
+        con = open_warehouse(db_path)
+        try:
+            try:
+                res = close_period(con, area, p, cfg.get("lifecycle", {}))
+            except DecisionError as e:
+                log.error(str(e))
+                return Failed(message=str(e))
+            folder = write_monthly_summary(con, area, p, paths.reports / f"{area}-{p}-close")
+            frame = kpi(con, area)
+        finally:
+            con.close()
+    log.info("closed %s %s: %d staff excluded, %d advances recommended", area, p, res.excluded.height,
+             res.advances_recommended)
+    create_markdown_artifact(key=f"kpi-{area.lower()}", markdown=f"# Staff excluded at FINAL — {area}\n\n"
+                             + kpi_markdown(frame), description="Held-staff KPI toward 120")
+    return {"period": p, "excluded": res.excluded.height, "advances": res.advances_recommended,
+            "summary": str(folder)}

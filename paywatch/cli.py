@@ -78,34 +78,33 @@ def demo(
     start: str = typer.Option("202512", "--start", help="First period, YYYYMM."),
     seed: int = typer.Option(7, "--seed", help="Random seed."),
 ) -> None:
-    """The main job on the embedded default: simulated Umoja drops runs into the landing
-    folder, and every run is verified in order into paywatch-data/warehouse.duckdb."""
+    """The main job on the embedded default: simulated Umoja drops each run into the
+    landing folder, the Prefect flows verify it (local ephemeral API) into
+    paywatch-data/warehouse.duckdb, reports go to paywatch-data/reports and the outbox."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     from rich.table import Table
 
+    from flows.demo import demo as demo_flow
+    from paywatch.lifecycle import kpi as kpi_frame
     from paywatch.paths import Paths
-    from paywatch.pipeline import verify_run
-    from paywatch.simulate import SimConfig, simulate_to_folder
+    from paywatch.warehouse.db import open_warehouse
 
-    paths = Paths.default()
-    landing = paths.landing / f"GV-{start}-seed{seed}"
-    if not (landing / "runs.txt").exists():
-        with _progress() as progress:
-            task = progress.add_task("simulating Umoja", total=months * 5)
-            simulate_to_folder(SimConfig(staff=staff, months=months, start=start, seed=seed), landing,
-                               on_run=lambda o: progress.update(task, advance=1, description=o.plan.run_id))
-    runs = (landing / "runs.txt").read_text(encoding="utf-8").split()
-    table = Table("run", "load", "exceptions", "hold", "review", "exit")
-    with _progress() as progress:
-        task = progress.add_task("verifying runs", total=len(runs))
-        for name in runs:
-            res = verify_run(landing / name, db=paths.db)
-            f = res.findings
-            held = 0 if f is None else f.filter(f["severity"] == "hold")["pernr"].n_unique()
-            review = 0 if f is None else f.filter(f["severity"] == "review")["pernr"].n_unique()
-            table.add_row(name, res.load_outcome, str(0 if f is None else f.height), str(held), str(review), str(res.exit_code))
-            progress.update(task, advance=1, description=name)
+    done = demo_flow(staff=staff, months=months, start=start, seed=seed)
+    table = Table("run", "flow run state")
+    for d in done:
+        table.add_row(d["run_id"], d["state"])
     Console().print(table)
-    typer.echo(f"warehouse: {paths.db}  reports: {paths.reports}")
+    paths = Paths.default()
+    con = open_warehouse(paths.db, read_only=True)
+    k = kpi_frame(con)
+    con.close()
+    for r in k.iter_rows(named=True):
+        typer.echo(f"{r['payroll_area']} {r['period']}: {r['excluded_staff']} staff excluded at FINAL")
+    typer.echo(f"warehouse: {paths.db}  reports: {paths.reports}  outbox: {paths.outbox}")
 
 
 @app.command()

@@ -79,6 +79,7 @@ class Detector:
     run: Callable[..., pl.DataFrame]  # (ctx, params) -> findings
     kind: str = "rule"  # rule | model
     description: str = ""
+    scope: str = "staff"  # staff: each staff member on their own data | area: needs the whole population
 
 
 def money(cents: int | None, currency: str | None = "") -> str:

@@ -6,6 +6,7 @@ import polars as pl
 
 from detectors.base import DetectionInput, Detector, empty_findings
 from detectors.context import prepare
+from detectors.partition import split
 from detectors.models import pw201_overtime, pw202_isolation
 from detectors.rules import (
     pw101_paymodel, pw102_totals, pw103_not_active, pw104_run_type, pw105_duplicates, pw110_grade_action,
@@ -35,16 +36,34 @@ def detect(inp: DetectionInput, cfg: dict, only: set[str] | None = None) -> pl.D
 
 
 def detect_with_artifacts(inp: DetectionInput, cfg: dict, only: set[str] | None = None,
-                          models: bool = True) -> tuple[pl.DataFrame, dict]:
-    """Findings and the fitted model artefacts (keyed by detector code)."""
+                          models: bool = True, scope: str | None = None) -> tuple[pl.DataFrame, dict]:
+    """Findings and the fitted model artefacts (keyed by detector code). `scope` limits the
+    run to staff-scope or area-scope detectors (for partitioned fan-out)."""
     ctx = prepare(inp)
     parts = [empty_findings()]
     for d in ALL_DETECTORS:
         params = cfg.get(d.code, {})
         if not params.get("enabled", True) or (only is not None and d.code not in only):
             continue
-        if d.kind == "model" and not models:
+        if (d.kind == "model" and not models) or (scope is not None and d.scope != scope):
             continue
         parts.append(d.run(ctx, params))
     findings = pl.concat(parts, how="vertical").sort("pernr", "detector", "wage_type", "for_period", nulls_last=False)
     return findings, ctx.artifacts
+
+
+def detect_staff_scope(sub: DetectionInput, cfg: dict) -> pl.DataFrame:
+    """Staff-scope detectors on one partition."""
+    return detect_with_artifacts(sub, cfg, scope="staff")[0]
+
+
+def detect_partitioned(inp: DetectionInput, cfg: dict, map_partitions=None, key: str = "duty_station") -> pl.DataFrame:
+    """The same findings as `detect`, computed per partition (duty station) by
+    `map_partitions(list_of_inputs, cfg) -> list_of_frames` (default: one after the other;
+    the flow passes Prefect tasks on a thread pool or a Dask cluster), then area-scope
+    detectors once over the whole run."""
+    parts = list(split(inp, key).values())
+    local = (map_partitions or (lambda ps, c: [detect_staff_scope(p, c) for p in ps]))(parts, cfg)
+    area, _ = detect_with_artifacts(inp, cfg, scope="area")
+    return pl.concat([*local, area], how="vertical").sort("pernr", "detector", "wage_type", "for_period",
+                                                        nulls_last=False)

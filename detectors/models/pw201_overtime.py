@@ -69,4 +69,4 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
 
 
 DETECTOR = Detector(CODE, "overtime_hours_model", ("overtime_outlier",), run, kind="model",
-                    description="Robust z-score of overtime hours against peers and own history.")
+                    description="Robust z-score of overtime hours against peers and own history.", scope="area")

@@ -68,4 +68,4 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
 
 
 DETECTOR = Detector(CODE, "isolation_forest", ("multivariate_anomaly",), run, kind="model",
-                    description="IsolationForest on staff-run features fitted on recent FINAL runs.")
+                    description="IsolationForest on staff-run features fitted on recent FINAL runs.", scope="area")

@@ -48,4 +48,4 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
 
 
 DETECTOR = Detector(CODE, "shared_iban", ("shared_iban",), run,
-                    description="Flags a bank account shared by several staff members.")
+                    description="Flags a bank account shared by several staff members.", scope="area")

@@ -30,7 +30,10 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
     earlier = bank.select("pernr", pl.col("valid_from").alias("_earlier"))
     recent = recent.join(earlier, on="pernr").filter(pl.col("_earlier") < pl.col("valid_from")).unique(
         subset=["pernr", "valid_from"]).drop("_earlier")
-    last_run = prev_final["run_id"][-1]
+    finals = hist["runs"].filter(pl.col("run_type") == "FINAL")
+    if finals.height == 0:
+        return findings_frame([])
+    last_run = finals["run_id"][-1]
     prev_net = prev_final.filter((pl.col("run_id") == last_run) & (pl.col("wage_type") == "/560")).group_by("pernr").agg(
         pl.col("amount_cents").sum().alias("prev_net"))
     net = ctx.current.filter(pl.col("wage_type") == "/560").group_by("pernr").agg(

@@ -17,8 +17,10 @@ CODE = "PW113"
 
 def run(ctx: Context, params: dict) -> pl.DataFrame:
     final_lines = ctx.inp.history.get("final_lines")
-    if final_lines is None or ctx.meta.run_type == "OFFCYCLE" or final_lines.height == 0:
-        return findings_frame([])
+    runs = ctx.inp.history.get("runs")
+    if (final_lines is None or runs is None or ctx.meta.run_type == "OFFCYCLE"
+            or runs.filter(pl.col("run_type") == "FINAL").height == 0):
+        return findings_frame([])  # no FINAL yet: everyone would look new
     seen = final_lines.select("pernr").unique()
     paid = (ctx.current.filter(pl.col("wage_type") == "/560").group_by("pernr")
             .agg(pl.col("amount_cents").sum().alias("paid"), pl.col("currency").first())

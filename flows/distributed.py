@@ -1,0 +1,85 @@
+"""Fan-out of per-partition work on Prefect's task runner, local or on a Dask cluster.
+
+Per duty station, staff-scope detection runs as mapped tasks and hands frames back; the
+single writer (this flow) stores them; area-scope detectors, and across payroll areas the
+shared-account rule, run once at the end. Same stages as `paywatch verify` otherwise.
+
+    verify_partitioned(run_folder)                          # threads (default)
+    dask_flow(verify_partitioned, address=None)(run_folder)  # a LocalCluster, or a cluster address
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from prefect import flow, task, unmapped
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from detectors.registry import detect_partitioned, detect_staff_scope
+from detectors.rules.cross_area import shared_across_areas
+from flows.verify import prefect_runner
+from paywatch import pipeline
+from paywatch.paths import Paths
+from paywatch.warehouse import queries as q
+from paywatch.warehouse.db import WarehouseLock, open_warehouse
+
+
+@task(name="detect-partition", cache_policy=NO_CACHE, persist_result=False)
+def detect_partition(sub, cfg: dict) -> pl.DataFrame:
+    return detect_staff_scope(sub, cfg)
+
+
+def _map_on_task_runner(parts, cfg):
+    return [f.result() for f in detect_partition.map(parts, unmapped(cfg))]
+
+
+def partitioned_runner(name: str, fn, *args, **kwargs):
+    """Like flows.verify.prefect_runner, but detection fans out per duty station."""
+    if name == "detect":
+        inp, cfg = args
+        return detect_partitioned(inp, cfg, map_partitions=_map_on_task_runner)
+    return prefect_runner(name, fn, *args, **kwargs)
+
+
+@flow(name="verify-partitioned", log_prints=False)
+def verify_partitioned(run_folder: str, db: str | None = None, out: str | None = None) -> dict:
+    res = pipeline.verify_run(Path(run_folder), db=Path(db) if db else None, out=Path(out) if out else None,
+                              runner=partitioned_runner)
+    return {"run_id": res.run_id, "exit_code": res.exit_code,
+            "findings": None if res.findings is None else res.findings.drop("finding_id", "first_seen_run", strict=False)}
+
+
+@flow(name="verify-areas", log_prints=False)
+def verify_areas(run_folders: list[str], db: str | None = None) -> dict:
+    """Verify one run per payroll area (each fanned out per duty station), then check bank
+    accounts across the areas once."""
+    results = []
+    for f in run_folders:  # one writer: areas are stored one after the other, detection fans out
+        res = pipeline.verify_run(Path(f), db=Path(db) if db else None, runner=partitioned_runner)
+        results.append({"run_id": res.run_id, "exit_code": res.exit_code})
+    db_path = Path(db) if db else Paths.default().db
+    with WarehouseLock(db_path, wait_seconds=600):
+        con = open_warehouse(db_path)
+        try:
+            runs = [r["run_id"] for r in results if r["exit_code"] == 0]
+            infos = [q.run_info(con, r) for r in runs]
+            bank = {i["payroll_area"]: q.master_data_as_of_run(con, i["run_id"], "stg_bank_details") for i in infos}
+        finally:
+            con.close()
+    period = infos[0]["period"] if infos else ""
+    cross = shared_across_areas(bank, period) if infos else pl.DataFrame()
+    create_table_artifact(key="shared-accounts-across-areas",
+                          table=cross.drop("since").to_dicts() if cross.height else [{"payroll_area": "", "pernr": "none"}],
+                          description=f"Bank accounts shared across payroll areas, {period}")
+    return {"runs": results, "cross_area": cross}
+
+
+def dask_flow(f, address: str | None = None, n_workers: int = 2):
+    """The same flow on a Dask cluster: `address` of a running scheduler, or a LocalCluster."""
+    from prefect_dask import DaskTaskRunner
+
+    runner = (DaskTaskRunner(address=address) if address else
+              DaskTaskRunner(cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True}))
+    return f.with_options(task_runner=runner)

@@ -44,18 +44,23 @@ def final_runs_needed(lines: pl.DataFrame, final_lines: pl.DataFrame, runs: pl.D
 def _effective_changes(now: pl.DataFrame, then: pl.DataFrame, key: list[str]) -> pl.DataFrame:
     """Records added or removed between two extracts, with the day each change takes effect.
 
-    A record re-delimited (same start, other end) changes from the earlier of the two ends
-    + 1 day; any other added or removed record from its start."""
+    A record re-delimited (same values, other end) changes from the earlier of the two ends
+    + 1 day; any other added or removed record (new, gone or corrected in place) from its
+    start."""
     cols = now.columns
     added = now.join(then, on=cols, how="anti", nulls_equal=True)
     removed = then.join(now, on=cols, how="anti", nulls_equal=True)
-    paired = added.select(*key, pl.col("valid_to").alias("_to_new")).join(
-        removed.select(*key, pl.col("valid_to").alias("_to_old")), on=key, how="inner")
+    # a re-delimited record keeps every value but its end; anything else is a new content
+    same = [c for c in cols if c != "valid_to"]
+    paired = added.select(*same, pl.col("valid_to").alias("_to_new")).join(
+        removed.select(*same, pl.col("valid_to").alias("_to_old")), on=same, how="inner", nulls_equal=True)
     paired = paired.with_columns(
         (pl.min_horizontal("_to_new", "_to_old") + timedelta(days=1)).alias("effective"))
-    plain = pl.concat([added.select(*key), removed.select(*key)]).join(paired.select(key), on=key, how="anti")
+    plain = pl.concat([added.select(same), removed.select(same)]).join(
+        paired.select(same), on=same, how="anti", nulls_equal=True)
     plain = plain.with_columns(pl.col("valid_from").alias("effective"))
-    return pl.concat([paired.select("pernr", "effective"), plain.select("pernr", "effective")])
+    return pl.concat([paired.select("pernr", "effective"), plain.select("pernr", "effective")]).unique(
+        maintain_order=True)
 
 
 def earliest_unsettled_change(md_now: dict[str, pl.DataFrame], md_then: dict[str, pl.DataFrame] | None,

@@ -31,18 +31,12 @@ UNREACHABLE: dict[str, set[str]] = {}
 # the case passes, XPASS fails the run, and its entry must go.
 _IN_PLACE = ("history._effective_changes pairs every added/removed record with the same start as a re-delimit, "
              "so an in-place correction takes effect after the record's end (year 10000 crash when open-ended)")
-KNOWN_BUGS = {
-    "PW120::in_place_correction_of_dependant_flag": _IN_PLACE,
-    "PW120::in_place_correction_of_closed_record": _IN_PLACE,
-}
+KNOWN_BUGS: dict[str, str] = {}
 # Cases whose findings' explanations have two sentences (checked apart from the categories).
 _TWO_SENTENCES = ("PW101 _finding (detectors/rules/pw101_paymodel.py) appends a second sentence for "
                   "pay_after_separation, paid_during_slwop, part_time_ignored and child_over_age_limit; "
                   "cli-contract.md asks for one sentence")
-KNOWN_TWO_SENTENCES = {
-    "PW101::child_over_age_limit_still_paid", "PW101::full_month_paid_after_mid_month_separation",
-    "PW101::full_month_paid_during_slwop", "PW101::part_time_ignored",
-}
+KNOWN_TWO_SENTENCES: set[str] = set()
 
 
 def _load(path: Path) -> dict:
@@ -111,7 +105,7 @@ def test_explanations_are_one_sentence(code: str, case: dict) -> None:
 
 def test_known_bugs_name_existing_cases() -> None:
     ids = {p.id for p in _cases()}
-    assert set(KNOWN_BUGS) | KNOWN_TWO_SENTENCES <= ids
+    assert set(KNOWN_BUGS) | KNOWN_TWO_SENTENCES <= ids  # markers name real cases
 
 
 def test_every_detector_has_a_case_file() -> None:

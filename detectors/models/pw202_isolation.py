@@ -20,9 +20,9 @@ from detectors.models.features import FEATURES, LABELS, robust_stats, staff_run_
 CODE = "PW202"
 
 
-def fit(history_lines: pl.DataFrame, params: dict) -> dict | None:
-    runs = history_lines["run_id"].unique(maintain_order=True).to_list() if history_lines.height else []
-    runs = runs[-int(params.get("training_runs", 3)):]
+def fit(history_lines: pl.DataFrame, params: dict, finals: list[str] | None = None) -> dict | None:
+    """`finals`: earlier FINAL run ids in contract order (the most recent are used)."""
+    runs = (finals or [])[-int(params.get("training_runs", 3)):]
     train = staff_run_features(history_lines.filter(pl.col("run_id").is_in(runs)))
     if train.height < int(params.get("min_training_rows", 200)):
         return None
@@ -61,7 +61,9 @@ def score(ctx: Context, model: dict | None, params: dict) -> pl.DataFrame:
 
 def run(ctx: Context, params: dict) -> pl.DataFrame:
     hist = ctx.inp.history.get("final_lines")
-    model = fit(hist, params) if hist is not None else None
+    runs = ctx.inp.history.get("runs")
+    finals = runs.filter(pl.col("run_type") == "FINAL")["run_id"].to_list() if runs is not None else []
+    model = fit(hist, params, finals) if hist is not None else None
     if model is not None:
         ctx.artifacts[CODE] = model
     return score(ctx, model, params)

@@ -124,14 +124,14 @@ def _finding(ctx: Context, r: dict) -> dict:
         text = (f"{label} is {money(written, cur)} but the pay model gives {money(exp, cur)} ({basis}): "
                 f"difference {money(written - exp, cur)}.")
     if category == "pay_after_separation":
-        text += f" The run pays the full month although the staff member is separated for {r['separated_days']} days."
+        text = text[:-1] + f"; the run pays the full month although the staff member is separated for {r['separated_days']} days."
     elif category == "paid_during_slwop":
-        text += f" The run pays the full month although the staff member is on SLWOP for {r['slwop_days']} days."
+        text = text[:-1] + f"; the run pays the full month although the staff member is on SLWOP for {r['slwop_days']} days."
     elif category == "part_time_ignored":
-        text += f" The amount is what a full-time ({100} %) appointment would get."
+        text = text[:-1] + "; it is what a full-time (100 %) appointment would get."
     elif category == "child_over_age_limit":
-        text += (f" {len(r['child_birth_dates'] or [])} dependent children are recorded but only {r['n_children']} "
-                 f"are under the age limit on {r['reference_day']}.")
+        text = text[:-1] + (f"; {len(r['child_birth_dates'] or [])} dependent children are recorded but only "
+                            f"{r['n_children']} are under the age limit on {r['reference_day']}.")
     return {
         "pernr": r["pernr"], "detector": CODE, "category": category, "owner": r["owner"] or "HR",
         "wage_type": wt, "for_period": ctx.meta.period, "amount_cents": written,

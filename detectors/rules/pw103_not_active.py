@@ -28,7 +28,8 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
     rows = []
     for r in paid.iter_rows(named=True):
         slwop = (r["slwop_days"] or 0) > (r["separated_days"] or 0)
-        category = "paid_during_slwop" if slwop else "pay_after_separation"
+        category = ("paid_during_slwop" if slwop else "pay_after_separation" if r["separated_days"]
+                    else "pay_without_employment")
         why = (f"on special leave without pay all {r['slwop_days']} days" if slwop
                else "separated (or not yet employed) the whole month" if r["separated_days"]
                else "without any employment record for the month")
@@ -43,5 +44,6 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
     return findings_frame(rows)
 
 
-DETECTOR = Detector(CODE, "pay_without_active_employment", ("pay_after_separation", "paid_during_slwop"), run,
+DETECTOR = Detector(CODE, "pay_without_active_employment",
+                    ("pay_after_separation", "paid_during_slwop", "pay_without_employment"), run,
                     description="Flags pay for a month with no active day in PA0000.")

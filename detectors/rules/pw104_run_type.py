@@ -23,7 +23,7 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
         text = (f"Wage type {r['wage_type']} ({money(r['amount_cents'], r['currency'])}) is not in the wage type "
                 f"catalogue T512W." if unknown else
                 f"{r['wage_type_text']} ({r['wage_type']}, {money(r['amount_cents'], r['currency'])}) may only be paid "
-                f"in {r['run_types'].replace('|', ' or ')} runs, not in a {ctx.meta.run_type} run.")
+                f"in {r['run_types'].replace('|', ' or ')} runs, not in this {ctx.meta.run_type} run.")
         rows.append({"pernr": r["pernr"], "detector": CODE,
                      "category": "unknown_wage_type" if unknown else "wage_type_not_allowed",
                      "severity": params.get("severity", "hold"), "owner": r["owner"] or "FINANCE",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from detectors.base import Detector, findings_frame, money
+from detectors.paymodel import round_div
 from detectors.context import Context
 
 CODE = "PW113"
@@ -25,13 +26,15 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
     paid = (ctx.current.filter(pl.col("wage_type") == "/560").group_by("pernr")
             .agg(pl.col("amount_cents").sum().alias("paid"), pl.col("currency").first())
             .join(seen, on="pernr", how="anti"))
-    f = ctx.facts.select(
-        "pernr", "annual_net_cents", "employment_pct",
-        (pl.col("multiplier_num").cast(pl.Float64) / pl.col("multiplier_den").cast(pl.Float64)).fill_null(0).alias("mult"),
-        "staff_category")
-    f = f.with_columns(
-        (pl.col("annual_net_cents") / 12 * pl.col("employment_pct") / 100
-         * (1 + pl.when(pl.col("staff_category") == "G").then(0).otherwise(pl.col("mult")) / 100)).alias("month_ref"))
+    # a full month of net base + post adjustment, exact: net x pct x (100 + multiplier) / 120000
+    f = ctx.facts.with_columns(
+        pl.when(pl.col("staff_category") == "G").then(pl.lit(1, dtype=pl.Int128))
+        .otherwise(pl.col("multiplier_den").cast(pl.Int128)).alias("_den"),
+        pl.when(pl.col("staff_category") == "G").then(pl.lit(0, dtype=pl.Int128))
+        .otherwise(pl.col("multiplier_num").cast(pl.Int128)).alias("_num"),
+    ).select("pernr", round_div(
+        pl.col("annual_net_cents").cast(pl.Int128) * pl.col("employment_pct").cast(pl.Int128)
+        * (pl.col("_den") * 100 + pl.col("_num")), pl.col("_den") * 120000).alias("month_ref"))
     k = float(params.get("max_months", 1.6))
     hits = paid.join(f, on="pernr").filter(pl.col("paid") > pl.col("month_ref") * k)
     rows = []

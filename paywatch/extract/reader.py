@@ -99,7 +99,8 @@ def read_manifest(folder: Path) -> tuple[Manifest, bytes]:
     """Validate the folder and its manifest.json (cheap: no CSV is opened)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ExtractError("-", None, None, f"run folder {str(folder)!r} does not exist")
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise ExtractError("-", None, None, f"run folder {str(folder)!r} {what}")
     data = _read_regular(folder, MANIFEST_NAME)
     return parse_manifest(data), data
 
@@ -135,7 +136,7 @@ def parse_manifest(data: bytes) -> Manifest:
 
     version = text_field("format_version")
     if version != schema.FORMAT_VERSION:
-        raise bad(f"format_version {version!r} is not supported (expected {schema.FORMAT_VERSION!r})")
+        raise bad(f"format_version {version!r} is not {schema.FORMAT_VERSION!r}")
     run_id = text_field("run_id")
     payroll_area = text_field("payroll_area")
     period = text_field("period")
@@ -289,6 +290,7 @@ def _records(data: bytes, text: pl.Series) -> tuple[pl.Series, pl.Series | None]
     up to it is still right, so its start line is exact.
     """
     lines = text.str.split("\n").explode()
+    del text
     if data.endswith(b"\n"):  # the final line break is optional; it does not open a line
         lines = lines.head(len(lines) - 1)
     starts = None
@@ -306,7 +308,9 @@ def _records(data: bytes, text: pl.Series) -> tuple[pl.Series, pl.Series | None]
             starts = first.arg_true() + 1
     # Strip the CR of a CRLF. A CR at the very end of a file without a final LF is no line
     # end: it is kept so that the record fails the shape check as a bare CR.
-    if data.endswith(b"\n") or not data.endswith(b"\r"):
+    if b"\r" not in data:
+        pass  # LF-only file: nothing to strip, spare the copy
+    elif data.endswith(b"\n") or not data.endswith(b"\r"):
         lines = lines.str.strip_suffix("\r")
     elif len(lines) > 1:
         lines = pl.concat([lines.head(len(lines) - 1).str.strip_suffix("\r"), lines.tail(1)])
@@ -421,9 +425,11 @@ def _parse_csv(name: str, data: bytes, expected_rows: int, manifest: Manifest) -
 
     rows = len(records) - 1
     if rows != expected_rows:
-        raise ExtractError(name, None, None, f"{rows} data records, the manifest says {expected_rows}")
+        reason = f"{rows} data records, the manifest says {expected_rows}"
+        raise ExtractError(name, None, None, reason)
     if name == "RT.csv" and rows == 0 and manifest.run_type in schema.REGULAR_RUN_TYPES:
-        raise ExtractError(name, None, None, f"no payroll results in a regular run ({manifest.run_type})")
+        reason = f"no payroll results in a regular run ({manifest.run_type})"
+        raise ExtractError(name, None, None, reason)
 
     columns = schema.FILES[name]
     if starts is None:
@@ -440,13 +446,14 @@ def _parse_csv(name: str, data: bytes, expected_rows: int, manifest: Manifest) -
     else:  # quoted line breaks: parse with the exact scanner (rare, so speed matters less)
         parsed = [_split_record(r)[0] for r in records[1:]]
         raw = pl.DataFrame(
-            {c.name: pl.Series([f[position[c.name]] for f in parsed], dtype=pl.String) for c in columns}
+            {c.name: [f[position[c.name]] for f in parsed] for c in columns},
+            schema={c.name: pl.String for c in columns},
         )
         del parsed, records
     if raw.height != rows:  # the dialect check and the parser must agree on records
         raise RuntimeError(f"{name}: parser read {raw.height} records, dialect check {rows}")
     # Empty cells, quoted or not, are nulls.
-    raw = raw.with_columns(pl.when(pl.col(c.name) != "").then(pl.col(c.name)).alias(c.name) for c in columns)
+    raw = raw.with_columns(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in raw.columns)
     return _typed(name, raw, manifest.period, line_of)
 
 
@@ -479,7 +486,9 @@ def _typed(name: str, raw: pl.DataFrame, period: str, line_of) -> pl.DataFrame:
             checks.append((c, s.is_null(), lambda v, r, c=c: f"{c} must not be empty"))
         if c in patterns:
             desc = _CODE_DESC.get(c) if col.kind == "code" else _KIND_DESC.get(col.kind)
-            checks.append((c, s.is_not_null() & ~ok, lambda v, r, c=c, d=desc: f"{c} {_show(v)} is not {d}"))
+            checks.append(
+                (c, s.is_not_null() & ~ok, lambda v, r, c=c, d=desc: f"{c} {_show(v)} is not {d}")
+            )
         meaning = conversions[c][1]
         if meaning is not None:
             checks.append((c, ok & pl.col(c + _TYPED).is_null(), meaning))
@@ -496,7 +505,8 @@ def _typed(name: str, raw: pl.DataFrame, period: str, line_of) -> pl.DataFrame:
             )
 
     firsts = frame.select(
-        mask.fill_null(False).arg_true().first().alias(str(i)) for i, (_, mask, _) in enumerate(checks)
+        mask.fill_null(False).arg_true().first().alias(str(i))
+        for i, (_, mask, _) in enumerate(checks)
     ).row(0)
     hits = [(row, i) for i, row in enumerate(firsts) if row is not None]
     if hits:
@@ -522,15 +532,20 @@ def _convert(col: schema.Column, frame: pl.DataFrame) -> tuple[pl.Expr, object]:
     if col.kind == "amount":
         # Exact text arithmetic into cents, never through a float: drop the point and scale
         # by the missing decimals ("-12.5" -> -125 * 10 = -1250, "7" -> 7 * 100 = 700).
-        decimals = (s.str.len_bytes() - s.str.find(".", literal=True) - 1).fill_null(0).cast(pl.Int64)
+        point = s.str.find(".", literal=True)
+        decimals = (s.str.len_bytes() - point - 1).fill_null(0).cast(pl.Int64)
         digits = s.str.replace(".", "", literal=True)
         factor = pl.when(decimals == 0).then(100).when(decimals == 1).then(10).otherwise(1)
         # 18 significant digits of cents always fit in Int64 (2**63 ~ 9.2e18).
-        significant = digits.str.strip_chars_start("-0").str.len_bytes().cast(pl.Int64) + 2 - decimals
+        significant = (
+            digits.str.strip_chars_start("-0").str.len_bytes().cast(pl.Int64) + 2 - decimals
+        )
         value = pl.when(significant <= _MAX_AMOUNT_DIGITS + 2).then(
             digits.cast(pl.Int64, strict=False) * factor
         )
-        return value, lambda v, r: f"{c} {_show(v)} is out of range (at most {_MAX_AMOUNT_DIGITS} integer digits)"
+        return value, lambda v, r: (
+            f"{c} {_show(v)} is out of range (at most {_MAX_AMOUNT_DIGITS} integer digits)"
+        )
     if col.kind == "number":
         decimals = s.str.extract(r"\.([0-9]+)$", 1).str.len_chars().fill_null(0)
         scale = frame.select(pl.when(pl.col(c + _OK)).then(decimals).max()).item() or 0
@@ -546,5 +561,6 @@ def _convert(col: schema.Column, frame: pl.DataFrame) -> tuple[pl.Expr, object]:
         )
     if col.kind == "integer":
         n = s.cast(pl.Int64, strict=False)
-        return pl.when(n.is_between(1, 100)).then(n), lambda v, r: f"{c} {v!r} is not between 1 and 100"
+        value = pl.when(n.is_between(1, 100)).then(n)
+        return value, lambda v, r: f"{c} {v!r} is not between 1 and 100"
     return s, None  # id, code, text, period, seqnr stay text

@@ -265,12 +265,14 @@ def _read_holder(fd: int) -> str:
 
 
 def warehouse_digest(
-    con: duckdb.DuckDBPyConnection, exclude_delivery_log: bool = False
+    con: duckdb.DuckDBPyConnection, exclude_delivery_log: bool = False, ignore_times: bool = False
 ) -> str:
     """sha256 over every table's name, columns and sorted rows: equal digests = same content.
 
     `exclude_delivery_log` leaves out `deliveries` and `delivery_files`, the only tables a
-    repeated (noop) or rejected delivery may change.
+    repeated (noop) or rejected delivery may change. `ignore_times` leaves out timestamp
+    columns (when something happened), to compare a crashed-and-resumed warehouse with a
+    clean one.
     """
     names = [
         r[0]
@@ -289,10 +291,13 @@ def warehouse_digest(
             "ORDER BY column_index",
             [name],
         ).fetchall()
+        if ignore_times:
+            cols = [(c, t) for c, t in cols if not t.startswith("TIMESTAMP")]
+        row = "{" + ", ".join(f"'{c}': t.\"{c}\"" for c, _ in cols) + "}" if cols else "{'_': 1}"
         n, rows_sha = fetch_one(
             con,
             f"SELECT count(*), sha256(coalesce(string_agg(r, chr(10) ORDER BY r), '')) "
-            f'FROM (SELECT CAST(to_json(t) AS VARCHAR) AS r FROM "{name}" AS t)',
+            f'FROM (SELECT CAST(to_json({row}) AS VARCHAR) AS r FROM "{name}" AS t)',
         )
         h.update(f"{name}|{cols}|{n}|{rows_sha}\n".encode())
     return h.hexdigest()

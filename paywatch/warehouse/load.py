@@ -24,6 +24,7 @@ import polars as pl
 
 from paywatch.extract.model import Extract, ExtractError, Manifest
 from paywatch.extract.schema import FILE_NAMES, FILES, STAGING_TABLES, Column
+from paywatch.faults import checkpoint
 from paywatch.warehouse import marts
 from paywatch.warehouse.db import (
     default_archive_dir,
@@ -241,6 +242,7 @@ def _load_version(con, extract: Extract, archived, current, now) -> LoadResult:
         n_lines = _load_pay_lines(con, extract.frames[RESULT_FILE], m.run_id, version)
         _insert_run(con, m, version, delivery_id, now)
         marts.build_run_marts(con, m.run_id, version)
+        checkpoint("load-transaction")
     what = f"correction of version {current[0]}" if current else "new run"
     msg = (f"{m.run_id} version {version} loaded ({what}): {n_lines} pay lines, "
            f"{new_records} new master/reference records")

@@ -28,7 +28,7 @@ DIR_MODE = 0o700
 DEFAULT_MEMORY_LIMIT = "4GB"
 
 # Tables that form the delivery log: a repeated delivery (noop) changes only these.
-DELIVERY_LOG_TABLES = ("deliveries", "delivery_files")
+DELIVERY_LOG_TABLES = ("deliveries", "delivery_files", "report_deliveries")
 
 
 class WarehouseBusy(RuntimeError):

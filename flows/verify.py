@@ -64,6 +64,12 @@ def _artifacts(res: pipeline.VerifyResult) -> None:
             lines.append(f"- staff with outcome **{sev}**: {outcomes.filter(pl.col('outcome') == sev).height}")
         lines += ["", "| severity | owner | category | exceptions |", "|---|---|---|---|"]
         lines += [f"| {s} | {o} | {c} | {n} |" for s, o, c, n in counts.iter_rows()]
+    delivery = getattr(res, "delivery", None)
+    if delivery is not None:
+        lines += ["", f"Delivery: {delivery.summary()}"]
+        if delivery.failures:  # surfaced, never silent: the run itself stays verified
+            get_run_logger().error("%s: %s", res.run_id, delivery.summary())
+            create_markdown_artifact(key=f"delivery-failed-{key}", markdown=f"# DELIVERY FAILED\n\n{delivery.summary()}")
     failed = [c for c in res.dq if c["severity"] == "critical" and not c["success"]]
     if failed:
         lines += ["", "## NOT VERIFIED — data quality", *[f"- {c['detail']}" for c in failed]]

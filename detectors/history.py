@@ -13,6 +13,7 @@ import polars as pl
 from detectors import paymodel as pm
 
 PAY_INFOTYPES = ("actions", "assignments", "basic_pay", "family")
+OPAQUE = ["action_reason", "cost_centre"]  # MASSG, KOSTL: never interpreted (DESIGN.md)
 LOOKBACK_MONTHS = 12
 
 
@@ -71,8 +72,10 @@ def earliest_unsettled_change(md_now: dict[str, pl.DataFrame], md_then: dict[str
     keep = pl.Series(pernrs, dtype=pl.String)
     parts = []
     for it in PAY_INFOTYPES:
-        now = md_now[it].filter(pl.col("pernr").is_in(keep))
-        then = md_then[it].filter(pl.col("pernr").is_in(keep)) if md_then is not None else now.head(0)
+        # opaque codes (reason, cost centre) carry no pay meaning: a change there is no change
+        now = md_now[it].filter(pl.col("pernr").is_in(keep)).drop(OPAQUE, strict=False)
+        then = (md_then[it].filter(pl.col("pernr").is_in(keep)).drop(OPAQUE, strict=False)
+                if md_then is not None else now.head(0))
         key = ["pernr", "member_id", "valid_from"] if it == "family" else ["pernr", "valid_from"]
         parts.append(_effective_changes(now, then.select(now.columns), key))
     changes = pl.concat(parts)

@@ -9,7 +9,8 @@ from detectors.context import prepare
 from detectors.partition import split
 from detectors.models import pw201_overtime, pw202_isolation
 from detectors.rules import (
-    pw101_paymodel, pw102_totals, pw103_not_active, pw104_run_type, pw105_duplicates, pw110_grade_action,
+    pw101_paymodel, pw102_totals, pw103_not_active, pw104_run_type, pw105_duplicates, pw106_overlaps,
+    pw110_grade_action,
     pw111_shared_iban, pw112_bank_change, pw113_new_staff_pay, pw120_retro, pw130_variable_pay,
 )
 
@@ -19,6 +20,7 @@ ALL_DETECTORS: tuple[Detector, ...] = (
     pw103_not_active.DETECTOR,
     pw104_run_type.DETECTOR,
     pw105_duplicates.DETECTOR,
+    pw106_overlaps.DETECTOR,
     pw110_grade_action.DETECTOR,
     pw111_shared_iban.DETECTOR,
     pw112_bank_change.DETECTOR,

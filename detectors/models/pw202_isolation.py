@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from sklearn.ensemble import IsolationForest
 
 from detectors.base import Detector, findings_frame
 from detectors.context import Context
@@ -26,6 +25,8 @@ def fit(history_lines: pl.DataFrame, params: dict, finals: list[str] | None = No
     train = staff_run_features(history_lines.filter(pl.col("run_id").is_in(runs)))
     if train.height < int(params.get("min_training_rows", 200)):
         return None
+    from sklearn.ensemble import IsolationForest  # heavy import: only when a model is fitted
+
     x = train.select(FEATURES).to_numpy()
     forest = IsolationForest(n_estimators=int(params.get("n_estimators", 200)), random_state=int(params.get("seed", 0)),
                              max_samples=min(256, len(x))).fit(x)

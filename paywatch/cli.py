@@ -57,6 +57,7 @@ def verify(
     run_folder: Path = typer.Argument(..., help="The extracted run folder (manifest.json and ten CSV files)."),
     db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse file (default: paywatch-data/warehouse.duckdb)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for this run's reports (default: paywatch-data/reports/<run_id>)."),
+    wait: float = typer.Option(600.0, "--wait", help="Seconds to wait for another verify holding the warehouse (0: stop at once)."),
 ) -> None:
     """Load one run, check its data quality, detect exceptions and write the reports.
 
@@ -65,7 +66,13 @@ def verify(
     stopped detection."""
     from paywatch.pipeline import verify_run
 
-    result = verify_run(run_folder, db=db, out=out)
+    from paywatch.warehouse.db import WarehouseBusy
+
+    try:
+        result = verify_run(run_folder, db=db, out=out, wait_seconds=wait)
+    except WarehouseBusy as e:
+        typer.echo(f"warehouse busy: {e}", err=True)
+        raise typer.Exit(4)
     if result.message:
         typer.echo(result.message, err=bool(result.exit_code))
     raise typer.Exit(result.exit_code)
@@ -344,6 +351,22 @@ def backtest(
     tot = frame.group_by("config").agg(pl_col("exceptions").sum(), pl_col("excluded").sum()).sort("config")
     for c, e, x in tot.iter_rows():
         typer.echo(f"{c}: exceptions={e} excluded_staff={x}")
+
+
+@app.command()
+def doctor(db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse file.")) -> None:
+    """Check the warehouse, the archive of received extracts and the outbox: every run's
+    files still match their checksums, every run is complete, files are private."""
+    from paywatch.doctor import doctor as run_doctor
+    from paywatch.paths import Paths
+
+    paths = Paths.for_db(db) if db else Paths.default()
+    rep = run_doctor(db or paths.db, paths)
+    for p in rep.problems:
+        typer.echo(f"PROBLEM: {p}")
+    typer.echo(f"{rep.runs_checked} runs and {rep.files_checked} archived files checked: "
+               f"{'all good' if rep.ok else f'{len(rep.problems)} problem(s)'}")
+    raise typer.Exit(0 if rep.ok else 1)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -17,13 +17,17 @@ from detectors import history as dh
 from detectors.base import DetectionInput, RunMeta, empty_findings
 from detectors.config import config_version, load_config
 from detectors.registry import detect
-from paywatch import quality, report
+from paywatch import dq, quality, report
+from paywatch.delivery import DeliveryReport, deliver_run_reports
 from paywatch.extract.model import Extract, ExtractError
+from paywatch.faults import checkpoint
 from paywatch.extract.reader import read_run
 from paywatch.lifecycle import apply_decisions
 from paywatch.paths import Paths
 from paywatch.warehouse import queries as q
-from paywatch.warehouse.db import WarehouseLock, fetch_value, make_private_dir, open_warehouse, transaction
+from paywatch.warehouse.db import (
+    WarehouseLock, fetch_value, make_private_dir, open_warehouse, owner_only_umask, transaction,
+)
 from paywatch.warehouse.load import LoadResult, load_run, quarantine
 
 MASTER = ("actions", "assignments", "basic_pay", "bank_details", "family")
@@ -43,6 +47,7 @@ class VerifyResult:
     findings: pl.DataFrame | None = None
     load_outcome: str = ""
     dq: list[dict] = field(default_factory=list)
+    delivery: DeliveryReport | None = None  # reports upstream (outbox, mail)
 
 
 # ------------------------------------------------------------------------------ stages
@@ -103,8 +108,9 @@ def previous_of_kind(con: duckdb.DuckDBPyConnection, inp: DetectionInput) -> Det
 
 
 def stage_validate(con: duckdb.DuckDBPyConnection, inp: DetectionInput, cfg: dict) -> list[dict]:
-    """Run-level data-quality checks (critical failures stop detection)."""
-    return quality.run_checks(inp, previous_of_kind(con, inp), cfg.get("quality", {}))
+    """Data-quality gate: the Great Expectations suites (paywatch/dq/suites) on frames taken
+    from the warehouse; one check per expectation (critical failures stop detection)."""
+    return dq.run_checks(con, inp, previous_of_kind(con, inp), cfg)
 
 
 def stage_detect(inp: DetectionInput, cfg: dict) -> pl.DataFrame:
@@ -159,17 +165,20 @@ def store_verification(con, run_id: str, run_version: int, cfg: dict, cfg_versio
     """Findings, data-quality results and the verification row: one transaction."""
     with transaction(con):
         if checks:
-            dq = pl.DataFrame([{**c, "run_id": run_id, "run_version": run_version} for c in checks])
-            con.register("_dq", dq)
+            rows = pl.DataFrame([{**c, "run_id": run_id, "run_version": run_version, "engine": c.get("engine", "native"),
+                                  "config_version": cfg_version} for c in checks], infer_schema_length=None)
+            con.register("_dq", rows)
             con.execute(
                 "INSERT INTO dq_results (run_id, run_version, check_name, severity, success, observed, "
-                "unexpected_count, staff_affected, sample, detail, engine) SELECT run_id, run_version, name, severity, "
-                "success, observed, unexpected_count, staff_affected, sample, detail, 'native' FROM _dq")
+                "unexpected_count, staff_affected, sample, detail, engine, config_version) SELECT run_id, run_version, "
+                "name, severity, success, observed, unexpected_count, staff_affected, sample, detail, engine, "
+                "config_version FROM _dq")
             con.unregister("_dq")
         if findings.height:
             con.register("_f", findings)
             con.execute(f"INSERT INTO findings ({', '.join(FINDING_COLUMNS)}) SELECT {', '.join(FINDING_COLUMNS)} FROM _f")
             con.unregister("_f")
+        checkpoint("store-findings")
         con.execute(
             "INSERT INTO verifications (run_id, run_version, config_version, status, n_findings, config_json) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -184,20 +193,29 @@ def stored_verification(con, run_id: str, run_version: int, cfg_version: str):
         return None
     findings = q._frame(con, f"SELECT {', '.join(FINDING_COLUMNS)} FROM findings WHERE run_id = ? AND run_version = ? "
                              "AND config_version = ?", [run_id, run_version, cfg_version])
-    dq = q._frame(con, "SELECT check_name AS name, severity, success, observed, unexpected_count, staff_affected, "
-                       "sample, detail FROM dq_results WHERE run_id = ? AND run_version = ? ORDER BY check_name",
-                  [run_id, run_version])
-    return status, findings, dq.to_dicts()
+    checks = q._frame(con, "SELECT check_name AS name, severity, success, observed, unexpected_count, staff_affected, "
+                           "sample, detail, engine FROM dq_results WHERE run_id = ? AND run_version = ? "
+                           "AND coalesce(config_version, ?) = ? ORDER BY check_name",
+                      [run_id, run_version, cfg_version, cfg_version])
+    return status, findings, checks.to_dicts()
 
 
 def stage_deliver(out: Path, inp: DetectionInput, findings: pl.DataFrame, checks: list[dict],
-                  load_outcome: str, blocked: bool) -> Path:
-    """exceptions.csv and the run summary into the run's report folder."""
+                  load_outcome: str, blocked: bool, con: duckdb.DuckDBPyConnection | None = None,
+                  cfg: dict | None = None) -> Path:
+    """exceptions.csv and the run summary into the run's report folder; with the warehouse
+    connection also the run's Data Docs and the Finance data-quality report (finance_dq.*)."""
     make_private_dir(out)
     report.write_exceptions(out, inp.meta.run_id, findings)
+    checkpoint("reports")
     meta = {"run_id": inp.meta.run_id, "run_type": inp.meta.run_type, "period": inp.meta.period,
             "payroll_area": inp.meta.payroll_area, "extracted_at": inp.history.get("extracted_at", "")}
-    text = report.summary_markdown(meta, findings, checks, load_outcome)
+    failed = [c for c in checks if not c["success"]]  # the summary lists failed checks only
+    text = report.summary_markdown(meta, findings, failed, load_outcome)
+    if con is not None:
+        dq.publish(out, con, inp, checks, blocked, cfg or {}, revalidate=lambda: stage_validate(con, inp, cfg or {}))
+        text += (f"\nData quality: {len(checks) - len(failed)} of {len(checks)} checks passed; "
+                 "see finance_dq.html (Data Docs in data_docs/index.html).\n")
     if blocked:
         failed = quality.critical_failures(checks)
         text = ("# NOT VERIFIED — data quality\n\nDetection was stopped because the extract cannot be trusted:\n\n"
@@ -205,6 +223,14 @@ def stage_deliver(out: Path, inp: DetectionInput, findings: pl.DataFrame, checks
         (out / "data_quality.md").write_text(text, encoding="utf-8")
     (out / "summary.md").write_text(text, encoding="utf-8")
     return out
+
+
+def stage_send_reports(con, out: Path, inp: DetectionInput, findings: pl.DataFrame, checks: list[dict],
+                       status: str, paths: Paths) -> DeliveryReport:
+    """Reports upstream: one package per recipient (routing.toml) built in `<out>/recipients/`,
+    written to the outbox, then mailed when PAYWATCH_SMTP_* is set. Never raises: a failed
+    delivery is recorded (report_deliveries, outbox/<run>/DELIVERY_FAILED.txt) and returned."""
+    return deliver_run_reports(con, inp.meta.run_id, findings, status, checks, out / "recipients", paths)
 
 
 # ------------------------------------------------------------------------------ driver
@@ -226,15 +252,20 @@ def verify_run(folder: Path, db: Path | None = None, out: Path | None = None,
     except ExtractError as e:
         _reject(db_path, paths, Path(folder), e, wait_seconds)
         return VerifyResult(2, e.one_line())
-    with WarehouseLock(db_path, wait_seconds=wait_seconds):
+    with WarehouseLock(db_path, wait_seconds=wait_seconds), owner_only_umask():
         con = open_warehouse(db_path)
         try:
+            cfg = load_config(paths.config)
             try:
-                loaded = runner("load", stage_load, con, extract, paths)
+                # one transaction from load to stored findings: a verify killed anywhere
+                # leaves the warehouse exactly as before, or (once committed) as after
+                with transaction(con):
+                    loaded = runner("load", stage_load, con, extract, paths)
+                    processed = process_loaded(con, loaded.run_id, loaded.run_version, cfg, runner)
             except ExtractError as e:
                 quarantine(Path(folder), e, paths.quarantine, con=con, run_id=extract.manifest.run_id)
                 return VerifyResult(2, e.one_line())
-            return _verify_loaded(con, loaded, paths, out, runner)
+            return _verify_loaded(con, loaded, processed, cfg, paths, out, runner)
         finally:
             con.close()
 
@@ -252,6 +283,7 @@ def process_loaded(con, run_id: str, version: int, cfg: dict,
                    runner=direct) -> tuple[str, pl.DataFrame, list[dict], DetectionInput]:
     """Validate, detect, triage and store a loaded run — or return what an identical earlier
     verification stored (a repeated verify changes nothing but the delivery log)."""
+    cfg = dq.with_suites_version(cfg, con)  # editing a suite file is a new configuration
     cfg_version = config_version(cfg)
     inp = runner("prepare", detection_input, con, run_id)
     stored = stored_verification(con, run_id, version, cfg_version)
@@ -263,26 +295,32 @@ def process_loaded(con, run_id: str, version: int, cfg: dict,
         status, raw = "dq_blocked", empty_findings()
     else:
         status, raw = "verified", runner("detect", stage_detect, inp, cfg)
+    checkpoint("detection")
     findings = runner("triage", stage_triage, con, inp, raw, version, cfg_version)
     runner("store", store_verification, con, run_id, version, cfg, cfg_version, findings, checks, status)
     return status, findings, checks, inp
 
 
-def _verify_loaded(con, loaded: LoadResult, paths: Paths, out: Path | None, runner=direct) -> VerifyResult:
+def _verify_loaded(con, loaded: LoadResult, processed, cfg: dict, paths: Paths, out: Path | None,
+                   runner=direct) -> VerifyResult:
+    """Reports of a loaded and processed run, after the commit (they can always be written
+    again from the warehouse: a verify killed while writing them is completed by the next)."""
     run_id = loaded.run_id
-    status, findings, checks, inp = process_loaded(con, run_id, loaded.run_version, load_config(paths.config), runner)
+    status, findings, checks, inp = processed
     out_dir = Path(out) if out else paths.reports / run_id
     blocked = status == "dq_blocked"
     findings = apply_decisions(con, run_id, findings)  # reviewers' decisions since detection
-    runner("deliver", stage_deliver, out_dir, inp, findings, checks, loaded.outcome, blocked)
+    runner("deliver", stage_deliver, out_dir, inp, findings, checks, loaded.outcome, blocked, con=con, cfg=cfg)
+    sent = runner("send", stage_send_reports, con, out_dir, inp, findings, checks, status, paths)
+    undelivered = f" {sent.summary()}" if sent.failures else ""
     staff = report.staff_outcomes(findings)
     held = staff.filter(pl.col("outcome") == "hold").height
     review = staff.filter(pl.col("outcome") == "review").height
     if blocked:
         msg = (f"{run_id}: NOT VERIFIED — data quality; detection stopped "
-               f"({'; '.join(c['name'] for c in quality.critical_failures(checks))}). Report: {out_dir}")
-        return VerifyResult(3, msg, run_id, out_dir, findings, loaded.outcome, checks)
+               f"({'; '.join(c['name'] for c in quality.critical_failures(checks))}). Report: {out_dir}{undelivered}")
+        return VerifyResult(3, msg, run_id, out_dir, findings, loaded.outcome, checks, sent)
     msg = (f"{run_id}: {loaded.outcome}; {findings.height} exceptions, {held} staff on hold, "
-           f"{review} to review. Reports: {out_dir}")
-    return VerifyResult(0, msg, run_id, out_dir, findings, loaded.outcome, checks)
+           f"{review} to review. Reports: {out_dir}{undelivered}")
+    return VerifyResult(0, msg, run_id, out_dir, findings, loaded.outcome, checks, sent)
 

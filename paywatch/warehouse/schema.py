@@ -246,7 +246,8 @@ _FIXED_TABLES: list[tuple[str, str, str]] = [
     sample VARCHAR,                      -- a few offending keys (PERNRs only; no names or IBANs)
     detail VARCHAR NOT NULL,             -- one sentence for Finance
     engine VARCHAR NOT NULL,             -- 'gx' or 'native'
-    checked_at TIMESTAMP NOT NULL DEFAULT (timezone('UTC', current_timestamp))
+    checked_at TIMESTAMP NOT NULL DEFAULT (timezone('UTC', current_timestamp)),
+    config_version VARCHAR               -- configuration (incl. DQ suites) of the verification
 )""",
     ),
     (
@@ -310,6 +311,23 @@ _FIXED_TABLES: list[tuple[str, str, str]] = [
     expires_on DATE
 )""",
     ),
+    (
+        "report_deliveries",
+        ("grain: one row per report package per recipient per channel per delivery outcome "
+         "(append-only delivery log of paywatch/delivery.py; an identical package already "
+         "written or sent is not delivered again, so a repeated verify adds no row)"),
+        """CREATE TABLE IF NOT EXISTS report_deliveries (
+    run_id VARCHAR NOT NULL,
+    recipient VARCHAR NOT NULL,          -- routing key, e.g. owner-HR, entity-OHCHR (no addresses)
+    channel VARCHAR NOT NULL CHECK (channel IN ('outbox', 'smtp')),
+    status VARCHAR NOT NULL CHECK (status IN ('written', 'sent', 'failed')),
+    attempts INTEGER NOT NULL,           -- tries made (SMTP: 1 + retries at most)
+    error VARCHAR,                       -- why it failed (no personal data)
+    content_sha256 VARCHAR NOT NULL,     -- the package content (rows, recipient, data quality)
+    n_exceptions BIGINT NOT NULL,
+    recorded_at TIMESTAMP NOT NULL       -- UTC, when the outcome was known
+)""",
+    ),
 ]
 
 
@@ -325,8 +343,13 @@ def tables() -> list[tuple[str, str, str]]:
 def ddl_statements() -> list[str]:
     """Idempotent DDL: tables, then their grain as a catalog comment."""
     stmts = [ddl for _, _, ddl in tables()]
+    stmts += MIGRATIONS
     stmts += [f"COMMENT ON TABLE {t} IS {sql_literal(grain)}" for t, grain, _ in tables()]
     return stmts
+
+
+# Columns added after a table was first created (idempotent, for existing warehouses).
+MIGRATIONS = ["ALTER TABLE dq_results ADD COLUMN IF NOT EXISTS config_version VARCHAR"]
 
 
 def sql_literal(text: str) -> str:

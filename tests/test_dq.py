@@ -1,0 +1,441 @@
+"""Data-quality gate (paywatch/dq): Great Expectations suites kept as files, run on frames
+taken from the warehouse, critical failures stopping detection (exit 3), warnings reported.
+
+Runs of the committed sample data_samples/gv-300 are copied and corrupted so that they stay
+parseable (CSV rewritten, manifest rows and checksums recomputed). The history before the
+target run (GV-202601-SIM1: its previous SIM1 is GV-202512-SIM1) is loaded once per module;
+each case works on a copy of that warehouse. Every expectation is seen to fail (on frames
+broken on purpose) and to pass (on the clean run).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from detectors.config import load_config
+from paywatch import pipeline
+from paywatch.dq import catalog, frames, runner
+from paywatch.paths import Paths
+from paywatch.warehouse.db import open_warehouse
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data_samples" / "gv-300"
+RUNS = (SAMPLE / "runs.txt").read_text(encoding="utf-8").split()
+TARGET = "GV-202601-SIM1"
+HISTORY = RUNS[: RUNS.index(TARGET)]
+CSV_FILES = ("PA0000.csv", "PA0001.csv", "PA0008.csv", "PA0009.csv", "PA0021.csv", "RT.csv",
+             "T510.csv", "T7UNPA.csv", "T512W.csv", "T7UNRATE.csv")
+EXCEPTIONS_HEADER = ("run_id,PERNR,detector,category,severity,owner,LGART,FPPER,amount,expected,WAERS,"
+                     "score,explanation\n")
+
+
+# ------------------------------------------------------------------------------ helpers
+
+def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, strict=True))
+    return rows[0], rows[1:]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([header, *rows])
+    path.write_bytes(buf.getvalue().encode("utf-8"))
+
+
+def fix_manifest(folder: Path) -> None:
+    """Rows and sha256 of every CSV recomputed: the corruption stays parseable (no exit 2)."""
+    path = folder / "manifest.json"
+    m = json.loads(path.read_text(encoding="utf-8"))
+    for name in CSV_FILES:
+        data = (folder / name).read_bytes()
+        m["files"][name] = {"rows": len(read_csv(folder / name)[1]), "sha256": hashlib.sha256(data).hexdigest()}
+    path.write_text(json.dumps(m, indent=2), encoding="utf-8")
+
+
+def variant(tmp: Path, mutate=None, name: str = TARGET) -> Path:
+    folder = tmp / "landing" / name
+    shutil.copytree(SAMPLE / name, folder)
+    if mutate is not None:
+        mutate(folder)
+    fix_manifest(folder)
+    return folder
+
+
+def copy_warehouse(db: Path, dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(db, dest / db.name)
+    return dest / db.name
+
+
+def by_name(checks: list[dict]) -> dict[str, dict]:
+    return {c["name"]: c for c in checks}
+
+
+def failed(checks: list[dict], severity: str | None = None) -> set[str]:
+    return {c["name"] for c in checks if not c["success"] and severity in (None, c["severity"])}
+
+
+def validate_only(db: Path, folder: Path) -> list[dict]:
+    """Load the run and run the validate stage only (no detection)."""
+    paths = Paths.for_db(db)
+    con = open_warehouse(db)
+    try:
+        loaded = pipeline.stage_load(con, pipeline.stage_read(folder), paths)
+        inp = pipeline.detection_input(con, loaded.run_id)
+        return pipeline.stage_validate(con, inp, load_config(None))
+    finally:
+        con.close()
+
+
+def rt_staff(folder: Path) -> list[str]:
+    header, rows = read_csv(folder / "RT.csv")
+    return sorted({r[header.index("PERNR")] for r in rows})
+
+
+def drop_rt_staff(share: float, seed: int = 7):
+    def mutate(folder: Path) -> None:
+        header, rows = read_csv(folder / "RT.csv")
+        i = header.index("PERNR")
+        staff = sorted({r[i] for r in rows})
+        dropped = set(random.Random(seed).sample(staff, round(len(staff) * share)))
+        write_csv(folder / "RT.csv", header, [r for r in rows if r[i] not in dropped])
+        (folder / "dropped.txt").write_text("\n".join(sorted(dropped)), encoding="utf-8")
+    return mutate
+
+
+SHIPPED = catalog.load_suites(catalog.SHIPPED_SUITES)
+N_EXPECTATIONS = sum(len(s.expectations) for s in SHIPPED)
+
+
+@pytest.fixture(autouse=True)
+def _shipped_suites(monkeypatch):
+    monkeypatch.delenv(catalog.SUITES_ENV, raising=False)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    """A warehouse holding the runs before TARGET (loaded; their detection is not needed)."""
+    paths = Paths(tmp_path_factory.mktemp("dq_base"))
+    con = open_warehouse(paths.db)
+    try:
+        for name in HISTORY:
+            pipeline.stage_load(con, pipeline.stage_read(SAMPLE / name), paths)
+    finally:
+        con.close()
+    return paths.db
+
+
+# ------------------------------------------------------------------------------ the suites themselves
+
+def test_suites_are_files_with_severity_and_plain_text():
+    frames_covered = {s.frame for s in SHIPPED}
+    assert frames_covered == set(frames.FRAME_NAMES), "one suite per extract file and for the run as a whole"
+    sev = {e["meta"]["name"]: e["meta"]["severity"] for s in SHIPPED for e in s.expectations}
+    expected = {
+        "staff_active_have_pay": "critical", "stations_multiplier_for_period": "critical",
+        "staff_grade_step_in_t510": "critical", "t7unrate_rates_for_period": "critical",
+        "rt_wage_type_in_t512w": "warning", "rt_staff_in_pa0001": "warning", "pa0008_no_overlap": "warning",
+        "pa0008_unique_start": "warning", "run_headcount_vs_previous": "warning",
+        "run_line_count_vs_previous": "warning", "rt_currency_matches_category": "warning",
+    }
+    assert {k: sev.get(k) for k in expected} == expected
+    for s in SHIPPED:
+        doc = json.loads(s.path.read_text(encoding="utf-8"))
+        assert doc["name"] == s.name and doc["expectations"], s.path
+        for e in doc["expectations"]:
+            assert e["type"].startswith("expect_") and e["meta"]["finance_text"].strip()
+
+
+def test_a_malformed_suite_is_an_error_not_skipped(tmp_path: Path):
+    suites = tmp_path / "suites"
+    shutil.copytree(catalog.SHIPPED_SUITES, suites)
+    doc = json.loads((suites / "RT.json").read_text(encoding="utf-8"))
+    del doc["expectations"][0]["meta"]["severity"]
+    (suites / "RT.json").write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(catalog.SuiteError, match="severity"):
+        catalog.load_suites(suites)
+    # GX itself drops an expectation it does not know with a log line only: we refuse it
+    doc["expectations"][0]["meta"]["severity"] = "warning"
+    doc["expectations"][0]["type"] = "expect_column_values_to_be_made_up"
+    (suites / "RT.json").write_text(json.dumps(doc), encoding="utf-8")
+    gx = runner._import_gx()
+    suite = next(s for s in catalog.load_suites(suites) if s.frame == "RT")
+    with pytest.raises(runner.DQEngineError, match="rejected"):
+        runner._gx_suite(gx, suite)
+
+
+# ------------------------------------------------------------------------------ pass and fail
+
+def test_clean_run_passes_every_expectation(base: Path, tmp_path: Path):
+    checks = validate_only(copy_warehouse(base, tmp_path / "wh"), variant(tmp_path))
+    assert len(checks) == N_EXPECTATIONS
+    assert failed(checks) == set(), [c for c in checks if not c["success"]]
+    assert all(c["engine"] == "gx" for c in checks)
+    assert by_name(checks)["run_headcount_vs_previous"]["observed"].endswith("%"), "compared with GV-202512-SIM1"
+
+
+def _break(rf: frames.RunFrames, suites: list[catalog.Suite]) -> tuple[frames.RunFrames, set[str]]:
+    """Frames broken so that every expectation of `suites` must fail, for a genuine reason
+    except the expectations returned (they check the column removed to fail the schema check)."""
+    out, errors = dict(rf.frames), set()
+    for s in suites:
+        df = out[s.frame]
+        exps = [(e["type"], e["kwargs"]) for e in s.expectations]
+        used = {v for t, kw in exps for k, v in kw.items() if k in ("column", "column_A", "column_B")}
+        used |= {c for t, kw in exps for c in kw.get("column_list", [])}
+
+        def add_duplicate(d: pl.DataFrame) -> pl.DataFrame:
+            return pl.concat([d, d.head(1).with_columns(pl.lit(d["record"].max() + 1, dtype=pl.Int64).alias("record"))])
+
+        for t, kw in exps:  # 1. rows
+            if t in ("expect_compound_columns_to_be_unique", "expect_column_values_to_be_unique"):
+                df = add_duplicate(df)
+            elif t == "expect_column_distinct_values_to_contain_set":
+                df = df.filter(pl.col(kw["column"]) != kw["value_set"][0])
+        order = ("expect_column_values_to_be_null", "expect_column_values_to_be_between",
+                 "expect_column_pair_values_a_to_be_greater_than_b", "expect_column_values_to_be_in_set")
+        for kind in order:  # 2. values
+            for t, kw in exps:
+                if t != kind:
+                    continue
+                if t == "expect_column_values_to_be_null":
+                    df = df.with_columns(pl.lit(1.0).cast(df[kw["column"]].dtype).alias(kw["column"]))
+                elif t == "expect_column_values_to_be_between":
+                    c = kw["column"]
+                    df = df.with_columns(pl.lit(kw["max_value"] * 10 + 1000).cast(df[c].dtype).alias(c))
+                elif t == "expect_column_pair_values_a_to_be_greater_than_b":
+                    a, b = kw["column_A"], kw["column_B"]
+                    first = pl.col("record") == df["record"].min()
+                    df = df.with_columns(pl.when(first).then(pl.col(b) - 1).otherwise(pl.col(a)).alias(a))
+                else:
+                    c, allowed = kw["column"], kw["value_set"]
+                    bad = (not allowed[0]) if isinstance(allowed[0], bool) else "__not_allowed__"
+                    df = df.with_columns(pl.lit(bad).alias(c))
+        for t, kw in exps:  # 3. types
+            if t == "expect_column_values_to_be_of_type":
+                c = kw["column"]
+                to = pl.Int64 if kw["type_"] in ("str", "float64") else pl.Float64
+                df = df.with_columns(pl.col(c).cast(to))
+        for t, kw in exps:  # 4. columns
+            if t == "expect_table_columns_to_match_set":
+                spare = [c for c in kw["column_set"] if c not in used and c not in s.key_columns]
+                if not spare:  # every column is checked: those checks then fail with an error
+                    spare = [c for c in kw["column_set"] if c not in s.key_columns]
+                    errors |= {e["meta"]["name"] for e in s.expectations
+                               if spare[0] in (e["kwargs"].get("column"), e["kwargs"].get("column_A"),
+                                               e["kwargs"].get("column_B"))}
+                df = df.drop(spare[0])
+        out[s.frame] = df
+    return frames.RunFrames(rf.run_id, rf.payroll_area, rf.period, rf.run_type, out), errors
+
+
+def test_every_expectation_fails_on_frames_broken_on_purpose(base: Path, tmp_path: Path):
+    """Never trust a GX result not seen to fail: each expectation fails, for its own reason
+    (not an error), on frames built from the clean run and then broken."""
+    db = copy_warehouse(base, tmp_path / "wh")
+    con = open_warehouse(db)
+    try:
+        loaded = pipeline.stage_load(con, pipeline.stage_read(variant(tmp_path)), Paths.for_db(db))
+        inp = pipeline.detection_input(con, loaded.run_id)
+        rf = frames.build(inp, pipeline.previous_of_kind(con, inp))
+    finally:
+        con.close()
+    broken, may_error = _break(rf, SHIPPED)
+    checks = runner.validate(broken, SHIPPED, tmp_path / "gx-project")
+    assert len(checks) == N_EXPECTATIONS
+    still_passing = [c["name"] for c in checks if c["success"]]
+    assert still_passing == [], still_passing
+    errors = [(c["name"], c["observed"]) for c in checks if c["observed"].startswith("error:")]
+    assert [e for e in errors if e[0] not in may_error] == [], errors
+    assert len(may_error) <= 3, may_error
+    unrendered = [c["name"] for c in checks if c["detail"].startswith(("Failed:", "Could not"))
+                  and c["name"] not in may_error]
+    assert unrendered == [], "every failure is told in its own sentence"
+
+
+# ------------------------------------------------------------------------------ the corrupted extracts
+
+@pytest.fixture(scope="module")
+def staff_missing(base: Path, tmp_path_factory) -> dict:
+    """30 % of the staff removed from RT.csv of a regular run, verified end to end."""
+    tmp = tmp_path_factory.mktemp("dq_missing")
+    folder = variant(tmp, drop_rt_staff(0.30))
+    db = copy_warehouse(base, tmp / "wh")
+    earlier = pipeline.verify_run(SAMPLE / "GV-202512-SIM1", db=db, out=tmp / "out-earlier")  # for the trend
+    assert earlier.exit_code == 0 and "rt_line_unique" in failed(earlier.dq, "warning"), earlier.message
+    out = tmp / "out"
+    res = pipeline.verify_run(folder, db=db, out=out)
+    return {"res": res, "out": out, "db": db, "folder": folder,
+            "dropped": (folder / "dropped.txt").read_text(encoding="utf-8").split()}
+
+
+def test_staff_missing_from_rt_is_critical_and_stops_detection(staff_missing: dict):
+    res, out = staff_missing["res"], staff_missing["out"]
+    assert res.exit_code == 3, res.message
+    assert (out / "exceptions.csv").read_text(encoding="utf-8") == EXCEPTIONS_HEADER
+    assert "staff_active_have_pay" in failed(res.dq, "critical")
+    c = by_name(res.dq)["staff_active_have_pay"]
+    n = len(staff_missing["dropped"])
+    assert c["unexpected_count"] == n and c["staff_affected"] == n
+    assert str(n) in c["detail"] and "/560" in c["detail"], c["detail"]
+    assert set(c["sample"].split(",")) <= set(staff_missing["dropped"])
+    md = (out / "data_quality.md").read_text(encoding="utf-8")
+    assert "NOT VERIFIED" in md and c["detail"] in md  # one sentence per failure for Finance
+    page = (out / "finance_dq.html").read_text(encoding="utf-8")
+    assert "NOT VERIFIED" in page and c["detail"].split(";")[0] in page
+
+
+def test_results_are_stored_per_run_with_masked_samples(staff_missing: dict):
+    con = duckdb.connect(str(staff_missing["db"]), read_only=True)
+    try:
+        rows = con.execute("SELECT check_name, severity, success, engine, sample, config_version, detail "
+                           "FROM dq_results WHERE run_id = ?", [TARGET]).fetchall()
+        status = con.execute("SELECT status, config_version FROM verifications WHERE run_id = ?", [TARGET]).fetchall()
+    finally:
+        con.close()
+    assert len(rows) == N_EXPECTATIONS
+    assert {r[3] for r in rows} == {"gx"}
+    assert status[0][0] == "dq_blocked" and {r[5] for r in rows} == {status[0][1]}
+    staff_suites = {e["meta"]["name"] for s in SHIPPED if "pernr" in s.key_columns for e in s.expectations}
+    for name, _, _, _, sample, _, detail in rows:
+        if sample and name in staff_suites:
+            assert re.fullmatch(r"[0-9]{8}(,[0-9]{8})*", sample), (name, sample)
+        assert not re.search(r"\b[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}\b", detail), "no IBAN in a detail"
+    names = pl.read_csv(SAMPLE / TARGET / "PA0001.csv", infer_schema=False)["ENAME"].to_list()
+    text = " ".join(r[4] or "" for r in rows) + " ".join(r[6] for r in rows)
+    assert not [n for n in names if n in text], "no names in stored results"
+
+
+def test_data_docs_and_finance_report_are_written_and_name_the_failing_expectation(staff_missing: dict):
+    out = staff_missing["out"]
+    index = out / "data_docs" / "index.html"
+    assert index.exists()
+    pages = list((out / "data_docs" / "validations").rglob("*.html"))
+    staff_page = [p for p in pages if "paywatch_staff" in p.as_posix()]
+    assert staff_page and TARGET in staff_page[0].as_posix(), pages
+    text = staff_page[0].read_text(encoding="utf-8")
+    assert "staff_active_have_pay" in text and "Failed" in text
+    links = set(re.findall(r'(?:validations|expectations)/[^"\'\s#<>]+?\.html', index.read_text(encoding="utf-8")))
+    assert len(links) >= 2 * len(SHIPPED), links  # one result page and one suite page per suite
+    assert [link for link in links if not (out / "data_docs" / link).exists()] == [], "every link opens"
+    assert not list((out / "data_docs").rglob("*.gif")), "GX tutorial images are not copied"
+    assert "dataContextId" not in index.read_text(encoding="utf-8"), "no tracking link to the GX web assets"
+    page = (out / "finance_dq.html").read_text(encoding="utf-8")
+    assert "href='data_docs/index.html'" in page and "staff_active_have_pay" in page
+    assert "Great Expectations" in page  # only in the link to the technical detail
+    # trend against the previous runs of the area: GV-202512-SIM1 had a duplicated pay line
+    assert "GV-202512-SIM1: fail" in page and "GV-202512-SIM1: pass" in page
+    month = page.split("This month")[1]
+    assert TARGET in month and "GV-202512-SIM1" not in month
+    with zipfile.ZipFile(out / "finance_dq.xlsx") as z:
+        book = z.read("xl/workbook.xml").decode()
+        sheet = z.read("xl/worksheets/sheet1.xml").decode() + z.read("xl/sharedStrings.xml").decode()
+    assert 'name="Data quality"' in book and "NOT VERIFIED" in sheet and "GV-202512-SIM1" in sheet
+
+
+def test_t7unpa_gap_for_the_period_is_critical(base: Path, tmp_path: Path):
+    def gap(folder: Path) -> None:  # Geneva's multiplier starts one month after the period
+        header, rows = read_csv(folder / "T7UNPA.csv")
+        w, b, e = header.index("WERKS"), header.index("BEGDA"), header.index("ENDDA")
+        for r in rows:
+            if r[w] == "GVA" and r[b] <= "20260101" <= r[e]:
+                r[b] = "20260201"
+        write_csv(folder / "T7UNPA.csv", header, rows)
+
+    res = pipeline.verify_run(variant(tmp_path, gap), db=copy_warehouse(base, tmp_path / "wh"), out=tmp_path / "out")
+    assert res.exit_code == 3, res.message
+    assert failed(res.dq, "critical") == {"stations_multiplier_for_period"}
+    c = by_name(res.dq)["stations_multiplier_for_period"]
+    assert "GVA" in c["detail"] and "202601" in c["detail"] and c["staff_affected"] > 0, c
+    assert (tmp_path / "out" / "exceptions.csv").read_text(encoding="utf-8") == EXCEPTIONS_HEADER
+
+
+def test_unknown_wage_type_is_a_warning_and_detection_goes_on(base: Path, tmp_path: Path):
+    def unknown(folder: Path) -> None:  # three staff get a line of wage type 9999 (not in T512W)
+        header, rows = read_csv(folder / "RT.csv")
+        i, lg, amt = header.index("PERNR"), header.index("LGART"), header.index("BETRG")
+        seen, extra = set(), []
+        for r in rows:
+            if r[i] not in seen and len(seen) < 3:
+                seen.add(r[i])
+                extra.append([*r[:lg], "9999", *r[lg + 1:]])
+                extra[-1][amt] = "12.34"
+                extra[-1][header.index("ANZHL")] = ""
+        write_csv(folder / "RT.csv", header, rows + extra)
+
+    res = pipeline.verify_run(variant(tmp_path, unknown), db=copy_warehouse(base, tmp_path / "wh"),
+                              out=tmp_path / "out")
+    assert res.exit_code == 0, res.message
+    assert failed(res.dq, "critical") == set()
+    assert "rt_wage_type_in_t512w" in failed(res.dq, "warning")
+    c = by_name(res.dq)["rt_wage_type_in_t512w"]
+    assert c["unexpected_count"] == 3 and c["staff_affected"] == 3 and "9999" in c["detail"], c
+    assert len((tmp_path / "out" / "exceptions.csv").read_text(encoding="utf-8").splitlines()) > 1, "detection ran"
+    page = (tmp_path / "out" / "finance_dq.html").read_text(encoding="utf-8")
+    assert "Verified, with" in page and "9999" in page
+
+
+def test_duplicated_pa0008_records_are_a_warning(base: Path, tmp_path: Path):
+    holder = {}
+
+    def duplicate(folder: Path) -> None:  # one staff member's current basic pay record twice
+        header, rows = read_csv(folder / "PA0008.csv")
+        e = header.index("ENDDA")
+        row = next(r for r in rows if r[e] == "99991231")
+        holder["pernr"] = row[header.index("PERNR")]
+        write_csv(folder / "PA0008.csv", header, rows + [list(row)])
+
+    checks = validate_only(copy_warehouse(base, tmp_path / "wh"), variant(tmp_path, duplicate))
+    assert failed(checks, "critical") == set()
+    assert {"pa0008_no_overlap", "pa0008_unique_start"} <= failed(checks, "warning")
+    for name in ("pa0008_no_overlap", "pa0008_unique_start"):
+        c = by_name(checks)[name]
+        assert c["staff_affected"] == 1 and c["sample"] == holder["pernr"], c
+
+
+# ------------------------------------------------------------------------------ the files are live
+
+def test_editing_a_suite_file_changes_the_outcome_of_the_same_run(base: Path, tmp_path: Path, monkeypatch):
+    """5 % of the staff without pay pass the shipped bound (at most 10 %); the same run,
+    verified again after the bound is tightened to 1 % in a copy of the suite file, stops."""
+    folder = variant(tmp_path, drop_rt_staff(0.05, seed=11))
+    db = copy_warehouse(base, tmp_path / "wh")
+    first = pipeline.verify_run(folder, db=db, out=tmp_path / "out1")
+    assert first.exit_code == 0, first.message
+    c = by_name(first.dq)["staff_active_have_pay"]
+    assert c["success"] and c["unexpected_count"] > 0
+
+    suites = tmp_path / "suites"
+    shutil.copytree(catalog.SHIPPED_SUITES, suites)
+    doc = json.loads((suites / "staff.json").read_text(encoding="utf-8"))
+    exp = next(e for e in doc["expectations"] if e["meta"]["name"] == "staff_active_have_pay")
+    exp["kwargs"]["mostly"] = 0.99
+    (suites / "staff.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    monkeypatch.setenv(catalog.SUITES_ENV, str(suites))
+
+    again = pipeline.verify_run(folder, db=db, out=tmp_path / "out2")
+    assert again.load_outcome == "noop"  # the very same delivery
+    assert again.exit_code == 3, again.message
+    c = by_name(again.dq)["staff_active_have_pay"]
+    assert not c["success"] and "at most 1%" in c["detail"], c["detail"]
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        versions = con.execute("SELECT DISTINCT config_version FROM dq_results WHERE run_id = ?", [TARGET]).fetchall()
+        statuses = sorted(r[0] for r in con.execute("SELECT status FROM verifications WHERE run_id = ?",
+                                                    [TARGET]).fetchall())
+    finally:
+        con.close()
+    assert len(versions) == 2 and statuses == ["dq_blocked", "verified"]

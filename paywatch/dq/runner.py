@@ -290,8 +290,8 @@ def to_check(evr, exp: dict, suite: catalog.Suite, frame: pl.DataFrame, rf: RunF
     meta, kwargs = exp["meta"], exp["kwargs"]
     res = dict(evr.result or {})
     exc = evr.exception_info or {}
-    if "raised_exception" not in exc and exc:  # {config id: {...}} shape
-        exc = next(iter(exc.values()), {}) if isinstance(next(iter(exc.values()), None), dict) else exc
+    if exc and "raised_exception" not in exc:  # {metric id: {...}} shape: the first that raised
+        exc = next((v for v in exc.values() if isinstance(v, dict) and v.get("raised_exception")), {})
     raised = bool(exc.get("raised_exception"))
     success = bool(evr.success) and not raised
     n_bad = int(res.get("unexpected_count") or 0)

@@ -772,7 +772,7 @@ def deliver_run_reports(con, run_id: str, findings: pl.DataFrame, status: str, c
                                   routing=routing, dq_notes=dq_details(checks))
     except Exception as e:  # noqa: BLE001 — reports must not lose the run
         reason = str(e) if isinstance(e, RoutingError) else f"{type(e).__name__} while building the reports"
-        return _not_delivered(run_id, paths, reason)
+        return _not_delivered(run_id, paths, reason, con)
     try:
         smtp, smtp_error = smtp_settings_from_env(env), None
     except SmtpConfigError as e:
@@ -780,14 +780,20 @@ def deliver_run_reports(con, run_id: str, findings: pl.DataFrame, status: str, c
     try:
         return deliver(packages, smtp, paths.outbox, retries, backoff, con=con, smtp_error=smtp_error)
     except Exception as e:  # noqa: BLE001 — e.g. the outbox folder cannot be created
-        return _not_delivered(run_id, paths, f"{type(e).__name__} while delivering: {getattr(e, 'strerror', '') or ''}")
+        return _not_delivered(run_id, paths, f"{type(e).__name__} while delivering: {getattr(e, 'strerror', '') or ''}",
+                              con)
 
 
-def _not_delivered(run_id: str, paths: Paths, reason: str) -> DeliveryReport:
-    """Nothing of the run could be delivered: say so (log, report, note if possible)."""
+def _not_delivered(run_id: str, paths: Paths, reason: str, con=None) -> DeliveryReport:
+    """Nothing of the run could be delivered: say so (log, warehouse, report, note if possible)."""
     log.error("run %s: reports not delivered: %s", run_id, reason)
     report = DeliveryReport(run_id, Path(paths.outbox))
     report.outcomes.append(DeliveryOutcome("all", "outbox", "failed", 1, "", 0, reason.strip(": ")))
+    if con is not None:
+        try:
+            record_outcomes(con, run_id, report.outcomes)
+        except Exception as e:  # noqa: BLE001 — the run itself must never be lost to this
+            log.error("run %s: delivery failure not recorded: %s", run_id, type(e).__name__)
     try:
         _failure_note(report, _private_dir(make_private_dir(paths.outbox) / safe_name(run_id)))
     except OSError:

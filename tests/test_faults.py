@@ -117,3 +117,18 @@ def test_doctor_finds_a_damaged_archive_and_an_incomplete_run(states, tmp_path):
     assert "no longer matches its checksum" in res.stdout
     assert "loaded but not verified" in res.stdout
     assert "readable or writable by others" in res.stdout
+
+
+def test_unwritable_outbox_is_recorded_and_surfaced_and_the_run_kept(states, tmp_path):
+    db = _copy(states["before"], tmp_path / "wh")
+    shutil.rmtree(db.parent / "outbox", ignore_errors=True)
+    (db.parent / "outbox").write_text("not a folder")  # the outbox cannot be created
+    res = _cli("verify", str(TARGET), "--db", str(db), "--out", str(tmp_path / "r"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "DELIVERY FAILED" in res.stdout + res.stderr
+    assert (tmp_path / "r" / "exceptions.csv").read_text() == states["csv_after"]
+    con = open_warehouse(db, read_only=True)
+    failed = con.execute("SELECT status FROM report_deliveries WHERE run_id = 'GV-202512-SIM3'").fetchall()
+    verified = con.execute("SELECT count(*) FROM verifications WHERE run_id = 'GV-202512-SIM3'").fetchall()[0][0]
+    con.close()
+    assert failed == [("failed",)] and verified == 1

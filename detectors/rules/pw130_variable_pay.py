@@ -28,11 +28,30 @@ def _relative(lines: pl.DataFrame, wts: list[str]) -> pl.DataFrame:
             .with_columns((pl.col("amount").abs() / pl.col("_base")).alias("rel")))
 
 
+def _without_history(ctx: Context, hist: pl.DataFrame, params: dict) -> list[dict]:
+    """A special post allowance with no FINAL history to compare with: flag only a share of
+    net base salary no post could justify (`no_history_max_share`)."""
+    limit = float(params.get("no_history_max_share", 0.4))
+    seen = hist.filter(pl.col("wage_type") == pm.WT_SPECIAL_POST).select("pernr").unique()
+    now = (_relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), [pm.WT_SPECIAL_POST])
+           .join(seen, on="pernr", how="anti").filter(pl.col("rel") > limit))
+    return [{"pernr": r["pernr"], "detector": CODE, "category": "special_allowance_spike",
+             "severity": params.get("spike_severity", "review"), "owner": "HR", "wage_type": pm.WT_SPECIAL_POST,
+             "for_period": ctx.meta.period, "amount_cents": r["amount"], "expected_cents": None,
+             "currency": r["currency"], "score": round(min(1.0, r["rel"] / (2 * limit)), 4),
+             "explanation": (f"{ctx.text(pm.WT_SPECIAL_POST)} ({pm.WT_SPECIAL_POST}) is {money(r['amount'], r['currency'])}, "
+                             f"{r['rel']:.0%} of net base salary, with no earlier FINAL to compare with; more than "
+                             f"{limit:.0%} is not plausible for a special post allowance."),
+             "evidence": {"share_of_base": round(r["rel"], 4), "limit_share": limit}}
+            for r in now.iter_rows(named=True)]
+
+
 def run(ctx: Context, params: dict) -> pl.DataFrame:
     hist = ctx.inp.history.get("final_lines")
-    if hist is None or hist.height == 0 or ctx.meta.run_type == "OFFCYCLE":
+    if hist is None or ctx.meta.run_type == "OFFCYCLE":
         return findings_frame([])
     wts = [pm.WT_SPECIAL_POST, pm.WT_OTHER_DED]
+    rows = _without_history(ctx, hist, params)
     # amounts relative to the month's net base salary: proration by days cancels out
     past = (_relative(hist.filter(pl.col("for_period") == pl.col("in_period")), wts)
             .group_by("pernr", "wage_type").agg(pl.col("rel").max().alias("past_max"), pl.col("rel").min().alias("past_min"),
@@ -40,7 +59,6 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
     now = _relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), wts)
     cmp = now.join(past, on=["pernr", "wage_type"], how="inner")
     ratio, tol = float(params.get("spike_ratio", 1.5)), float(params.get("change_tolerance", 0.02))
-    rows = []
     for r in cmp.iter_rows(named=True):
         rel = r["rel"]
         if r["past_min"] * (1 - tol) <= rel <= r["past_max"] * (1 + tol):

@@ -110,6 +110,20 @@ DEFAULT_MANIFEST = {
 DELETE = object()  # a manifest_overrides value that removes the key
 
 
+def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a CSV file (strict dialect)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f, strict=True))
+    return rows[0], rows[1:]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    """A CSV as a correct extract writer would write it (LF, minimal quoting)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([header, *rows])
+    path.write_bytes(buf.getvalue().encode("utf-8"))
+
+
 def count_records(data: bytes) -> int:
     """Data records of a CSV as a correct writer would count them (header excluded)."""
     text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")

@@ -29,6 +29,7 @@ from paywatch import pipeline
 from paywatch.dq import catalog, frames, runner
 from paywatch.paths import Paths
 from paywatch.warehouse.db import open_warehouse
+from extract_fixture import read_csv, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data_samples" / "gv-300"
@@ -43,16 +44,8 @@ EXCEPTIONS_HEADER = ("run_id,PERNR,detector,category,severity,owner,LGART,FPPER,
 
 # ------------------------------------------------------------------------------ helpers
 
-def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, strict=True))
-    return rows[0], rows[1:]
 
 
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows([header, *rows])
-    path.write_bytes(buf.getvalue().encode("utf-8"))
 
 
 def fix_manifest(folder: Path) -> None:

@@ -39,6 +39,7 @@ import duckdb
 import pytest
 
 from paywatch.warehouse.db import warehouse_digest
+from extract_fixture import count_records, read_csv, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data_samples" / "gv-300"
@@ -147,27 +148,10 @@ def query(db: Path, sql: str, params=None) -> list[tuple]:
         con.close()
 
 
-def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, strict=True))
-    return rows[0], rows[1:]
 
 
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    path.write_bytes(buf.getvalue().encode("utf-8"))
 
 
-def count_records(data: bytes) -> int:
-    text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
-    try:
-        n = sum(1 for _ in csv.reader(io.StringIO(text, newline=""), strict=True))
-    except csv.Error:
-        n = len(text.splitlines())
-    return max(n - 1, 0)
 
 
 def fix_manifest(folder: Path, **changes) -> dict:

@@ -16,4 +16,4 @@ test: setup
 	$(UV) run --frozen pytest
 
 bench: setup
-	$(UV) run --frozen python benchmarks/bench_verify.py
+	$(UV) run --frozen python benchmarks/bench_scale.py

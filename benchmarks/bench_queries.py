@@ -1,0 +1,183 @@
+"""Investigation queries on a big warehouse: do the notebooks still answer in under a second?
+
+Builds (once) a warehouse of `--months` months x 4 runs (SIM1, SIM2, SIM3, FINAL) x `--staff`
+staff by bulk-loading simulated runs: each run is read and loaded exactly as `paywatch
+verify` does, detectors run and their findings are stored, each month is closed — only the
+Great Expectations gate and the reports are skipped (they do not change what the notebook
+queries read). Then times every query the notebooks (investigate.ipynb, kpi.ipynb) run,
+for several cases, and prints the slowest time of each against the 1 s target.
+
+    uv run python benchmarks/bench_queries.py                       # 40,000 staff x 24 months
+    uv run python benchmarks/bench_queries.py --staff 2000 --months 3   # a quick look
+Output: a table on stdout and benchmarks/results/queries.csv. The warehouse is kept (default
+benchmarks/results/warehouse-<staff>x<months>.duckdb) so that the timing can be repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+REGULAR = ("SIM1", "SIM2", "SIM3", "FINAL")
+TARGET_S = 1.0
+
+
+def build(db: Path, staff: int, months: int, start: str, seed: int) -> None:
+    """Simulate and bulk-load every regular run, detect, store findings, close each month."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from detectors.config import config_version, load_config
+    from paywatch import pipeline
+    from paywatch.extract.reader import read_run
+    from paywatch.lifecycle import close_period
+    from paywatch.paths import Paths
+    from paywatch.simulate import SimConfig, Simulation
+    from paywatch.simulate.writer import write_run
+    from paywatch.warehouse.db import open_warehouse
+    from paywatch.warehouse.load import load_run
+
+    paths = Paths.for_db(db)
+    paths.home.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(None)
+    cfg_version = config_version(cfg)
+    sim = Simulation(SimConfig(staff=staff, months=months, start=start, seed=seed))
+    con = open_warehouse(db)
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns) as progress, tempfile.TemporaryDirectory() as tmp:
+            task = progress.add_task("building", total=months * len(REGULAR))
+            for out in sim.iter_runs():
+                plan = out.plan
+                if plan.run_type not in REGULAR:
+                    continue
+                progress.update(task, description=f"{plan.run_id}")
+                folder = write_run(out, Path(tmp))
+                loaded = load_run(con, read_run(folder), archive_dir=paths.archive)
+                shutil.rmtree(folder)
+                inp = pipeline.detection_input(con, loaded.run_id)
+                findings = pipeline.stage_triage(con, inp, pipeline.stage_detect(inp, cfg), loaded.run_version,
+                                                 cfg_version)
+                pipeline.store_verification(con, loaded.run_id, loaded.run_version, cfg, cfg_version, findings, [],
+                                            "verified")
+                if plan.run_type == "FINAL":
+                    close_period(con, inp.meta.payroll_area, plan.period, cfg.get("lifecycle", {}))
+                progress.advance(task)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+
+
+def cases(con, n: int) -> list[tuple[str, str]]:
+    """(run, staff member) pairs to investigate: flagged staff of the latest FINAL, of a
+    simulation run half-way through the history, and the staff member with most exceptions."""
+    import polars as pl
+
+    from paywatch import investigate as inv
+
+    runs = inv.runs_overview(con)
+    finals = runs.filter(pl.col("run_type") == "FINAL")["run_id"].to_list()
+    sims = runs.filter(pl.col("run_type") == "SIM1")["run_id"].to_list()
+    picks = []
+    for run_id in (finals[-1], sims[len(sims) // 2]):
+        staff = inv.staff_with_exceptions(con, run_id)["pernr"].to_list()
+        picks += [(run_id, p) for p in staff[: max(1, n // 2)]]
+    return picks
+
+
+def time_queries(db: Path, n_cases: int, repeat: int) -> list[dict]:
+    """Slowest and median seconds of each notebook query over the cases (fresh connection,
+    as the notebook opens one)."""
+    from paywatch import investigate as inv
+    from paywatch import lifecycle
+
+    con = inv.open_readonly(db)
+    try:
+        picks = cases(con, n_cases)
+        per_case = {
+            "staff_header": inv.staff_header, "staff_exceptions": inv.staff_exceptions,
+            "compare_with_previous_final": inv.compare_with_previous_final,
+            "compare_with_pay_model": inv.compare_with_pay_model, "personnel_actions": inv.personnel_actions,
+            "dependants": inv.dependants, "peers_typical": inv.peers_typical,
+        }
+        whole = {
+            "default_case": lambda: inv.default_case(con, None, None),
+            "runs_overview": lambda: inv.runs_overview(con),
+            "kpi_frame": lambda: inv.kpi_frame(con, None),
+            "precision_frame": lambda: inv.precision_frame(con),
+            "exclusions_by": lambda: lifecycle.exclusions_by(con),
+            "time_to_resolution": lambda: lifecycle.time_to_resolution(con),
+            "repeat_offenders": lambda: lifecycle.repeat_offenders(con),
+        }
+        times: dict[str, list[float]] = {}
+
+        def clock(name, fn):
+            for _ in range(repeat):
+                t = time.perf_counter()
+                fn()
+                times.setdefault(name, []).append(time.perf_counter() - t)
+
+        for name, fn in whole.items():
+            clock(name, fn)
+        for run_id, pernr in picks:
+            clock("staff_with_exceptions", lambda: inv.staff_with_exceptions(con, run_id))
+            clock("pay_history", lambda: inv.pay_history(con, pernr))
+            clock("audit_trail", lambda: inv.audit_trail(con, pernr))
+            for name, fn in per_case.items():
+                clock(name, lambda: fn(con, run_id, pernr))
+        sizes = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                 for t in ("runs", "mart_pay_lines", "findings", "stg_record_runs")}
+    finally:
+        con.close()
+    print("warehouse: " + ", ".join(f"{t} {n:,} rows" for t, n in sizes.items())
+          + f"; {db.stat().st_size / 2**30:.2f} GiB; {len(picks)} cases x {repeat} repeats")
+    return [{"query": k, "calls": len(v), "median_s": statistics.median(v), "max_s": max(v),
+             "meets_1s": max(v) <= TARGET_S} for k, v in times.items()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--staff", type=int, default=40_000)
+    ap.add_argument("--months", type=int, default=24)
+    ap.add_argument("--start", default="202501")
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--db", type=Path)
+    ap.add_argument("--cases", type=int, default=6)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    db = args.db or results / f"warehouse-{args.staff}x{args.months}.duckdb"
+    if not db.exists():
+        t = time.perf_counter()
+        build(db, args.staff, args.months, args.start, args.seed)
+        print(f"built {db} in {time.perf_counter() - t:,.0f} s")
+    rows = time_queries(db, args.cases, args.repeat)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("query", "calls", "median s", "max s", "<= 1 s",
+                  title=f"Notebook queries, {args.staff:,} staff x {args.months} months x 4 runs ({os.cpu_count()} cores)")
+    for r in rows:
+        table.add_row(r["query"], str(r["calls"]), f"{r['median_s']:.3f}", f"{r['max_s']:.3f}",
+                      "yes" if r["meets_1s"] else "NO")
+    Console().print(table)
+    with open(results / "queries.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    slow = [r["query"] for r in rows if not r["meets_1s"]]
+    print("all notebook queries answer in <= 1 s" if not slow else f"slower than 1 s: {', '.join(slow)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,7 @@ ratio to the floor.
 
     uv run python benchmarks/bench_scale.py                   # 1,000 and 10,000 staff
     uv run python benchmarks/bench_scale.py --sizes 1000,10000,40000,160000
-Output: a table on stdout, benchmarks/results/scale.csv and scale.png (log-log).
+Output: tables on stdout (stages; detection by detector), benchmarks/results/scale.csv and scale.png (log-log).
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ def measure_one(staff: int, work: Path) -> dict:
     from detectors.config import config_version, load_config
     from paywatch import pipeline
     from paywatch.paths import Paths
-    from paywatch.simulate import SimConfig, simulate_to_folder
 
     out: dict = {"staff": staff}
-    t = time.perf_counter()
-    runs = simulate_to_folder(SimConfig(staff=staff, months=3, start="202601", seed=3), work / "sim")
-    out["simulate_s"] = time.perf_counter() - t
+    out["simulate_s"], _, out["simulate_peak_rss_mb"] = _timed_child(
+        ["-m", "paywatch.cli", "simulate", "--out", str(work / "sim"), "--staff", str(staff), "--months", "3",
+         "--start", "202601", "--seed", "3"])
+    runs = (work / "sim" / "runs.txt").read_text(encoding="utf-8").split()
     target = next(r for r in runs if r.endswith("202603-SIM1"))
     history = [r for r in runs[: runs.index(target)] if r.endswith("FINAL") or r.endswith("OC1")]
     paths = Paths(work / "wh")
@@ -78,6 +78,7 @@ def measure_one(staff: int, work: Path) -> dict:
     pipeline.stage_deliver(work / "rep" / target, inp, triaged, checks, loaded.outcome, False)
     out["report_s"] = time.perf_counter() - t
     out["findings"] = findings.height
+    out |= _per_detector(inp, cfg)
     # the floor: DuckDB alone on the same lines and master data
     t = time.perf_counter()
     con.execute(
@@ -96,14 +97,43 @@ def measure_one(staff: int, work: Path) -> dict:
     con.close()
     # the whole verify as a user runs it, on the warehouse as it was before this run
     shutil.copy(work / "before.duckdb", db)
-    t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "paywatch.cli", "verify", str(work / "sim" / target), "--db", str(db),
-                           "--out", str(work / "rep2")], capture_output=True, text=True)
-    out["verify_wall_s"] = time.perf_counter() - t
-    out["verify_exit"] = proc.returncode
-    out["verify_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    out["verify_wall_s"], out["verify_exit"], out["verify_peak_rss_mb"] = _timed_child(
+        ["-m", "paywatch.cli", "verify", str(work / "sim" / target), "--db", str(db), "--out", str(work / "rep2")])
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     _ = duckdb, pl
+    return out
+
+
+# Linux keeps a forked child's peak RSS from before exec, so a child of this (big) process
+# would report our peak: a small wrapper process starts the command and reports its own child.
+_WRAPPER = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+            "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); w = time.perf_counter() - t; "
+            "sys.stderr.write(r.stderr[-2000:]); "
+            "print(w, r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
+
+
+def _timed_child(args: list[str]) -> tuple[float, int, float]:
+    """(wall seconds, exit code, peak RSS MB) of `python args` run as a fresh process."""
+    proc = subprocess.run([sys.executable, "-c", _WRAPPER, sys.executable, *args], capture_output=True, text=True,
+                          check=True)
+    wall, code, rss = proc.stdout.split()
+    if int(code):
+        sys.exit(f"{' '.join(args)} failed ({code}): {proc.stderr}")
+    return float(wall), int(code), float(rss)
+
+
+def _per_detector(inp, cfg: dict) -> dict:
+    """Seconds of each detector on the prepared run (where detection time goes)."""
+    from detectors.context import prepare
+    from detectors.registry import ALL_DETECTORS
+
+    t = time.perf_counter()
+    ctx = prepare(inp)
+    out = {"det_prepare_s": time.perf_counter() - t}
+    for d in ALL_DETECTORS:
+        t = time.perf_counter()
+        d.run(ctx, cfg.get(d.code, {}))
+        out[f"det_{d.code}_s"] = time.perf_counter() - t
     return out
 
 
@@ -144,13 +174,22 @@ def main() -> None:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    table = Table("staff", *[s.removesuffix("_s") for s in STAGES], "detect/floor", "verify/floor", "load rows/s",
-                  "peak RSS MB", title=f"Paywatch scale benchmark ({os.cpu_count()} cores)")
+    table = Table("staff", "RT rows", *[s.removesuffix("_s") for s in STAGES], "detect/floor", "verify/floor",
+                  "load rows/s", "verify RSS MB", "stages RSS MB", "simulate RSS MB",
+                  title=f"Paywatch scale benchmark, seconds ({os.cpu_count()} cores)")
     for r in rows:
-        table.add_row(f"{r['staff']:,}", *[f"{r[s]:.2f}" for s in STAGES], f"{r['detect_s'] / r['floor_s']:.1f}x",
-                      f"{r['verify_wall_s'] / r['floor_s']:.0f}x", f"{r['load_rows_per_s']:,.0f}",
-                      f"{max(r['peak_rss_mb'], r['verify_peak_rss_mb']):,.0f}")
-    Console().print(table)
+        table.add_row(f"{r['staff']:,}", f"{r['rt_rows']:,}", *[f"{r[s]:.2f}" for s in STAGES],
+                      f"{r['detect_s'] / r['floor_s']:.1f}x", f"{r['verify_wall_s'] / r['floor_s']:.0f}x",
+                      f"{r['load_rows_per_s']:,.0f}", f"{r['verify_peak_rss_mb']:,.0f}", f"{r['peak_rss_mb']:,.0f}",
+                      f"{r['simulate_peak_rss_mb']:,.0f}")
+    console = Console(width=220)
+    console.print(table)
+    per_det = [k for k in rows[0] if k.startswith("det_")]
+    det = Table("staff", *[k.removeprefix("det_").removesuffix("_s") for k in per_det],
+                title="Detection by detector, seconds")
+    for r in rows:
+        det.add_row(f"{r['staff']:,}", *[f"{r[k]:.2f}" for k in per_det])
+    console.print(det)
     big = [r for r in rows if r["staff"] >= 10_000]
     if len(big) >= 2:
         for s in STAGES:

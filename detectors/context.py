@@ -30,14 +30,23 @@ class Context:
     status_days: pl.DataFrame
     wage_types: pl.DataFrame
     artifacts: dict = field(default_factory=dict)  # fitted models, keyed by detector code
+    cache: dict = field(default_factory=dict, repr=False)  # lookups several detectors share
 
     @property
     def meta(self):
         return self.inp.meta
 
     def text(self, wage_type: str) -> str:
-        row = self.wage_types.filter(pl.col("wage_type") == wage_type)
-        return row["wage_type_text"][0] if row.height else wage_type
+        texts = self.shared("wage_type_texts", lambda: dict(
+            self.wage_types.unique("wage_type", keep="first", maintain_order=True)
+            .select("wage_type", "wage_type_text").iter_rows()))
+        return texts[wage_type] if wage_type in texts else wage_type
+
+    def shared(self, key: str, compute):
+        """`compute()` once per run, then the same value for every detector asking."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
 
     def owners(self) -> pl.DataFrame:
         return self.wage_types.select("wage_type", "owner")

@@ -24,12 +24,17 @@ def window_start(period: str) -> str:
 def last_final_with_pay(final_lines: pl.DataFrame, runs: pl.DataFrame, pernrs: pl.Series) -> pl.DataFrame:
     """For each staff member, the latest earlier FINAL run in which they had lines.
     Grain: one row per staff member who had one (pernr, run_id)."""
-    order = runs.with_row_index("_seq").select("run_id", "_seq")
-    return (
-        final_lines.filter(pl.col("pernr").is_in(pernrs)).select("pernr", "run_id").unique()
-        .join(order, on="run_id").sort("_seq")
-        .group_by("pernr").agg(pl.col("run_id").last())
+    ids = runs["run_id"].to_list()
+    # runs as their position in contract order (a small lookup, not a join of the history)
+    seq = pl.col("run_id").replace_strict(ids, list(range(len(ids))), default=None, return_dtype=pl.Int32)
+    last = (
+        final_lines.lazy().select("pernr", seq.alias("_seq"))
+        .filter(pl.col("pernr").is_in(pernrs.implode()) & pl.col("_seq").is_not_null())
+        .group_by("pernr").agg(pl.col("_seq").max())
+        .collect()
     )
+    return last.select("pernr", pl.col("_seq").replace_strict(list(range(len(ids))), ids,
+                                                              return_dtype=pl.String).alias("run_id"))
 
 
 def final_runs_needed(lines: pl.DataFrame, final_lines: pl.DataFrame, runs: pl.DataFrame) -> dict[str, list[str]]:

@@ -29,16 +29,22 @@ def staff_run_features(lines: pl.DataFrame) -> pl.DataFrame:
     cur = pl.col("for_period") == pl.col("in_period")
     wt = pl.col("wage_type")
     amt = pl.col("amount_cents").cast(pl.Float64)
-    f = lines.group_by("run_id", "pernr").agg(
-        amt.filter(cur & (wt == pm.WT_BASE)).sum().alias("_base"),
-        amt.filter(wt == "/560").sum().alias("_net"),
-        amt.filter(wt == "/101").sum().alias("_gross"),
-        (~wt.str.starts_with("/")).sum().cast(pl.Float64).alias("n_lines"),
-        amt.filter(~cur).abs().sum().alias("_retro"),
-        pl.col("quantity").filter(wt == pm.WT_OVERTIME).cast(pl.Float64).sum().alias("overtime_hours"),
-        amt.filter(cur & (wt == pm.WT_SPECIAL_POST)).sum().alias("_spa"),
-        amt.filter(cur & (wt == pm.WT_OTHER_DED)).abs().sum().alias("_ded"),
-    ).filter(pl.col("_base") > 0)
+    def only(cond: pl.Expr, value: pl.Expr) -> pl.Expr:
+        return pl.when(cond).then(value).otherwise(0.0)
+
+    # masked columns, then plain sums: one pass, no per-group filters (amounts are whole
+    # cents, exact in float64, so the order of summation does not matter)
+    f = lines.lazy().select(
+        "run_id", "pernr",
+        only(cur & (wt == pm.WT_BASE), amt).alias("_base"),
+        only(wt == "/560", amt).alias("_net"),
+        only(wt == "/101", amt).alias("_gross"),
+        (~wt.str.starts_with("/")).cast(pl.Float64).alias("n_lines"),
+        only(~cur, amt.abs()).alias("_retro"),
+        pl.when(wt == pm.WT_OVERTIME).then(pl.col("quantity").cast(pl.Float64)).alias("overtime_hours"),
+        only(cur & (wt == pm.WT_SPECIAL_POST), amt).alias("_spa"),
+        only(cur & (wt == pm.WT_OTHER_DED), amt.abs()).alias("_ded"),
+    ).group_by("run_id", "pernr").agg(pl.all().sum()).filter(pl.col("_base") > 0).collect()
     return f.select(
         "run_id", "pernr",
         (pl.col("_net") / pl.col("_base")).alias("net_to_base"),

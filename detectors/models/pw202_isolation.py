@@ -2,7 +2,8 @@
 
 Fit: an IsolationForest on the staff-run features (models/features.py) of the most recent
 earlier FINAL runs. Score: anomaly score = -score_samples (higher = more unusual). The
-threshold is the `quantile` of the training scores times `margin`, both explicit. Each
+threshold is the `quantile` of the training scores (at most `threshold_sample` of them,
+chosen at random with `seed`) times `margin`, all explicit. Each
 flagged row names the features furthest from typical (robust z), with the staff
 member's value and the typical value.
 """
@@ -30,7 +31,11 @@ def fit(history_lines: pl.DataFrame, params: dict, finals: list[str] | None = No
     x = train.select(FEATURES).to_numpy()
     forest = IsolationForest(n_estimators=int(params.get("n_estimators", 200)), random_state=int(params.get("seed", 0)),
                              max_samples=min(256, len(x))).fit(x)
-    scores = -forest.score_samples(x)
+    # the threshold needs the tail of the training scores, not every row: a seeded sample
+    # bounds the cost on big payroll areas (all rows when there are fewer)
+    cap = int(params.get("threshold_sample", 50_000))
+    rows = np.random.default_rng(int(params.get("seed", 0))).choice(len(x), cap, replace=False) if len(x) > cap else slice(None)
+    scores = -forest.score_samples(x[rows])
     threshold = float(np.quantile(scores, float(params.get("quantile", 0.999)))) * float(params.get("margin", 1.1))
     return {"forest": forest, "threshold": threshold, "stats": robust_stats(train), "trained_on": runs,
             "n_train": train.height}

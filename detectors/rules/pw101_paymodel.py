@@ -40,10 +40,11 @@ def _written(ctx: Context) -> pl.DataFrame:
     )
 
 
-def _alternative(ctx: Context, **changes) -> pl.DataFrame:
-    """Expected 1000/3000 had the payroll used other inputs (to name the cause)."""
-    facts = ctx.facts.with_columns(**{k: v for k, v in changes.items()})
-    alt = pm.expected_lines(facts, written=ctx.current)
+def _alternative(ctx: Context, pernrs: pl.Series, **changes) -> pl.DataFrame:
+    """Expected 1000/3000 of `pernrs` had the payroll used other inputs (to name the cause)."""
+    keep = pl.col("pernr").is_in(pernrs.implode())
+    facts = ctx.facts.filter(keep).with_columns(**{k: v for k, v in changes.items()})
+    alt = pm.expected_lines(facts, written=ctx.current.filter(keep))
     return alt.filter(pl.col("wage_type").is_in([pm.WT_BASE, pm.WT_PENSION])).select(
         "pernr", "wage_type", pl.col("expected_cents").alias("alt_cents"))
 
@@ -63,8 +64,10 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
     bad = cmp.filter(incomputable | missing | differs)
     if bad.height == 0:
         return findings_frame([])
-    full = _alternative(ctx, active_days=pl.col("days_in_month")).rename({"alt_cents": "full_cents"})
-    pct100 = _alternative(ctx, employment_pct=pl.lit(100, dtype=pl.Int64)).rename({"alt_cents": "pct100_cents"})
+    suspects = bad["pernr"].unique()  # the causes are only looked for where amounts differ
+    full = _alternative(ctx, suspects, active_days=pl.col("days_in_month")).rename({"alt_cents": "full_cents"})
+    pct100 = _alternative(ctx, suspects, employment_pct=pl.lit(100, dtype=pl.Int64)).rename(
+        {"alt_cents": "pct100_cents"})
     f = (
         bad.join(facts.drop("for_period"), on="pernr", how="left")
         .join(ctx.status_days.select("pernr", "slwop_days", "separated_days"), on="pernr", how="left")

@@ -74,7 +74,8 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
                .agg(pl.col("amount_cents").sum().alias("written_cents"), pl.col("currency").first()))
     written = written.filter(pl.col("for_period").is_in(list(done)))  # others cannot be checked
     recalc = _recalculated(ctx, win)
-    paid = h.ledger(ctx.inp.history["final_lines"])
+    # only staff with a window are recalculated: the ledger of the others is never read
+    paid = h.ledger(ctx.inp.history["final_lines"].filter(pl.col("pernr").is_in(pl.Series(list(win), dtype=pl.String).implode())))
     exp = (recalc.join(paid, on=["pernr", "for_period", "wage_type"], how="left")
            .with_columns((pl.col("expected_cents") - pl.col("paid_cents").fill_null(0)).alias("diff_cents")))
     cmp = exp.join(written, on=["pernr", "for_period", "wage_type"], how="full", coalesce=True).with_columns(

@@ -21,6 +21,7 @@ from detectors.registry import detect_partitioned, detect_staff_scope
 from detectors.rules.cross_area import shared_across_areas
 from flows.verify import prefect_runner
 from paywatch import pipeline
+from paywatch.extract.model import ExtractError
 from paywatch.paths import Paths
 from paywatch.warehouse import queries as q
 from paywatch.warehouse.db import WarehouseLock, open_warehouse
@@ -51,13 +52,34 @@ def verify_partitioned(run_folder: str, db: str | None = None, out: str | None =
             "findings": None if res.findings is None else res.findings.drop("finding_id", "first_seen_run", strict=False)}
 
 
+@task(name="read-area", cache_policy=NO_CACHE, persist_result=False)
+def read_area(folder: str):
+    """Read and check one area's extract where the task runs; a broken extract is handed
+    back as its error, so the writer quarantines it exactly as `paywatch verify` does."""
+    try:
+        return pipeline.stage_read(Path(folder))
+    except ExtractError as e:
+        return e
+
+
 @flow(name="verify-areas", log_prints=False)
 def verify_areas(run_folders: list[str], db: str | None = None) -> dict:
-    """Verify one run per payroll area (each fanned out per duty station), then check bank
-    accounts across the areas once."""
+    """Verify one run per payroll area: the areas' extracts are read in parallel tasks,
+    then one writer stores each area (its detection fanned out per duty station), then bank
+    accounts are checked across the areas once."""
+    reads = dict(zip([Path(f) for f in run_folders], [r.result() for r in read_area.map(run_folders)]))
+
+    def area_runner(name: str, fn, *args, **kwargs):
+        if name == "read":  # already read by its task
+            got = reads[Path(args[0])]
+            if isinstance(got, ExtractError):
+                raise got
+            return got
+        return partitioned_runner(name, fn, *args, **kwargs)
+
     results = []
-    for f in run_folders:  # one writer: areas are stored one after the other, detection fans out
-        res = pipeline.verify_run(Path(f), db=Path(db) if db else None, runner=partitioned_runner)
+    for f in run_folders:  # one writer: areas are stored one after the other
+        res = pipeline.verify_run(Path(f), db=Path(db) if db else None, runner=area_runner)
         results.append({"run_id": res.run_id, "exit_code": res.exit_code})
     db_path = Path(db) if db else Paths.default().db
     with WarehouseLock(db_path, wait_seconds=600):

@@ -59,8 +59,12 @@ def test_two_payroll_areas_and_accounts_shared_across_them(tmp_path):
                                    .alias("IBAN"))
     vi_bank.write_csv(path)
     _refresh_manifest(vi_run)
-    out = dask_flow(verify_areas, n_workers=2)([str(gv_run), str(vi_run)], str(tmp_path / "w.duckdb"))
-    assert [r["exit_code"] for r in out["runs"]] == [0, 0]
+    broken = tmp_path / "NY-202512-SIM1"  # a third area whose extract is unreadable
+    shutil.copytree(vi_run, broken)
+    (broken / "RT.csv").write_text("not,the,header\n", encoding="utf-8")
+    out = dask_flow(verify_areas, n_workers=2)([str(gv_run), str(broken), str(vi_run)], str(tmp_path / "w.duckdb"))
+    assert [r["exit_code"] for r in out["runs"]] == [0, 2, 0]  # read on a worker, refused by the writer
+    assert list((tmp_path / "quarantine").iterdir())  # kept with its reason, as `paywatch verify` does
     cross = out["cross_area"]
     assert set(cross["payroll_area"]) == {"GV", "VI"}
     assert stolen not in " ".join(cross["iban_masked"]) and cross["iban_masked"][0].endswith(stolen[-4:])

@@ -20,6 +20,9 @@ class ExtractError(Exception):
         super().__init__(reason)
         self.file, self.line, self.column, self.reason = file, line, column, reason
 
+    def __reduce__(self):  # pickled whole when a read on a Dask worker hands it back
+        return (type(self), (self.file, self.line, self.column, self.reason))
+
     def one_line(self) -> str:
         line = "-" if self.line is None else str(self.line)
         column = "-" if self.column is None else self.column

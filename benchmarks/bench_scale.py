@@ -147,6 +147,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1000,10000")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, default=HERE / "results", help="folder for scale.csv and scale.png")
     args = ap.parse_args()
     if args.one:
         with tempfile.TemporaryDirectory() as d:
@@ -168,8 +169,8 @@ def main() -> None:
                 sys.exit(proc.stderr[-3000:])
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             progress.advance(task)
-    results = HERE / "results"
-    results.mkdir(exist_ok=True)
+    results = args.out
+    results.mkdir(parents=True, exist_ok=True)
     with open(results / "scale.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()

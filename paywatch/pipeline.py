@@ -256,14 +256,16 @@ def verify_run(folder: Path, db: Path | None = None, out: Path | None = None,
         con = open_warehouse(db_path)
         try:
             cfg = load_config(paths.config)
+            run_id = extract.manifest.run_id
             try:
                 # one transaction from load to stored findings: a verify killed anywhere
                 # leaves the warehouse exactly as before, or (once committed) as after
                 with transaction(con):
                     loaded = runner("load", stage_load, con, extract, paths)
+                    extract = None  # its frames are in the warehouse now: free them for detection
                     processed = process_loaded(con, loaded.run_id, loaded.run_version, cfg, runner)
             except ExtractError as e:
-                quarantine(Path(folder), e, paths.quarantine, con=con, run_id=extract.manifest.run_id)
+                quarantine(Path(folder), e, paths.quarantine, con=con, run_id=run_id)
                 return VerifyResult(2, e.one_line())
             return _verify_loaded(con, loaded, processed, cfg, paths, out, runner)
         finally:

@@ -25,7 +25,10 @@ from paywatch.warehouse import schema
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+# DuckDB's cap (buffer pool + operators; beyond it DuckDB spills to `<db>.tmp/`). Python's
+# frames come on top of it, so a whole verify's peak is this plus the run held in polars.
 DEFAULT_MEMORY_LIMIT = "4GB"
+MEMORY_LIMIT_ENV = "PAYWATCH_DUCKDB_MEMORY_LIMIT"
 
 # Tables that form the delivery log: a repeated delivery (noop) changes only these.
 DELIVERY_LOG_TABLES = ("deliveries", "delivery_files", "report_deliveries")
@@ -84,17 +87,17 @@ def open_warehouse(
     path: str | os.PathLike,
     read_only: bool = False,
     *,
-    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    memory_limit: str | None = None,
     threads: int | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """Connect to the warehouse file, creating it and its schema if missing (idempotent).
 
     Spill files go to `<db>.tmp/` next to the database, so a 160,000-staff run fits in
-    `memory_limit`. Writers must hold `WarehouseLock` (DuckDB's own lock fails immediately).
+    `memory_limit` (default: $PAYWATCH_DUCKDB_MEMORY_LIMIT, else DEFAULT_MEMORY_LIMIT). Writers must hold `WarehouseLock` (DuckDB's own lock fails immediately).
     """
     path = Path(path)
     config = {
-        "memory_limit": memory_limit,
+        "memory_limit": memory_limit or os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT,
         "threads": threads or os.cpu_count() or 1,
     }
     if read_only:

@@ -691,3 +691,26 @@ def test_checker_on_fresh_simulation_with_many_errors(tmp_path):
     assert report.mismatches == [], report.summary()
     assert sum(report.retro_checked.values()) > 20  # retroactive lines really were exercised
     assert report.staff_skipped > 0
+
+
+
+def test_a_stale_multiplier_is_one_that_differs(tmp_path):
+    """A revision may keep a duty station's multiplier (GVA 81.7 -> 80.4 -> 80.4): the
+    "stale" value the simulator injects is then the last one that differs, 81.7, never the
+    current one again (an error that changes nothing would count as missed)."""
+    from datetime import date
+    from decimal import Decimal
+    from types import SimpleNamespace
+
+    import polars as pl
+
+    from paywatch.simulate.errors import _previous_multiplier
+
+    pa = pl.DataFrame({"duty_station": ["GVA"] * 3,
+                       "valid_from": [date(2024, 1, 1), date(2025, 10, 1), date(2026, 4, 1)],
+                       "multiplier_pct": [Decimal("81.7"), Decimal("80.4"), Decimal("80.4")]})
+    ctx = SimpleNamespace(ref={"post_adjustment": pa}, plan=SimpleNamespace(period="202605"))
+    row = {"duty_station": "GVA", "multiplier_num": 402, "multiplier_den": 5}  # 80.4
+    assert _previous_multiplier(ctx, row) == F(817, 10)
+    one = SimpleNamespace(ref={"post_adjustment": pa.head(1)}, plan=SimpleNamespace(period="202605"))
+    assert _previous_multiplier(one, {"duty_station": "GVA", "multiplier_num": 817, "multiplier_den": 10}) == F(802, 10)

@@ -327,7 +327,10 @@ def _previous_multiplier(ctx: RunContext, row: dict) -> Fraction | None:
     pa = ctx.ref["post_adjustment"].filter(pl.col("duty_station") == row["duty_station"]).sort("valid_from")
     first = date(int(ctx.plan.period[:4]), int(ctx.plan.period[4:]), 1)
     earlier = pa.filter(pl.col("valid_from") <= first)
-    if earlier.height >= 2:
-        return pm.to_fraction(earlier["multiplier_pct"][-2])
     current = Fraction(int(row["multiplier_num"]), int(row["multiplier_den"]))
+    # the latest earlier value that differs: a revision may keep the multiplier, and a
+    # "stale" value equal to the current one would be an error that changes nothing
+    for value in reversed(earlier["multiplier_pct"].to_list()[:-1]):
+        if pm.to_fraction(value) != current:
+            return pm.to_fraction(value)
     return current - Fraction(3, 2)

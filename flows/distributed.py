@@ -80,7 +80,9 @@ def verify_areas(run_folders: list[str], db: str | None = None) -> dict:
     results = []
     for f in run_folders:  # one writer: areas are stored one after the other
         res = pipeline.verify_run(Path(f), db=Path(db) if db else None, runner=area_runner)
-        results.append({"run_id": res.run_id, "exit_code": res.exit_code})
+        results.append({"run_id": res.run_id, "exit_code": res.exit_code,
+                        "findings": None if res.findings is None else res.findings.drop(
+                            "finding_id", "first_seen_run", strict=False)})
     db_path = Path(db) if db else Paths.default().db
     with WarehouseLock(db_path, wait_seconds=600):
         con = open_warehouse(db_path)

@@ -62,9 +62,17 @@ def test_two_payroll_areas_and_accounts_shared_across_them(tmp_path):
     broken = tmp_path / "NY-202512-SIM1"  # a third area whose extract is unreadable
     shutil.copytree(vi_run, broken)
     (broken / "RT.csv").write_text("not,the,header\n", encoding="utf-8")
-    out = dask_flow(verify_areas, n_workers=2)([str(gv_run), str(broken), str(vi_run)], str(tmp_path / "w.duckdb"))
+    folders = [str(gv_run), str(broken), str(vi_run)]
+    out = dask_flow(verify_areas, n_workers=2)(folders, str(tmp_path / "dask" / "w.duckdb"))
     assert [r["exit_code"] for r in out["runs"]] == [0, 2, 0]  # read on a worker, refused by the writer
-    assert list((tmp_path / "quarantine").iterdir())  # kept with its reason, as `paywatch verify` does
+    assert list((tmp_path / "dask" / "quarantine").iterdir())  # kept with its reason, as `paywatch verify` does
+    local = verify_areas(folders, str(tmp_path / "local" / "w.duckdb"))  # default: threads in this process
+    for d, loc in zip(out["runs"], local["runs"]):
+        assert (d["run_id"], d["exit_code"]) == (loc["run_id"], loc["exit_code"])
+        assert (d["findings"] is None) == (loc["findings"] is None)
+        if d["findings"] is not None:
+            assert _norm(d["findings"]).equals(_norm(loc["findings"]))
+    assert out["cross_area"].height and out["cross_area"].equals(local["cross_area"])
     cross = out["cross_area"]
     assert set(cross["payroll_area"]) == {"GV", "VI"}
     assert stolen not in " ".join(cross["iban_masked"]) and cross["iban_masked"][0].endswith(stolen[-4:])

@@ -188,3 +188,36 @@ def test_staff_totals_classes_come_from_t512w_not_signs():
     assert one["currency"] is None  # taken from /560, which is missing
     assert (two["earnings"], two["deductions"], two["n_pay_lines"]) == (100000, -20000, 2)
     assert (two["n101"], two["n550"], two["n560"], two["w101"]) == (0, 0, 0, 0)
+
+
+def _pw130_findings(history_spa: list[int], now_spa: int) -> pl.DataFrame:
+    """PW130 on one staff member: net base salary 8,000.00 every month, the special post
+    allowance of each history FINAL (Jan, Feb, ...) and of this May SIM1."""
+    from detectors.base import DetectionInput, RunMeta
+    from detectors.context import Context
+    from detectors.rules import pw130_variable_pay as pw130
+
+    def month(run_id: str, period: str, spa: int) -> list[dict]:
+        return [{"run_id": run_id, "pernr": "1", "for_period": period, "in_period": period, "wage_type": wt,
+                 "amount_cents": cents, "currency": "USD", "quantity": None}
+                for wt, cents in (("1000", 800_000), ("1500", spa))]
+
+    hist = pl.DataFrame([r for i, spa in enumerate(history_spa)
+                         for r in month(f"A-20260{i + 1}-FINAL", f"20260{i + 1}", spa)])
+    now = pl.DataFrame(month("A-202605-SIM1", "202605", now_spa)).drop("run_id")
+    inp = DetectionInput(RunMeta("A-202605-SIM1", "A", "202605", "SIM1"), now, {}, {}, {"final_lines": hist})
+    texts = pl.DataFrame({"wage_type": ["1500"], "wage_type_text": ["Special post allowance"]})
+    ctx = Context(inp, now, now.head(0), pl.DataFrame(), pl.DataFrame(), pl.DataFrame(), texts)
+    return pw130.run(ctx, {"spike_ratio": 1.5})
+
+
+def test_pw130_an_earlier_spike_paid_at_final_does_not_hide_a_new_one():
+    # January's FINAL paid 4 x the usual 422.00 (an error caught too late); May's 6 x is a spike
+    got = _pw130_findings([168_800, 42_200, 42_200, 42_200], 253_200)
+    assert got["category"].to_list() == ["special_allowance_spike"]
+    assert "usually 5.3%" in got["explanation"][0]
+
+
+def test_pw130_a_raise_paid_at_the_latest_final_is_the_new_usual():
+    assert _pw130_findings([42_200, 42_200, 42_200, 100_000], 100_000).height == 0
+    assert _pw130_findings([42_200, 42_200, 42_200, 42_200], 60_000).height == 0  # 1.4 x: below the ratio

@@ -2,7 +2,9 @@
 
 Special post allowance (1500) is usually constant month to month. Amounts are compared as
 a share of the month's net base salary (1000), so proration by days cancels out: a share
-above `spike_ratio` x the highest share of the look-back FINAL runs is a spike (review).
+(and an amount) above `spike_ratio` x the usual one — the higher of the median and the
+latest of the look-back FINAL runs, so that an earlier spike paid at FINAL does not become
+the yardstick — is a spike (review).
 Changes of other deductions (3300) are reported as info, for context.
 """
 
@@ -23,7 +25,8 @@ def _relative(lines: pl.DataFrame, wts: list[str]) -> pl.DataFrame:
     base = (lines.filter(pl.col("wage_type") == pm.WT_BASE).group_by("run_id", "pernr")
             .agg(pl.col("amount_cents").sum().alias("_base")).filter(pl.col("_base") > 0))
     return (lines.filter(pl.col("wage_type").is_in(wts)).group_by("run_id", "pernr", "wage_type")
-            .agg(pl.col("amount_cents").sum().alias("amount"), pl.col("currency").first())
+            .agg(pl.col("amount_cents").sum().alias("amount"), pl.col("currency").first(),
+                 pl.col("in_period").max().alias("month"))
             .join(base, on=["run_id", "pernr"])
             .with_columns((pl.col("amount").abs() / pl.col("_base")).alias("rel")))
 
@@ -54,32 +57,37 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
     rows = _without_history(ctx, hist, params)
     # amounts relative to the month's net base salary: proration by days cancels out
     past = (_relative(hist.filter(pl.col("for_period") == pl.col("in_period")), wts)
-            .group_by("pernr", "wage_type").agg(pl.col("rel").max().alias("past_max"), pl.col("rel").min().alias("past_min"),
-                                                pl.col("amount").abs().max().alias("past_amount")))
+            .group_by("pernr", "wage_type").agg(
+                pl.col("rel").max().alias("past_max"), pl.col("rel").min().alias("past_min"),
+                # the usual level: the median month and the latest FINAL, whichever is higher. Not
+                # the highest month: one earlier spike paid at FINAL would hide the next one
+                pl.max_horizontal(pl.col("rel").median(), pl.col("rel").sort_by("month").last()).alias("usual"),
+                pl.max_horizontal(pl.col("amount").abs().median(),
+                                  pl.col("amount").abs().sort_by("month").last()).alias("usual_amount")))
     now = _relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), wts)
     cmp = now.join(past, on=["pernr", "wage_type"], how="inner")
     ratio, tol = float(params.get("spike_ratio", 1.5)), float(params.get("change_tolerance", 0.02))
     for r in cmp.iter_rows(named=True):
         rel = r["rel"]
-        if r["past_min"] * (1 - tol) <= rel <= r["past_max"] * (1 + tol):
-            continue
         is_spa = r["wage_type"] == pm.WT_SPECIAL_POST
         # both the share of base pay and the amount itself must jump: a part-time change
         # moves only the share, a newcomer's first (prorated) month only the amount
-        spike = is_spa and rel > r["past_max"] * ratio and abs(r["amount"]) > r["past_amount"] * ratio
+        spike = is_spa and rel > r["usual"] * ratio and abs(r["amount"]) > r["usual_amount"] * ratio
         if is_spa and not spike:
+            continue
+        if not is_spa and r["past_min"] * (1 - tol) <= rel <= r["past_max"] * (1 + tol):
             continue
         category = "special_allowance_spike" if spike else "deduction_change"
         text = (f"{ctx.text(r['wage_type'])} ({r['wage_type']}) is {money(r['amount'], r['currency'])}, "
                 f"{rel:.1%} of net base salary; in the last FINAL runs it was {r['past_min']:.1%} to {r['past_max']:.1%}"
-                + (f" — {rel / max(r['past_max'], 1e-9):.1f} times the highest." if spike else "."))
+                + (f", usually {r['usual']:.1%} — {rel / max(r['usual'], 1e-9):.1f} times that." if spike else "."))
         rows.append({"pernr": r["pernr"], "detector": CODE, "category": category,
                      "severity": params.get("spike_severity", "review") if spike else params.get("change_severity", "info"),
                      "owner": "HR" if is_spa else "FINANCE", "wage_type": r["wage_type"], "for_period": ctx.meta.period,
                      "amount_cents": r["amount"], "expected_cents": None, "currency": r["currency"],
-                     "score": round(min(1.0, 1 - r["past_max"] / rel), 4) if spike else 0.5, "explanation": text,
+                     "score": round(min(1.0, 1 - r["usual"] / rel), 4) if spike else 0.5, "explanation": text,
                      "evidence": {"share_of_base": round(rel, 4), "past_min_share": round(r["past_min"], 4),
-                                  "past_max_share": round(r["past_max"], 4)}})
+                                  "past_max_share": round(r["past_max"], 4), "usual_share": round(r["usual"], 4)}})
     return findings_frame(rows)
 
 

@@ -7,8 +7,8 @@ floor — DuckDB alone scanning the run's pay lines, grouping them per staff mem
 joining the master data valid on the reference day. Every stage is also printed as a
 ratio to the floor.
 
-    uv run python benchmarks/bench_scale.py                   # 1,000 and 10,000 staff
-    uv run python benchmarks/bench_scale.py --sizes 1000,10000,40000,160000
+    uv run python benchmarks/bench_scale.py                   # 1,000 to 160,000 staff (~12 min)
+    uv run python benchmarks/bench_scale.py --sizes 1000,10000  # a quick look
 Output: tables on stdout (stages; detection by detector), benchmarks/results/scale.csv and scale.png (log-log).
 """
 
@@ -145,7 +145,7 @@ def slope(xs: list[float], ys: list[float]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="1000,10000")
+    ap.add_argument("--sizes", default="1000,10000,40000,160000")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=HERE / "results", help="folder for scale.csv and scale.png")
     args = ap.parse_args()

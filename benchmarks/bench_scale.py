@@ -33,9 +33,6 @@ STAGES = ("simulate_s", "read_s", "load_s", "validate_s", "detect_s", "report_s"
 
 def measure_one(staff: int, work: Path) -> dict:
     """All measurements for one size, in this process (run as a child: its RSS is its own)."""
-    import duckdb
-    import polars as pl
-
     from detectors.config import config_version, load_config
     from paywatch import pipeline
     from paywatch.paths import Paths
@@ -100,7 +97,6 @@ def measure_one(staff: int, work: Path) -> dict:
     out["verify_wall_s"], out["verify_exit"], out["verify_peak_rss_mb"] = _timed_child(
         ["-m", "paywatch.cli", "verify", str(work / "sim" / target), "--db", str(db), "--out", str(work / "rep2")])
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    _ = duckdb, pl
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from fractions import Fraction
 
 import polars as pl
@@ -30,23 +31,20 @@ class Context:
     status_days: pl.DataFrame
     wage_types: pl.DataFrame
     artifacts: dict = field(default_factory=dict)  # fitted models, keyed by detector code
-    cache: dict = field(default_factory=dict, repr=False)  # lookups several detectors share
 
     @property
     def meta(self):
         return self.inp.meta
 
     def text(self, wage_type: str) -> str:
-        texts = self.shared("wage_type_texts", lambda: dict(
-            self.wage_types.unique("wage_type", keep="first", maintain_order=True)
-            .select("wage_type", "wage_type_text").iter_rows()))
+        texts = self._wage_type_texts
         return texts[wage_type] if wage_type in texts else wage_type
 
-    def shared(self, key: str, compute):
-        """`compute()` once per run, then the same value for every detector asking."""
-        if key not in self.cache:
-            self.cache[key] = compute()
-        return self.cache[key]
+    @cached_property
+    def _wage_type_texts(self) -> dict[str, str]:
+        """T512W texts by wage type, looked up once per finding: built once per run."""
+        return dict(self.wage_types.unique("wage_type", keep="first", maintain_order=True)
+                    .select("wage_type", "wage_type_text").iter_rows())
 
     def owners(self) -> pl.DataFrame:
         return self.wage_types.select("wage_type", "owner")

@@ -34,12 +34,12 @@ def staff_totals(ctx: Context) -> pl.DataFrame:
 def _suspects(t: pl.DataFrame, params: dict, offcycle: bool) -> pl.DataFrame:
     """The staff rows that can give a finding (the loop below decides); a vectorised
     pre-filter so that the per-staff Python runs on a few rows, not on the whole payroll."""
-    n, w = pl.col, pl.col
-    exp550 = pl.when(n("n101") > 0).then(w("w101") + w("deductions")).otherwise(w("earnings") + w("deductions"))
-    net = pl.when(n("n550") > 0).then(w("w550")).otherwise(exp550)
-    off = [(n("n101") != 1) | (w("w101") != w("earnings")), (n("n550") != 1) | (w("w550") != exp550),
-           (n("n560") != 1) | (w("w560") != net)]
-    low = pl.lit(not offcycle) & (n("n_pay_lines") > 0) & (net < params.get("min_net_cents", 1))
+    c = pl.col
+    exp550 = pl.when(c("n101") > 0).then(c("w101") + c("deductions")).otherwise(c("earnings") + c("deductions"))
+    net = pl.when(c("n550") > 0).then(c("w550")).otherwise(exp550)
+    off = [(c("n101") != 1) | (c("w101") != c("earnings")), (c("n550") != 1) | (c("w550") != exp550),
+           (c("n560") != 1) | (c("w560") != net)]
+    low = pl.lit(not offcycle) & (c("n_pay_lines") > 0) & (net < params.get("min_net_cents", 1))
     return t.filter(pl.any_horizontal(*off, low))
 
 

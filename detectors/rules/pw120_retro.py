@@ -75,7 +75,8 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
     written = written.filter(pl.col("for_period").is_in(list(done)))  # others cannot be checked
     recalc = _recalculated(ctx, win)
     # only staff with a window are recalculated: the ledger of the others is never read
-    paid = h.ledger(ctx.inp.history["final_lines"].filter(pl.col("pernr").is_in(pl.Series(list(win), dtype=pl.String).implode())))
+    recalculated = pl.Series(list(win), dtype=pl.String).implode()
+    paid = h.ledger(ctx.inp.history["final_lines"].filter(pl.col("pernr").is_in(recalculated)))
     exp = (recalc.join(paid, on=["pernr", "for_period", "wage_type"], how="left")
            .with_columns((pl.col("expected_cents") - pl.col("paid_cents").fill_null(0)).alias("diff_cents")))
     cmp = exp.join(written, on=["pernr", "for_period", "wage_type"], how="full", coalesce=True).with_columns(

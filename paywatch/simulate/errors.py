@@ -263,8 +263,6 @@ def _distort(ctx: RunContext, e: InjectedError, as_if_active: dict[str, dict]) -
         return True
     if e.kind == "stale_multiplier":
         old = _previous_multiplier(ctx, row)
-        if old is None:
-            return False
         _replace_model_lines(ctx, p, _model(ctx, row | {"multiplier_num": old.numerator, "multiplier_den": old.denominator}, p))
         return True
     if e.kind == "spouse_allowance_without_dependant":
@@ -322,7 +320,7 @@ def _distort(ctx: RunContext, e: InjectedError, as_if_active: dict[str, dict]) -
     raise ValueError(f"unknown error kind {e.kind}")
 
 
-def _previous_multiplier(ctx: RunContext, row: dict) -> Fraction | None:
+def _previous_multiplier(ctx: RunContext, row: dict) -> Fraction:
     """The duty station's multiplier before the one in force (a stale table value)."""
     pa = ctx.ref["post_adjustment"].filter(pl.col("duty_station") == row["duty_station"]).sort("valid_from")
     first = date(int(ctx.plan.period[:4]), int(ctx.plan.period[4:]), 1)

@@ -12,6 +12,7 @@ from paywatch.warehouse.db import (
     transaction,
     warehouse_digest,
 )
+from paywatch.warehouse.resource import Warehouse
 from paywatch.warehouse.load import LoadResult, check_run_identity, load_run, quarantine
 from paywatch.warehouse.marts import build_run_marts, replace_run_rows
 from paywatch.warehouse.queries import (
@@ -30,6 +31,7 @@ from paywatch.warehouse.queries import (
 
 __all__ = [
     "LoadResult",
+    "Warehouse",
     "WarehouseBusy",
     "WarehouseLock",
     "build_run_marts",

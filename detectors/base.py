@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Callable
+from datetime import date
+from typing import Any, Callable, Mapping
 
 import polars as pl
 
-SEVERITIES = ("hold", "review", "info")
+from detectors.config import SEVERITIES, Key, Params, params_for
+from detectors.money import money  # noqa: F401  (re-exported: detectors.base.money)
+from detectors.scoring import CERTAIN
 SEVERITY_RANK = {"hold": 0, "review": 1, "info": 2}
 
 FINDING_SCHEMA = {
@@ -49,6 +52,30 @@ class RunMeta:
     run_type: str
 
 
+LINE_SCHEMA = {"pernr": pl.String, "for_period": pl.String, "in_period": pl.String, "wage_type": pl.String,
+               "amount_cents": pl.Int64, "currency": pl.String, "quantity": pl.Decimal(38, 2)}
+RUN_SCHEMA = {"run_id": pl.String, "version": pl.Int64, "payroll_area": pl.String, "period": pl.String,
+              "run_type": pl.String, "pay_date": pl.Date, "extracted_at": pl.Datetime}
+
+
+@dataclass(frozen=True)
+class History:
+    """What detectors read of the payroll area's past (built by paywatch.pipeline).
+
+    runs: earlier runs of the area in contract order (RUN_SCHEMA). final_lines: pay lines of
+    the earlier FINAL runs of the look-back window, with `run_id`. final_md: master data as
+    carried by the earlier FINALs the retro check needs (run_id -> same keys as
+    DetectionInput.md), for the staff it needs. pay_date and extracted_at: this run's.
+    """
+
+    runs: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RUN_SCHEMA))
+    final_lines: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={"run_id": pl.String,
+                                                                                   **LINE_SCHEMA}))
+    final_md: Mapping[str, dict[str, pl.DataFrame]] = field(default_factory=dict)
+    pay_date: date | None = None
+    extracted_at: str = ""
+
+
 @dataclass
 class DetectionInput:
     """Everything a detector may read, as frames with staging column names.
@@ -56,36 +83,47 @@ class DetectionInput:
     lines: this run's pay lines (pernr, for_period, in_period, wage_type, amount_cents,
     currency, quantity). md: master data as carried by this run (actions, assignments,
     basic_pay, bank_details, family). ref: reference tables (pay_scale, post_adjustment,
-    rates, wage_types). history: earlier runs of the payroll area, in contract order
-    (see `paywatch.warehouse.queries`): `final_lines` (lines of earlier FINAL runs with
-    `run_id`, `in_period`), `prev_md` (master data of the latest earlier FINAL, same keys as
-    md), `prev_final` (RunMeta or None), and `runs` (earlier runs).
+    rates, wage_types). history: earlier runs of the payroll area (`History`).
     """
 
     meta: RunMeta
     lines: pl.DataFrame
     md: dict[str, pl.DataFrame]
     ref: dict[str, pl.DataFrame]
-    history: dict = field(default_factory=dict)
+    history: History = field(default_factory=History)
 
 
 @dataclass(frozen=True)
 class Detector:
-    """A rule or model: stable code, name, the categories it raises, and its function."""
+    """A rule or model: stable code, name, the categories it raises, its function and its
+    declared configuration keys (defaults in defaults.toml)."""
 
     code: str
     name: str
     categories: tuple[str, ...]
-    run: Callable[..., pl.DataFrame]  # (ctx, params) -> findings
+    fn: Callable[..., pl.DataFrame]  # (ctx, params: Params) -> findings
     kind: str = "rule"  # rule | model
     description: str = ""
     scope: str = "staff"  # staff: each staff member on their own data | area: needs the whole population
+    config: tuple[Key, ...] = ()
+
+    def params(self, section: Mapping[str, Any]) -> Params:
+        """A section of the configuration, checked against the declared keys."""
+        return params_for(self.code, self.config, section)
+
+    def run(self, ctx, params: Params | Mapping[str, Any]) -> pl.DataFrame:
+        """Findings of this detector on a prepared run (`params` checked when a plain mapping)."""
+        return self.fn(ctx, params if isinstance(params, Params) else self.params(params))
 
 
-def money(cents: int | None, currency: str | None = "") -> str:
-    """Amount for explanations: 1,234.56 CHF."""
-    if cents is None:
-        return "none"
-    sign = "-" if cents < 0 else ""
-    c = abs(int(cents))
-    return f"{sign}{c // 100:,}.{c % 100:02d}{(' ' + currency) if currency else ''}"
+def finding(ctx, params: Params, pernr: str, category: str, explanation: str, *, owner: str,
+            wage_type: str | None = None, for_period: str | None = None, amount_cents: int | None = None,
+            expected_cents: int | None = None, currency: str | None = None, score: float = CERTAIN,
+            evidence: dict | None = None, severity: str | None = None) -> dict:
+    """One finding row: detector code from `params`, period the run's unless given, severity
+    `params.severity` unless given (detectors with one severity per category pass it)."""
+    return {"pernr": pernr, "detector": params.code, "category": category,
+            "severity": severity if severity is not None else params.severity, "owner": owner,
+            "wage_type": wage_type, "for_period": for_period if for_period is not None else ctx.meta.period,
+            "amount_cents": amount_cents, "expected_cents": expected_cents, "currency": currency, "score": score,
+            "explanation": explanation, "evidence": evidence or {}}

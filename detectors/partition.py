@@ -35,12 +35,9 @@ def split(inp: DetectionInput, key: str = "duty_station") -> dict[str, Detection
     out = {}
     for name in sorted(parts["partition"].unique().to_list()):
         pernrs = parts.filter(pl.col("partition") == name)["pernr"]
-        hist = dict(inp.history)
-        for k in ("final_lines", "offcycle_lines"):
-            if k in hist:
-                hist[k] = _only(hist[k], pernrs)
-        if "final_md" in hist:
-            hist["final_md"] = {r: {t: _only(f, pernrs) for t, f in md.items()} for r, md in hist["final_md"].items()}
+        hist = replace(inp.history, final_lines=_only(inp.history.final_lines, pernrs),
+                       final_md={r: {t: _only(f, pernrs) for t, f in md.items()}
+                                 for r, md in inp.history.final_md.items()})
         out[name] = replace(inp, lines=_only(inp.lines, pernrs), md={t: _only(f, pernrs) for t, f in inp.md.items()},
                             history=hist)
     return out

@@ -44,8 +44,8 @@ def detect_with_artifacts(inp: DetectionInput, cfg: dict, only: set[str] | None 
     ctx = prepare(inp)
     parts = [empty_findings()]
     for d in ALL_DETECTORS:
-        params = cfg.get(d.code, {})
-        if not params.get("enabled", True) or (only is not None and d.code not in only):
+        params = d.params(cfg[d.code])  # checked against the declared keys: no defaults here
+        if not params.enabled or (only is not None and d.code not in only):
             continue
         if (d.kind == "model" and not models) or (scope is not None and d.scope != scope):
             continue

@@ -64,6 +64,7 @@ def verify(
     Exit 0: processed (with or without exceptions); 2: extract not acceptable (one line on
     stderr says file, line and column); 3: loaded, but a critical data-quality failure
     stopped detection."""
+    from detectors.config import ConfigError
     from paywatch.pipeline import verify_run
 
     from paywatch.warehouse.db import WarehouseBusy
@@ -73,6 +74,9 @@ def verify(
     except WarehouseBusy as e:
         typer.echo(f"warehouse busy: {e}", err=True)
         raise typer.Exit(4)
+    except ConfigError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(1)
     if result.message:
         typer.echo(result.message, err=bool(result.exit_code))
     raise typer.Exit(result.exit_code)
@@ -127,6 +131,8 @@ def evaluate(
     from rich.table import Table
 
     from paywatch.evaluate import evaluate as run_eval, month_noise
+    from paywatch.paths import Paths
+    from paywatch.settings import load_settings
     from paywatch.simulate import SimConfig
 
     cfg = SimConfig(staff=staff, months=months, start=start, seed=seed)
@@ -160,8 +166,11 @@ def evaluate(
     for p, (rate, limit, ok) in sorted(noise.items()):
         typer.echo(f"special month {p}: false-alarm rate {rate:.4%} vs limit {limit:.4%} -> {'ok' if ok else 'ABOVE'}")
     worst_kind = min(full.by_kind.values()) if full.by_kind else 1.0
-    passed = (full.recall >= 0.99 and worst_kind >= 0.95 and full.hold_precision >= 0.95
-              and max(full.false_alarm_rates().values() or [0]) <= 0.003 and all(ok for *_, ok in noise.values()))
+    target = load_settings(Paths.default().config)["evaluation"]
+    passed = (full.recall >= target["min_recall"] and worst_kind >= target["min_kind_recall"]
+              and full.hold_precision >= target["min_hold_precision"]
+              and max(full.false_alarm_rates().values() or [0]) <= target["max_false_alarm_rate"]
+              and all(ok for *_, ok in noise.values()))
     typer.echo(f"staff={staff} months={months} seed={seed} recall={full.recall:.4f} hold_precision="
                f"{full.hold_precision:.4f} false_alarm_rate={full.false_alarm_rate:.4%} worst_kind_recall="
                f"{worst_kind:.3f} targets={'met' if passed else 'MISSED'}")
@@ -182,7 +191,7 @@ def pilot(
     baseline: how many staff are held at FINAL each month, toward the target of 120."""
     from rich.table import Table
 
-    from detectors.config import load_config
+    from paywatch.settings import load_settings
     from paywatch.lifecycle import kpi_chart
     from paywatch.pilot import PilotResult, as_frame, pilot as run_pilot
     from paywatch.simulate import SimConfig
@@ -194,7 +203,7 @@ def pilot(
                f"baseline: nothing reported before FINAL (same seed)")
     with _progress() as progress:
         task = progress.add_task("pilot", total=2 * months * 5)
-        res = run_pilot(cfg, load_config(None), fix_probability,
+        res = run_pilot(cfg, load_settings(None), fix_probability,
                         on_run=lambda mode, run_id: progress.update(task, advance=1, description=f"{mode} {run_id}"))
     frame = as_frame(res)
     table = Table(*frame.columns, title="Staff held at FINAL per month")
@@ -282,7 +291,7 @@ def close(
 ) -> None:
     """Close a month: record who is excluded at FINAL and why, recommend salary advances,
     and write the monthly summary with the KPI chart."""
-    from detectors.config import load_config
+    from paywatch.settings import load_settings
     from paywatch.lifecycle import DecisionError, close_period
     from paywatch.monthly import write_monthly_summary
     from paywatch.paths import Paths
@@ -290,7 +299,7 @@ def close(
     paths = Paths.for_db(db) if db else Paths.default()
     try:
         with _writer(db) as con:
-            res = close_period(con, area, period, load_config(paths.config).get("lifecycle", {}))
+            res = close_period(con, area, period, load_settings(paths.config).get("lifecycle", {}))
             folder = write_monthly_summary(con, area, period, out or paths.reports / f"{area}-{period}-close")
     except DecisionError as e:
         typer.echo(str(e), err=True)
@@ -327,14 +336,14 @@ def backtest(
     current one: exceptions, excluded staff, errors caught and false alarms per month."""
     from rich.table import Table
 
-    from detectors.config import load_config
+    from paywatch.settings import load_settings
     from paywatch.backtest import backtest as run_backtest
     from paywatch.paths import Paths
     from paywatch.warehouse.db import open_warehouse
 
     paths = Paths.for_db(db) if db else Paths.default()
     try:
-        configs = {"current": load_config(paths.config), "alternative": load_config(config)}
+        configs = {"current": load_settings(paths.config), "alternative": load_settings(config)}
     except ValueError as e:
         typer.echo(f"config not usable: {e}", err=True)
         raise typer.Exit(2)

@@ -16,7 +16,7 @@ from typing import Callable
 
 import polars as pl
 
-from detectors.config import load_config
+from paywatch.settings import load_settings
 from detectors.registry import detect_with_artifacts
 from paywatch.pipeline import detection_input, stage_triage, store_verification
 from paywatch.simulate import RunOutput, SimConfig, Simulation
@@ -115,7 +115,7 @@ def month_noise(summary: Summary, special_periods: list[str]) -> dict[str, tuple
 def evaluate(cfg: SimConfig, work: Path | None = None,
              on_run: Callable[[RunOutput, RunScore, RunScore], None] | None = None) -> tuple[Summary, Summary]:
     """Simulate with ground truth, verify run by run, score with and without models."""
-    det_cfg = load_config(None)
+    det_cfg = load_settings(None)
     tmp = tempfile.TemporaryDirectory() if work is None else None
     root = Path(tmp.name) if tmp else work
     paths = Paths(root / "wh")

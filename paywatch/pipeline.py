@@ -14,8 +14,8 @@ import duckdb
 import polars as pl
 
 from detectors import history as dh
-from detectors.base import DetectionInput, RunMeta, empty_findings
-from detectors.config import config_version, load_config
+from detectors.base import DetectionInput, History, RunMeta, empty_findings
+from detectors.config import config_version
 from detectors.registry import detect
 from paywatch import dq, quality, report
 from paywatch.delivery import DeliveryReport, deliver_run_reports
@@ -24,6 +24,7 @@ from paywatch.faults import checkpoint
 from paywatch.extract.reader import read_run
 from paywatch.lifecycle import apply_decisions
 from paywatch.paths import Paths
+from paywatch.settings import load_settings
 from paywatch.warehouse import queries as q
 from paywatch.warehouse.db import (
     WarehouseLock, fetch_value, make_private_dir, open_warehouse, owner_only_umask, transaction,
@@ -72,17 +73,14 @@ def detection_input(con: duckdb.DuckDBPyConnection, run_id: str) -> DetectionInp
     runs = q.history_before(con, run_id)
     recent = runs.filter(pl.col("period") >= dh.window_start(meta.period))
     final_lines = q.lines_of_runs(con, recent.filter(pl.col("run_type") == "FINAL"))
-    history = {
-        "runs": runs,
-        "extracted_at": str(info["extracted_at"]),
-        "pay_date": info["pay_date"],
-        "final_lines": final_lines,
-        "offcycle_lines": q.lines_of_runs(con, recent.filter(pl.col("run_type") == "OFFCYCLE")),
-        "final_md": {
-            fid: _master_data(con, fid, pernrs)
-            for fid, pernrs in dh.final_runs_needed(lines, final_lines, runs).items()
-        },
-    }
+    history = History(
+        runs=runs,
+        final_lines=final_lines,
+        final_md={fid: _master_data(con, fid, pernrs)
+                  for fid, pernrs in dh.final_runs_needed(lines, final_lines, runs).items()},
+        pay_date=info["pay_date"],
+        extracted_at=str(info["extracted_at"]),
+    )
     return DetectionInput(meta, lines, md, ref, history)
 
 
@@ -96,8 +94,8 @@ def _master_data(con, run_id: str, pernrs: list[str] | None = None) -> dict[str,
 
 def previous_of_kind(con: duckdb.DuckDBPyConnection, inp: DetectionInput) -> DetectionInput | None:
     """The latest earlier run of the same run type (for volume checks), lines only."""
-    runs = inp.history.get("runs")
-    if runs is None or runs.height == 0:
+    runs = inp.history.runs
+    if runs.height == 0:
         return None
     same = runs.filter(pl.col("run_type") == inp.meta.run_type)
     if same.height == 0:
@@ -122,7 +120,7 @@ def stage_triage(con: duckdb.DuckDBPyConnection, inp: DetectionInput, findings: 
                  run_version: int, cfg_version: str) -> pl.DataFrame:
     """Give each finding its identity, first-seen run and storage columns."""
     meta = inp.meta
-    earlier = inp.history["runs"].filter(pl.col("period") == meta.period)["run_id"].to_list()
+    earlier = inp.history.runs.filter(pl.col("period") == meta.period)["run_id"].to_list()
     first_seen = _first_seen(con, earlier, cfg_version)
     key = pl.concat_str([pl.col(c).fill_null("") for c in ("pernr", "detector", "wage_type", "for_period")],
                         separator="|")
@@ -209,7 +207,7 @@ def stage_deliver(out: Path, inp: DetectionInput, findings: pl.DataFrame, checks
     report.write_exceptions(out, inp.meta.run_id, findings)
     checkpoint("reports")
     meta = {"run_id": inp.meta.run_id, "run_type": inp.meta.run_type, "period": inp.meta.period,
-            "payroll_area": inp.meta.payroll_area, "extracted_at": inp.history.get("extracted_at", "")}
+            "payroll_area": inp.meta.payroll_area, "extracted_at": inp.history.extracted_at}
     failed = [c for c in checks if not c["success"]]  # the summary lists failed checks only
     text = report.summary_markdown(meta, findings, failed, load_outcome)
     if con is not None:
@@ -255,7 +253,7 @@ def verify_run(folder: Path, db: Path | None = None, out: Path | None = None,
     with WarehouseLock(db_path, wait_seconds=wait_seconds), owner_only_umask():
         con = open_warehouse(db_path)
         try:
-            cfg = load_config(paths.config)
+            cfg = load_settings(paths.config)
             run_id = extract.manifest.run_id
             try:
                 # one transaction from load to stored findings: a verify killed anywhere

@@ -90,7 +90,7 @@ from fractions import Fraction
 import polars as pl
 
 from detectors import paymodel as pm
-from detectors.base import DetectionInput, RunMeta
+from detectors.base import DetectionInput, History, RunMeta
 
 AREA = "GV"
 PERIOD = "202503"
@@ -502,21 +502,20 @@ def _variable(case: dict) -> dict[str, Staff]:
     return var
 
 
-_HISTORY_CACHE: dict[str, dict] = {}
+_HISTORY_CACHE: dict[str, History] = {}
 
 
-def cached_history(md_then: dict[str, pl.DataFrame], ref: dict[str, pl.DataFrame], case: dict) -> dict:
+def cached_history(md_then: dict[str, pl.DataFrame], ref: dict[str, pl.DataFrame], case: dict) -> History:
     """`history`, computed once per set of changes entered before the earlier FINALs (frames
-    are immutable; the dicts are copied so a caller may replace entries)."""
+    and History are immutable: callers `replace` what they change)."""
     key = json.dumps([[k, [op for op in _as_list(case.get(k)) if op.get("entered", "late") == "before"]]
                       for k in sorted(MD_OPS)], sort_keys=True, default=str)
     if key not in _HISTORY_CACHE:
         _HISTORY_CACHE[key] = history(md_then, ref)
-    h = _HISTORY_CACHE[key]
-    return h | {"final_md": dict(h["final_md"])}
+    return _HISTORY_CACHE[key]
 
 
-def history(md_then: dict[str, pl.DataFrame], ref: dict[str, pl.DataFrame]) -> dict:
+def history(md_then: dict[str, pl.DataFrame], ref: dict[str, pl.DataFrame]) -> History:
     """Earlier runs (a SIM1 and the FINAL of each history month) and what the FINALs paid."""
     runs, finals = [], []
     usual = {s.pernr: s for s in STAFF}
@@ -529,25 +528,12 @@ def history(md_then: dict[str, pl.DataFrame], ref: dict[str, pl.DataFrame]) -> d
         lines = rebuild_totals(month_lines(md_then, ref, m, usual), ref["wage_types"])
         finals.append(lines.with_columns(pl.lit(f"{AREA}-{m}-FINAL").alias("run_id")))
     final_lines = pl.concat(finals).select("run_id", *LINE_SCHEMA)
-    return {
-        "runs": pl.DataFrame(runs),
-        "final_lines": final_lines,
-        "offcycle_lines": pl.DataFrame(schema={"run_id": pl.String, **LINE_SCHEMA}),
-        "final_md": {f"{AREA}-{m}-FINAL": md_then for m in HISTORY_PERIODS},
-        "pay_date": PAY_DATE,
-    }
+    return History(runs=pl.DataFrame(runs), final_lines=final_lines,
+                   final_md={f"{AREA}-{m}-FINAL": md_then for m in HISTORY_PERIODS}, pay_date=PAY_DATE)
 
 
-def empty_history() -> dict:
-    return {
-        "runs": pl.DataFrame(schema={"run_id": pl.String, "version": pl.Int64, "payroll_area": pl.String,
-                                     "period": pl.String, "run_type": pl.String, "pay_date": pl.Date,
-                                     "extracted_at": pl.Datetime}),
-        "final_lines": pl.DataFrame(schema={"run_id": pl.String, **LINE_SCHEMA}),
-        "offcycle_lines": pl.DataFrame(schema={"run_id": pl.String, **LINE_SCHEMA}),
-        "final_md": {},
-        "pay_date": PAY_DATE,
-    }
+def empty_history() -> History:
+    return History(final_lines=pl.DataFrame(schema={"run_id": pl.String, **LINE_SCHEMA}), pay_date=PAY_DATE)
 
 
 def _line_filter(lines: pl.DataFrame, op: dict) -> pl.Expr:
@@ -619,7 +605,7 @@ def build(case: dict | None = None) -> World:
     md_now = frames(md_rec)
     hist = empty_history() if case.get("no_history") else cached_history(md_then, ref, case)
     if "pay_date" in case:
-        hist["pay_date"] = d(case["pay_date"])
+        hist = replace(hist, pay_date=d(case["pay_date"]))
     run_type = case.get("run_type", "SIM1")
     meta = RunMeta(f"{AREA}-{PERIOD}-{run_type}", AREA, PERIOD, run_type)
     currency = {s.pernr: s.currency for s in STAFF}
@@ -630,7 +616,7 @@ def build(case: dict | None = None) -> World:
         lines = month_lines(md_now if recompute else md_then, ref, PERIOD, _variable(case))
         if recompute and case.get("retro", True) and not case.get("no_history"):
             paid = lines["pernr"].unique().sort().to_list()
-            lines = pl.concat([lines, retro_lines(md_now, ref, PERIOD, hist["final_lines"], paid, currency)])
+            lines = pl.concat([lines, retro_lines(md_now, ref, PERIOD, hist.final_lines, paid, currency)])
     if case.get("keep_totals"):
         lines = rebuild_totals(lines, ref["wage_types"])
         lines = apply_lines(lines, case, totals=False, currency=currency)

@@ -6,7 +6,7 @@ staff-run features, and PW102's per-staff sums.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -193,7 +193,8 @@ def test_staff_totals_classes_come_from_t512w_not_signs():
 def _pw130_findings(history_spa: list[int], now_spa: int) -> pl.DataFrame:
     """PW130 on one staff member: net base salary 8,000.00 every month, the special post
     allowance of each history FINAL (Jan, Feb, ...) and of this May SIM1."""
-    from detectors.base import DetectionInput, RunMeta
+    from detectors.base import DetectionInput, History, RunMeta
+    from detectors.config import load_config
     from detectors.context import Context
     from detectors.rules import pw130_variable_pay as pw130
 
@@ -205,10 +206,10 @@ def _pw130_findings(history_spa: list[int], now_spa: int) -> pl.DataFrame:
     hist = pl.DataFrame([r for i, spa in enumerate(history_spa)
                          for r in month(f"A-20260{i + 1}-FINAL", f"20260{i + 1}", spa)])
     now = pl.DataFrame(month("A-202605-SIM1", "202605", now_spa)).drop("run_id")
-    inp = DetectionInput(RunMeta("A-202605-SIM1", "A", "202605", "SIM1"), now, {}, {}, {"final_lines": hist})
+    inp = DetectionInput(RunMeta("A-202605-SIM1", "A", "202605", "SIM1"), now, {}, {}, History(final_lines=hist))
     texts = pl.DataFrame({"wage_type": ["1500"], "wage_type_text": ["Special post allowance"]})
     ctx = Context(inp, now, now.head(0), pl.DataFrame(), pl.DataFrame(), pl.DataFrame(), texts)
-    return pw130.run(ctx, {"spike_ratio": 1.5})
+    return pw130.DETECTOR.run(ctx, load_config()["PW130"] | {"spike_ratio": 1.5})
 
 
 def test_pw130_an_earlier_spike_paid_at_final_does_not_hide_a_new_one():
@@ -221,3 +222,133 @@ def test_pw130_an_earlier_spike_paid_at_final_does_not_hide_a_new_one():
 def test_pw130_a_raise_paid_at_the_latest_final_is_the_new_usual():
     assert _pw130_findings([42_200, 42_200, 42_200, 100_000], 100_000).height == 0
     assert _pw130_findings([42_200, 42_200, 42_200, 42_200], 60_000).height == 0  # 1.4 x: below the ratio
+
+
+# ------------------------------------------------------- configuration (declared keys, loader)
+
+def _toml(tmp_path, text: str):
+    path = tmp_path / "paywatch.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_misspelled_key_is_refused_with_one_line_naming_it(tmp_path):
+    from detectors.config import ConfigError
+    from paywatch.settings import load_settings
+
+    with pytest.raises(ConfigError) as e:
+        load_settings(_toml(tmp_path, "[PW201]\ntreshold = 4.0\n"))
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("paywatch.toml: [PW201] unknown key 'treshold' (known: enabled, severity, threshold")
+
+
+def test_a_wrong_type_is_refused_with_one_line_naming_it(tmp_path):
+    from detectors.config import ConfigError
+    from paywatch.settings import load_settings
+
+    with pytest.raises(ConfigError) as e:
+        load_settings(_toml(tmp_path, '[PW201]\nthreshold = "high"\n'))
+    assert str(e.value) == 'paywatch.toml: [PW201] threshold must be a number, got "high"'
+    with pytest.raises(ConfigError, match=r"^paywatch.toml: \[PW106\] lookback_months must be a whole number, got true$"):
+        load_settings(_toml(tmp_path, "[PW106]\nlookback_months = true\n"))  # bool is not an int
+    with pytest.raises(ConfigError, match=r"^paywatch.toml: \[PW112\] severity must be one of 'hold', 'review', 'info', got \"urgent\"$"):
+        load_settings(_toml(tmp_path, '[PW112]\nseverity = "urgent"\n'))
+    with pytest.raises(ConfigError, match=r"^paywatch.toml: unknown section \[PW999\] \(known: PW101, "):
+        load_settings(_toml(tmp_path, "[PW999]\nenabled = false\n"))
+    with pytest.raises(ConfigError, match=r"^paywatch.toml: \[kpi\] unknown key 'target' "):
+        load_settings(_toml(tmp_path, "[kpi]\ntarget = 100\n"))
+
+
+def test_valid_overrides_are_merged_int_where_float_is_declared(tmp_path):
+    from paywatch.settings import load_settings
+
+    cfg = load_settings(_toml(tmp_path, "[PW201]\nthreshold = 4\n[evaluation]\nmin_recall = 0.98\n"))
+    assert cfg["PW201"]["threshold"] == 4 and cfg["PW201"]["own_ratio"] == 1.5
+    assert cfg["evaluation"]["min_recall"] == 0.98 and cfg["kpi"]["baseline_staff_held"] == 295
+
+
+def test_defaults_and_declarations_agree_exactly():
+    from detectors.config import declarations, defaults
+    from paywatch.settings import SECTIONS
+
+    shipped = defaults()
+    declared = declarations() | SECTIONS
+    assert set(shipped) == set(declared)
+    for section, keys in declared.items():
+        names = [k.name for k in keys]
+        assert len(names) == len(set(names)), section
+        assert set(shipped[section]) == set(names), section  # every key has a default, none undeclared
+        for k in keys:
+            assert k.accepts(shipped[section][k.name]), f"[{section}] {k.name}: default of the wrong type"
+            assert k.meaning, f"[{section}] {k.name}: say what it means"
+
+
+def test_detectors_get_read_only_params_without_defaults():
+    from detectors.config import ConfigError, load_config
+    from detectors.rules import pw106_overlaps
+
+    p = pw106_overlaps.DETECTOR.params(load_config()["PW106"])
+    assert p.lookback_months == 12 and p["severity"] == "hold"
+    with pytest.raises(AttributeError):
+        p.lookback_months = 3
+    with pytest.raises(AttributeError):
+        p.no_such_key
+    with pytest.raises(ConfigError, match="missing key 'lookback_months'"):
+        pw106_overlaps.DETECTOR.params({"enabled": True, "severity": "hold"})
+
+
+def test_no_inline_defaults_in_detectors():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "detectors"
+    assert not [p for p in root.rglob("*.py") if "params.get(" in p.read_text(encoding="utf-8")]
+
+
+# ---------------------------------------------------------------- scores, history, overlaps
+
+def test_calibration_is_monotone_and_one_half_at_the_threshold():
+    from detectors.scoring import CERTAIN, calibrated
+
+    for t in (0.02, 1.5, 5.0, 0.37):
+        assert calibrated(t, t) == 0.5
+        values = [calibrated(t * k / 10, t) for k in range(0, 100)]
+        assert values == sorted(values) and values[0] == 0.0 and all(0 <= v <= 1 for v in values)
+        assert calibrated(2 * t, t) == 0.75 and calibrated(50 * t, t) == CERTAIN
+    assert calibrated(-1.0, 5.0) == 0.0
+
+
+def test_history_is_frozen():
+    import dataclasses
+
+    from detectors.base import History
+
+    h = History()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        h.pay_date = date(2025, 1, 25)
+    assert {f.name for f in dataclasses.fields(History)} == {"runs", "final_lines", "final_md", "pay_date",
+                                                             "extracted_at"}
+
+
+def test_overlaps_by_running_max_end_match_every_pair():
+    """The sorted sweep flags exactly the records that overlap an earlier one (brute force)."""
+    import random
+
+    from detectors.overlaps import overlaps
+
+    rng = random.Random(5)
+    rows = []
+    for i in range(300):
+        start = date(2024, 1, 1) + timedelta(days=rng.randrange(0, 700))
+        end = OPEN if rng.random() < 0.1 else start + timedelta(days=rng.randrange(0, 120))
+        rows.append((str(rng.randrange(0, 30)), start, end))
+    f = pl.DataFrame(rows, schema={"pernr": pl.String, "valid_from": pl.Date, "valid_to": pl.Date}, orient="row")
+    since, until = date(2024, 6, 1), date(2025, 1, 31)
+    got = overlaps(f, ["pernr"], since, until)
+    recs = sorted(rows)
+    want = []
+    for i, (p, a, b) in enumerate(recs):
+        spans = [(a, min(b, d)) for q, c, d in recs[:i] if q == p and c <= b and a <= d]
+        want.append(any(lo <= until and hi >= since for lo, hi in spans))
+    assert sorted(zip(got.select("pernr", "valid_from", "valid_to").rows(), got["overlaps"])) == \
+        sorted(zip(recs, want))

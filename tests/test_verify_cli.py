@@ -425,6 +425,21 @@ def test_python_m_paywatch_cli_runs(tmp_path: Path):
     assert "--db" in p.stdout and "--out" in p.stdout
 
 
+@pytest.mark.parametrize("toml, line", [
+    ("[PW201]\ntreshold = 4.0\n", "paywatch.toml: [PW201] unknown key 'treshold' (known: "),
+    ('[PW201]\nthreshold = "high"\n', 'paywatch.toml: [PW201] threshold must be a number, got "high"'),
+], ids=["misspelled_key", "wrong_type"])
+def test_verify_refuses_a_bad_config_with_one_line(tmp_path: Path, toml: str, line: str):
+    db = tmp_path / "wh" / "warehouse.duckdb"
+    db.parent.mkdir()
+    (db.parent / "paywatch.toml").write_text(toml, encoding="utf-8")
+    p = verify(SAMPLE / RUNS[0], db, tmp_path / "out")
+    assert p.returncode == 1, describe(p)
+    err = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith(line), describe(p)
+    assert "Traceback" not in p.stderr
+
+
 # ------------------------------------------------------------------------------ 1. happy path
 
 

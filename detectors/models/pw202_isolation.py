@@ -1,11 +1,12 @@
 """PW202 isolation_forest — unusual combinations of a staff member's pay (multivariate).
 
-Fit: an IsolationForest on the staff-run features (models/features.py) of the most recent
-earlier FINAL runs. Score: anomaly score = -score_samples (higher = more unusual). The
-threshold is the `quantile` of the training scores (at most `threshold_sample` of them,
-chosen at random with `seed`) times `margin`, all explicit. Each
-flagged row names the features furthest from typical (robust z), with the staff
-member's value and the typical value.
+`IsolationModel` (PyOD style): `fit` trains an IsolationForest on the staff-run features
+(models/features.py) of the most recent earlier FINAL runs; `decision_function` =
+-score_samples (higher = more unusual); `threshold_` = the `quantile` of the training
+scores (at most `threshold_sample` of them, chosen at random with `seed`) times `margin`,
+all explicit. With fewer than `min_training_rows` training rows it stays unfitted and
+flags nothing. Each flagged row names the features furthest from typical (robust z), with
+the staff member's value and the typical value.
 """
 
 from __future__ import annotations
@@ -13,67 +14,89 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from detectors.base import Detector, findings_frame
+from detectors.base import Detector, finding, findings_frame
+from detectors.config import ENABLED, SEVERITY, Key, Params
 from detectors.context import Context
 from detectors.models.features import FEATURES, LABELS, robust_stats, staff_run_features
+from detectors.scoring import calibrated
 
 CODE = "PW202"
+CONFIG = (ENABLED, SEVERITY,
+          Key("training_runs", int, "most recent earlier FINAL runs to fit on"),
+          Key("n_estimators", int, "trees of the forest"),
+          Key("seed", int, "random seed of the forest and of the threshold sample"),
+          Key("quantile", float, "threshold = this quantile of training scores ..."),
+          Key("margin", float, "... times this margin"),
+          Key("threshold_sample", int, "training rows scored for that quantile (all, when fewer)"),
+          Key("min_training_rows", int, "fewer training rows: no model, no findings"))
 
 
-def fit(history_lines: pl.DataFrame, params: dict, finals: list[str] | None = None) -> dict | None:
-    """`finals`: earlier FINAL run ids in contract order (the most recent are used)."""
-    runs = (finals or [])[-int(params.get("training_runs", 3)):]
-    train = staff_run_features(history_lines.filter(pl.col("run_id").is_in(runs)))
-    if train.height < int(params.get("min_training_rows", 200)):
-        return None
-    from sklearn.ensemble import IsolationForest  # heavy import: only when a model is fitted
+class IsolationModel:
+    """IsolationForest on staff-run features; higher = more unusual."""
 
-    x = train.select(FEATURES).to_numpy()
-    forest = IsolationForest(n_estimators=int(params.get("n_estimators", 200)), random_state=int(params.get("seed", 0)),
-                             max_samples=min(256, len(x))).fit(x)
-    # the threshold needs the tail of the training scores, not every row: a seeded sample
-    # bounds the cost on big payroll areas (all rows when there are fewer)
-    cap = int(params.get("threshold_sample", 50_000))
-    rows = np.random.default_rng(int(params.get("seed", 0))).choice(len(x), cap, replace=False) if len(x) > cap else slice(None)
-    scores = -forest.score_samples(x[rows])
-    threshold = float(np.quantile(scores, float(params.get("quantile", 0.999)))) * float(params.get("margin", 1.1))
-    return {"forest": forest, "threshold": threshold, "stats": robust_stats(train), "trained_on": runs,
-            "n_train": train.height}
+    def __init__(self, params: Params):
+        self.params = params
+        self.forest_ = None
+        self.threshold_: float | None = None
+
+    def fit(self, history_lines: pl.DataFrame, finals: list[str]) -> "IsolationModel":
+        """`finals`: earlier FINAL run ids in contract order (the most recent are used)."""
+        p = self.params
+        self.trained_on_ = finals[-p.training_runs:]
+        train = staff_run_features(history_lines.filter(pl.col("run_id").is_in(self.trained_on_)))
+        self.n_train_ = train.height
+        if train.height < p.min_training_rows:
+            return self
+        from sklearn.ensemble import IsolationForest  # heavy import: only when a model is fitted
+
+        x = train.select(FEATURES).to_numpy()
+        self.forest_ = IsolationForest(n_estimators=p.n_estimators, random_state=p.seed,
+                                       max_samples=min(256, len(x))).fit(x)
+        # the threshold needs the tail of the training scores, not every row: a seeded sample
+        # bounds the cost on big payroll areas (all rows when there are fewer)
+        cap = p.threshold_sample
+        rows = np.random.default_rng(p.seed).choice(len(x), cap, replace=False) if len(x) > cap else slice(None)
+        self.threshold_ = float(np.quantile(self.decision_function(x[rows]), p.quantile)) * p.margin
+        self.stats_ = robust_stats(train)
+        return self
+
+    @property
+    def fitted(self) -> bool:
+        return self.forest_ is not None
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        return -self.forest_.score_samples(x)
 
 
-def score(ctx: Context, model: dict | None, params: dict) -> pl.DataFrame:
-    if model is None or ctx.meta.run_type == "OFFCYCLE":
+def run(ctx: Context, params: Params) -> pl.DataFrame:
+    runs = ctx.inp.history.runs
+    finals = runs.filter(pl.col("run_type") == "FINAL")["run_id"].to_list()
+    model = IsolationModel(params).fit(ctx.inp.history.final_lines, finals)
+    if not model.fitted:
+        return findings_frame([])
+    ctx.artifacts[CODE] = model
+    if ctx.meta.run_type == "OFFCYCLE":
         return findings_frame([])
     now = staff_run_features(ctx.current.vstack(ctx.retro) if ctx.retro.height else ctx.current)
     if now.height == 0:
         return findings_frame([])
-    s = -model["forest"].score_samples(now.select(FEATURES).to_numpy())
-    hits = now.with_columns(pl.Series("score", s)).filter(pl.col("score") > model["threshold"])
+    s = model.decision_function(now.select(FEATURES).to_numpy())
+    hits = now.with_columns(pl.Series("score", s)).filter(pl.col("score") > model.threshold_)
     cur = ctx.current.group_by("pernr").agg(pl.col("currency").first())
     rows = []
+    stats = model.stats_
     for r in hits.join(cur, on="pernr", how="left").iter_rows(named=True):
-        zs = sorted(((abs(r[f] - model["stats"][f][0]) / model["stats"][f][1], f) for f in FEATURES), reverse=True)[:2]
-        drivers = "; ".join(f"{LABELS[f]} {r[f]:.2f} (typical {model['stats'][f][0]:.2f})" for _, f in zs)
-        rows.append({"pernr": r["pernr"], "detector": CODE, "category": "multivariate_anomaly",
-                     "severity": params.get("severity", "review"), "owner": "HR", "wage_type": None,
-                     "for_period": ctx.meta.period, "amount_cents": None, "expected_cents": None,
-                     "currency": r["currency"], "score": round(min(1.0, r["score"] / (2 * model["threshold"])), 4),
-                     "explanation": f"This staff member's pay is an unusual combination compared with recent FINAL runs: {drivers}.",
-                     "evidence": {"anomaly_score": round(float(r["score"]), 4), "threshold": round(model["threshold"], 4),
-                                  "drivers": {f: {"value": round(r[f], 4), "typical": round(model["stats"][f][0], 4)}
-                                              for _, f in zs}}})
+        zs = sorted(((abs(r[f] - stats[f][0]) / stats[f][1], f) for f in FEATURES), reverse=True)[:2]
+        drivers = "; ".join(f"{LABELS[f]} {r[f]:.2f} (typical {stats[f][0]:.2f})" for _, f in zs)
+        text = f"This staff member's pay is an unusual combination compared with recent FINAL runs: {drivers}."
+        rows.append(finding(ctx, params, r["pernr"], "multivariate_anomaly", text, owner="HR", currency=r["currency"],
+                            score=calibrated(r["score"], model.threshold_),
+                            evidence={"anomaly_score": round(float(r["score"]), 4),
+                                      "threshold": round(model.threshold_, 4),
+                                      "drivers": {f: {"value": round(r[f], 4), "typical": round(stats[f][0], 4)}
+                                                  for _, f in zs}}))
     return findings_frame(rows)
 
 
-def run(ctx: Context, params: dict) -> pl.DataFrame:
-    hist = ctx.inp.history.get("final_lines")
-    runs = ctx.inp.history.get("runs")
-    finals = runs.filter(pl.col("run_type") == "FINAL")["run_id"].to_list() if runs is not None else []
-    model = fit(hist, params, finals) if hist is not None else None
-    if model is not None:
-        ctx.artifacts[CODE] = model
-    return score(ctx, model, params)
-
-
-DETECTOR = Detector(CODE, "isolation_forest", ("multivariate_anomaly",), run, kind="model",
+DETECTOR = Detector(CODE, "isolation_forest", ("multivariate_anomaly",), run, kind="model", config=CONFIG,
                     description="IsolationForest on staff-run features fitted on recent FINAL runs.", scope="area")

@@ -12,10 +12,15 @@ from __future__ import annotations
 import polars as pl
 
 from detectors import paymodel as pm
-from detectors.base import Detector, findings_frame, money
+from detectors.base import Detector, finding, findings_frame
+from detectors.config import ENABLED, SEVERITY, Key, Params
+from detectors.money import money
 from detectors.context import Context
 
 CODE = "PW101"
+CONFIG = (ENABLED, SEVERITY,
+          Key("incomputable_severity", str, "severity when the pay model cannot recompute a line (master data "
+              "or reference incomplete)", SEVERITY.choices))
 CATEGORY_BY_WAGE_TYPE = {
     pm.WT_BASE: "scale_mismatch",
     pm.WT_POST_ADJ: "stale_multiplier",
@@ -49,7 +54,7 @@ def _alternative(ctx: Context, pernrs: pl.Series, **changes) -> pl.DataFrame:
         "pernr", "wage_type", pl.col("expected_cents").alias("alt_cents"))
 
 
-def run(ctx: Context, params: dict) -> pl.DataFrame:
+def run(ctx: Context, params: Params) -> pl.DataFrame:
     if ctx.meta.run_type == "OFFCYCLE":
         return findings_frame([])
     facts = ctx.facts
@@ -84,11 +89,7 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
     for r in recs:
         if r["pernr"] in cause and r["category"] != "pay_model_incomputable":
             r["category"] = cause[r["pernr"]]
-    rows = [_finding(ctx, r) for r in recs]
-    for r in rows:
-        r["severity"] = (params.get("incomputable_severity", "review") if r["category"] == "pay_model_incomputable"
-                         else params.get("severity", "hold"))
-    return findings_frame(rows)
+    return findings_frame([_finding(ctx, params, r) for r in recs])
 
 
 def _category(r: dict) -> str:
@@ -109,7 +110,7 @@ def _category(r: dict) -> str:
     return CATEGORY_BY_WAGE_TYPE[wt]
 
 
-def _finding(ctx: Context, r: dict) -> dict:
+def _finding(ctx: Context, params: Params, r: dict) -> dict:
     category = r["category"]
     wt, cur = r["wage_type"], r["currency"] or r["currency_written"]
     written = None if r["written_cents"] is None else sum(r["amounts"])
@@ -135,17 +136,15 @@ def _finding(ctx: Context, r: dict) -> dict:
     elif category == "child_over_age_limit":
         text = text[:-1] + (f"; {len(r['child_birth_dates'] or [])} dependent children are recorded but only "
                             f"{r['n_children']} are under the age limit on {r['reference_day']}.")
-    return {
-        "pernr": r["pernr"], "detector": CODE, "category": category, "owner": r["owner"] or "HR",
-        "wage_type": wt, "for_period": ctx.meta.period, "amount_cents": written,
-        "expected_cents": exp if exp is not None else None, "currency": cur, "score": 1.0,
-        "explanation": text,
-        "evidence": {"grade": r.get("grade"), "step": r.get("step"), "employment_pct": r.get("employment_pct"),
-                     "active_days": r.get("active_days"), "days_in_month": r.get("days_in_month"),
-                     "n_children": r.get("n_children"), "has_dependent_spouse": r.get("has_dependent_spouse"),
-                     "lines_written": len(r["amounts"] or [])},
-    }
+    return finding(
+        ctx, params, r["pernr"], category, text, owner=r["owner"] or "HR", wage_type=wt, amount_cents=written,
+        expected_cents=exp, currency=cur,
+        severity=params.incomputable_severity if category == "pay_model_incomputable" else None,
+        evidence={"grade": r.get("grade"), "step": r.get("step"), "employment_pct": r.get("employment_pct"),
+                  "active_days": r.get("active_days"), "days_in_month": r.get("days_in_month"),
+                  "n_children": r.get("n_children"), "has_dependent_spouse": r.get("has_dependent_spouse"),
+                  "lines_written": len(r["amounts"] or [])})
 
 
-DETECTOR = Detector(CODE, "pay_model", CATEGORIES, run,
+DETECTOR = Detector(CODE, "pay_model", CATEGORIES, run, config=CONFIG,
                     description="Recomputes every deterministic wage type exactly and compares it to the run.")

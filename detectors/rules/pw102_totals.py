@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import polars as pl
 
-from detectors.base import Detector, findings_frame, money
+from detectors.base import Detector, finding, findings_frame
+from detectors.config import ENABLED, SEVERITY, Key, Params
+from detectors.money import money
 from detectors.context import Context
 
 CODE = "PW102"
+CONFIG = (ENABLED, SEVERITY,
+          Key("min_net_cents", int, "net pay below this (in cents) is flagged for active staff"))
 TOTALS = ("/101", "/550", "/560")
 NAMES = {"/101": "Total gross (/101)", "/550": "Statutory net (/550)", "/560": "Amount paid (/560)"}
 
@@ -31,7 +35,7 @@ def staff_totals(ctx: Context) -> pl.DataFrame:
     )
 
 
-def _suspects(t: pl.DataFrame, params: dict, offcycle: bool) -> pl.DataFrame:
+def _suspects(t: pl.DataFrame, params: Params, offcycle: bool) -> pl.DataFrame:
     """The staff rows that can give a finding (the loop below decides); a vectorised
     pre-filter so that the per-staff Python runs on a few rows, not on the whole payroll."""
     c = pl.col
@@ -39,11 +43,11 @@ def _suspects(t: pl.DataFrame, params: dict, offcycle: bool) -> pl.DataFrame:
     net = pl.when(c("n550") > 0).then(c("w550")).otherwise(exp550)
     off = [(c("n101") != 1) | (c("w101") != c("earnings")), (c("n550") != 1) | (c("w550") != exp550),
            (c("n560") != 1) | (c("w560") != net)]
-    low = pl.lit(not offcycle) & (c("n_pay_lines") > 0) & (net < params.get("min_net_cents", 1))
+    low = pl.lit(not offcycle) & (c("n_pay_lines") > 0) & (net < params.min_net_cents)
     return t.filter(pl.any_horizontal(*off, low))
 
 
-def run(ctx: Context, params: dict) -> pl.DataFrame:
+def run(ctx: Context, params: Params) -> pl.DataFrame:
     t = _suspects(staff_totals(ctx), params, ctx.meta.run_type == "OFFCYCLE")
     rows = []
     for r in t.iter_rows(named=True):
@@ -61,22 +65,18 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
             else:
                 text = (f"{NAMES[tot]} is {money(written, cur)} but the lines add up to {money(exp, cur)}: "
                         f"difference {money(written - exp, cur)}.")
-            rows.append({"pernr": r["pernr"], "detector": CODE, "category": "totals_mismatch",
-                         "severity": params.get("severity", "hold"), "owner": "FINANCE", "wage_type": tot,
-                         "for_period": ctx.meta.period, "amount_cents": written if n else None, "expected_cents": exp,
-                         "currency": cur, "score": 1.0, "explanation": text,
-                         "evidence": {"earnings": r["earnings"], "deductions": r["deductions"], "times_written": n}})
+            rows.append(finding(ctx, params, r["pernr"], "totals_mismatch", text, owner="FINANCE", wage_type=tot,
+                                amount_cents=written if n else None, expected_cents=exp, currency=cur,
+                                evidence={"earnings": r["earnings"], "deductions": r["deductions"], "times_written": n}))
         net = r["w550"] if r["n550"] else expected["/550"]
-        if ctx.meta.run_type != "OFFCYCLE" and r["n_pay_lines"] and net < params.get("min_net_cents", 1):
-            rows.append({"pernr": r["pernr"], "detector": CODE, "category": "negative_net",
-                         "severity": params.get("severity", "hold"), "owner": "FINANCE", "wage_type": "/550",
-                         "for_period": ctx.meta.period, "amount_cents": net, "expected_cents": None, "currency": cur,
-                         "score": 1.0,
-                         "explanation": (f"Net pay is {money(net, cur)}: deductions of {money(-r['deductions'], cur)} "
-                                         f"exceed gross pay of {money(r['earnings'], cur)}."),
-                         "evidence": {"earnings": r["earnings"], "deductions": r["deductions"]}})
+        if ctx.meta.run_type != "OFFCYCLE" and r["n_pay_lines"] and net < params.min_net_cents:
+            text = (f"Net pay is {money(net, cur)}: deductions of {money(-r['deductions'], cur)} "
+                    f"exceed gross pay of {money(r['earnings'], cur)}.")
+            rows.append(finding(ctx, params, r["pernr"], "negative_net", text, owner="FINANCE", wage_type="/550",
+                                amount_cents=net, currency=cur,
+                                evidence={"earnings": r["earnings"], "deductions": r["deductions"]}))
     return findings_frame(rows)
 
 
-DETECTOR = Detector(CODE, "totals", ("totals_mismatch", "negative_net"), run,
+DETECTOR = Detector(CODE, "totals", ("totals_mismatch", "negative_net"), run, config=CONFIG,
                     description="Checks the technical totals /101, /550, /560 and flags zero or negative net pay.")

@@ -9,13 +9,16 @@ from __future__ import annotations
 import polars as pl
 
 from detectors import paymodel as pm
-from detectors.base import Detector, findings_frame, money
+from detectors.base import Detector, finding, findings_frame
+from detectors.config import ENABLED, SEVERITY, Params
+from detectors.money import money
 from detectors.context import Context
 
 CODE = "PW103"
+CONFIG = (ENABLED, SEVERITY)
 
 
-def run(ctx: Context, params: dict) -> pl.DataFrame:
+def run(ctx: Context, params: Params) -> pl.DataFrame:
     if ctx.meta.run_type == "OFFCYCLE":
         return findings_frame([])
     earning = ctx.wage_types.filter(pl.col("wage_class") == "EARNING").select("wage_type")
@@ -33,17 +36,14 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
         why = (f"on special leave without pay all {r['slwop_days']} days" if slwop
                else "separated (or not yet employed) the whole month" if r["separated_days"]
                else "without any employment record for the month")
-        rows.append({"pernr": r["pernr"], "detector": CODE, "category": category,
-                     "severity": params.get("severity", "hold"), "owner": "HR", "wage_type": pm.WT_BASE,
-                     "for_period": ctx.meta.period, "amount_cents": r["earned"], "expected_cents": 0,
-                     "currency": r["currency"], "score": 1.0,
-                     "explanation": f"Earnings of {money(r['earned'], r['currency'])} are paid for {ctx.meta.period} "
-                                    f"to a staff member {why}.",
-                     "evidence": {"slwop_days": r["slwop_days"], "separated_days": r["separated_days"],
-                                  "days_in_month": r["days_in_month"]}})
+        text = f"Earnings of {money(r['earned'], r['currency'])} are paid for {ctx.meta.period} to a staff member {why}."
+        rows.append(finding(ctx, params, r["pernr"], category, text, owner="HR", wage_type=pm.WT_BASE,
+                            amount_cents=r["earned"], expected_cents=0, currency=r["currency"],
+                            evidence={"slwop_days": r["slwop_days"], "separated_days": r["separated_days"],
+                                      "days_in_month": r["days_in_month"]}))
     return findings_frame(rows)
 
 
 DETECTOR = Detector(CODE, "pay_without_active_employment",
-                    ("pay_after_separation", "paid_during_slwop", "pay_without_employment"), run,
+                    ("pay_after_separation", "paid_during_slwop", "pay_without_employment"), run, config=CONFIG,
                     description="Flags pay for a month with no active day in PA0000.")

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import polars as pl
 
-from detectors.base import Detector, findings_frame, money
+from detectors.base import Detector, finding, findings_frame
+from detectors.config import ENABLED, SEVERITY, Params
+from detectors.money import money
 from detectors.context import Context
 
 CODE = "PW104"
+CONFIG = (ENABLED, SEVERITY)
 
 
-def run(ctx: Context, params: dict) -> pl.DataFrame:
+def run(ctx: Context, params: Params) -> pl.DataFrame:
     kind = "OFFCYCLE" if ctx.meta.run_type == "OFFCYCLE" else "REGULAR"
     lines = ctx.inp.lines.join(ctx.wage_types, on="wage_type", how="left")
     bad = lines.filter(pl.col("run_types").is_null() | ~pl.col("run_types").str.split("|").list.contains(kind))
@@ -24,14 +27,12 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
                 f"catalogue T512W." if unknown else
                 f"{r['wage_type_text']} ({r['wage_type']}, {money(r['amount_cents'], r['currency'])}) may only be paid "
                 f"in {r['run_types'].replace('|', ' or ')} runs, not in this {ctx.meta.run_type} run.")
-        rows.append({"pernr": r["pernr"], "detector": CODE,
-                     "category": "unknown_wage_type" if unknown else "wage_type_not_allowed",
-                     "severity": params.get("severity", "hold"), "owner": r["owner"] or "FINANCE",
-                     "wage_type": r["wage_type"], "for_period": r["for_period"], "amount_cents": r["amount_cents"],
-                     "expected_cents": None, "currency": r["currency"], "score": 1.0, "explanation": text,
-                     "evidence": {"run_type": ctx.meta.run_type, "allowed_in": r["run_types"]}})
+        rows.append(finding(ctx, params, r["pernr"], "unknown_wage_type" if unknown else "wage_type_not_allowed",
+                            text, owner=r["owner"] or "FINANCE", wage_type=r["wage_type"], for_period=r["for_period"],
+                            amount_cents=r["amount_cents"], currency=r["currency"],
+                            evidence={"run_type": ctx.meta.run_type, "allowed_in": r["run_types"]}))
     return findings_frame(rows)
 
 
-DETECTOR = Detector(CODE, "run_type", ("wage_type_not_allowed", "unknown_wage_type"), run,
+DETECTOR = Detector(CODE, "run_type", ("wage_type_not_allowed", "unknown_wage_type"), run, config=CONFIG,
                     description="Flags wage types not allowed in the run type (T512W RUN_TYPES).")

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import polars as pl
 
-from detectors.base import Detector, findings_frame, money
+from detectors.base import Detector, finding, findings_frame
+from detectors.config import ENABLED, SEVERITY, Params
+from detectors.money import money
 from detectors.context import Context
 
 CODE = "PW105"
+CONFIG = (ENABLED, SEVERITY)
 
 
-def run(ctx: Context, params: dict) -> pl.DataFrame:
+def run(ctx: Context, params: Params) -> pl.DataFrame:
     lines = ctx.inp.lines.join(ctx.wage_types.select("wage_type", "wage_class", "owner", "wage_type_text"),
                                on="wage_type", how="left")
     dup = (
@@ -27,17 +30,14 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
     rows = []
     for r in dup.iter_rows(named=True):
         earning = r["wage_class"] == "EARNING"
-        rows.append({"pernr": r["pernr"], "detector": CODE,
-                     "category": "duplicate_earning" if earning else "duplicate_line",
-                     "severity": params.get("severity", "hold"), "owner": r["owner"] or "FINANCE",
-                     "wage_type": r["wage_type"], "for_period": r["for_period"], "amount_cents": r["total"],
-                     "expected_cents": r["one"], "currency": r["currency"], "score": 1.0,
-                     "explanation": (f"{r['wage_type_text'] or r['wage_type']} ({r['wage_type']}) for {r['for_period']} "
-                                     f"is written {r['n']} times, {money(r['total'], r['currency'])} in all; "
-                                     f"it must appear once."),
-                     "evidence": {"times_written": r["n"]}})
+        text = (f"{r['wage_type_text'] or r['wage_type']} ({r['wage_type']}) for {r['for_period']} "
+                f"is written {r['n']} times, {money(r['total'], r['currency'])} in all; it must appear once.")
+        rows.append(finding(ctx, params, r["pernr"], "duplicate_earning" if earning else "duplicate_line", text,
+                            owner=r["owner"] or "FINANCE", wage_type=r["wage_type"], for_period=r["for_period"],
+                            amount_cents=r["total"], expected_cents=r["one"], currency=r["currency"],
+                            evidence={"times_written": r["n"]}))
     return findings_frame(rows)
 
 
-DETECTOR = Detector(CODE, "duplicate_line", ("duplicate_earning", "duplicate_line"), run,
+DETECTOR = Detector(CODE, "duplicate_line", ("duplicate_earning", "duplicate_line"), run, config=CONFIG,
                     description="Flags a wage type written more than once for one for-period.")

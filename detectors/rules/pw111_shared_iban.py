@@ -10,10 +10,12 @@ from __future__ import annotations
 import polars as pl
 
 from detectors import paymodel as pm
-from detectors.base import Detector, findings_frame
+from detectors.base import Detector, finding, findings_frame
+from detectors.config import ENABLED, SEVERITY, Params
 from detectors.context import Context
 
 CODE = "PW111"
+CONFIG = (ENABLED, SEVERITY)
 
 
 def _mask(iban: str) -> str:
@@ -29,7 +31,7 @@ def shared_accounts(bank: pl.DataFrame, first, last) -> pl.DataFrame:
             .filter(pl.col("holders") > 1))
 
 
-def run(ctx: Context, params: dict) -> pl.DataFrame:
+def run(ctx: Context, params: Params) -> pl.DataFrame:
     first, last, _ = pm.month_bounds(ctx.meta.period)
     shared = shared_accounts(ctx.inp.md["bank_details"], first, last)
     paid = ctx.inp.lines.select("pernr").unique()
@@ -37,15 +39,13 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
     rows = []
     for r in flagged.iter_rows(named=True):
         others = sorted(set(shared.filter(pl.col("iban") == r["iban"])["pernr"].to_list()) - {r["pernr"]})
-        rows.append({"pernr": r["pernr"], "detector": CODE, "category": "shared_iban",
-                     "severity": params.get("severity", "hold"), "owner": "HR", "wage_type": None,
-                     "for_period": ctx.meta.period, "amount_cents": None, "expected_cents": None, "currency": None,
-                     "score": 1.0,
-                     "explanation": (f"Bank account {_mask(r['iban'])}, on file for this staff member since "
-                                     f"{r['since']}, is also the account of staff {', '.join(others)}."),
-                     "evidence": {"iban_masked": _mask(r["iban"]), "other_staff": others, "since": str(r["since"])}})
+        text = (f"Bank account {_mask(r['iban'])}, on file for this staff member since "
+                f"{r['since']}, is also the account of staff {', '.join(others)}.")
+        rows.append(finding(ctx, params, r["pernr"], "shared_iban", text, owner="HR",
+                            evidence={"iban_masked": _mask(r["iban"]), "other_staff": others,
+                                      "since": str(r["since"])}))
     return findings_frame(rows)
 
 
-DETECTOR = Detector(CODE, "shared_iban", ("shared_iban",), run,
+DETECTOR = Detector(CODE, "shared_iban", ("shared_iban",), run, config=CONFIG,
                     description="Flags a bank account shared by several staff members.", scope="area")

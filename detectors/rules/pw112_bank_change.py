@@ -10,19 +10,27 @@ from datetime import timedelta
 
 import polars as pl
 
-from detectors.base import Detector, findings_frame, money
+from detectors.base import Detector, finding, findings_frame
+from detectors.config import ENABLED, SEVERITY, Key, Params
+from detectors.money import money
+from detectors.scoring import calibrated
 from detectors.context import Context
 
 CODE = "PW112"
+CONFIG = (ENABLED, SEVERITY,
+          Key("days_before_pay", int, "an account changed this many days or fewer before pay day counts"),
+          Key("min_increase_ratio", float, "net pay at least this multiple of the last FINAL's (the threshold of "
+              "the score)"),
+          Key("min_increase_cents", int, "and at least this much higher, in cents"))
 
 
-def run(ctx: Context, params: dict) -> pl.DataFrame:
+def run(ctx: Context, params: Params) -> pl.DataFrame:
     hist = ctx.inp.history
-    pay_date = hist.get("pay_date")
-    prev_final = hist.get("final_lines")
-    if pay_date is None or prev_final is None or prev_final.height == 0 or ctx.meta.run_type == "OFFCYCLE":
+    pay_date = hist.pay_date
+    prev_final = hist.final_lines
+    if pay_date is None or prev_final.height == 0 or ctx.meta.run_type == "OFFCYCLE":
         return findings_frame([])
-    days = int(params.get("days_before_pay", 30))
+    days = params.days_before_pay
     bank = ctx.inp.md["bank_details"]
     recent = bank.filter((pl.col("valid_from") <= pay_date) & (pl.col("valid_to") >= pay_date)
                          & (pl.col("valid_from") > pay_date - timedelta(days=days)))
@@ -30,7 +38,7 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
     earlier = bank.select("pernr", pl.col("valid_from").alias("_earlier"))
     recent = recent.join(earlier, on="pernr").filter(pl.col("_earlier") < pl.col("valid_from")).unique(
         subset=["pernr", "valid_from"]).drop("_earlier")
-    finals = hist["runs"].filter(pl.col("run_type") == "FINAL")
+    finals = hist.runs.filter(pl.col("run_type") == "FINAL")
     if finals.height == 0:
         return findings_frame([])
     last_run = finals["run_id"][-1]
@@ -38,22 +46,21 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
         pl.col("amount_cents").sum().alias("prev_net"))
     net = ctx.current.filter(pl.col("wage_type") == "/560").group_by("pernr").agg(
         pl.col("amount_cents").sum().alias("net"), pl.col("currency").first())
-    ratio, floor = float(params.get("min_increase_ratio", 1.5)), int(params.get("min_increase_cents", 100_000))
+    ratio, floor = params.min_increase_ratio, params.min_increase_cents
     hits = (recent.select("pernr", "valid_from").join(net, on="pernr").join(prev_net, on="pernr", how="left")
             .filter(pl.col("prev_net").is_not_null() & (pl.col("net") >= pl.col("prev_net") * ratio)
                     & (pl.col("net") - pl.col("prev_net") >= floor)))
     rows = []
     for r in hits.iter_rows(named=True):
-        rows.append({"pernr": r["pernr"], "detector": CODE, "category": "bank_change_before_large_payment",
-                     "severity": params.get("severity", "review"), "owner": "HR", "wage_type": "/560",
-                     "for_period": ctx.meta.period, "amount_cents": r["net"], "expected_cents": r["prev_net"],
-                     "currency": r["currency"], "score": min(1.0, r["net"] / max(r["prev_net"], 1) / (2 * ratio)),
-                     "explanation": (f"The bank account changed on {r['valid_from']}, {(pay_date - r['valid_from']).days} "
-                                     f"days before pay day, and this run pays {money(r['net'], r['currency'])} against "
-                                     f"{money(r['prev_net'], r['currency'])} in the last FINAL."),
-                     "evidence": {"bank_from": str(r["valid_from"]), "pay_date": str(pay_date)}})
+        text = (f"The bank account changed on {r['valid_from']}, {(pay_date - r['valid_from']).days} "
+                f"days before pay day, and this run pays {money(r['net'], r['currency'])} against "
+                f"{money(r['prev_net'], r['currency'])} in the last FINAL.")
+        rows.append(finding(ctx, params, r["pernr"], "bank_change_before_large_payment", text, owner="HR",
+                            wage_type="/560", amount_cents=r["net"], expected_cents=r["prev_net"],
+                            currency=r["currency"], score=calibrated(r["net"] / max(r["prev_net"], 1), ratio),
+                            evidence={"bank_from": str(r["valid_from"]), "pay_date": str(pay_date)}))
     return findings_frame(rows)
 
 
-DETECTOR = Detector(CODE, "bank_change_before_large_payment", ("bank_change_before_large_payment",), run,
+DETECTOR = Detector(CODE, "bank_change_before_large_payment", ("bank_change_before_large_payment",), run, config=CONFIG,
                     description="Flags a new bank account shortly before an unusually large payment.")

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import polars as pl
 
-from detectors.base import Detector, findings_frame, money
+from detectors.base import Detector, finding, findings_frame
+from detectors.config import ENABLED, SEVERITY, Key, Params
+from detectors.money import money
+from detectors.scoring import calibrated
 from detectors.paymodel import round_div
 from detectors.context import Context
 
 CODE = "PW113"
+CONFIG = (ENABLED, SEVERITY,
+          Key("max_months", float, "first pay above this many months of salary + post adjustment is flagged "
+              "(the threshold of the score)"))
 
 
-def run(ctx: Context, params: dict) -> pl.DataFrame:
-    final_lines = ctx.inp.history.get("final_lines")
-    runs = ctx.inp.history.get("runs")
-    if (final_lines is None or runs is None or ctx.meta.run_type == "OFFCYCLE"
+def run(ctx: Context, params: Params) -> pl.DataFrame:
+    final_lines = ctx.inp.history.final_lines
+    runs = ctx.inp.history.runs
+    if (ctx.meta.run_type == "OFFCYCLE"
             or runs.filter(pl.col("run_type") == "FINAL").height == 0):
         return findings_frame([])  # no FINAL yet: everyone would look new
     seen = final_lines.select("pernr").unique()
@@ -35,20 +41,18 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
     ).select("pernr", round_div(
         pl.col("annual_net_cents").cast(pl.Int128) * pl.col("employment_pct").cast(pl.Int128)
         * (pl.col("_den") * 100 + pl.col("_num")), pl.col("_den") * 120000).alias("month_ref"))
-    k = float(params.get("max_months", 1.6))
+    k = params.max_months
     hits = paid.join(f, on="pernr").filter(pl.col("paid") > pl.col("month_ref") * k)
     rows = []
     for r in hits.iter_rows(named=True):
         ref = int(r["month_ref"])
-        rows.append({"pernr": r["pernr"], "detector": CODE, "category": "new_staff_high_first_pay",
-                     "severity": params.get("severity", "review"), "owner": "HR", "wage_type": "/560",
-                     "for_period": ctx.meta.period, "amount_cents": r["paid"], "expected_cents": ref,
-                     "currency": r["currency"], "score": min(1.0, r["paid"] / (ref * k * 2)),
-                     "explanation": (f"First pay of a new staff member is {money(r['paid'], r['currency'])}, more than "
-                                     f"{k:g} x a full month of salary and post adjustment ({money(ref, r['currency'])})."),
-                     "evidence": {"month_reference_cents": ref}})
+        text = (f"First pay of a new staff member is {money(r['paid'], r['currency'])}, more than "
+                f"{k:g} x a full month of salary and post adjustment ({money(ref, r['currency'])}).")
+        rows.append(finding(ctx, params, r["pernr"], "new_staff_high_first_pay", text, owner="HR", wage_type="/560",
+                            amount_cents=r["paid"], expected_cents=ref, currency=r["currency"],
+                            score=calibrated(r["paid"] / max(ref, 1), k), evidence={"month_reference_cents": ref}))
     return findings_frame(rows)
 
 
-DETECTOR = Detector(CODE, "new_staff_high_first_pay", ("new_staff_high_first_pay",), run,
+DETECTOR = Detector(CODE, "new_staff_high_first_pay", ("new_staff_high_first_pay",), run, config=CONFIG,
                     description="Flags a newcomer whose first pay is far above a month's salary.")

@@ -14,17 +14,26 @@ import polars as pl
 
 from detectors import history as h
 from detectors import paymodel as pm
-from detectors.base import Detector, findings_frame, money
+from detectors.base import Detector, finding, findings_frame
+from detectors.config import ENABLED, SEVERITY, Key, Params
+from detectors.money import money
 from detectors.context import Context
 
 CODE = "PW120"
+CONFIG = (ENABLED,
+          Key("unexplained_retro_severity", str, "severity of a retro line with no master-data change behind it",
+              SEVERITY.choices),
+          Key("retro_mismatch_severity", str, "severity of a retro line that differs from the recomputed one",
+              SEVERITY.choices),
+          Key("missing_retro_severity", str, "severity of an expected retro difference with no line",
+              SEVERITY.choices))
 
 
 def _recalculated(ctx: Context, months_by_staff: dict[str, str]) -> pl.DataFrame:
     """Model amounts of the recalculated months (0 where the model has no line).
     Grain: one row per staff member, recalculated month and retro wage type."""
     period = ctx.meta.period
-    months = sorted(m for m in h.final_periods(ctx.inp.history["runs"]) if m < period)
+    months = sorted(m for m in h.final_periods(ctx.inp.history.runs) if m < period)
     wts = pl.DataFrame({"wage_type": list(pm.RETRO_WAGE_TYPES)})
     parts = []
     for m in months:
@@ -46,7 +55,7 @@ def windows(ctx: Context) -> dict[str, str]:
     hist = ctx.inp.history
     period = ctx.meta.period
     paid_now = ctx.current.filter(~pl.col("wage_type").str.starts_with("/"))["pernr"].unique()
-    last = h.last_final_with_pay(hist["final_lines"], hist["runs"], paid_now)
+    last = h.last_final_with_pay(hist.final_lines, hist.runs, paid_now)
     by_run: dict[str | None, list[str]] = {}
     known = dict(last.iter_rows())
     for p in paid_now.to_list():
@@ -54,7 +63,7 @@ def windows(ctx: Context) -> dict[str, str]:
     out: dict[str, str] = {}
     first_allowed = h.window_start(period)
     for run_id, pernrs in by_run.items():
-        then = hist["final_md"].get(run_id) if run_id is not None else None
+        then = hist.final_md.get(run_id) if run_id is not None else None
         if run_id is not None and then is None:
             continue  # that FINAL's master data is not available: cannot say what changed
         ch = h.earliest_unsettled_change(ctx.inp.md, then, pernrs)
@@ -65,10 +74,10 @@ def windows(ctx: Context) -> dict[str, str]:
     return out
 
 
-def run(ctx: Context, params: dict) -> pl.DataFrame:
-    if ctx.meta.run_type == "OFFCYCLE" or "final_lines" not in ctx.inp.history:
+def run(ctx: Context, params: Params) -> pl.DataFrame:
+    if ctx.meta.run_type == "OFFCYCLE":
         return findings_frame([])
-    done = h.final_periods(ctx.inp.history["runs"])
+    done = h.final_periods(ctx.inp.history.runs)
     win = windows(ctx)
     written = (ctx.retro.group_by("pernr", "for_period", "wage_type")
                .agg(pl.col("amount_cents").sum().alias("written_cents"), pl.col("currency").first()))
@@ -76,7 +85,7 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
     recalc = _recalculated(ctx, win)
     # only staff with a window are recalculated: the ledger of the others is never read
     recalculated = pl.Series(list(win), dtype=pl.String).implode()
-    paid = h.ledger(ctx.inp.history["final_lines"].filter(pl.col("pernr").is_in(recalculated)))
+    paid = h.ledger(ctx.inp.history.final_lines.filter(pl.col("pernr").is_in(recalculated)))
     exp = (recalc.join(paid, on=["pernr", "for_period", "wage_type"], how="left")
            .with_columns((pl.col("expected_cents") - pl.col("paid_cents").fill_null(0)).alias("diff_cents")))
     cmp = exp.join(written, on=["pernr", "for_period", "wage_type"], how="full", coalesce=True).with_columns(
@@ -105,14 +114,13 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
             text = (f"{label} is {money(r['written_cents'], c)} but recomputing {m} gives "
                     f"{money(r['expected_cents'], c)} against {money(r['paid_cents'] or 0, c)} paid, "
                     f"a difference of {money(r['diff_cents'], c)}.")
-        rows.append({"pernr": p, "detector": CODE, "category": category,
-                     "severity": params.get(f"{category}_severity", "hold"), "owner": r["owner"] or "HR",
-                     "wage_type": wt, "for_period": m, "amount_cents": r["written_cents"] or None,
-                     "expected_cents": r["diff_cents"], "currency": c, "score": 1.0, "explanation": text,
-                     "evidence": {"recomputed_cents": r["expected_cents"], "paid_so_far_cents": r["paid_cents"],
-                                  "window_from": win.get(p)}})
+        rows.append(finding(ctx, params, p, category, text, owner=r["owner"] or "HR", wage_type=wt, for_period=m,
+                            amount_cents=r["written_cents"] or None, expected_cents=r["diff_cents"], currency=c,
+                            severity=params[f"{category}_severity"],
+                            evidence={"recomputed_cents": r["expected_cents"], "paid_so_far_cents": r["paid_cents"],
+                                      "window_from": win.get(p)}))
     return findings_frame(rows)
 
 
-DETECTOR = Detector(CODE, "retro", ("unexplained_retro", "retro_mismatch", "missing_retro"), run,
+DETECTOR = Detector(CODE, "retro", ("unexplained_retro", "retro_mismatch", "missing_retro"), run, config=CONFIG,
                     description="Recomputes retroactive differences from history and flags unexplained ones.")

@@ -13,10 +13,20 @@ from __future__ import annotations
 import polars as pl
 
 from detectors import paymodel as pm
-from detectors.base import Detector, findings_frame, money
+from detectors.base import Detector, finding, findings_frame
+from detectors.config import ENABLED, SEVERITY, Key, Params
+from detectors.money import money
+from detectors.scoring import calibrated
 from detectors.context import Context
 
 CODE = "PW130"
+CONFIG = (ENABLED,
+          Key("spike_ratio", float, "1500 above this multiple of its usual share of 1000 (and amount) is a spike "
+              "(the threshold of its score)"),
+          Key("change_tolerance", float, "relative changes of 3300 within this of its past range are not reported"),
+          Key("no_history_max_share", float, "without FINAL history: 1500 above this share of 1000 is a spike"),
+          Key("spike_severity", str, "severity of a 1500 spike", SEVERITY.choices),
+          Key("change_severity", str, "severity of a 3300 change", SEVERITY.choices))
 
 
 def _relative(lines: pl.DataFrame, wts: list[str]) -> pl.DataFrame:
@@ -31,27 +41,26 @@ def _relative(lines: pl.DataFrame, wts: list[str]) -> pl.DataFrame:
             .with_columns((pl.col("amount").abs() / pl.col("_base")).alias("rel")))
 
 
-def _without_history(ctx: Context, hist: pl.DataFrame, params: dict) -> list[dict]:
+def _without_history(ctx: Context, hist: pl.DataFrame, params: Params) -> list[dict]:
     """A special post allowance with no FINAL history to compare with: flag only a share of
     net base salary no post could justify (`no_history_max_share`)."""
-    limit = float(params.get("no_history_max_share", 0.4))
+    limit = params.no_history_max_share
     seen = hist.filter(pl.col("wage_type") == pm.WT_SPECIAL_POST).select("pernr").unique()
     now = (_relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), [pm.WT_SPECIAL_POST])
            .join(seen, on="pernr", how="anti").filter(pl.col("rel") > limit))
-    return [{"pernr": r["pernr"], "detector": CODE, "category": "special_allowance_spike",
-             "severity": params.get("spike_severity", "review"), "owner": "HR", "wage_type": pm.WT_SPECIAL_POST,
-             "for_period": ctx.meta.period, "amount_cents": r["amount"], "expected_cents": None,
-             "currency": r["currency"], "score": round(min(1.0, r["rel"] / (2 * limit)), 4),
-             "explanation": (f"{ctx.text(pm.WT_SPECIAL_POST)} ({pm.WT_SPECIAL_POST}) is {money(r['amount'], r['currency'])}, "
-                             f"{r['rel']:.0%} of net base salary, with no earlier FINAL to compare with; more than "
-                             f"{limit:.0%} is not plausible for a special post allowance."),
-             "evidence": {"share_of_base": round(r["rel"], 4), "limit_share": limit}}
+    return [finding(ctx, params, r["pernr"], "special_allowance_spike",
+                    (f"{ctx.text(pm.WT_SPECIAL_POST)} ({pm.WT_SPECIAL_POST}) is {money(r['amount'], r['currency'])}, "
+                     f"{r['rel']:.0%} of net base salary, with no earlier FINAL to compare with; more than "
+                     f"{limit:.0%} is not plausible for a special post allowance."),
+                    owner="HR", wage_type=pm.WT_SPECIAL_POST, amount_cents=r["amount"], currency=r["currency"],
+                    score=calibrated(r["rel"], limit), severity=params.spike_severity,
+                    evidence={"share_of_base": round(r["rel"], 4), "limit_share": limit})
             for r in now.iter_rows(named=True)]
 
 
-def run(ctx: Context, params: dict) -> pl.DataFrame:
-    hist = ctx.inp.history.get("final_lines")
-    if hist is None or ctx.meta.run_type == "OFFCYCLE":
+def run(ctx: Context, params: Params) -> pl.DataFrame:
+    hist = ctx.inp.history.final_lines
+    if ctx.meta.run_type == "OFFCYCLE":
         return findings_frame([])
     wts = [pm.WT_SPECIAL_POST, pm.WT_OTHER_DED]
     rows = _without_history(ctx, hist, params)
@@ -66,7 +75,7 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
                                   pl.col("amount").abs().sort_by("month").last()).alias("usual_amount")))
     now = _relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), wts)
     cmp = now.join(past, on=["pernr", "wage_type"], how="inner")
-    ratio, tol = float(params.get("spike_ratio", 1.5)), float(params.get("change_tolerance", 0.02))
+    ratio, tol = params.spike_ratio, params.change_tolerance
     for r in cmp.iter_rows(named=True):
         rel = r["rel"]
         is_spa = r["wage_type"] == pm.WT_SPECIAL_POST
@@ -81,15 +90,17 @@ def run(ctx: Context, params: dict) -> pl.DataFrame:
         text = (f"{ctx.text(r['wage_type'])} ({r['wage_type']}) is {money(r['amount'], r['currency'])}, "
                 f"{rel:.1%} of net base salary; in the last FINAL runs it was {r['past_min']:.1%} to {r['past_max']:.1%}"
                 + (f", usually {r['usual']:.1%} — {rel / max(r['usual'], 1e-9):.1f} times that." if spike else "."))
-        rows.append({"pernr": r["pernr"], "detector": CODE, "category": category,
-                     "severity": params.get("spike_severity", "review") if spike else params.get("change_severity", "info"),
-                     "owner": "HR" if is_spa else "FINANCE", "wage_type": r["wage_type"], "for_period": ctx.meta.period,
-                     "amount_cents": r["amount"], "expected_cents": None, "currency": r["currency"],
-                     "score": round(min(1.0, 1 - r["usual"] / rel), 4) if spike else 0.5, "explanation": text,
-                     "evidence": {"share_of_base": round(rel, 4), "past_min_share": round(r["past_min"], 4),
-                                  "past_max_share": round(r["past_max"], 4), "usual_share": round(r["usual"], 4)}})
+        # spike: times the usual share against spike_ratio; change: how far outside the past
+        # range, relative to it, against change_tolerance
+        score = (calibrated(rel / max(r["usual"], 1e-9), ratio) if spike else
+                 calibrated(max(rel / max(r["past_max"], 1e-9) - 1, 1 - rel / max(r["past_min"], 1e-9)), tol))
+        rows.append(finding(ctx, params, r["pernr"], category, text, owner="HR" if is_spa else "FINANCE",
+                            wage_type=r["wage_type"], amount_cents=r["amount"], currency=r["currency"], score=score,
+                            severity=params.spike_severity if spike else params.change_severity,
+                            evidence={"share_of_base": round(rel, 4), "past_min_share": round(r["past_min"], 4),
+                                      "past_max_share": round(r["past_max"], 4), "usual_share": round(r["usual"], 4)}))
     return findings_frame(rows)
 
 
-DETECTOR = Detector(CODE, "variable_pay_change", ("special_allowance_spike", "deduction_change"), run,
+DETECTOR = Detector(CODE, "variable_pay_change", ("special_allowance_spike", "deduction_change"), run, config=CONFIG,
                     description="Compares variable wage types with the staff member's own FINAL history.")

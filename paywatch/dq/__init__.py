@@ -68,7 +68,7 @@ def run_checks(con: duckdb.DuckDBPyConnection, inp: DetectionInput, previous: De
 
     folder = suites_folder(cfg, con)
     suites = catalog.load_suites(folder)
-    rf = frames.build(inp, previous)
+    rf = frames.build(inp, previous, cfg.get("PW106", {}).get("lookback_months"))  # PW106's overlap window
     return runner.validate(rf, suites, project_dir(con), marker=_marker(con, inp, folder))
 
 

@@ -23,6 +23,8 @@ import polars as pl
 
 from detectors import paymodel as pm
 from detectors.base import DetectionInput
+from detectors.config import defaults
+from detectors.overlaps import overlaps, window
 
 # frame name -> (source, columns kept, columns whose records must not overlap in time)
 FILE_FRAMES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
@@ -64,21 +66,19 @@ def _numbered(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_row_index("record", offset=1).with_columns(pl.col("record").cast(pl.Int64))
 
 
-def _overlaps(df: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame:
-    """`overlaps` = the record starts on or before the end of an earlier record of the same
-    key (records sorted by start): a duplicated record overlaps its twin."""
+def _overlaps(df: pl.DataFrame, keys: tuple[str, ...], days: tuple) -> pl.DataFrame:
+    """`overlaps` = the record overlaps an earlier record of the same key on a day of PW106's
+    window (detectors/overlaps.py, the helper PW106 uses): a duplicated record overlaps its twin."""
     if not keys:
         return df
-    df = df.sort([*keys, "valid_from", "valid_to"])
-    prev_end = pl.col("valid_to").cum_max().shift(1).over(list(keys))
-    return df.with_columns((prev_end >= pl.col("valid_from")).fill_null(False).alias("overlaps"))
+    return overlaps(df, keys, *days).drop("overlap_from", "overlap_to")
 
 
-def _file_frame(inp: DetectionInput, name: str) -> pl.DataFrame:
+def _file_frame(inp: DetectionInput, name: str, days: tuple) -> pl.DataFrame:
     source, cols, keys = FILE_FRAMES[name]
     kind, table = source.split(":")
     df = (inp.md if kind == "md" else inp.ref)[table].select(cols)
-    df = _overlaps(df, keys)
+    df = _overlaps(df, keys, days)
     if kind == "ref" and "valid_from" in df.columns:  # reference records start on a first of month
         df = df.with_columns((pl.col("valid_from").dt.day() == 1).alias("starts_on_first"))
     for c in ("annual_net_cents", "annual_pr_cents"):
@@ -96,12 +96,15 @@ def _category_currency(category: pl.Expr) -> pl.Expr:
             .when(category.is_in(["P", "D"])).then(pl.lit("USD")).otherwise(None))
 
 
-def build(inp: DetectionInput, previous: DetectionInput | None = None) -> RunFrames:
-    """Every frame of the run, keyed by the frame names the suites declare (`meta.frame`)."""
+def build(inp: DetectionInput, previous: DetectionInput | None = None,
+          overlap_months: int | None = None) -> RunFrames:
+    """Every frame of the run, keyed by the frame names the suites declare (`meta.frame`).
+    `overlap_months`: PW106's `lookback_months` (None: as shipped in detectors/defaults.toml)."""
     meta = inp.meta
     period = meta.period
     first, _, _ = pm.month_bounds(period)
-    frames: dict[str, pl.DataFrame] = {name: _file_frame(inp, name) for name in FILE_FRAMES}
+    days = window(period, defaults()["PW106"]["lookback_months"] if overlap_months is None else overlap_months)
+    frames: dict[str, pl.DataFrame] = {name: _file_frame(inp, name, days) for name in FILE_FRAMES}
 
     # T510: currency of the grade's category; T7UNRATE: which records are read for the period
     frames["T510"] = frames["T510"].with_columns(

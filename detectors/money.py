@@ -1,0 +1,35 @@
+"""Amounts in cents as people read them: one home for every cents format of Paywatch."""
+
+from __future__ import annotations
+
+import polars as pl
+
+
+def money(cents: int | None, currency: str | None = "") -> str:
+    """Amount for explanations and mail: 1,234.56 CHF ("none" when there is no amount)."""
+    if cents is None:
+        return "none"
+    sign = "-" if cents < 0 else ""
+    c = abs(int(cents))
+    return f"{sign}{c // 100:,}.{c % 100:02d}{(' ' + currency) if currency else ''}"
+
+
+def plain(cents: int | None) -> str:
+    """Amount for CSV files (cli-contract.md): 1234.56, no grouping; "" when there is none."""
+    if cents is None:
+        return ""
+    sign = "-" if cents < 0 else ""
+    c = abs(int(cents))
+    return f"{sign}{c // 100}.{c % 100:02d}"
+
+
+def plain_expr(cents: pl.Expr) -> pl.Expr:
+    """`plain` as a polars expression (exact: integer division, no floats)."""
+    a = cents.abs()
+    sign = pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+    return sign + (a // 100).cast(pl.String) + "." + (a % 100).cast(pl.String).str.zfill(2)
+
+
+def units(cents: pl.Expr) -> pl.Expr:
+    """Cents as currency units (float), for frames handed to tools that want numbers."""
+    return cents / 100

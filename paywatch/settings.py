@@ -1,0 +1,49 @@
+"""Paywatch's own settings — the sections of paywatch.toml that are not a detector's — declared
+like detector keys (detectors/config.py `Key`), defaulted in detectors/defaults.toml (the one
+home of defaults) and validated with them by `load_settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from detectors.config import Key, load_config
+
+SECTIONS: dict[str, tuple[Key, ...]] = {
+    "lifecycle": (
+        Key("advance_enabled", bool, "recommend salary advances for staff excluded at FINAL"),
+        Key("advance_min_net_cents", int, "recommend an advance when the held net pay is at least this (cents)"),
+    ),
+    "calendar": (
+        Key("timezone", str, "time zone of the payroll calendar"),
+        Key("hour", int, "local hour the scheduled flows start"),
+        Key("SIM1", int, "day of month SIM1 is expected and verified"),
+        Key("SIM2", int, "day of month SIM2 is expected and verified"),
+        Key("SIM3", int, "day of month SIM3 is expected and verified"),
+        Key("FINAL", int, "day of month FINAL is expected and verified"),
+        Key("close", int, "day of month the previous month is closed"),
+        Key("payroll_area", str, "payroll area the scheduled flows verify"),
+        Key("settle_seconds", int, "a landing folder must be unchanged this long to be read"),
+    ),
+    "quality": (
+        Key("suites_dir", str, "folder of expectation suites (*.json); empty: the suites shipped in paywatch/dq"),
+    ),
+    "kpi": (
+        Key("baseline_staff_held", float, "staff held at FINAL a month in 2018 (Geneva's baseline)"),
+        Key("target_staff_held", float, "staff held at FINAL a month, the target"),
+        Key("baseline_staff", int, "staff of the payroll area the baseline and target refer to"),
+    ),
+    "evaluation": (
+        Key("min_recall", float, "share of staff with an error that must get a finding"),
+        Key("min_kind_recall", float, "the same for the worst error kind"),
+        Key("min_hold_precision", float, "share of held staff that must have an error"),
+        Key("max_false_alarm_rate", float, "findings on clean staff, at most, in the worst run"),
+    ),
+}
+
+
+def load_settings(path: Path | None = None) -> dict:
+    """defaults.toml merged with the office's paywatch.toml at `path` (when it exists), every
+    section validated; raises detectors.config.ConfigError with one line naming the file,
+    the section and the key."""
+    return load_config(path, SECTIONS)

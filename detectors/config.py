@@ -177,6 +177,12 @@ def load_config(override: Path | None = None, sections: Mapping[str, Sequence[Ke
     return cfg
 
 
+# Sections that only say how results are reported, scheduled or judged: editing them must not
+# make every run's findings a new version (they do not change what is detected).
+NOT_DETECTION = frozenset({"kpi", "evaluation", "calendar", "lifecycle"})
+
+
 def config_version(cfg: dict) -> str:
-    """Stable short hash of a configuration: stored with every finding."""
-    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+    """Stable short hash of the configuration that shapes findings: stored with every finding."""
+    shaping = {k: v for k, v in cfg.items() if k not in NOT_DETECTION}
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:12]

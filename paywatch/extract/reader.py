@@ -151,25 +151,25 @@ def parse_manifest(data: bytes) -> Manifest:
     if not isinstance(obj, dict):
         raise bad("not a JSON object")
 
-    def text_field(key: str) -> str:
+    def text_field(key: str, column: str | None = None) -> str:
         if key not in obj:
-            raise bad(f"{key} is missing")
+            raise bad(f"{key} is missing", column)
         value = obj[key]
         if not isinstance(value, str) or not value:
-            raise bad(f"{key} must be a non-empty string, got {_show(value)}")
+            raise bad(f"{key} must be a non-empty string, got {_show(value)}", column)
         return value
 
     version = text_field("format_version")
     if version != schema.FORMAT_VERSION:
-        raise bad(f"format_version {version!r} is not {schema.FORMAT_VERSION!r}")
-    run_id = text_field("run_id")
+        raise bad(f"format_version {_show(version)} is not {schema.FORMAT_VERSION!r}")
+    run_id = text_field("run_id", "run_id")
     if not RUN_ID_RE.fullmatch(run_id):
         raise bad(
             f"run_id {_show(run_id)} is not 1-64 characters from A-Z, a-z, 0-9, '.', '_', '-' "
             "not starting with '.'", "run_id",
         )
     known_run_id = run_id
-    payroll_area = text_field("payroll_area")
+    payroll_area = text_field("payroll_area", "payroll_area")
     if not PAYROLL_AREA_RE.fullmatch(payroll_area):
         raise bad(
             f"payroll_area {_show(payroll_area)} is not 1-8 characters from A-Z, 0-9",
@@ -177,18 +177,18 @@ def parse_manifest(data: bytes) -> Manifest:
         )
     period = text_field("period")
     if not _PERIOD_RE.fullmatch(period):
-        raise bad(f"period {period!r} is not YYYYMM with month 01-12")
+        raise bad(f"period {_show(period)} is not YYYYMM with month 01-12")
     run_type = text_field("run_type")
     if run_type not in schema.RUN_TYPES:
-        raise bad(f"run_type {run_type!r} is not one of {', '.join(schema.RUN_TYPES)}")
+        raise bad(f"run_type {_show(run_type)} is not one of {', '.join(schema.RUN_TYPES)}")
     pay_text = text_field("pay_date")
     pay_date = _calendar_date(pay_text) if _DATE_RE.fullmatch(pay_text) else None
     if pay_date is None:
-        raise bad(f"pay_date {pay_text!r} is not a real date YYYYMMDD")
+        raise bad(f"pay_date {_show(pay_text)} is not a real date YYYYMMDD")
     stamp = text_field("extracted_at")
     extracted_at = _utc_stamp(stamp)
     if extracted_at is None:
-        raise bad(f"extracted_at {stamp!r} is not a UTC time YYYY-MM-DDThh:mm:ssZ")
+        raise bad(f"extracted_at {_show(stamp)} is not a UTC time YYYY-MM-DDThh:mm:ssZ")
     return Manifest(
         format_version=version,
         run_id=run_id,

@@ -25,7 +25,7 @@ import polars as pl
 
 from paywatch.extract import schema
 from paywatch.extract.model import Extract, ExtractError, FileEntry, Manifest
-from paywatch.privacy import shown_value
+from paywatch.privacy import WITHHELD, shown_value
 
 __all__ = ["MANIFEST_NAME", "parse_manifest", "read_manifest", "read_run"]
 
@@ -277,8 +277,11 @@ def _utc_stamp(text: str) -> datetime | None:
 
 
 def _show(value: object, file: str = "", column: str = "") -> str:
+    shown = shown_value(file, column, value)
+    if shown is WITHHELD:
+        return WITHHELD
     # repr keeps a message on one line (line breaks, controls and bidi marks escaped)
-    text = repr(shown_value(file, column, value))
+    text = repr(shown)
     return text if len(text) <= 40 else text[:37] + "..."
 
 

@@ -260,8 +260,39 @@ def test_row_count_ignores_quoted_line_breaks(tmp_path):
 )
 def test_bad_manifest_fields(tmp_path, overrides, word):
     err = fails(write_run(tmp_path, manifest_overrides=overrides))
-    assert where(err) == ("manifest.json", None, None)
+    # the two keys that name folders downstream are named in the column slot
+    column = word if word in ("run_id", "payroll_area") else None
+    assert where(err) == ("manifest.json", None, column)
     assert word in err.reason
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"run_id": "GV/202503"}, "run_id"),
+        ({"run_id": "GV\\202503"}, "run_id"),
+        ({"run_id": ".."}, "run_id"),
+        ({"run_id": ".GV-1"}, "run_id"),
+        ({"run_id": "G" * 65}, "run_id"),
+        ({"run_id": "GV 1"}, "run_id"),
+        ({"payroll_area": "gv"}, "payroll_area"),
+        ({"payroll_area": "GV_1"}, "payroll_area"),
+        ({"payroll_area": "ABCDEFGH9"}, "payroll_area"),
+    ],
+)
+def test_unsafe_manifest_names(tmp_path, overrides, key):
+    # both name folders and files downstream (extract-format.md, revised December 2026)
+    err = fails(write_run(tmp_path, manifest_overrides=overrides))
+    assert where(err) == ("manifest.json", None, key)
+    assert err.reason.startswith(f"{key} ")
+    # a bad run_id is never handed on; a bad payroll_area comes after a good run_id
+    assert err.run_id == (None if key == "run_id" else "GV-202503-SIM1")
+
+
+def test_safe_manifest_names_at_the_limits(tmp_path):
+    run_id = "9a.b_-" + "Z" * 58
+    ex = read_run(write_run(tmp_path, manifest_overrides={"run_id": run_id, "payroll_area": "ABCDEFG9"}))
+    assert ex.manifest.run_id == run_id and len(run_id) == 64
 
 
 def test_unknown_run_type(tmp_path):

@@ -326,7 +326,8 @@ def test_known_run_id_with_other_identity_is_rejected(wh, tmp_path):
         assert warehouse_digest(con) == before  # nothing written at all
     # the caller keeps the rejected delivery: only the delivery log grows
     ex, _ = make_extract(tmp_path / "bad", period="202504", write=True)
-    q = quarantine(ex.folder, "manifest.json:-:run_id: conflict", db.parent / "quarantine", con)
+    q = quarantine(ex.folder, "manifest.json:-:run_id: conflict", db.parent / "quarantine", con,
+                   run_id="GV-202503-SIM1")
     assert warehouse_digest(con, exclude_delivery_log=True) == before_data
     assert con.execute("SELECT outcome, run_id, reason, quarantine_path FROM deliveries "
                        "WHERE outcome = 'rejected'").fetchone() \
@@ -415,7 +416,8 @@ def test_quarantine_copies_regular_contract_files_only(wh, tmp_path):
     (folder / "PA0001.csv").symlink_to(secret)
     (folder / "notes.txt").write_text("extra")
     (folder / "RT.csv").unlink()
-    q = quarantine(folder, ExtractError("RT.csv", None, None, "file is missing"),
+    # the run_id comes with the error (the reader validated it): the manifest is never re-read
+    q = quarantine(folder, ExtractError("RT.csv", None, None, "file is missing", run_id="GV-202503-SIM1"),
                    db.parent / "quarantine", con)
     assert q.name.endswith("-GV-202503-SIM1")
     names = sorted(p.name for p in q.iterdir())
@@ -428,7 +430,7 @@ def test_quarantine_copies_regular_contract_files_only(wh, tmp_path):
     assert stat.S_IMODE(q.stat().st_mode) == 0o700
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in q.iterdir())
     assert count(con, "SELECT count(*) FROM delivery_files") == 9  # manifest + 8 CSVs
-    # an unreadable manifest: 'unknown'
+    # an unreadable manifest: no run_id was validated, so 'unknown'
     (folder / "manifest.json").write_text("{broken")
     q2 = quarantine(folder, "manifest.json:-:-: not JSON", db.parent / "quarantine", con)
     assert q2.name.endswith("-unknown")

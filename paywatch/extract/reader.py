@@ -25,6 +25,7 @@ import polars as pl
 
 from paywatch.extract import schema
 from paywatch.extract.model import Extract, ExtractError, FileEntry, Manifest
+from paywatch.privacy import WITHHELD, shown_value
 
 __all__ = ["MANIFEST_NAME", "parse_manifest", "read_manifest", "read_run"]
 
@@ -43,6 +44,14 @@ _PERIOD_RE = re.compile(r"[0-9]{4}(?:0[1-9]|1[0-2])")
 _DATE_RE = re.compile(r"[0-9]{8}")
 _STAMP_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z")
 _SHA_RE = re.compile(r"[0-9a-f]{64}")
+# Both name folders and files downstream (revised December 2026): nothing else may pass.
+RUN_ID_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+PAYROLL_AREA_RE = re.compile(r"[A-Z0-9]{1,8}")
+# A manifest is about 2 KB and 3 levels deep; these bounds only stop hostile ones early
+# (a 100,000-deep nesting would otherwise exhaust the parser's recursion).
+_MAX_MANIFEST_BYTES = 1 << 20
+_MAX_MANIFEST_DEPTH = 32
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 # Amounts become Int64 cents: at most 16 integer digits keeps |cents| < 2**63.
 _MAX_AMOUNT_DIGITS = 16
@@ -81,6 +90,16 @@ def read_run(folder: Path) -> Extract:
     """Read and validate one run folder; raise ExtractError on the first broken ▣ rule."""
     folder = Path(folder)
     manifest, manifest_bytes = read_manifest(folder)
+    try:
+        frames = _read_files(folder, manifest)
+    except ExtractError as e:
+        # quarantine and the delivery log take the run_id from here, never from a new parse
+        e.run_id = e.run_id or manifest.run_id
+        raise
+    return Extract(folder=folder, manifest=manifest, frames=frames, manifest_bytes=manifest_bytes)
+
+
+def _read_files(folder: Path, manifest: Manifest) -> dict[str, pl.DataFrame]:
     # Presence first: a missing or linked file is a more basic fault than a bad value.
     for name in schema.FILE_NAMES:
         _lstat_regular(folder, name)
@@ -92,7 +111,7 @@ def read_run(folder: Path) -> Extract:
             raise ExtractError(name, None, None, "sha256 checksum differs from the manifest")
         frames[name] = _parse_csv(name, data, entry.rows, manifest)
         del data
-    return Extract(folder=folder, manifest=manifest, frames=frames, manifest_bytes=manifest_bytes)
+    return frames
 
 
 def read_manifest(folder: Path) -> tuple[Manifest, bytes]:
@@ -108,15 +127,21 @@ def read_manifest(folder: Path) -> tuple[Manifest, bytes]:
 def parse_manifest(data: bytes) -> Manifest:
     """Parse and validate the bytes of a manifest.json."""
 
-    def bad(reason: str) -> ExtractError:
-        return ExtractError(MANIFEST_NAME, None, None, reason)
+    known_run_id = None  # set once run_id itself passed: later errors carry it
 
+    def bad(reason: str, key: str | None = None) -> ExtractError:
+        return ExtractError(MANIFEST_NAME, None, key, reason, run_id=known_run_id)
+
+    if len(data) > _MAX_MANIFEST_BYTES:
+        raise bad(f"too large ({len(data)} bytes; a manifest is at most {_MAX_MANIFEST_BYTES})")
     if data.startswith(_BOM):
         data = data[len(_BOM) :]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise bad(f"not UTF-8 (invalid byte at offset {e.start})") from None
+    if _nesting_depth(text) > _MAX_MANIFEST_DEPTH:
+        raise bad(f"not valid JSON: nested more than {_MAX_MANIFEST_DEPTH} levels deep")
     try:
         obj = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
@@ -126,33 +151,44 @@ def parse_manifest(data: bytes) -> Manifest:
     if not isinstance(obj, dict):
         raise bad("not a JSON object")
 
-    def text_field(key: str) -> str:
+    def text_field(key: str, column: str | None = None) -> str:
         if key not in obj:
-            raise bad(f"{key} is missing")
+            raise bad(f"{key} is missing", column)
         value = obj[key]
         if not isinstance(value, str) or not value:
-            raise bad(f"{key} must be a non-empty string, got {_show(value)}")
+            raise bad(f"{key} must be a non-empty string, got {_show(value)}", column)
         return value
 
     version = text_field("format_version")
     if version != schema.FORMAT_VERSION:
-        raise bad(f"format_version {version!r} is not {schema.FORMAT_VERSION!r}")
-    run_id = text_field("run_id")
-    payroll_area = text_field("payroll_area")
+        raise bad(f"format_version {_show(version)} is not {schema.FORMAT_VERSION!r}")
+    run_id = text_field("run_id", "run_id")
+    if not RUN_ID_RE.fullmatch(run_id):
+        raise bad(
+            f"run_id {_show(run_id)} is not 1-64 characters from A-Z, a-z, 0-9, '.', '_', '-' "
+            "not starting with '.'", "run_id",
+        )
+    known_run_id = run_id
+    payroll_area = text_field("payroll_area", "payroll_area")
+    if not PAYROLL_AREA_RE.fullmatch(payroll_area):
+        raise bad(
+            f"payroll_area {_show(payroll_area)} is not 1-8 characters from A-Z, 0-9",
+            "payroll_area",
+        )
     period = text_field("period")
     if not _PERIOD_RE.fullmatch(period):
-        raise bad(f"period {period!r} is not YYYYMM with month 01-12")
+        raise bad(f"period {_show(period)} is not YYYYMM with month 01-12")
     run_type = text_field("run_type")
     if run_type not in schema.RUN_TYPES:
-        raise bad(f"run_type {run_type!r} is not one of {', '.join(schema.RUN_TYPES)}")
+        raise bad(f"run_type {_show(run_type)} is not one of {', '.join(schema.RUN_TYPES)}")
     pay_text = text_field("pay_date")
     pay_date = _calendar_date(pay_text) if _DATE_RE.fullmatch(pay_text) else None
     if pay_date is None:
-        raise bad(f"pay_date {pay_text!r} is not a real date YYYYMMDD")
+        raise bad(f"pay_date {_show(pay_text)} is not a real date YYYYMMDD")
     stamp = text_field("extracted_at")
     extracted_at = _utc_stamp(stamp)
     if extracted_at is None:
-        raise bad(f"extracted_at {stamp!r} is not a UTC time YYYY-MM-DDThh:mm:ssZ")
+        raise bad(f"extracted_at {_show(stamp)} is not a UTC time YYYY-MM-DDThh:mm:ssZ")
     return Manifest(
         format_version=version,
         run_id=run_id,
@@ -166,6 +202,21 @@ def parse_manifest(data: bytes) -> Manifest:
 
 
 # --------------------------------------------------------------------------- manifest helpers
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest [ / { nesting outside strings (cheap: only brackets are walked)."""
+    brackets = _JSON_STRING.sub("", text)
+    brackets = "".join(ch for ch in brackets if ch in "[]{}") if len(brackets) > 64 else brackets
+    depth = deepest = 0
+    for ch in brackets:
+        if ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
@@ -225,8 +276,12 @@ def _utc_stamp(text: str) -> datetime | None:
         return None
 
 
-def _show(value: object) -> str:
-    text = repr(value)
+def _show(value: object, file: str = "", column: str = "") -> str:
+    shown = shown_value(file, column, value)
+    if shown is WITHHELD:
+        return WITHHELD
+    # repr keeps a message on one line (line breaks, controls and bidi marks escaped)
+    text = repr(shown)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -487,7 +542,8 @@ def _typed(name: str, raw: pl.DataFrame, period: str, line_of) -> pl.DataFrame:
         if c in patterns:
             desc = _CODE_DESC.get(c) if col.kind == "code" else _KIND_DESC.get(col.kind)
             checks.append(
-                (c, s.is_not_null() & ~ok, lambda v, r, c=c, d=desc: f"{c} {_show(v)} is not {d}")
+                (c, s.is_not_null() & ~ok,
+                 lambda v, r, c=c, d=desc: f"{c} {_show(v, name, c)} is not {d}")
             )
         meaning = conversions[c][1]
         if meaning is not None:

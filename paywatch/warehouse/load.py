@@ -25,6 +25,7 @@ import polars as pl
 from paywatch.extract.model import Extract, ExtractError, Manifest
 from paywatch.extract.schema import FILE_NAMES, FILES, STAGING_TABLES, Column
 from paywatch.faults import checkpoint
+from paywatch.privacy import mask_ibans_in
 from paywatch.warehouse import marts
 from paywatch.warehouse.db import (
     default_archive_dir,
@@ -38,7 +39,6 @@ from paywatch.warehouse.raw import (
     ArchivedFile,
     archive_files,
     copy_to_quarantine,
-    manifest_run_id,
 )
 from paywatch.warehouse.schema import RECORD_FILES, RESULT_FILE, sql_type
 
@@ -98,6 +98,7 @@ def check_run_identity(con: duckdb.DuckDBPyConnection, m: Manifest) -> None:
             MANIFEST, None, "run_id",
             f"run_id {m.run_id} was loaded as payroll area {row[0]}, period {row[1]}, "
             f"run type {row[2]}; this delivery says {m.payroll_area}, {m.period}, {m.run_type}",
+            run_id=m.run_id,
         )
 
 
@@ -111,9 +112,15 @@ def quarantine(
     """Keep a rejected delivery: copy its contract files (regular files only, symbolic links
     never followed) into `<quarantine_dir>/<timestamp>-<run id or 'unknown'>/` with
     REASON.txt, and — given a connection — log a 'rejected' delivery in its own small
-    transaction. Returns the quarantine folder."""
-    reason = reason.one_line() if isinstance(reason, ExtractError) else str(reason)
-    run_id = run_id or manifest_run_id(Path(folder))
+    transaction. Returns the quarantine folder.
+
+    Works from the raw bytes only: the manifest is never parsed again (it may be what broke
+    the reader). The run id is `run_id`, else the one the reader validated (carried by the
+    ExtractError), else unknown."""
+    if isinstance(reason, ExtractError):
+        run_id = run_id or reason.run_id
+        reason = reason.one_line()
+    reason = mask_ibans_in(str(reason))
     target, copied, _ = copy_to_quarantine(Path(folder), reason, quarantine_dir, run_id)
     if con is not None:
         manifest_sha = next((f.sha256 for f in copied if f.file_name == MANIFEST), None)

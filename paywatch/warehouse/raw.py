@@ -7,7 +7,6 @@ run folder is never followed (O_NOFOLLOW), so nothing outside the folder can be 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import stat
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from paywatch.extract.model import ExtractError
 from paywatch.extract.schema import FILE_NAMES
+from paywatch.privacy import mask_ibans_in
 from paywatch.warehouse.db import FILE_MODE, make_private_dir, utc_now
 
 MANIFEST = "manifest.json"
@@ -132,21 +132,12 @@ def read_archived(archive_dir: Path, sha256: str) -> bytes:
 
 
 def safe_name(text: str | None) -> str:
-    """A run id made safe as part of a folder name ('unknown' when there is none)."""
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", text or "").strip("._")[:80]
+    """A run id made safe as part of a folder name ('unknown' when there is none).
+
+    The reader only lets contract-safe run ids through; this is the second net for any
+    other caller: never a separator, never a leading dot, never more than 64 characters."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", text or "").lstrip("._")[:64]
     return cleaned or "unknown"
-
-
-def manifest_run_id(folder: Path) -> str | None:
-    """The run_id of a (possibly broken) manifest, or None: for naming only, never trusted."""
-    try:
-        fd = _open_regular(Path(folder) / MANIFEST)
-        with os.fdopen(fd, "rb") as f:
-            data = json.loads(f.read(1 << 20).decode("utf-8-sig"))
-        run_id = data.get("run_id") if isinstance(data, dict) else None
-        return run_id if isinstance(run_id, str) and run_id else None
-    except (OSError, ValueError):
-        return None
 
 
 def copy_to_quarantine(
@@ -190,10 +181,10 @@ def copy_to_quarantine(
 
 def _write_reason(target, reason, folder, run_id, copied, skipped) -> None:
     lines = [
-        reason,
+        mask_ibans_in(reason),
         "",
-        f"run_id: {run_id or 'unknown'}",
-        f"received from: {folder}",
+        f"run_id: {safe_name(run_id)}",
+        f"received from: {mask_ibans_in(str(folder))}",
         f"quarantined at: {utc_now().isoformat(timespec='seconds')}Z",
         "files:",
         *(f"  {f.file_name} sha256={f.sha256} bytes={f.size_bytes}" for f in copied),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from paywatch.warehouse.db import fetch_one, fetch_value
+from paywatch.warehouse.fetch import fetch_one, fetch_value
 from paywatch.warehouse.queries import _frame
 
 # A finding whose hold no reviewer has lifted (findings_decided carries the latest decision).

@@ -179,11 +179,13 @@ def send_outbox(run_id: str, smtp: SmtpSettings, outbox: Path, retries: int = 3,
         marker = _marker(folder)
         if marker is None:  # incomplete package (package.json is written last)
             continue
-        key, sha = marker["recipient"], marker["content_sha256"]
+        key, sha = marker.get("recipient"), marker.get("content_sha256")
+        if not key or not sha:  # not a package written by `write_to_outbox`
+            continue
         if (key, "smtp", sha) in done:
             report.skipped.append((key, "smtp"))
             continue
-        n = int(marker["counts"]["exceptions"])
+        n = int((marker.get("counts") or {}).get("exceptions", 0))
         try:
             msg = BytesParser(policy=policy.default).parsebytes((folder / "message.eml").read_bytes())
         except OSError as e:

@@ -131,7 +131,7 @@ def deliver(packages: list[Package], smtp: SmtpSettings | None, outbox: Path, re
     os.chmod(outbox, DIR_MODE)
     done = delivered_before(con, run_id) if con is not None else set()
     sender = sender or (smtp.sender if smtp else DEFAULT_SENDER)
-    pending: dict[str, tuple[EmailMessage, list[str], str, int]] = {}
+    pending: dict[str, tuple[EmailMessage | bytes, list[str], str, int]] = {}
     for pkg in packages:
         key, sha, folder = pkg.recipient.key, pkg.content_sha256, run_dir / pkg.safe_name
         present = _marker_sha(folder) == sha
@@ -174,7 +174,7 @@ def send_outbox(run_id: str, smtp: SmtpSettings, outbox: Path, retries: int = 3,
     report = DeliveryReport(run_id, outbox)
     run_dir = outbox / safe_name(run_id)
     done = delivered_before(con, run_id) if con is not None else set()
-    pending: dict[str, tuple[EmailMessage, list[str], str, int]] = {}
+    pending: dict[str, tuple[EmailMessage | bytes, list[str], str, int]] = {}
     for folder in sorted(p for p in run_dir.iterdir() if p.is_dir()) if run_dir.is_dir() else []:
         marker = _marker(folder)
         if marker is None:  # incomplete package (package.json is written last)
@@ -187,17 +187,18 @@ def send_outbox(run_id: str, smtp: SmtpSettings, outbox: Path, retries: int = 3,
             continue
         n = int((marker.get("counts") or {}).get("exceptions", 0))
         try:
-            msg = BytesParser(policy=policy.default).parsebytes((folder / "message.eml").read_bytes())
+            raw = (folder / "message.eml").read_bytes()
         except OSError as e:
             report.outcomes.append(DeliveryOutcome(key, "smtp", "failed", 0, sha, n, f"message.eml: {type(e).__name__}"))
             continue
-        pending[key] = (msg, [a.addr_spec for a in msg["To"].addresses], sha, n)
+        to = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)["To"].addresses
+        pending[key] = (raw, [a.addr_spec for a in to], sha, n)
     if not pending and not report.skipped:
         return report
     return _send_and_log(report, pending, smtp, retries, backoff, sleep, run_dir, con)
 
 
-def _send_and_log(report: DeliveryReport, pending: dict[str, tuple[EmailMessage, list[str], str, int]],
+def _send_and_log(report: DeliveryReport, pending: dict[str, tuple[EmailMessage | bytes, list[str], str, int]],
                   smtp: SmtpSettings | None, retries: int, backoff: float, sleep, run_dir: Path, con) -> DeliveryReport:
     """Send what is pending, then the failure note, the delivery log and the log lines."""
     run_id = report.run_id

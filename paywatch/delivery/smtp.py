@@ -107,9 +107,14 @@ def _describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def send_all(pending: dict[str, tuple[EmailMessage, list[str]]], smtp: SmtpSettings, retries: int, backoff: float,
+def _crlf(data: bytes) -> bytes:
+    # smtplib sends bytes as they are: a file's bare LF would make one overlong SMTP line
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def send_all(pending: dict[str, tuple[EmailMessage | bytes, list[str]]], smtp: SmtpSettings, retries: int, backoff: float,
              sleep: Callable[[float], None], run_id: str) -> list[tuple[str, str, int, str | None, datetime]]:
-    """Send each message ({key: (message, recipients)}) in rounds over one connection each;
+    """Send each message ({key: (message or its bytes, recipients)}) in rounds over one connection each;
     a message still failing after 1 + retries attempts is a failure. Returns (key, 'sent' |
     'failed', attempts, note or error, when known) per message, the sent ones first."""
     pending = dict(pending)
@@ -128,7 +133,10 @@ def send_all(pending: dict[str, tuple[EmailMessage, list[str]]], smtp: SmtpSetti
                 for key in list(pending):
                     msg, to = pending[key]
                     try:
-                        refused = conn.send_message(msg, from_addr=smtp.sender, to_addrs=list(to))
+                        if isinstance(msg, bytes):  # as kept in the outbox; SMTP wants CRLF line ends
+                            refused = conn.sendmail(smtp.sender, list(to), _crlf(msg))
+                        else:
+                            refused = conn.send_message(msg, from_addr=smtp.sender, to_addrs=list(to))
                     except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError,
                             smtplib.SMTPNotSupportedError) as e:
                         errors[key] = _describe(e)

@@ -1,4 +1,4 @@
-"""Reports upstream (paywatch/routing.py, paywatch/delivery.py) against a real SMTP server.
+"""Reports upstream (paywatch/routing.py, paywatch/delivery/) against a real SMTP server.
 
 A real aiosmtpd server listens on 127.0.0.1 (a free port) for the whole module and keeps
 every message it receives. The first runs of the committed sample data_samples/gv-300 are
@@ -478,6 +478,43 @@ def test_formula_text_is_stored_as_a_string_and_ibans_masked(verified: Verified,
         assert RAW_IBAN.encode() not in blob
     assert delivery.cell_text("@SUM(A1)") == "'@SUM(A1)" and delivery.cell_text(" -2+3") == "' -2+3"
     assert delivery.cell_text("Net pay is -1.00 CHF") == "Net pay is -1.00 CHF"
+
+
+def test_send_outbox_mails_what_the_outbox_holds_once(verified: Verified, smtp, tmp_path: Path):
+    """Building/writing the packages and mailing them are separate calls (a retried stage)."""
+    port, inbox = smtp
+    run = "GV-202512-SIM1"
+    home = tmp_path / "home"
+    shutil.copytree(verified.home, home, ignore=shutil.ignore_patterns("outbox", "out", "*.lock"))
+    sender = "paywatch@outbox.example.org"
+    settings = delivery.SmtpSettings("127.0.0.1", port, sender=sender)
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    try:
+        con.execute("DELETE FROM report_deliveries WHERE run_id = ?", [run])
+        pkgs = delivery.build_packages(con, run, verified.results[run].findings, "verified", tmp_path / "recipients",
+                                       routing=parse_routing(ROUTING))
+        written = delivery.deliver(pkgs, None, home / "outbox", con=con, sender=sender)
+        assert {o.status for o in written.outcomes} == {"written"} and not inbox_from(inbox, sender)
+        sent = delivery.send_outbox(run, settings, home / "outbox", retries=0, con=con)
+        assert sent.ok, sent.failures
+        assert sorted(o.recipient for o in sent.outcomes if o.status == "sent") == sorted(p.recipient.key for p in pkgs)
+        again = delivery.send_outbox(run, settings, home / "outbox", retries=0, con=con)
+        assert not again.outcomes and len(again.skipped) == len(pkgs)
+        assert con.execute("SELECT count(*) FROM report_deliveries WHERE run_id = ? AND channel = 'smtp' "
+                           "AND status = 'sent'", [run]).fetchone()[0] == len(pkgs)
+    finally:
+        con.close()
+    got = inbox_from(inbox, sender)
+    assert len(got) == len(pkgs)
+    for p in pkgs:
+        m = next(m for m in got if m["X-Paywatch-Recipient"] == p.recipient.key)
+        assert m["To"] == ", ".join(p.recipient.to)
+        assert m["X-Paywatch-Content"].strip() == p.content_sha256  # a long header value is folded
+        assert attachment(m)[1] == p.workbook_bytes
+
+
+def inbox_from(inbox: Inbox, sender: str) -> list[email.message.EmailMessage]:
+    return [email.message_from_bytes(raw, policy=policy.default) for frm, _, raw in inbox.messages if frm == sender]
 
 
 def test_mail_server_down_retries_records_failure_and_keeps_the_run(verified: Verified, smtp, tmp_path: Path,

@@ -1,6 +1,6 @@
 """Notebooks (issue: notebooks): investigate.ipynb and kpi.ipynb run for real on the sample,
 the decision cell records a decision, committed notebooks carry no outputs and define
-nothing; and the functions of paywatch/investigate.py behind them.
+nothing; and the functions of paywatch/investigate/ behind them.
 
 One sample warehouse is built per module: by the investigate notebook itself, in a kernel
 whose PAYWATCH_HOME is a fresh temporary folder (the notebooks' default path). The unit

@@ -22,6 +22,7 @@ import polars as pl
 
 from detectors import paymodel as pm
 from paywatch.simulate import errors as err
+from paywatch.simulate.plan import RunPlan
 from paywatch.simulate.population import (
     BANK_COUNTRIES, DUTY_STATIONS, ENTITIES, make_iban, make_name,
 )
@@ -91,16 +92,6 @@ class Staff:
     @property
     def currency(self) -> str:
         return "CHF" if self.category == "G" else "USD"
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    run_id: str
-    period: str
-    run_type: str
-    extracted_at: datetime
-    pay_date: date
-    index: int
 
 
 @dataclass

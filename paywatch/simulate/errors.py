@@ -13,18 +13,15 @@ import calendar
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
 import polars as pl
 
 from detectors import paymodel as pm
+from paywatch.simulate.plan import RunPlan, SimulationState
 from paywatch.simulate.reference import WAGE_TYPES, grade_steps
 from paywatch.simulate.store import Op
 
 WAGE_CLASS = {w[0]: w[2] for w in WAGE_TYPES}
-
-if TYPE_CHECKING:
-    from paywatch.simulate.engine import RunPlan, Simulation
 
 LINE_KINDS = (
     "pay_after_separation", "scale_mismatch", "stale_multiplier", "spouse_allowance_without_dependant",
@@ -54,8 +51,8 @@ class InjectedError:
 class RunContext:
     """What an error needs to distort one regular run's lines."""
 
-    sim: "Simulation"
-    plan: "RunPlan"
+    sim: SimulationState
+    plan: RunPlan
     md: dict[str, pl.DataFrame]
     ref: dict[str, pl.DataFrame]
     facts: pl.DataFrame
@@ -66,7 +63,7 @@ class RunContext:
 
 # ---------------------------------------------------------------------------- planning
 
-def plan_errors(sim: "Simulation", period: str) -> list[InjectedError]:
+def plan_errors(sim: SimulationState, period: str) -> list[InjectedError]:
     """Choose this period's errors: how many, which kinds, which staff, when they arrive."""
     rng, cfg = sim.rng, sim.cfg
     first = date(int(period[:4]), int(period[4:]), 1)
@@ -91,7 +88,7 @@ def plan_errors(sim: "Simulation", period: str) -> list[InjectedError]:
     return out
 
 
-def _candidates(sim: "Simulation", kind: str, period: str, first: date, prev: str) -> list[str]:
+def _candidates(sim: SimulationState, kind: str, period: str, first: date, prev: str) -> list[str]:
     staff = sim.staff
     quiet = [p for p, s in staff.items() if s.status == "active" and period not in s.busy]
     if kind == "pay_after_separation":
@@ -119,7 +116,7 @@ def _max_step(grade: str) -> int:
     return grade_steps(grade)
 
 
-def _has_overage_child(sim: "Simulation", pernr: str, first: date) -> bool:
+def _has_overage_child(sim: SimulationState, pernr: str, first: date) -> bool:
     for i in sim.store.alive("family", pernr):
         r = sim.store.get("family", i)
         if (r["member_type"] == "2" and r["is_dependent"] and r["valid_from"] <= first <= r["valid_to"]
@@ -128,7 +125,7 @@ def _has_overage_child(sim: "Simulation", pernr: str, first: date) -> bool:
     return False
 
 
-def _params(sim: "Simulation", kind: str, active: list[str]) -> dict:
+def _params(sim: SimulationState, kind: str, active: list[str]) -> dict:
     rng = sim.rng
     if kind == "scale_mismatch":
         return {"step_shift": int(rng.choice([-1, 1]))}
@@ -149,7 +146,7 @@ def _params(sim: "Simulation", kind: str, active: list[str]) -> dict:
 
 # ---------------------------------------------------------------------------- lifecycle
 
-def activate_errors(sim: "Simulation", plan: "RunPlan") -> None:
+def activate_errors(sim: SimulationState, plan: RunPlan) -> None:
     """Errors whose arrival is this run are keyed in just before it."""
     if plan.run_type not in ARRIVAL_RUNS:
         return
@@ -171,14 +168,14 @@ def activate_errors(sim: "Simulation", plan: "RunPlan") -> None:
                 s.changes.append((at, e.period))
 
 
-def fix_errors(sim: "Simulation", plan: "RunPlan", fixed: list[InjectedError]) -> None:
+def fix_errors(sim: SimulationState, plan: RunPlan, fixed: list[InjectedError]) -> None:
     at = plan.extracted_at + timedelta(hours=3)
     for e in fixed:
         e.present, e.fixed = False, True
         _revert(sim, e, at)
 
 
-def end_of_month(sim: "Simulation", period: str) -> None:
+def end_of_month(sim: SimulationState, period: str) -> None:
     """Master-data errors still there after FINAL are reverted after the close."""
     y, m = int(period[:4]), int(period[4:])
     at = sim._time(period, min(26, calendar.monthrange(y, m)[1]))
@@ -189,7 +186,7 @@ def end_of_month(sim: "Simulation", period: str) -> None:
     sim.errors = []
 
 
-def _revert(sim: "Simulation", e: InjectedError, at) -> None:
+def _revert(sim: SimulationState, e: InjectedError, at) -> None:
     if e.op is None:
         return
     sim.store.undo(e.op, at)

@@ -22,6 +22,8 @@ from typing import Self
 import duckdb
 
 from paywatch.warehouse import schema
+from paywatch.warehouse.fetch import fetch_one, fetch_value
+from paywatch.warehouse.views import ensure_views
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -70,19 +72,6 @@ def secure_file(path: Path) -> None:
         os.chmod(path, FILE_MODE)
 
 
-def fetch_one(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> tuple | None:
-    """First row of a query, or None. Reads the result to its end: DuckDB 2.0 refuses
-    `con.sql(...)` while an `execute()` result is still unread (ResourceInUseException)."""
-    rows = con.execute(sql, params or []).fetchall()
-    return rows[0] if rows else None
-
-
-def fetch_value(con: duckdb.DuckDBPyConnection, sql: str, params=None):
-    """The single value of a one-row, one-column query (None when there is no row)."""
-    row = fetch_one(con, sql, params)
-    return row[0] if row else None
-
-
 def open_warehouse(
     path: str | os.PathLike,
     read_only: bool = False,
@@ -128,9 +117,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(
                 "INSERT INTO warehouse_meta VALUES ('schema_version', ?)", [schema.SCHEMA_VERSION]
             )
-        from paywatch.warehouse.views import ensure_views  # views need the tables first
-
-        ensure_views(con)
+        ensure_views(con)  # after the tables: views read them
 
 
 def database_path(con: duckdb.DuckDBPyConnection) -> Path | None:

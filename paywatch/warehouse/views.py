@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import duckdb
 
-from paywatch.warehouse.db import fetch_value
+from paywatch.warehouse.fetch import fetch_value
 
 # A finding's identity across the runs of a month: staff member, detector, wage type,
 # for-period (issue: lifecycle). Decisions attach to an identity.

@@ -1,0 +1,67 @@
+"""The 'reports upstream' step of a verified run: build the packages, write them to the
+outbox, mail them when SMTP is configured (paywatch.delivery.smtp). Retries:
+PAYWATCH_SMTP_RETRIES (3), PAYWATCH_SMTP_BACKOFF (2 s, doubled each retry)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import polars as pl
+
+from paywatch.delivery.files import private_dir
+from paywatch.delivery.outbox import DeliveryOutcome, DeliveryReport, deliver, record_outcomes, write_failure_note
+from paywatch.delivery.package import build_packages
+from paywatch.delivery.smtp import SmtpConfigError, smtp_settings_from_env
+from paywatch.delivery.text import dq_details, dq_status_text, safe_name
+from paywatch.paths import Paths
+from paywatch.routing import RoutingError, load_routing
+from paywatch.warehouse.db import make_private_dir
+
+log = logging.getLogger(__name__)
+
+
+def deliver_run_reports(con, run_id: str, findings: pl.DataFrame, status: str, checks: list[dict], out_dir: Path,
+                        paths: Paths, env: dict | None = None) -> DeliveryReport:
+    """The whole 'reports upstream' step of a verified run; never raises (a broken routing
+    file or mail server is recorded and surfaced, the run is kept)."""
+    env = os.environ if env is None else env
+    try:
+        retries = int(env.get("PAYWATCH_SMTP_RETRIES", "3"))
+        backoff = float(env.get("PAYWATCH_SMTP_BACKOFF", "2"))
+    except ValueError:
+        retries, backoff = 3, 2.0
+    try:
+        routing = load_routing(paths.home, env)
+        packages = build_packages(con, run_id, findings, dq_status_text(status, checks), Path(out_dir),
+                                  routing=routing, dq_notes=dq_details(checks))
+    except Exception as e:  # noqa: BLE001 — reports must not lose the run
+        reason = str(e) if isinstance(e, RoutingError) else f"{type(e).__name__} while building the reports"
+        return _not_delivered(run_id, paths, reason, con)
+    try:
+        smtp, smtp_error = smtp_settings_from_env(env), None
+    except SmtpConfigError as e:
+        smtp, smtp_error = None, f"SMTP settings unusable: {e}"
+    try:
+        return deliver(packages, smtp, paths.outbox, retries, backoff, con=con, smtp_error=smtp_error)
+    except Exception as e:  # noqa: BLE001 — e.g. the outbox folder cannot be created
+        return _not_delivered(run_id, paths, f"{type(e).__name__} while delivering: {getattr(e, 'strerror', '') or ''}",
+                              con)
+
+
+def _not_delivered(run_id: str, paths: Paths, reason: str, con=None) -> DeliveryReport:
+    """Nothing of the run could be delivered: say so (log, warehouse, report, note if possible)."""
+    log.error("run %s: reports not delivered: %s", run_id, reason)
+    report = DeliveryReport(run_id, Path(paths.outbox))
+    report.outcomes.append(DeliveryOutcome("all", "outbox", "failed", 1, "", 0, reason.strip(": ")))
+    if con is not None:
+        try:
+            record_outcomes(con, run_id, report.outcomes)
+        except Exception as e:  # noqa: BLE001 — the run itself must never be lost to this
+            log.error("run %s: delivery failure not recorded: %s", run_id, type(e).__name__)
+    try:
+        write_failure_note(report, private_dir(make_private_dir(paths.outbox) / safe_name(run_id)))
+    except OSError:
+        pass
+    return report

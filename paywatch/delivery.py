@@ -570,6 +570,7 @@ class DeliveryReport:
     outcomes: list[DeliveryOutcome] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (recipient, channel) already delivered
     failure_note: Path | None = None
+    deferred: list[DeliveryOutcome] = field(default_factory=list)  # failed sends a later attempt retries
 
     @property
     def failures(self) -> list[DeliveryOutcome]:
@@ -631,11 +632,13 @@ def write_to_outbox(pkg: Package, folder: Path, msg: EmailMessage) -> Path:
 
 def deliver(packages: list[Package], smtp: SmtpSettings | None, outbox: Path, retries: int = 3,
             backoff: float = 2.0, *, con=None, smtp_error: str | None = None,
-            sleep: Callable[[float], None] = time.sleep) -> DeliveryReport:
+            sleep: Callable[[float], None] = time.sleep, attempt: int = 1, final: bool = True) -> DeliveryReport:
     """Write every package to `outbox/<run_id>/<recipient>/`, then send it by SMTP (when
     `smtp` is given) with up to `retries` retries, waiting `backoff`, 2×, 4×… seconds.
     With `con`, packages already delivered with the same content are skipped and the
-    outcomes are appended to `report_deliveries`. Never raises for a delivery problem."""
+    outcomes are appended to `report_deliveries`. Never raises for a delivery problem.
+    `attempt`/`final`: this call is attempt n of the caller's retry policy; unless `final`,
+    failed sends are not recorded but returned in `deferred` for the next attempt."""
     run_id = packages[0].run_id if packages else ""
     outbox = Path(outbox)
     report = DeliveryReport(run_id, outbox)
@@ -675,9 +678,14 @@ def deliver(packages: list[Package], smtp: SmtpSettings | None, outbox: Path, re
             else:
                 pending[key] = (pkg, msg)
     if pending:
-        report.outcomes += _send_all(pending, smtp, retries, backoff, sleep, run_id)
+        sent = _send_all(pending, smtp, retries, backoff, sleep, run_id)
+        for o in sent:
+            o.attempts += attempt - 1  # the caller's earlier attempts
+        report.deferred = [] if final else [o for o in sent if o.status == "failed"]
+        report.outcomes += [o for o in sent if final or o.status != "failed"]
     try:
-        _failure_note(report, run_dir)
+        if not report.deferred:  # a deferred send is not a failure yet
+            _failure_note(report, run_dir)
     except OSError as e:
         log.error("run %s: %s not written: %s", run_id, FAILED_NOTE, type(e).__name__)
     if con is not None:
@@ -757,15 +765,11 @@ def _failure_note(report: DeliveryReport, run_dir: Path) -> None:
 # ------------------------------------------------------------------------------ the stage
 
 def deliver_run_reports(con, run_id: str, findings: pl.DataFrame, status: str, checks: list[dict], out_dir: Path,
-                        paths: Paths, env: dict | None = None) -> DeliveryReport:
-    """The whole 'reports upstream' step of a verified run; never raises (a broken routing
+                        paths: Paths, env: dict | None = None, attempt: int = 1, final: bool = True) -> DeliveryReport:
+    """The whole 'reports upstream' step of a verified run, one SMTP attempt (the send_mail
+    stage's retry policy, paywatch.pipeline, tries again); never raises (a broken routing
     file or mail server is recorded and surfaced, the run is kept)."""
     env = os.environ if env is None else env
-    try:
-        retries = int(env.get("PAYWATCH_SMTP_RETRIES", "3"))
-        backoff = float(env.get("PAYWATCH_SMTP_BACKOFF", "2"))
-    except ValueError:
-        retries, backoff = 3, 2.0
     try:
         routing = load_routing(paths.home, env)
         packages = build_packages(con, run_id, findings, dq_status_text(status, checks), Path(out_dir),
@@ -778,7 +782,7 @@ def deliver_run_reports(con, run_id: str, findings: pl.DataFrame, status: str, c
     except SmtpConfigError as e:
         smtp, smtp_error = None, f"SMTP settings unusable: {e}"
     try:
-        return deliver(packages, smtp, paths.outbox, retries, backoff, con=con, smtp_error=smtp_error)
+        return deliver(packages, smtp, paths.outbox, 0, con=con, smtp_error=smtp_error, attempt=attempt, final=final)
     except Exception as e:  # noqa: BLE001 — e.g. the outbox folder cannot be created
         return _not_delivered(run_id, paths, f"{type(e).__name__} while delivering: {getattr(e, 'strerror', '') or ''}",
                               con)

@@ -72,7 +72,7 @@ def measure_one(staff: int, work: Path) -> dict:
     out["detect_s"] = time.perf_counter() - t
     t = time.perf_counter()
     triaged = pipeline.stage_triage(con, inp, findings, loaded.run_version, config_version(cfg))
-    pipeline.stage_deliver(work / "rep" / target, inp, triaged, checks, loaded.outcome, False)
+    pipeline.stage_write_reports(work / "rep" / target, inp, triaged, checks, loaded.outcome, False)
     out["report_s"] = time.perf_counter() - t
     out["findings"] = findings.height
     out |= _per_detector(inp, cfg)

@@ -17,17 +17,17 @@ from prefect import flow, task, unmapped
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from detectors.registry import detect_partitioned, detect_staff_scope
+from detectors.registry import detect_staff_scope
 from detectors.rules.cross_area import shared_across_areas
 from flows.verify import prefect_runner
 from paywatch import pipeline
 from paywatch.extract.model import ExtractError
-from paywatch.paths import Paths
+from paywatch.stages import Stage
 from paywatch.warehouse import queries as q
-from paywatch.warehouse.db import WarehouseLock, open_warehouse
+from paywatch.warehouse.resource import Warehouse
 
 
-@task(name="detect-partition", cache_policy=NO_CACHE, persist_result=False)
+@task(name=f"{pipeline.DETECT.name}-partition", cache_policy=NO_CACHE, persist_result=False)
 def detect_partition(sub, cfg: dict) -> pl.DataFrame:
     return detect_staff_scope(sub, cfg)
 
@@ -36,12 +36,12 @@ def _map_on_task_runner(parts, cfg):
     return [f.result() for f in detect_partition.map(parts, unmapped(cfg))]
 
 
-def partitioned_runner(name: str, fn, *args, **kwargs):
-    """Like flows.verify.prefect_runner, but detection fans out per duty station."""
-    if name == "detect":
-        inp, cfg = args
-        return detect_partitioned(inp, cfg, map_partitions=_map_on_task_runner)
-    return prefect_runner(name, fn, *args, **kwargs)
+def partitioned_runner(stage: Stage, *args, **kwargs):
+    """Like flows.verify.prefect_runner, but a stage declared partitioned (DETECT) fans out
+    per duty station on the task runner."""
+    if stage.per_partition is not None:
+        return stage.per_partition(*args, map_partitions=_map_on_task_runner, **kwargs)
+    return prefect_runner(stage, *args, **kwargs)
 
 
 @flow(name="verify-partitioned", log_prints=False)
@@ -69,13 +69,13 @@ def verify_areas(run_folders: list[str], db: str | None = None) -> dict:
     accounts are checked across the areas once."""
     reads = dict(zip([Path(f) for f in run_folders], [r.result() for r in read_area.map(run_folders)]))
 
-    def area_runner(name: str, fn, *args, **kwargs):
-        if name == "read":  # already read by its task
+    def area_runner(stage: Stage, *args, **kwargs):
+        if stage is pipeline.READ:  # already read by its task
             got = reads[Path(args[0])]
             if isinstance(got, ExtractError):
                 raise got
             return got
-        return partitioned_runner(name, fn, *args, **kwargs)
+        return partitioned_runner(stage, *args, **kwargs)
 
     results = []
     for f in run_folders:  # one writer: areas are stored one after the other
@@ -83,15 +83,10 @@ def verify_areas(run_folders: list[str], db: str | None = None) -> dict:
         results.append({"run_id": res.run_id, "exit_code": res.exit_code,
                         "findings": None if res.findings is None else res.findings.drop(
                             "finding_id", "first_seen_run", strict=False)})
-    db_path = Path(db) if db else Paths.default().db
-    with WarehouseLock(db_path, wait_seconds=600):
-        con = open_warehouse(db_path)
-        try:
-            runs = [r["run_id"] for r in results if r["exit_code"] == 0]
-            infos = [q.run_info(con, r) for r in runs]
-            bank = {i["payroll_area"]: q.master_data_as_of_run(con, i["run_id"], "stg_bank_details") for i in infos}
-        finally:
-            con.close()
+    with Warehouse.at(db).writer(wait_seconds=600) as con:
+        runs = [r["run_id"] for r in results if r["exit_code"] == 0]
+        infos = [q.run_info(con, r) for r in runs]
+        bank = {i["payroll_area"]: q.master_data_as_of_run(con, i["run_id"], "stg_bank_details") for i in infos}
     period = infos[0]["period"] if infos else ""
     cross = shared_across_areas(bank, period) if infos else pl.DataFrame()
     create_table_artifact(key="shared-accounts-across-areas",

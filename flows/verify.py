@@ -1,12 +1,14 @@
 """Prefect flows around the verification stages (paywatch.pipeline): orchestration only.
 
-- `verify_run`: one run folder, each stage a task (same code path as `paywatch verify`).
+- `verify_run`: one run folder, each declared stage (paywatch.pipeline.STAGES) a task named
+  after it, retried as the stage's policy says (same code path as `paywatch verify`).
 - `pull_and_verify`: pick up every new delivery in the landing folder exactly once, in
   contract order; alert when the run expected by the calendar has not arrived.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -14,18 +16,17 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
 from prefect.states import Failed
 
 from detectors.config import load_config
 from paywatch import landing as lnd
-from paywatch import pipeline
-from paywatch.paths import Paths
+from paywatch import pipeline, stages
 from paywatch.report import fmt_amount, staff_outcomes
-from paywatch.warehouse.db import WarehouseLock, open_warehouse
+from paywatch.stages import Stage
+from paywatch.warehouse.resource import Warehouse
 
 RETRY_DELAY = float(os.environ.get("PAYWATCH_RETRY_DELAY_SECONDS", "10"))
-# stages whose failure is worth retrying: reading a file being written, the mail server
-RETRIES = {"read": 3, "deliver": 2}
 
 
 def _transient(task, task_run, state) -> bool:
@@ -39,10 +40,43 @@ def _transient(task, task_run, state) -> bool:
     return False
 
 
-def prefect_runner(name: str, fn, *args, **kwargs):
-    """Run one pipeline stage as a Prefect task."""
-    t = task(fn, name=name, retries=RETRIES.get(name, 0), retry_delay_seconds=RETRY_DELAY,
-             retry_condition_fn=_transient, cache_policy=NO_CACHE, persist_result=False, log_prints=False)
+def _retry_on(errors: tuple[type[BaseException], ...]):
+    """A retry condition: the attempt failed with one of `errors` (the stage's policy)."""
+    def condition(task, task_run, state) -> bool:
+        try:
+            state.result()
+        except errors:
+            return True
+        except Exception:
+            return False
+        return False
+    return condition
+
+
+def _attempted(stage: Stage):
+    """The stage's function as its task runs it, told which attempt this is (Prefect's run
+    count against the task's retries): the last attempt settles instead of asking again."""
+    @functools.wraps(stage.fn)
+    def run(*args, **kwargs):
+        ctx = TaskRunContext.get()
+        with stages.attempting(ctx.task_run.run_count, ctx.task.retries or 0):
+            return stage.fn(*args, **kwargs)
+    return run
+
+
+# one task per declared stage, named after it
+TASKS = {s: task(_attempted(s), name=s.name, cache_policy=NO_CACHE, persist_result=False, log_prints=False)
+         for s in pipeline.STAGES}
+
+
+def prefect_runner(stage: Stage, *args, **kwargs):
+    """Run one pipeline stage as its task, retried as the stage's policy says (read now, so
+    the environment of the run decides, as for `paywatch verify`)."""
+    t = TASKS[stage]
+    if stage.retry is not None:
+        retries, delays = stage.retry.resolved()
+        t = t.with_options(retries=retries, retry_delay_seconds=delays or 0,
+                           retry_condition_fn=_retry_on(stage.retry.on))
     return t(*args, **kwargs)
 
 
@@ -78,7 +112,8 @@ def _artifacts(res: pipeline.VerifyResult) -> None:
 
 @flow(name="verify-run", log_prints=False)
 def verify_run(run_folder: str, db: str | None = None, out: str | None = None):
-    """Verify one extracted run folder: read → load → validate → detect → triage → deliver."""
+    """Verify one extracted run folder: read → load → prepare → validate → detect → triage →
+    store → write reports → send mail."""
     log = get_run_logger()
     res = pipeline.verify_run(Path(run_folder), db=Path(db) if db else None, out=Path(out) if out else None,
                               runner=prefect_runner)
@@ -102,12 +137,8 @@ def scan_landing(landing: str, db: str, settle_seconds: float, wait_for_all: boo
     ready, waiting = lnd.scan(Path(landing), settle_seconds)
     if waiting and wait_for_all:
         raise lnd.NotReady(f"{len(waiting)} folder(s) still being written")
-    with WarehouseLock(db, wait_seconds=600):
-        con = open_warehouse(db)
-        try:
-            return [d for d in ready if not lnd.picked_up(con, d)]
-        finally:
-            con.close()
+    with Warehouse.at(db).writer(wait_seconds=600) as con:
+        return [d for d in ready if not lnd.picked_up(con, d)]
 
 
 @flow(name="pull-and-verify", log_prints=False)
@@ -116,8 +147,8 @@ def pull_and_verify(landing: str | None = None, db: str | None = None, expect_ru
     """Verify every new delivery in the landing folder once, oldest first; alert when the
     run the calendar expects (`expect_run_type` of `period`, default this month) is late."""
     log = get_run_logger()
-    paths = Paths.for_db(Path(db)) if db else Paths.default()
-    db_path = str(Path(db) if db else paths.db)
+    wh = Warehouse.at(db)
+    paths, db_path = wh.paths, str(wh.db)
     cal = load_config(paths.config).get("calendar", {})
     settle = float(cal.get("settle_seconds", 30) if settle_seconds is None else settle_seconds)
     land = landing or str(paths.landing)
@@ -131,12 +162,8 @@ def pull_and_verify(landing: str | None = None, db: str | None = None, expect_ru
     if expect_run_type:
         area = cal.get("payroll_area", "GV")
         p = period or lnd.current_period()
-        with WarehouseLock(db_path, wait_seconds=600):
-            con = open_warehouse(db_path)
-            try:
-                missing = lnd.expected_run_missing(con, Path(land), area, p, expect_run_type)
-            finally:
-                con.close()
+        with wh.writer(wait_seconds=600) as con:
+            missing = lnd.expected_run_missing(con, Path(land), area, p, expect_run_type)
         if missing:
             msg = f"ALERT: the {expect_run_type} run of {area} {p} has not arrived in the landing folder by its time."
             log.error(msg)

@@ -1,12 +1,13 @@
-"""The stages of a verification — read, load, validate, detect, triage, deliver — and
-`verify_run`, which chains them. `paywatch verify` and the Prefect flow call these same
-functions; the flow only adds scheduling, retries, artifacts and logging.
+"""The stages of a verification, declared as data (`STAGES`, after Kedro's pipeline.py):
+read ▸ load ▸ prepare ▸ validate ▸ detect ▸ triage ▸ store ▸ write reports ▸ send mail,
+and `verify_run`, which walks them in that order through a runner. `paywatch verify` runs
+them with `paywatch.stages.run`; the Prefect flow maps each stage to a task (same retry
+policy, detection fanned out per duty station); both run exactly these functions.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,26 +18,26 @@ from detectors import history as dh
 from detectors.base import DetectionInput, History, RunMeta, empty_findings
 from detectors.config import config_version
 from detectors.registry import detect
-from paywatch import dq, quality, report
+from detectors.registry import detect_partitioned
+from paywatch import dq, quality, report, stages
 from paywatch.delivery import DeliveryReport, deliver_run_reports
 from paywatch.extract.model import Extract, ExtractError
 from paywatch.faults import checkpoint
 from paywatch.extract.reader import read_run
+from paywatch.landing import NotReady
 from paywatch.lifecycle import apply_decisions
 from paywatch.paths import Paths
 from paywatch.settings import load_settings
+from paywatch.stages import Retry, Stage
 from paywatch.warehouse import queries as q
-from paywatch.warehouse.db import (
-    WarehouseLock, fetch_value, make_private_dir, open_warehouse, owner_only_umask, transaction,
-)
+from paywatch.warehouse.db import make_private_dir, transaction
+from paywatch.warehouse.findings import FINDING_COLUMNS, first_seen, store_verification, stored_verification
 from paywatch.warehouse.load import LoadResult, load_run, quarantine
+from paywatch.warehouse.resource import Warehouse
 
 MASTER = ("actions", "assignments", "basic_pay", "bank_details", "family")
 REFERENCE = ("pay_scale", "post_adjustment", "rates", "wage_types")
 LINE_COLUMNS = ("pernr", "for_period", "in_period", "wage_type", "amount_cents", "currency", "quantity")
-FINDING_COLUMNS = ("finding_id", "run_id", "run_version", "pernr", "detector", "category", "severity", "owner",
-                   "wage_type", "for_period", "amount_cents", "expected_cents", "currency", "score", "explanation",
-                   "evidence", "first_seen_run", "config_version")
 
 
 @dataclass
@@ -121,12 +122,12 @@ def stage_triage(con: duckdb.DuckDBPyConnection, inp: DetectionInput, findings: 
     """Give each finding its identity, first-seen run and storage columns."""
     meta = inp.meta
     earlier = inp.history.runs.filter(pl.col("period") == meta.period)["run_id"].to_list()
-    first_seen = _first_seen(con, earlier, cfg_version)
+    seen = first_seen(con, earlier, cfg_version)
     key = pl.concat_str([pl.col(c).fill_null("") for c in ("pernr", "detector", "wage_type", "for_period")],
                         separator="|")
     f = findings.with_columns(key.alias("_key"))
     f = f.with_columns(pl.int_range(pl.len()).over("_key", "category").alias("_seq"))
-    f = f.join(first_seen, on="_key", how="left").with_columns(
+    f = f.join(seen, on="_key", how="left").with_columns(
         pl.col("first_seen_run").fill_null(meta.run_id),
         pl.lit(meta.run_id).alias("run_id"),
         pl.lit(run_version, dtype=pl.Int32).alias("run_version"),
@@ -139,66 +140,7 @@ def stage_triage(con: duckdb.DuckDBPyConnection, inp: DetectionInput, findings: 
     return f.with_columns(pl.Series("finding_id", ids, dtype=pl.String)).select(FINDING_COLUMNS)
 
 
-def _first_seen(con, earlier_runs: list[str], cfg_version: str) -> pl.DataFrame:
-    schema = {"_key": pl.String, "first_seen_run": pl.String}
-    if not earlier_runs:
-        return pl.DataFrame(schema=schema)
-    df = q._frame(
-        con,
-        "SELECT concat_ws('|', coalesce(pernr,''), detector, coalesce(wage_type,''), coalesce(for_period,'')) AS _key, "
-        "first_seen_run FROM findings WHERE NOT superseded AND config_version = ? "
-        "AND run_id IN (SELECT unnest(?::VARCHAR[]))",
-        [cfg_version, earlier_runs],
-    )
-    order = {r: i for i, r in enumerate(earlier_runs)}
-    rows = {}
-    for k, r in df.iter_rows():
-        if k not in rows or order.get(r, 1 << 30) < order.get(rows[k], 1 << 30):
-            rows[k] = r
-    return pl.DataFrame({"_key": list(rows), "first_seen_run": list(rows.values())}, schema=schema)
-
-
-def store_verification(con, run_id: str, run_version: int, cfg: dict, cfg_version: str,
-                       findings: pl.DataFrame, checks: list[dict], status: str) -> None:
-    """Findings, data-quality results and the verification row: one transaction."""
-    with transaction(con):
-        if checks:
-            rows = pl.DataFrame([{**c, "run_id": run_id, "run_version": run_version, "engine": c.get("engine", "native"),
-                                  "config_version": cfg_version} for c in checks], infer_schema_length=None)
-            con.register("_dq", rows)
-            con.execute(
-                "INSERT INTO dq_results (run_id, run_version, check_name, severity, success, observed, "
-                "unexpected_count, staff_affected, sample, detail, engine, config_version) SELECT run_id, run_version, "
-                "name, severity, success, observed, unexpected_count, staff_affected, sample, detail, engine, "
-                "config_version FROM _dq")
-            con.unregister("_dq")
-        if findings.height:
-            con.register("_f", findings)
-            con.execute(f"INSERT INTO findings ({', '.join(FINDING_COLUMNS)}) SELECT {', '.join(FINDING_COLUMNS)} FROM _f")
-            con.unregister("_f")
-        checkpoint("store-findings")
-        con.execute(
-            "INSERT INTO verifications (run_id, run_version, config_version, status, n_findings, config_json) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [run_id, run_version, cfg_version, status, findings.height, json.dumps(cfg, sort_keys=True)])
-
-
-def stored_verification(con, run_id: str, run_version: int, cfg_version: str):
-    """(status, findings, checks) of an earlier identical verification, or None."""
-    status = fetch_value(con, "SELECT status FROM verifications WHERE run_id = ? AND run_version = ? "
-                              "AND config_version = ?", [run_id, run_version, cfg_version])
-    if status is None:
-        return None
-    findings = q._frame(con, f"SELECT {', '.join(FINDING_COLUMNS)} FROM findings WHERE run_id = ? AND run_version = ? "
-                             "AND config_version = ?", [run_id, run_version, cfg_version])
-    checks = q._frame(con, "SELECT check_name AS name, severity, success, observed, unexpected_count, staff_affected, "
-                           "sample, detail, engine FROM dq_results WHERE run_id = ? AND run_version = ? "
-                           "AND coalesce(config_version, ?) = ? ORDER BY check_name",
-                      [run_id, run_version, cfg_version, cfg_version])
-    return status, findings, checks.to_dicts()
-
-
-def stage_deliver(out: Path, inp: DetectionInput, findings: pl.DataFrame, checks: list[dict],
+def stage_write_reports(out: Path, inp: DetectionInput, findings: pl.DataFrame, checks: list[dict],
                   load_outcome: str, blocked: bool, con: duckdb.DuckDBPyConnection | None = None,
                   cfg: dict | None = None) -> Path:
     """exceptions.csv and the run summary into the run's report folder; with the warehouse
@@ -223,86 +165,112 @@ def stage_deliver(out: Path, inp: DetectionInput, findings: pl.DataFrame, checks
     return out
 
 
-def stage_send_reports(con, out: Path, inp: DetectionInput, findings: pl.DataFrame, checks: list[dict],
-                       status: str, paths: Paths) -> DeliveryReport:
+class MailDeferred(Exception):
+    """An SMTP send failed on an attempt that is not the last: SEND_MAIL's retry policy
+    tries again (only what was not delivered is sent again)."""
+
+
+def stage_send_mail(con, out: Path, inp: DetectionInput, findings: pl.DataFrame, checks: list[dict],
+                    status: str, paths: Paths) -> DeliveryReport:
     """Reports upstream: one package per recipient (routing.toml) built in `<out>/recipients/`,
-    written to the outbox, then mailed when PAYWATCH_SMTP_* is set. Never raises: a failed
-    delivery is recorded (report_deliveries, outbox/<run>/DELIVERY_FAILED.txt) and returned."""
-    return deliver_run_reports(con, inp.meta.run_id, findings, status, checks, out / "recipients", paths)
+    written to the outbox, then mailed when PAYWATCH_SMTP_* is set — one SMTP attempt per
+    call. A failed send raises MailDeferred while the stage's retry policy has attempts left;
+    after the last one it is recorded (report_deliveries, outbox/<run>/DELIVERY_FAILED.txt)
+    and returned, never raised."""
+    now = stages.attempt()
+    sent = deliver_run_reports(con, inp.meta.run_id, findings, status, checks, out / "recipients", paths,
+                               attempt=now.number, final=now.final)
+    if sent.deferred:
+        raise MailDeferred(f"run {inp.meta.run_id}: attempt {now.number}: "
+                           + "; ".join(sorted({o.error or "not sent" for o in sent.deferred})))
+    return sent
+
+
+# ------------------------------------------------------------------------------ the declared stages
+
+# transient trouble only (a folder still being written, I/O): a broken extract stays broken
+READ = Stage("read", stage_read, ("folder",), ("extract",),
+             retry=Retry((OSError, TimeoutError, NotReady), retries=3, delay=10.0,
+                         delay_env="PAYWATCH_RETRY_DELAY_SECONDS"))
+LOAD = Stage("load", stage_load, ("warehouse", "extract", "paths"), ("run_id", "run_version", "load_outcome"))
+PREPARE = Stage("prepare", detection_input, ("warehouse", "run_id"), ("detection_input",))
+VALIDATE = Stage("validate", stage_validate, ("warehouse", "detection_input", "config"), ("checks", "status"))
+DETECT = Stage("detect", stage_detect, ("detection_input", "config"), ("raw_findings",),
+               per_partition=detect_partitioned)
+TRIAGE = Stage("triage", stage_triage, ("warehouse", "detection_input", "raw_findings", "run_version",
+                                        "config_version"), ("findings",))
+STORE = Stage("store", store_verification, ("warehouse", "run_id", "run_version", "config", "config_version",
+                                            "findings", "checks", "status"), ("stored",))
+WRITE_REPORTS = Stage("write_reports", stage_write_reports,
+                      ("report_folder", "detection_input", "findings", "checks", "load_outcome", "status",
+                       "warehouse", "config"), ("reports",))
+# the stage that meets flaky mail servers: PAYWATCH_SMTP_RETRIES (3) more attempts, waiting
+# PAYWATCH_SMTP_BACKOFF (2 s), doubled before each further one
+SEND_MAIL = Stage("send_mail", stage_send_mail,
+                  ("warehouse", "report_folder", "detection_input", "findings", "checks", "status", "paths"),
+                  ("delivery",),
+                  retry=Retry((MailDeferred,), retries=3, delay=2.0, retries_env="PAYWATCH_SMTP_RETRIES",
+                              delay_env="PAYWATCH_SMTP_BACKOFF", backoff=True))
+
+STAGES = (READ, LOAD, PREPARE, VALIDATE, DETECT, TRIAGE, STORE, WRITE_REPORTS, SEND_MAIL)
+# what a verification starts from (everything else is some stage's output)
+RUN_INPUTS = ("folder", "warehouse", "paths", "config", "config_version", "report_folder")
 
 
 # ------------------------------------------------------------------------------ driver
 
-def direct(name: str, fn, *args, **kwargs):
-    """The plain stage runner: call the stage. The Prefect flow passes one that wraps each
-    stage in a task (retries, logging), so both paths run exactly these stages."""
-    return fn(*args, **kwargs)
-
-
 def verify_run(folder: Path, db: Path | None = None, out: Path | None = None,
-               wait_seconds: float = 600.0, runner=direct) -> VerifyResult:
-    """Process one run folder end to end (cli-contract.md `paywatch verify`)."""
-    paths = Paths.for_db(Path(db)) if db else Paths.default()
-    db_path = Path(db) if db else paths.db
-    make_private_dir(db_path.parent)
+               wait_seconds: float = 600.0, runner=stages.run) -> VerifyResult:
+    """Process one run folder end to end (cli-contract.md `paywatch verify`), walking STAGES
+    in order through `runner(stage, *args)`."""
+    wh = Warehouse.at(db)
+    paths = wh.paths
     try:
-        extract = runner("read", stage_read, Path(folder))
+        extract = runner(READ, Path(folder))
     except ExtractError as e:
-        _reject(db_path, paths, Path(folder), e, wait_seconds)
+        with wh.writer(wait_seconds) as con:
+            quarantine(Path(folder), e, paths.quarantine, con=con)
         return VerifyResult(2, e.one_line())
-    with WarehouseLock(db_path, wait_seconds=wait_seconds), owner_only_umask():
-        con = open_warehouse(db_path)
+    with wh.writer(wait_seconds) as con:
+        cfg = load_settings(paths.config)
+        run_id = extract.manifest.run_id
         try:
-            cfg = load_settings(paths.config)
-            run_id = extract.manifest.run_id
-            try:
-                # one transaction from load to stored findings: a verify killed anywhere
-                # leaves the warehouse exactly as before, or (once committed) as after
-                with transaction(con):
-                    loaded = runner("load", stage_load, con, extract, paths)
-                    extract = None  # its frames are in the warehouse now: free them for detection
-                    processed = process_loaded(con, loaded.run_id, loaded.run_version, cfg, runner)
-            except ExtractError as e:
-                quarantine(Path(folder), e, paths.quarantine, con=con, run_id=run_id)
-                return VerifyResult(2, e.one_line())
-            return _verify_loaded(con, loaded, processed, cfg, paths, out, runner)
-        finally:
-            con.close()
-
-
-def _reject(db_path: Path, paths: Paths, folder: Path, e: ExtractError, wait_seconds: float) -> None:
-    with WarehouseLock(db_path, wait_seconds=wait_seconds):
-        con = open_warehouse(db_path)
-        try:
-            quarantine(folder, e, paths.quarantine, con=con)
-        finally:
-            con.close()
+            # one transaction from load to stored findings: a verify killed anywhere
+            # leaves the warehouse exactly as before, or (once committed) as after
+            with transaction(con):
+                loaded = runner(LOAD, con, extract, paths)
+                extract = None  # its frames are in the warehouse now: free them for detection
+                processed = process_loaded(con, loaded.run_id, loaded.run_version, cfg, runner)
+        except ExtractError as e:
+            quarantine(Path(folder), e, paths.quarantine, con=con, run_id=run_id)
+            return VerifyResult(2, e.one_line())
+        return _verify_loaded(con, loaded, processed, cfg, paths, out, runner)
 
 
 def process_loaded(con, run_id: str, version: int, cfg: dict,
-                   runner=direct) -> tuple[str, pl.DataFrame, list[dict], DetectionInput]:
+                   runner=stages.run) -> tuple[str, pl.DataFrame, list[dict], DetectionInput]:
     """Validate, detect, triage and store a loaded run — or return what an identical earlier
     verification stored (a repeated verify changes nothing but the delivery log)."""
     cfg = dq.with_suites_version(cfg, con)  # editing a suite file is a new configuration
     cfg_version = config_version(cfg)
-    inp = runner("prepare", detection_input, con, run_id)
+    inp = runner(PREPARE, con, run_id)
     stored = stored_verification(con, run_id, version, cfg_version)
     if stored is not None:
         status, findings, checks = stored
         return status, findings, checks, inp
-    checks = runner("validate", stage_validate, con, inp, cfg)
+    checks = runner(VALIDATE, con, inp, cfg)
     if quality.critical_failures(checks):
         status, raw = "dq_blocked", empty_findings()
     else:
-        status, raw = "verified", runner("detect", stage_detect, inp, cfg)
+        status, raw = "verified", runner(DETECT, inp, cfg)
     checkpoint("detection")
-    findings = runner("triage", stage_triage, con, inp, raw, version, cfg_version)
-    runner("store", store_verification, con, run_id, version, cfg, cfg_version, findings, checks, status)
+    findings = runner(TRIAGE, con, inp, raw, version, cfg_version)
+    runner(STORE, con, run_id, version, cfg, cfg_version, findings, checks, status)
     return status, findings, checks, inp
 
 
 def _verify_loaded(con, loaded: LoadResult, processed, cfg: dict, paths: Paths, out: Path | None,
-                   runner=direct) -> VerifyResult:
+                   runner=stages.run) -> VerifyResult:
     """Reports of a loaded and processed run, after the commit (they can always be written
     again from the warehouse: a verify killed while writing them is completed by the next)."""
     run_id = loaded.run_id
@@ -310,8 +278,8 @@ def _verify_loaded(con, loaded: LoadResult, processed, cfg: dict, paths: Paths, 
     out_dir = Path(out) if out else paths.reports / run_id
     blocked = status == "dq_blocked"
     findings = apply_decisions(con, run_id, findings)  # reviewers' decisions since detection
-    runner("deliver", stage_deliver, out_dir, inp, findings, checks, loaded.outcome, blocked, con=con, cfg=cfg)
-    sent = runner("send", stage_send_reports, con, out_dir, inp, findings, checks, status, paths)
+    runner(WRITE_REPORTS, out_dir, inp, findings, checks, loaded.outcome, blocked, con=con, cfg=cfg)
+    sent = runner(SEND_MAIL, con, out_dir, inp, findings, checks, status, paths)
     undelivered = f" {sent.summary()}" if sent.failures else ""
     staff = report.staff_outcomes(findings)
     held = staff.filter(pl.col("outcome") == "hold").height

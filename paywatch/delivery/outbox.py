@@ -63,6 +63,7 @@ class DeliveryReport:
     outcomes: list[DeliveryOutcome] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (recipient, channel) already delivered
     failure_note: Path | None = None
+    deferred: list[DeliveryOutcome] = field(default_factory=list)  # failed sends a later attempt retries
 
     @property
     def failures(self) -> list[DeliveryOutcome]:
@@ -116,12 +117,15 @@ def write_to_outbox(pkg: Package, folder: Path, msg: EmailMessage) -> Path:
 
 def deliver(packages: list[Package], smtp: SmtpSettings | None, outbox: Path, retries: int = 3,
             backoff: float = 2.0, *, con=None, smtp_error: str | None = None,
-            sleep: Callable[[float], None] = time.sleep, sender: str | None = None) -> DeliveryReport:
+            sleep: Callable[[float], None] = time.sleep, sender: str | None = None, attempt: int = 1,
+            final: bool = True) -> DeliveryReport:
     """Write every package to `outbox/<run_id>/<recipient>/`, then send it by SMTP (when
     `smtp` is given) with up to `retries` retries, waiting `backoff`, 2×, 4×… seconds.
     With `con`, packages already delivered with the same content are skipped and the
     outcomes are appended to `report_deliveries`. `sender` (default: the SMTP sender) is the
-    From of the messages written. Never raises for a delivery problem."""
+    From of the messages written. Never raises for a delivery problem.
+    `attempt`/`final`: this call is attempt n of the caller's retry policy; unless `final`,
+    failed sends are not recorded but returned in `deferred` for the next attempt."""
     run_id = packages[0].run_id if packages else ""
     outbox = Path(outbox)
     report = DeliveryReport(run_id, outbox)
@@ -160,7 +164,7 @@ def deliver(packages: list[Package], smtp: SmtpSettings | None, outbox: Path, re
                                                        smtp_error))
             else:
                 pending[key] = (msg, list(pkg.recipient.to), sha, pkg.counts["exceptions"])
-    return _send_and_log(report, pending, smtp, retries, backoff, sleep, run_dir, con)
+    return _send_and_log(report, pending, smtp, retries, backoff, sleep, run_dir, con, attempt, final)
 
 
 def send_outbox(run_id: str, smtp: SmtpSettings, outbox: Path, retries: int = 3, backoff: float = 2.0, *,
@@ -199,16 +203,21 @@ def send_outbox(run_id: str, smtp: SmtpSettings, outbox: Path, retries: int = 3,
 
 
 def _send_and_log(report: DeliveryReport, pending: dict[str, tuple[EmailMessage | bytes, list[str], str, int]],
-                  smtp: SmtpSettings | None, retries: int, backoff: float, sleep, run_dir: Path, con) -> DeliveryReport:
+                  smtp: SmtpSettings | None, retries: int, backoff: float, sleep, run_dir: Path, con,
+                  attempt: int = 1, final: bool = True) -> DeliveryReport:
     """Send what is pending, then the failure note, the delivery log and the log lines."""
     run_id = report.run_id
     if pending:
         sent = send_all({k: (msg, to) for k, (msg, to, _, _) in pending.items()}, smtp, retries, backoff, sleep,
                         run_id)
-        report.outcomes += [DeliveryOutcome(key, "smtp", status, attempts, pending[key][2], pending[key][3], note, at)
-                            for key, status, attempts, note, at in sent]
+        # attempts count the caller's earlier attempts too
+        outcomes = [DeliveryOutcome(key, "smtp", status, attempts + attempt - 1, pending[key][2], pending[key][3],
+                                    note, at) for key, status, attempts, note, at in sent]
+        report.deferred = [] if final else [o for o in outcomes if o.status == "failed"]
+        report.outcomes += [o for o in outcomes if final or o.status != "failed"]
     try:
-        write_failure_note(report, run_dir)
+        if not report.deferred:  # a deferred send is not a failure yet
+            write_failure_note(report, run_dir)
     except OSError as e:
         log.error("run %s: %s not written: %s", run_id, FAILED_NOTE, type(e).__name__)
     if con is not None:

@@ -1,6 +1,6 @@
 """The 'reports upstream' step of a verified run: build the packages, write them to the
-outbox, mail them when SMTP is configured (paywatch.delivery.smtp). Retries:
-PAYWATCH_SMTP_RETRIES (3), PAYWATCH_SMTP_BACKOFF (2 s, doubled each retry)."""
+outbox, mail them when SMTP is configured (paywatch.delivery.smtp). One SMTP attempt per
+call: the send_mail stage's retry policy (paywatch.pipeline) tries again."""
 
 from __future__ import annotations
 
@@ -23,15 +23,11 @@ log = logging.getLogger(__name__)
 
 
 def deliver_run_reports(con, run_id: str, findings: pl.DataFrame, status: str, checks: list[dict], out_dir: Path,
-                        paths: Paths, env: dict | None = None) -> DeliveryReport:
-    """The whole 'reports upstream' step of a verified run; never raises (a broken routing
-    file or mail server is recorded and surfaced, the run is kept)."""
+                        paths: Paths, env: dict | None = None, attempt: int = 1, final: bool = True) -> DeliveryReport:
+    """The whole 'reports upstream' step of a verified run, attempt `attempt` of the send_mail
+    stage's policy; never raises (a broken routing file or mail server is recorded and
+    surfaced, the run is kept)."""
     env = os.environ if env is None else env
-    try:
-        retries = int(env.get("PAYWATCH_SMTP_RETRIES", "3"))
-        backoff = float(env.get("PAYWATCH_SMTP_BACKOFF", "2"))
-    except ValueError:
-        retries, backoff = 3, 2.0
     try:
         routing = load_routing(paths.home, env)
         packages = build_packages(con, run_id, findings, dq_status_text(status, checks), Path(out_dir),
@@ -44,7 +40,7 @@ def deliver_run_reports(con, run_id: str, findings: pl.DataFrame, status: str, c
     except SmtpConfigError as e:
         smtp, smtp_error = None, f"SMTP settings unusable: {e}"
     try:
-        return deliver(packages, smtp, paths.outbox, retries, backoff, con=con, smtp_error=smtp_error)
+        return deliver(packages, smtp, paths.outbox, 0, con=con, smtp_error=smtp_error, attempt=attempt, final=final)
     except Exception as e:  # noqa: BLE001 — e.g. the outbox folder cannot be created
         return _not_delivered(run_id, paths, f"{type(e).__name__} while delivering: {getattr(e, 'strerror', '') or ''}",
                               con)

@@ -37,7 +37,8 @@ def build(db: Path, staff: int, months: int, start: str, seed: int) -> None:
     """Simulate and bulk-load every regular run, detect, store findings, close each month."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from detectors.config import config_version, load_config
+    from detectors.config import config_version
+    from paywatch.settings import load_settings
     from paywatch import pipeline
     from paywatch.extract.reader import read_run
     from paywatch.lifecycle import close_period
@@ -49,7 +50,7 @@ def build(db: Path, staff: int, months: int, start: str, seed: int) -> None:
 
     paths = Paths.for_db(db)
     paths.home.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(None)
+    cfg = load_settings(None)
     cfg_version = config_version(cfg)
     sim = Simulation(SimConfig(staff=staff, months=months, start=start, seed=seed))
     con = open_warehouse(db)

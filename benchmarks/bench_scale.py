@@ -33,7 +33,8 @@ STAGES = ("simulate_s", "read_s", "load_s", "validate_s", "detect_s", "report_s"
 
 def measure_one(staff: int, work: Path) -> dict:
     """All measurements for one size, in this process (run as a child: its RSS is its own)."""
-    from detectors.config import config_version, load_config
+    from detectors.config import config_version
+    from paywatch.settings import load_settings
     from paywatch import pipeline
     from paywatch.paths import Paths
 
@@ -51,7 +52,7 @@ def measure_one(staff: int, work: Path) -> dict:
         res = pipeline.verify_run(work / "sim" / r, db=db, out=work / "rep" / r)
         assert res.exit_code == 0, res.message
     shutil.copy(db, work / "before.duckdb")
-    cfg = load_config(None)
+    cfg = load_settings(None)
     from paywatch.warehouse.db import open_warehouse
 
     con = open_warehouse(db)

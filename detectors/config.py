@@ -2,7 +2,7 @@
 the defaults live in one file (defaults.toml), and the office's paywatch.toml is validated
 against the declarations before anything runs.
 
-`load_config(override, sections)` merges defaults.toml with the override and refuses an
+`detectors.registry.load_config(override, sections)` merges defaults.toml with the override and refuses an
 unknown section, an unknown key or a wrong type with a one-line `ConfigError` naming the
 file, the section and the key. Sections that are not detectors' (lifecycle, calendar, ...)
 are declared by the application (paywatch/settings.py) and passed in as `sections`.
@@ -127,54 +127,9 @@ def check_section(section: str, keys: Sequence[Key], values: Any, where: str, pa
             raise ConfigError(f"{where}: [{section}] missing key {missing[0]!r}")
 
 
-def declarations() -> dict[str, tuple[Key, ...]]:
-    """Every detector's declared keys, by detector code."""
-    from detectors.registry import ALL_DETECTORS  # the registry imports every detector module
-
-    return {d.code: d.config for d in ALL_DETECTORS}
-
-
 def defaults() -> dict:
     """defaults.toml as shipped."""
     return tomllib.loads(DEFAULTS_FILE.read_text(encoding="utf-8"))
-
-
-def _inferred(values: Mapping[str, Any]) -> tuple[Key, ...]:
-    """Keys of an undeclared section, typed by their defaults (for callers that do not pass
-    the application's declarations)."""
-    return tuple(Key(n, list[str] if isinstance(v, list) else type(v), "")
-                 for n, v in values.items())
-
-
-def load_config(override: Path | None = None, sections: Mapping[str, Sequence[Key]] | None = None) -> dict:
-    """defaults.toml merged with an override file (the office's paywatch.toml), both checked
-    against the declarations: detectors' own, and `sections` for the others (without it,
-    other sections are typed by their defaults). Raises ConfigError (one line)."""
-    cfg = defaults()
-    declared: dict[str, Sequence[Key]] = dict(declarations())
-    if sections is not None:
-        declared.update(sections)
-    for name, values in cfg.items():
-        if name not in declared:
-            if sections is not None:
-                raise ConfigError(f"{DEFAULTS_FILE.name}: [{name}] is not declared")
-            declared[name] = _inferred(values)
-        check_section(name, declared[name], values, DEFAULTS_FILE.name, partial=False)
-    for name in declared.keys() - cfg.keys():
-        raise ConfigError(f"{DEFAULTS_FILE.name}: [{name}] is declared but has no defaults")
-    if override is None or not override.exists():
-        return cfg
-    where = override.name
-    try:
-        user = tomllib.loads(override.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{where}: not a valid TOML file: {e}") from None
-    for name, values in user.items():
-        if name not in declared:
-            raise ConfigError(f"{where}: unknown section [{name}] (known: {', '.join(declared)})")
-        check_section(name, declared[name], values, where)
-        cfg[name].update(values)
-    return cfg
 
 
 # Sections that only say how results are reported, scheduled or judged: editing them must not

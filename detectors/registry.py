@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
 import polars as pl
 
 from detectors.base import DetectionInput, Detector, empty_findings
+from detectors.config import DEFAULTS_FILE, ConfigError, Key, check_section, defaults
 from detectors.context import prepare
 from detectors.partition import split
 from detectors.models import pw201_overtime, pw202_isolation
@@ -69,3 +75,48 @@ def detect_partitioned(inp: DetectionInput, cfg: dict, map_partitions=None, key:
     area, _ = detect_with_artifacts(inp, cfg, scope="area")
     return pl.concat([*local, area], how="vertical").sort("pernr", "detector", "wage_type", "for_period",
                                                         nulls_last=False)
+
+
+# --- configuration: every detector's declared keys, checked against defaults.toml + paywatch.toml
+
+def declarations() -> dict[str, tuple[Key, ...]]:
+    """Every detector's declared keys, by detector code."""
+    return {d.code: d.config for d in ALL_DETECTORS}
+
+
+def _inferred(values: Mapping[str, Any]) -> tuple[Key, ...]:
+    """Keys of an undeclared section, typed by their defaults (for callers that do not pass
+    the application's declarations)."""
+    return tuple(Key(n, list[str] if isinstance(v, list) else type(v), "")
+                 for n, v in values.items())
+
+
+def load_config(override: Path | None = None, sections: Mapping[str, Sequence[Key]] | None = None) -> dict:
+    """defaults.toml merged with an override file (the office's paywatch.toml), both checked
+    against the declarations: detectors' own, and `sections` for the others (without it,
+    other sections are typed by their defaults). Raises ConfigError (one line)."""
+    cfg = defaults()
+    declared: dict[str, Sequence[Key]] = dict(declarations())
+    if sections is not None:
+        declared.update(sections)
+    for name, values in cfg.items():
+        if name not in declared:
+            if sections is not None:
+                raise ConfigError(f"{DEFAULTS_FILE.name}: [{name}] is not declared")
+            declared[name] = _inferred(values)
+        check_section(name, declared[name], values, DEFAULTS_FILE.name, partial=False)
+    for name in declared.keys() - cfg.keys():
+        raise ConfigError(f"{DEFAULTS_FILE.name}: [{name}] is declared but has no defaults")
+    if override is None or not override.exists():
+        return cfg
+    where = override.name
+    try:
+        user = tomllib.loads(override.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{where}: not a valid TOML file: {e}") from None
+    for name, values in user.items():
+        if name not in declared:
+            raise ConfigError(f"{where}: unknown section [{name}] (known: {', '.join(declared)})")
+        check_section(name, declared[name], values, where)
+        cfg[name].update(values)
+    return cfg

@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed
 
-from detectors.config import load_config
+from paywatch.settings import load_settings
 from detectors.paymodel import shift_period
 from paywatch import landing as lnd
 from paywatch.lifecycle import DecisionError, close_period, kpi
@@ -32,7 +32,7 @@ def monthly_close(period: str | None = None, payroll_area: str | None = None, db
     write the monthly summary (reports folder) and show the KPI in the Prefect UI."""
     log = get_run_logger()
     paths = Paths.for_db(Path(db)) if db else Paths.default()
-    cfg = load_config(paths.config)
+    cfg = load_settings(paths.config)
     area = payroll_area or cfg.get("calendar", {}).get("payroll_area", "GV")
     p = period or shift_period(lnd.current_period(), -1)
     db_path = Path(db) if db else paths.db

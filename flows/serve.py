@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prefect import serve
 
-from detectors.config import load_config
+from paywatch.settings import load_settings
 from flows.calendar import crons
 from flows.monthly import monthly_close
 from flows.verify import pull_and_verify, verify_run
@@ -13,7 +13,7 @@ from paywatch.paths import Paths
 
 
 def deployments():
-    cal = load_config(Paths.default().config).get("calendar", {})
+    cal = load_settings(Paths.default().config).get("calendar", {})
     tz = cal.get("timezone", "Europe/Zurich")
     out = []
     for name, cron in crons(cal).items():

@@ -19,7 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.states import Failed
 
-from detectors.config import load_config
+from paywatch.settings import load_settings
 from paywatch import landing as lnd
 from paywatch import pipeline, stages
 from paywatch.report import fmt_amount, staff_outcomes
@@ -149,7 +149,7 @@ def pull_and_verify(landing: str | None = None, db: str | None = None, expect_ru
     log = get_run_logger()
     wh = Warehouse.at(db)
     paths, db_path = wh.paths, str(wh.db)
-    cal = load_config(paths.config).get("calendar", {})
+    cal = load_settings(paths.config).get("calendar", {})
     settle = float(cal.get("settle_seconds", 30) if settle_seconds is None else settle_seconds)
     land = landing or str(paths.landing)
     state = scan_landing(land, db_path, settle, True, return_state=True)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from detectors.config import Key, load_config
+from detectors.config import Key
+from detectors.registry import load_config
 
 SECTIONS: dict[str, tuple[Key, ...]] = {
     "lifecycle": (

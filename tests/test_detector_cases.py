@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from detectors.base import SEVERITIES
-from detectors.config import load_config
+from detectors.registry import load_config
 from detectors.registry import ALL_DETECTORS, detect
 
 try:

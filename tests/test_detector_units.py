@@ -194,7 +194,7 @@ def _pw130_findings(history_spa: list[int], now_spa: int) -> pl.DataFrame:
     """PW130 on one staff member: net base salary 8,000.00 every month, the special post
     allowance of each history FINAL (Jan, Feb, ...) and of this May SIM1."""
     from detectors.base import DetectionInput, History, RunMeta
-    from detectors.config import load_config
+    from detectors.registry import load_config
     from detectors.context import Context
     from detectors.rules import pw130_variable_pay as pw130
 
@@ -269,7 +269,8 @@ def test_valid_overrides_are_merged_int_where_float_is_declared(tmp_path):
 
 
 def test_defaults_and_declarations_agree_exactly():
-    from detectors.config import declarations, defaults
+    from detectors.config import defaults
+    from detectors.registry import declarations
     from paywatch.settings import SECTIONS
 
     shipped = defaults()
@@ -285,7 +286,8 @@ def test_defaults_and_declarations_agree_exactly():
 
 
 def test_detectors_get_read_only_params_without_defaults():
-    from detectors.config import ConfigError, load_config
+    from detectors.config import ConfigError
+    from detectors.registry import load_config
     from detectors.rules import pw106_overlaps
 
     p = pw106_overlaps.DETECTOR.params(load_config()["PW106"])

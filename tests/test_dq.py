@@ -24,7 +24,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from detectors.config import load_config
+from paywatch.settings import load_settings
 from paywatch import pipeline
 from paywatch.dq import catalog, frames, runner
 from paywatch.paths import Paths
@@ -88,7 +88,7 @@ def validate_only(db: Path, folder: Path) -> list[dict]:
     try:
         loaded = pipeline.stage_load(con, pipeline.stage_read(folder), paths)
         inp = pipeline.detection_input(con, loaded.run_id)
-        return pipeline.stage_validate(con, inp, load_config(None))
+        return pipeline.stage_validate(con, inp, load_settings(None))
     finally:
         con.close()
 

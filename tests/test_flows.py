@@ -12,7 +12,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
 
-from detectors.config import load_config
+from paywatch.settings import load_settings
 from flows.calendar import crons
 from flows.monthly import monthly_close
 from flows.verify import pull_and_verify, verify_run
@@ -37,7 +37,7 @@ def _artifacts(key_prefix: str) -> list:
 
 
 def test_calendar_schedules_follow_the_config_and_prefect_yaml():
-    cal = load_config(None)["calendar"]
+    cal = load_settings(None)["calendar"]
     c = crons(cal)
     assert c == {"verify-sim1": "0 7 10 * *", "verify-sim2": "0 7 15 * *", "verify-sim3": "0 7 20 * *",
                  "verify-final": "0 7 24 * *", "monthly-close": "0 7 1 * *"}

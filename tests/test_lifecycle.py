@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from detectors.config import load_config
+from paywatch.settings import load_settings
 from paywatch import lifecycle as lc
 from paywatch.pilot import PilotResult, pilot
 from paywatch.pipeline import verify_run
@@ -123,7 +123,7 @@ def test_monthly_close_records_exclusions_and_advance_policy(db):
 
 
 def test_pilot_closes_the_loop_against_the_baseline(tmp_path):
-    res = pilot(SimConfig(staff=400, months=2, start="202601", seed=23, error_rate=0.05), load_config(None),
+    res = pilot(SimConfig(staff=400, months=2, start="202601", seed=23, error_rate=0.05), load_settings(None),
                 fix_probability=0.6, work=tmp_path)
     assert len(res.baseline) == len(res.paywatch) == 2
     for b in res.baseline:

@@ -74,10 +74,10 @@ def sample_warehouse(path: str | os.PathLike | None = None, *, sample: str | os.
 
 def _build_sample(con: duckdb.DuckDBPyConnection, wh: Warehouse, sample: Path, runs: list[str]) -> None:
     # Imported here: the pipeline pulls in every detector (scikit-learn), which readers never need.
-    from detectors.config import load_config
+    from paywatch.settings import load_settings
     from paywatch import pipeline
 
-    cfg = load_config(wh.paths.config)
+    cfg = load_settings(wh.paths.config)
     for name in runs:
         loaded = pipeline.stage_load(con, pipeline.stage_read(sample / name), wh.paths)
         status, *_ = pipeline.process_loaded(con, loaded.run_id, loaded.run_version, cfg)

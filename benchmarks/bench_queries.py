@@ -42,21 +42,18 @@ def build(db: Path, staff: int, months: int, start: str, seed: int) -> None:
     from paywatch import pipeline
     from paywatch.extract.reader import read_run
     from paywatch.lifecycle import close_period
-    from paywatch.paths import Paths
     from paywatch.simulate import SimConfig, Simulation
     from paywatch.simulate.writer import write_run
-    from paywatch.warehouse.db import open_warehouse
     from paywatch.warehouse.load import load_run
+    from paywatch.warehouse.resource import Warehouse
 
-    paths = Paths.for_db(db)
-    paths.home.mkdir(parents=True, exist_ok=True)
+    wh = Warehouse.at(db)
     cfg = load_settings(None)
     cfg_version = config_version(cfg)
     sim = Simulation(SimConfig(staff=staff, months=months, start=start, seed=seed))
-    con = open_warehouse(db)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} runs"),
                TimeElapsedColumn(), TimeRemainingColumn())
-    try:
+    with wh.writer() as con:
         with Progress(*columns) as progress, tempfile.TemporaryDirectory() as tmp:
             task = progress.add_task("building", total=months * len(REGULAR))
             for out in sim.iter_runs():
@@ -65,7 +62,7 @@ def build(db: Path, staff: int, months: int, start: str, seed: int) -> None:
                     continue
                 progress.update(task, description=f"{plan.run_id}")
                 folder = write_run(out, Path(tmp))
-                loaded = load_run(con, read_run(folder), archive_dir=paths.archive)
+                loaded = load_run(con, read_run(folder), archive_dir=wh.paths.archive)
                 shutil.rmtree(folder)
                 inp = pipeline.detection_input(con, loaded.run_id)
                 findings = pipeline.stage_triage(con, inp, pipeline.stage_detect(inp, cfg), loaded.run_version,
@@ -76,8 +73,6 @@ def build(db: Path, staff: int, months: int, start: str, seed: int) -> None:
                     close_period(con, inp.meta.payroll_area, plan.period, cfg.get("lifecycle", {}))
                 progress.advance(task)
         con.execute("CHECKPOINT")
-    finally:
-        con.close()
 
 
 def cases(con, n: int) -> list[tuple[str, str]]:
@@ -102,9 +97,10 @@ def time_queries(db: Path, n_cases: int, repeat: int) -> list[dict]:
     as the notebook opens one)."""
     from paywatch import investigate as inv
     from paywatch import lifecycle
+    from paywatch.warehouse.health import table_sizes
+    from paywatch.warehouse.resource import Warehouse
 
-    con = inv.open_readonly(db)
-    try:
+    with Warehouse.at(db).reader() as con:
         picks = cases(con, n_cases)
         per_case = {
             "staff_header": inv.staff_header, "staff_exceptions": inv.staff_exceptions,
@@ -137,10 +133,7 @@ def time_queries(db: Path, n_cases: int, repeat: int) -> list[dict]:
             clock("audit_trail", lambda: inv.audit_trail(con, pernr))
             for name, fn in per_case.items():
                 clock(name, lambda: fn(con, run_id, pernr))
-        sizes = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                 for t in ("runs", "mart_pay_lines", "findings", "stg_record_runs")}
-    finally:
-        con.close()
+        sizes = table_sizes(con)
     print("warehouse: " + ", ".join(f"{t} {n:,} rows" for t, n in sizes.items())
           + f"; {db.stat().st_size / 2**30:.2f} GiB; {len(picks)} cases x {repeat} repeats")
     return [{"query": k, "calls": len(v), "median_s": statistics.median(v), "max_s": max(v),

@@ -12,8 +12,8 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.monthly import monthly_close
 from flows.verify import pull_and_verify
-from paywatch.paths import Paths
 from paywatch.simulate import SimConfig, simulate_to_folder
+from paywatch.warehouse.resource import Warehouse
 
 
 @task(name="simulate-umoja", cache_policy=NO_CACHE, persist_result=False)
@@ -38,7 +38,8 @@ def drop(umoja: Path, run: str, landing: Path) -> None:
 @flow(name="paywatch-demo", log_prints=False)
 def demo(staff: int = 2_000, months: int = 2, start: str = "202512", seed: int = 7) -> list[dict]:
     log = get_run_logger()
-    paths = Paths.default()
+    wh = Warehouse.default()
+    paths = wh.paths
     umoja = paths.home / "umoja" / f"GV-{start}-{staff}-seed{seed}"
     runs = simulate(SimConfig(staff=staff, months=months, start=start, seed=seed), umoja)
     paths.landing.mkdir(parents=True, exist_ok=True)
@@ -47,9 +48,9 @@ def demo(staff: int = 2_000, months: int = 2, start: str = "202512", seed: int =
         drop(umoja, run, paths.landing)
         run_type, period = run.split("-")[-1], run.split("-")[1]
         expect = run_type if run_type in ("SIM1", "SIM2", "SIM3", "FINAL") else None
-        done += pull_and_verify(str(paths.landing), str(paths.db), expect_run_type=expect, period=period,
+        done += pull_and_verify(str(paths.landing), str(wh.db), expect_run_type=expect, period=period,
                                 settle_seconds=0)
         if run_type == "FINAL":
-            closed = monthly_close(period=period, db=str(paths.db))
+            closed = monthly_close(period=period, db=str(wh.db))
             log.info("closed %s: %s staff excluded", period, closed["excluded"])
     return done

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed
@@ -13,8 +11,7 @@ from detectors.paymodel import shift_period
 from paywatch import landing as lnd
 from paywatch.lifecycle import DecisionError, close_period, kpi
 from paywatch.monthly import write_monthly_summary
-from paywatch.paths import Paths
-from paywatch.warehouse.db import WarehouseLock, open_warehouse
+from paywatch.warehouse.resource import Warehouse
 
 
 def kpi_markdown(frame) -> str:
@@ -31,23 +28,18 @@ def monthly_close(period: str | None = None, payroll_area: str | None = None, db
     """Close `period` (default: last month): record exclusions and advances, update the KPI,
     write the monthly summary (reports folder) and show the KPI in the Prefect UI."""
     log = get_run_logger()
-    paths = Paths.for_db(Path(db)) if db else Paths.default()
-    cfg = load_settings(paths.config)
+    wh = Warehouse.at(db)
+    cfg = load_settings(wh.paths.config)
     area = payroll_area or cfg.get("calendar", {}).get("payroll_area", "GV")
     p = period or shift_period(lnd.current_period(), -1)
-    db_path = Path(db) if db else paths.db
-    with WarehouseLock(db_path, wait_seconds=600):
-        con = open_warehouse(db_path)
+    with wh.writer(wait_seconds=600) as con:
         try:
-            try:
-                res = close_period(con, area, p, cfg.get("lifecycle", {}))
-            except DecisionError as e:
-                log.error(str(e))
-                return Failed(message=str(e))
-            folder = write_monthly_summary(con, area, p, paths.reports / f"{area}-{p}-close")
-            frame = kpi(con, area)
-        finally:
-            con.close()
+            res = close_period(con, area, p, cfg.get("lifecycle", {}))
+        except DecisionError as e:
+            log.error(str(e))
+            return Failed(message=str(e))
+        folder = write_monthly_summary(con, area, p, wh.paths.reports / f"{area}-{p}-close")
+        frame = kpi(con, area)
     log.info("closed %s %s: %d staff excluded, %d advances recommended", area, p, res.excluded.height,
              res.advances_recommended)
     create_markdown_artifact(key=f"kpi-{area.lower()}", markdown=f"# Staff excluded at FINAL — {area}\n\n"

@@ -15,7 +15,8 @@ import polars as pl
 
 from detectors.registry import detect
 from paywatch.pipeline import detection_input
-from paywatch.warehouse.queries import _frame
+from paywatch.warehouse.decisions import reviewed_identities
+from paywatch.warehouse.queries import current_runs
 
 FLAGGED = ("hold", "review")
 
@@ -44,10 +45,8 @@ def backtest(con: duckdb.DuckDBPyConnection, configs: dict[str, dict], truth_csv
     """Per month and configuration: exceptions, excluded staff, errors caught / false alarms
     (with ground truth) and reviewer-confirmed vs false-positive identities still flagged."""
     truth = _truth(truth_csv)
-    decisions = _frame(con, "SELECT DISTINCT run_id, pernr, detector, coalesce(wage_type,'') AS wage_type, decision "
-                            "FROM findings_decided WHERE decision IN ('confirm', 'false_positive')")
-    runs = _frame(con, "SELECT run_id, period, run_type FROM runs WHERE is_current "
-                       "ORDER BY payroll_area, period, order_extracted_at, run_id")
+    decisions = reviewed_identities(con)
+    runs = current_runs(con)
     months: dict[tuple[str, str], MonthCompare] = {}
     for run_id, period, run_type in runs.iter_rows():
         inp = detection_input(con, run_id)

@@ -6,6 +6,8 @@ Commands keep the contract of cli-contract.md (verify, simulate); others are add
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -101,21 +103,19 @@ def demo(
 
     from flows.demo import demo as demo_flow
     from paywatch.lifecycle import kpi as kpi_frame
-    from paywatch.paths import Paths
-    from paywatch.warehouse.db import open_warehouse
+    from paywatch.warehouse.resource import Warehouse
 
     done = demo_flow(staff=staff, months=months, start=start, seed=seed)
     table = Table("run", "flow run state")
     for d in done:
         table.add_row(d["run_id"], d["state"])
     Console().print(table)
-    paths = Paths.default()
-    con = open_warehouse(paths.db, read_only=True)
-    k = kpi_frame(con)
-    con.close()
+    wh = Warehouse.default()
+    with _missing_warehouse_exits(), wh.reader() as con:
+        k = kpi_frame(con)
     for r in k.iter_rows(named=True):
         typer.echo(f"{r['payroll_area']} {r['period']}: {r['excluded_staff']} staff excluded at FINAL")
-    typer.echo(f"warehouse: {paths.db}  reports: {paths.reports}  outbox: {paths.outbox}")
+    typer.echo(f"warehouse: {wh.db}  reports: {wh.paths.reports}  outbox: {wh.paths.outbox}")
 
 
 @app.command()
@@ -229,25 +229,28 @@ def pl_col(name: str):
     return pl.col(name)
 
 
-def _writer(db: Optional[Path]):
-    """Open the warehouse for writing under its lock (waits up to 10 minutes)."""
-    from contextlib import contextmanager
+# decide and close wait this long for a verify holding the warehouse
+WRITER_WAIT_SECONDS = 600
 
-    from paywatch.paths import Paths
-    from paywatch.warehouse.db import WarehouseLock, open_warehouse
 
-    path = db or Paths.default().db
+def _warehouse(db: Optional[Path]):
+    """The warehouse of `--db` (default: paywatch-data/warehouse.duckdb), built once per command."""
+    from paywatch.warehouse.resource import Warehouse
 
-    @contextmanager
-    def cm():
-        with WarehouseLock(path, wait_seconds=600):
-            con = open_warehouse(path)
-            try:
-                yield con
-            finally:
-                con.close()
+    return Warehouse.at(db)
 
-    return cm()
+
+@contextmanager
+def _missing_warehouse_exits() -> Iterator[None]:
+    """A reading command on a warehouse not created yet: one line and exit 1, no traceback
+    (cli-contract 1.1: exit 1 when Paywatch cannot work)."""
+    from paywatch.warehouse.resource import WarehouseMissing
+
+    try:
+        yield
+    except WarehouseMissing as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -272,7 +275,7 @@ def decide(
 
     try:
         exp = date.fromisoformat(expires) if expires else None
-        with _writer(db) as con:
+        with _warehouse(db).writer(WRITER_WAIT_SECONDS) as con:
             did = record_decision(con, action=action, actor=by, reason=reason, finding_id=finding, run_id=run_id,
                                   pernr=pernr, detector=detector, wage_type=wage_type, for_period=for_period,
                                   expires_on=exp, assignee=assignee)
@@ -294,13 +297,12 @@ def close(
     from paywatch.settings import load_settings
     from paywatch.lifecycle import DecisionError, close_period
     from paywatch.monthly import write_monthly_summary
-    from paywatch.paths import Paths
 
-    paths = Paths.for_db(db) if db else Paths.default()
+    wh = _warehouse(db)
     try:
-        with _writer(db) as con:
-            res = close_period(con, area, period, load_settings(paths.config).get("lifecycle", {}))
-            folder = write_monthly_summary(con, area, period, out or paths.reports / f"{area}-{period}-close")
+        with wh.writer(WRITER_WAIT_SECONDS) as con:
+            res = close_period(con, area, period, load_settings(wh.paths.config).get("lifecycle", {}))
+            folder = write_monthly_summary(con, area, period, out or wh.paths.reports / f"{area}-{period}-close")
     except DecisionError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2)
@@ -314,12 +316,9 @@ def kpi(db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse f
     from rich.table import Table
 
     from paywatch.lifecycle import kpi as kpi_frame
-    from paywatch.paths import Paths
-    from paywatch.warehouse.db import open_warehouse
 
-    con = open_warehouse(db or Paths.default().db, read_only=True)
-    frame = kpi_frame(con)
-    con.close()
+    with _missing_warehouse_exits(), _warehouse(db).reader() as con:
+        frame = kpi_frame(con)
     table = Table(*frame.columns, title="Staff excluded at FINAL")
     for r in frame.iter_rows():
         table.add_row(*[f"{v:.1f}" if isinstance(v, float) else str(v) for v in r])
@@ -338,21 +337,19 @@ def backtest(
 
     from paywatch.settings import load_settings
     from paywatch.backtest import backtest as run_backtest
-    from paywatch.paths import Paths
-    from paywatch.warehouse.db import open_warehouse
+    from paywatch.warehouse.queries import count_current_runs
 
-    paths = Paths.for_db(db) if db else Paths.default()
+    wh = _warehouse(db)
     try:
-        configs = {"current": load_settings(paths.config), "alternative": load_settings(config)}
+        configs = {"current": load_settings(wh.paths.config), "alternative": load_settings(config)}
     except ValueError as e:
         typer.echo(f"config not usable: {e}", err=True)
         raise typer.Exit(2)
-    con = open_warehouse(db or paths.db, read_only=True)
-    n_runs = con.execute("SELECT count(*) FROM runs WHERE is_current").fetchall()[0][0]
-    with _progress() as progress:
-        task = progress.add_task("replaying runs", total=n_runs)
-        frame = run_backtest(con, configs, truth, on_run=lambda r: progress.update(task, advance=1, description=r))
-    con.close()
+    with _missing_warehouse_exits(), wh.reader() as con:
+        n_runs = count_current_runs(con)
+        with _progress() as progress:
+            task = progress.add_task("replaying runs", total=n_runs)
+            frame = run_backtest(con, configs, truth, on_run=lambda r: progress.update(task, advance=1, description=r))
     table = Table(*frame.columns, title="Backtest: current vs alternative configuration")
     for r in frame.iter_rows():
         table.add_row(*["" if v is None else str(v) for v in r])
@@ -367,10 +364,9 @@ def doctor(db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehous
     """Check the warehouse, the archive of received extracts and the outbox: every run's
     files still match their checksums, every run is complete, files are private."""
     from paywatch.doctor import doctor as run_doctor
-    from paywatch.paths import Paths
 
-    paths = Paths.for_db(db) if db else Paths.default()
-    rep = run_doctor(db or paths.db, paths)
+    with _missing_warehouse_exits():
+        rep = run_doctor(_warehouse(db))
     for p in rep.problems:
         typer.echo(f"PROBLEM: {p}")
     typer.echo(f"{rep.runs_checked} runs and {rep.files_checked} archived files checked: "

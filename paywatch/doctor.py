@@ -15,8 +15,10 @@ from pathlib import Path
 
 import duckdb
 
+from paywatch.extract.schema import STAGING_TABLES
 from paywatch.paths import Paths
-from paywatch.warehouse.queries import _frame
+from paywatch.warehouse import deliveries, health
+from paywatch.warehouse.resource import Warehouse
 
 
 @dataclass
@@ -39,10 +41,7 @@ def _sha256(path: Path) -> str:
 
 
 def check_archive(con: duckdb.DuckDBPyConnection, archive: Path, rep: DoctorReport) -> None:
-    files = _frame(con, """
-        SELECT r.run_id, r.version, f.file_name, f.sha256
-        FROM runs r JOIN delivery_files f ON f.delivery_id = r.delivery_id ORDER BY ALL""")
-    for run_id, version, name, sha in files.iter_rows():
+    for run_id, version, name, sha in deliveries.archived_files(con).iter_rows():
         path = archive / sha[:2] / sha
         rep.files_checked += 1
         if not path.is_file():
@@ -54,28 +53,18 @@ def check_archive(con: duckdb.DuckDBPyConnection, archive: Path, rep: DoctorRepo
 def check_runs(con: duckdb.DuckDBPyConnection, archive: Path, rep: DoctorReport) -> None:
     import json
 
-    runs = _frame(con, "SELECT r.run_id, r.version, r.delivery_id, f.sha256 AS manifest_sha FROM runs r "
-                       "LEFT JOIN delivery_files f ON f.delivery_id = r.delivery_id AND f.file_name = 'manifest.json' "
-                       "WHERE r.is_current ORDER BY r.run_id")
-    for run_id, version, _, manifest_sha in runs.iter_rows():
+    for run_id, version, _, manifest_sha in deliveries.current_runs_with_manifest(con).iter_rows():
         rep.runs_checked += 1
         if manifest_sha is None or not (archive / manifest_sha[:2] / manifest_sha).is_file():
             rep.problems.append(f"{run_id} v{version}: its manifest is not in the archive")
             continue
         m = json.loads((archive / manifest_sha[:2] / manifest_sha).read_bytes())
-        counts = _frame(con, """
-            SELECT (SELECT count(*) FROM stg_pay_lines WHERE run_id = $1 AND run_version = $2) AS lines,
-                   (SELECT count(*) FROM mart_pay_lines WHERE run_id = $1 AND run_version = $2) AS mart,
-                   (SELECT count(*) FROM verifications WHERE run_id = $1 AND run_version = $2) AS verified""",
-                        [run_id, version]).row(0, named=True)
+        counts = health.run_row_counts(con, run_id, version)
         rt_rows = m["files"]["RT.csv"]["rows"]
         if counts["lines"] != rt_rows or counts["mart"] != rt_rows:
             rep.problems.append(f"{run_id} v{version}: {counts['lines']} pay lines staged and {counts['mart']} in the "
                                 f"mart, the manifest says {rt_rows}")
-        links = dict(_frame(con, "SELECT table_name, sum(copies) FROM stg_record_runs WHERE run_id = ? AND "
-                                 "run_version = ? GROUP BY ALL", [run_id, version]).iter_rows())
-        from paywatch.extract.schema import STAGING_TABLES
-
+        links = health.record_copies(con, run_id, version)
         for file_name, table in STAGING_TABLES.items():
             if file_name == "RT.csv":
                 continue
@@ -96,15 +85,10 @@ def check_permissions(paths: Paths, db: Path, rep: DoctorReport) -> None:
             rep.problems.append(f"{p} is readable or writable by others (mode {mode:o})")
 
 
-def doctor(db: Path, paths: Paths) -> DoctorReport:
-    from paywatch.warehouse.db import open_warehouse
-
+def doctor(wh: Warehouse) -> DoctorReport:
     rep = DoctorReport()
-    con = open_warehouse(db, read_only=True)
-    try:
-        check_archive(con, paths.archive, rep)
-        check_runs(con, paths.archive, rep)
-    finally:
-        con.close()
-    check_permissions(paths, db, rep)
+    with wh.reader() as con:
+        check_archive(con, wh.paths.archive, rep)
+        check_runs(con, wh.paths.archive, rep)
+    check_permissions(wh.paths, wh.db, rep)
     return rep

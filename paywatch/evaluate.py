@@ -22,9 +22,8 @@ from paywatch.pipeline import detection_input, stage_triage, store_verification
 from paywatch.simulate import RunOutput, SimConfig, Simulation
 from paywatch.simulate.writer import write_run
 from paywatch.extract.reader import read_run
-from paywatch.paths import Paths
-from paywatch.warehouse.db import open_warehouse
 from paywatch.warehouse.load import load_run
+from paywatch.warehouse.resource import Warehouse
 
 FLAGGED = ("hold", "review")
 
@@ -118,30 +117,29 @@ def evaluate(cfg: SimConfig, work: Path | None = None,
     det_cfg = load_settings(None)
     tmp = tempfile.TemporaryDirectory() if work is None else None
     root = Path(tmp.name) if tmp else work
-    paths = Paths(root / "wh")
-    paths.home.mkdir(parents=True, exist_ok=True)
-    con = open_warehouse(paths.db)
+    wh = Warehouse.in_folder(root / "wh")
     all_scores, rule_scores = [], []
     try:
-        sim = Simulation(cfg)
-        for out in sim.iter_runs():
-            folder = write_run(out, root / "runs")
-            loaded = load_run(con, read_run(folder), archive_dir=paths.archive)
-            inp = detection_input(con, loaded.run_id)
-            full, _ = detect_with_artifacts(inp, det_cfg)
-            rules, _ = detect_with_artifacts(inp, det_cfg, models=False)
-            findings = stage_triage(con, inp, full, loaded.run_version, "evaluate")
-            store_verification(con, loaded.run_id, loaded.run_version, det_cfg, "evaluate", findings, [], "verified")
-            staff = set(out.frames["pay_lines"]["pernr"].unique().to_list())
-            plan = out.plan
-            s_all = score_run(plan.run_id, plan.run_type, plan.period, staff, full, out.truth)
-            s_rules = score_run(plan.run_id, plan.run_type, plan.period, staff, rules, out.truth)
-            all_scores.append(s_all)
-            rule_scores.append(s_rules)
-            if on_run:
-                on_run(out, s_all, s_rules)
+        with wh.writer() as con:
+            sim = Simulation(cfg)
+            for out in sim.iter_runs():
+                folder = write_run(out, root / "runs")
+                loaded = load_run(con, read_run(folder), archive_dir=wh.paths.archive)
+                inp = detection_input(con, loaded.run_id)
+                full, _ = detect_with_artifacts(inp, det_cfg)
+                rules, _ = detect_with_artifacts(inp, det_cfg, models=False)
+                findings = stage_triage(con, inp, full, loaded.run_version, "evaluate")
+                store_verification(con, loaded.run_id, loaded.run_version, det_cfg, "evaluate", findings, [],
+                                   "verified")
+                staff = set(out.frames["pay_lines"]["pernr"].unique().to_list())
+                plan = out.plan
+                s_all = score_run(plan.run_id, plan.run_type, plan.period, staff, full, out.truth)
+                s_rules = score_run(plan.run_id, plan.run_type, plan.period, staff, rules, out.truth)
+                all_scores.append(s_all)
+                rule_scores.append(s_rules)
+                if on_run:
+                    on_run(out, s_all, s_rules)
     finally:
-        con.close()
         if tmp:
             tmp.cleanup()
     return summarise(all_scores), summarise(rule_scores)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from paywatch.warehouse.db import fetch_value
+from paywatch.warehouse.deliveries import delivery_received, run_received
 
 
 @dataclass(frozen=True)
@@ -73,16 +73,13 @@ def scan(landing: Path, settle_seconds: float = 0.0) -> tuple[list[Delivery], li
 def picked_up(con: duckdb.DuckDBPyConnection, delivery: Delivery) -> bool:
     """Whether this exact delivery (same manifest bytes) was already received, whatever
     the outcome. A correction of a run has another manifest: a new delivery."""
-    n = fetch_value(con, "SELECT count(*) FROM deliveries WHERE manifest_sha256 = ?", [delivery.manifest_sha256])
-    return bool(n)
+    return delivery_received(con, delivery.manifest_sha256)
 
 
 def expected_run_missing(con: duckdb.DuckDBPyConnection, landing: Path, payroll_area: str, period: str,
                          run_type: str) -> bool:
     """True when no run of that type and period is in the warehouse or ready in landing."""
-    n = fetch_value(con, "SELECT count(*) FROM runs WHERE payroll_area = ? AND period = ? AND run_type = ?",
-                    [payroll_area, period, run_type])
-    if n:
+    if run_received(con, payroll_area, period, run_type):
         return False
     ready, _ = scan(landing)
     return not any(d.period == period and d.run_type == run_type for d in ready)

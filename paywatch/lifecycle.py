@@ -7,7 +7,6 @@ ever edits a finding.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -15,8 +14,17 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from paywatch.warehouse.db import fetch_one, fetch_value, transaction
-from paywatch.warehouse.queries import _frame
+from paywatch.warehouse import closes, decisions
+from paywatch.warehouse.decisions import decided
+# The KPI reads live in the warehouse; re-exported here, where the notebooks and the
+# monthly summary have always found them.
+from paywatch.warehouse.kpi import (  # noqa: F401
+    exclusions_by,
+    kpi_monthly as kpi,
+    repeat_offenders,
+    rule_precision,
+    time_to_resolution,
+)
 
 ACTIONS = ("assign", "release", "confirm", "false_positive", "expected", "reopen")
 # what a decision does to the finding's severity in reports (held staff follow the views)
@@ -44,27 +52,16 @@ def record_decision(con: duckdb.DuckDBPyConnection, *, action: str, actor: str, 
         raise DecisionError("'expected' needs an expiry date (--expires YYYY-MM-DD)")
     category = None
     if finding_id:
-        row = fetch_one(con, "SELECT run_id, pernr, detector, wage_type, for_period, category FROM findings "
-                             "WHERE finding_id = ?", [finding_id])
+        row = decisions.finding_identity(con, finding_id)
         if row is None:
             raise DecisionError(f"no finding {finding_id}")
         run_id, pernr, detector, wage_type, for_period, category = row
     if not (pernr and detector):
         raise DecisionError("name a finding (--finding) or a staff member and detector (--pernr, --detector)")
-    with transaction(con):
-        new_id = (fetch_value(con, "SELECT coalesce(max(decision_id), 0) + 1 FROM decisions") or 1)
-        con.execute(
-            "INSERT INTO decisions (decision_id, finding_id, run_id, pernr, detector, category, wage_type, for_period, "
-            "action, assignee, actor, reason, expires_on) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [new_id, finding_id, run_id, pernr, detector, category, wage_type, for_period, action, assignee,
-             actor, reason, expires_on])
-    return int(new_id)
-
-
-def decided(con: duckdb.DuckDBPyConnection, run_id: str) -> pl.DataFrame:
-    """The run's findings with their latest applicable decision. Grain: one row per finding."""
-    return _frame(con, "SELECT finding_id, decision, decided_by, decision_reason, decided_at, decision_expires_on "
-                       "FROM findings_decided WHERE run_id = ?", [run_id])
+    return decisions.append_decision(
+        con, finding_id=finding_id, run_id=run_id, pernr=pernr, detector=detector, category=category,
+        wage_type=wage_type, for_period=for_period, action=action, assignee=assignee, actor=actor, reason=reason,
+        expires_on=expires_on)
 
 
 def apply_decisions(con: duckdb.DuckDBPyConnection, run_id: str, findings: pl.DataFrame) -> pl.DataFrame:
@@ -99,82 +96,14 @@ def close_period(con: duckdb.DuckDBPyConnection, payroll_area: str, period: str,
     """Record who was excluded at the period's FINAL, why, and whether a salary advance is
     recommended (policy: `advance_min_net_cents` — recommend when the held net pay is at
     least this; `advance_enabled`)."""
-    final = fetch_value(con, "SELECT run_id FROM runs WHERE is_current AND payroll_area = ? AND period = ? "
-                             "AND run_type = 'FINAL'", [payroll_area, period])
+    final = closes.final_run_id(con, payroll_area, period)
     if final is None:
         raise DecisionError(f"no FINAL run of {payroll_area} {period} in the warehouse")
-    ex = _frame(con, """
-        SELECT e.pernr, array_to_string(e.categories, ', ') AS categories, array_to_string(e.owners, ', ') AS owners,
-               e.open_holds, s.paid_cents AS net_pay_cents, s.currency
-        FROM exclusions e
-        LEFT JOIN mart_staff_run s ON s.run_id = e.run_id AND s.pernr = e.pernr
-             AND s.run_version = (SELECT version FROM runs WHERE run_id = e.run_id AND is_current)
-        WHERE e.payroll_area = ? AND e.period = ? ORDER BY e.pernr""", [payroll_area, period])
+    ex = closes.exclusions_at_final(con, payroll_area, period)
     enabled, floor = bool(policy.get("advance_enabled", True)), int(policy.get("advance_min_net_cents", 50_000))
     ex = ex.with_columns((pl.lit(enabled) & (pl.col("net_pay_cents").fill_null(0) >= floor)).alias("advance_recommended"))
-    with transaction(con):
-        close_id = int(fetch_value(con, "SELECT coalesce(max(close_id), 0) + 1 FROM monthly_closes") or 1)
-        con.execute("INSERT INTO monthly_closes (close_id, payroll_area, period, final_run_id, excluded_staff, "
-                    "advances_recommended, policy) VALUES (?,?,?,?,?,?,?)",
-                    [close_id, payroll_area, period, final, ex.height, int(ex["advance_recommended"].sum()),
-                     json.dumps(policy, sort_keys=True)])
-        if ex.height:
-            rows = ex.with_columns(pl.lit(close_id, dtype=pl.Int64).alias("close_id"))
-            con.register("_close", rows)
-            con.execute("INSERT INTO close_exclusions SELECT close_id, pernr, categories, owners, open_holds, "
-                        "net_pay_cents, currency, advance_recommended FROM _close")
-            con.unregister("_close")
+    close_id = closes.append_close(con, payroll_area, period, final, ex, policy)
     return CloseResult(close_id, period, ex, int(ex["advance_recommended"].sum()))
-
-
-def kpi(con: duckdb.DuckDBPyConnection, payroll_area: str | None = None) -> pl.DataFrame:
-    """Monthly excluded staff, 12-month average, 2018 baseline and target (kpi_monthly view)."""
-    if payroll_area is None:
-        return _frame(con, "SELECT * FROM kpi_monthly")
-    return _frame(con, "SELECT * FROM kpi_monthly WHERE payroll_area = ?", [payroll_area])
-
-
-def rule_precision(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Per detector and month: exceptions (finding identities) confirmed vs marked false
-    positive by reviewers. Grain: one row per detector per period with such a decision."""
-    return _frame(con, """
-        SELECT detector, period, count(DISTINCT identity) FILTER (decision = 'confirm') AS confirmed,
-               count(DISTINCT identity) FILTER (decision = 'false_positive') AS false_positives,
-               count(DISTINCT identity) AS exceptions,
-               confirmed / nullif(confirmed + false_positives, 0) AS precision
-        FROM findings_decided GROUP BY ALL HAVING confirmed + false_positives > 0 ORDER BY period, detector""")
-
-
-def repeat_offenders(con: duckdb.DuckDBPyConnection, min_months: int = 2) -> pl.DataFrame:
-    """Staff excluded in several months. Grain: one row per staff member."""
-    return _frame(con, "SELECT pernr, count(DISTINCT period) AS months_excluded, list(DISTINCT period ORDER BY period) "
-                       "AS periods FROM exclusions GROUP BY pernr HAVING count(DISTINCT period) >= ? "
-                       "ORDER BY months_excluded DESC, pernr", [min_months])
-
-
-def exclusions_by(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Excluded staff per month by owner and client entity. Grain: period x owner x entity."""
-    return _frame(con, """
-        WITH e AS (SELECT period, run_id, pernr, unnest(owners) AS owner FROM exclusions),
-        a AS (SELECT s.pernr, s.entity, l.run_id FROM stg_assignments s
-              JOIN stg_record_runs l ON l.record_key = s.record_key AND l.table_name = 'stg_assignments')
-        SELECT e.period, e.owner, coalesce(any_value(a.entity), '?') AS entity, count(DISTINCT e.pernr) AS staff
-        FROM e LEFT JOIN a ON a.pernr = e.pernr AND a.run_id = e.run_id GROUP BY e.period, e.owner, a.entity
-        ORDER BY e.period, staff DESC""")
-
-
-def time_to_resolution(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """How many runs hold/review exceptions stayed open before a recheck resolved them.
-    Grain: one row per period and severity."""
-    return _frame(con, """
-        WITH first_res AS (
-            SELECT period, identity, min(age_runs) FILTER (status = 'resolved') AS runs_to_resolve,
-                   min(CASE severity WHEN 'hold' THEN 0 WHEN 'review' THEN 1 ELSE 2 END) AS sev
-            FROM finding_lifecycle GROUP BY ALL)
-        SELECT period, CASE sev WHEN 0 THEN 'hold' WHEN 1 THEN 'review' ELSE 'info' END AS severity,
-               count(*) AS exceptions, count(runs_to_resolve) AS resolved_in_month,
-               avg(runs_to_resolve) AS avg_runs_to_resolve
-        FROM first_res GROUP BY ALL ORDER BY period, severity""")
 
 
 def kpi_chart(frame: pl.DataFrame, path: Path, title: str = "Staff held at FINAL",

@@ -17,12 +17,11 @@ from typing import Callable
 import polars as pl
 
 from paywatch.extract.reader import read_run
-from paywatch.paths import Paths
 from paywatch.pipeline import process_loaded
 from paywatch.simulate import SimConfig, Simulation
 from paywatch.simulate.writer import write_run
-from paywatch.warehouse.db import open_warehouse
 from paywatch.warehouse.load import load_run
+from paywatch.warehouse.resource import Warehouse
 
 FLAGGED = ("hold", "review")
 
@@ -53,9 +52,7 @@ def run_mode(cfg: SimConfig, det_cfg: dict, mode: str, fix_probability: float, w
              on_run: Callable[[str, str], None] | None = None) -> list[MonthRow]:
     """Walk the simulated year in one mode ('baseline' or 'paywatch')."""
     sim = Simulation(cfg)
-    paths = Paths(work / mode)
-    paths.home.mkdir(parents=True, exist_ok=True)
-    con = open_warehouse(paths.db)
+    wh = Warehouse.in_folder(work / mode)
     flagged: set[str] = set()
     months: dict[str, MonthRow] = {}
     seen: dict[str, set[str]] = {}    # error staff per period
@@ -66,7 +63,7 @@ def run_mode(cfg: SimConfig, det_cfg: dict, mode: str, fix_probability: float, w
             return set()
         return {e.error_id for e in present if e.pernr in flagged and sim.fix_rng.random() < fix_probability}
 
-    try:
+    with wh.writer() as con:
         for out in sim.iter_runs(fixer):
             plan = out.plan
             row = months.setdefault(plan.period, MonthRow(plan.period))
@@ -78,7 +75,7 @@ def run_mode(cfg: SimConfig, det_cfg: dict, mode: str, fix_probability: float, w
                     on_run(mode, plan.run_id)
                 continue  # late detection: simulations are not checked
             folder = write_run(out, work / f"{mode}-runs")
-            loaded = load_run(con, read_run(folder), archive_dir=paths.archive)
+            loaded = load_run(con, read_run(folder), archive_dir=wh.paths.archive)
             _, findings, _, _ = process_loaded(con, loaded.run_id, loaded.run_version, det_cfg)
             flagged = set(findings.filter(pl.col("severity").is_in(FLAGGED))["pernr"].to_list())
             if plan.run_type in ("SIM1", "SIM2", "SIM3"):
@@ -91,8 +88,6 @@ def run_mode(cfg: SimConfig, det_cfg: dict, mode: str, fix_probability: float, w
                 row.false_alarm_holds = len(holds - err_staff)
             if on_run:
                 on_run(mode, plan.run_id)
-    finally:
-        con.close()
     return [months[p] for p in sorted(months)]
 
 

@@ -19,8 +19,10 @@ import pytest
 from paywatch.extract.model import Extract, ExtractError, FileEntry, Manifest
 from paywatch.extract.schema import FILE_NAMES, FILES, STAGING_TABLES
 from paywatch.warehouse import (
+    Warehouse,
     WarehouseBusy,
     WarehouseLock,
+    WarehouseMissing,
     current_version,
     final_lines_before,
     final_runs_before,
@@ -545,3 +547,25 @@ def test_waiting_writer_gets_the_lock_when_released(tmp_path):
     lock.release()
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and out.strip() == "ACQUIRED", (out, err)
+
+
+def test_warehouse_resource_keeps_the_file_name_and_hands_out_connections(tmp_path, monkeypatch):
+    wh = Warehouse.at(tmp_path / "data" / "w.duckdb")
+    # any file name: the folders are beside it, the file itself is the one given
+    assert wh.db == tmp_path / "data" / "w.duckdb" and wh.paths.archive == tmp_path / "data" / "archive"
+    assert not wh.exists
+    with pytest.raises(WarehouseMissing, match="no warehouse at .*w.duckdb"):
+        with wh.reader():
+            pass
+    with wh.writer() as con:
+        assert current_version(con, "GV-202503-SIM1") is None
+        # one writer at a time: a second one is refused while the first holds the lock
+        with pytest.raises(WarehouseBusy):
+            with wh.writer():
+                pass
+    assert wh.exists and stat.S_IMODE(wh.db.stat().st_mode) == 0o600
+    with wh.reader() as con, pytest.raises(Exception, match="read-only"):
+        con.execute("CREATE TABLE t (x INTEGER)")
+    monkeypatch.setenv("PAYWATCH_HOME", str(tmp_path / "home"))
+    assert Warehouse.at(None) == Warehouse.default() == Warehouse.in_folder(tmp_path / "home")
+    assert Warehouse.default().db == tmp_path / "home" / "warehouse.duckdb"

@@ -17,39 +17,18 @@ import duckdb
 import polars as pl
 
 from detectors.base import RunMeta
-from paywatch.warehouse import queries as q
+from paywatch.warehouse.dq_results import check_history
 
 TREND_RUNS = 12
 FRAME_ORDER = ("staff", "stations", "run", "RT", "PA0000", "PA0001", "PA0008", "PA0009", "PA0021", "T510",
                "T7UNPA", "T512W", "T7UNRATE")
 
 
-TREND_SQL = """
-        WITH ordered AS (
-            SELECT run_id, version, period, run_type,
-                   row_number() OVER (ORDER BY period, order_extracted_at, run_id) AS pos
-            FROM runs WHERE payroll_area = ? AND is_current),
-        upto AS (SELECT * FROM ordered WHERE pos <= (SELECT pos FROM ordered WHERE run_id = ?)
-                 ORDER BY pos DESC LIMIT ?),
-        latest AS (
-            SELECT run_id, run_version, config_version, status,
-                   row_number() OVER (PARTITION BY run_id, run_version ORDER BY verified_at DESC) AS rn
-            FROM verifications)
-        SELECT u.pos, u.run_id, u.period, u.run_type, l.status, d.check_name, d.severity, d.success,
-               d.unexpected_count, d.staff_affected
-        FROM upto u
-        JOIN latest l ON l.run_id = u.run_id AND l.run_version = u.version AND l.rn = 1
-        JOIN dq_results d ON d.run_id = u.run_id AND d.run_version = u.version
-             AND coalesce(d.config_version, l.config_version) = l.config_version
-        ORDER BY u.pos, d.check_name
-"""
-
-
 def history(con: duckdb.DuckDBPyConnection, meta: RunMeta, n: int = TREND_RUNS) -> pl.DataFrame:
     """Data-quality results of the area's current runs up to this one (contract order; at
     most `n` runs), each from its latest verification — grain: one row per run per check;
     `pos` = the run's position in the area's history."""
-    return q._frame(con, TREND_SQL, [meta.payroll_area, meta.run_id, n])
+    return check_history(con, meta.payroll_area, meta.run_id, n)
 
 
 def _runs_of(hist: pl.DataFrame) -> pl.DataFrame:

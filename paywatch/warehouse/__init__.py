@@ -12,7 +12,7 @@ from paywatch.warehouse.db import (
     transaction,
     warehouse_digest,
 )
-from paywatch.warehouse.resource import Warehouse
+from paywatch.warehouse.resource import Warehouse, WarehouseMissing
 from paywatch.warehouse.load import LoadResult, check_run_identity, load_run, quarantine
 from paywatch.warehouse.marts import build_run_marts, replace_run_rows
 from paywatch.warehouse.queries import (
@@ -34,6 +34,7 @@ __all__ = [
     "Warehouse",
     "WarehouseBusy",
     "WarehouseLock",
+    "WarehouseMissing",
     "build_run_marts",
     "check_run_identity",
     "current_version",

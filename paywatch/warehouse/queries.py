@@ -22,10 +22,16 @@ _RUN_COLUMNS = ("run_id, version, payroll_area, period, run_type, pay_date, extr
                 "order_extracted_at, delivery_id, is_current, loaded_at")
 
 
-def _frame(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> pl.DataFrame:
+def query_frame(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> pl.DataFrame:
+    """The result of `sql` as a polars frame (grain: whatever the query's is)."""
     # DuckDB 2.0 refuses con.sql() while a caller's execute() result is unread: finish it.
     con.complete()
     return con.sql(sql, params=params).pl()
+
+
+# Old private name, still imported by code being moved into warehouse/ on other branches;
+# the integrator removes it once nothing uses it.
+_frame = query_frame
 
 
 def current_version(con: duckdb.DuckDBPyConnection, run_id: str) -> int | None:
@@ -43,7 +49,7 @@ def _require_version(con, run_id: str, run_version: int | None) -> int:
 
 def run_info(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
     """The runs row of the run's current version, as a dict."""
-    df = _frame(con, f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ? AND is_current",
+    df = query_frame(con, f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ? AND is_current",
                 [run_id])
     if df.is_empty():
         raise KeyError(f"run {run_id!r} is not in the warehouse")
@@ -53,7 +59,7 @@ def run_info(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
 def run_order(con: duckdb.DuckDBPyConnection, payroll_area: str) -> pl.DataFrame:
     """Current runs of a payroll area in contract order — grain: one row per run, with
     `seq` = its position (1 = first)."""
-    return _frame(
+    return query_frame(
         con,
         f"SELECT row_number() OVER (ORDER BY {_ORDER}) AS seq, {_RUN_COLUMNS} FROM runs "
         f"WHERE payroll_area = ? AND is_current ORDER BY {_ORDER}",
@@ -87,7 +93,7 @@ def _records_as_of_run(con, run_id, table, run_version) -> pl.DataFrame:
     cols = ", ".join(c.staging for c in FILES[RECORD_TABLES[table]])
     # A record occurring twice in the file is stored once with copies = 2 and returned
     # twice: the frame is exactly the file's records (duplicates are a detector's concern).
-    return _frame(
+    return query_frame(
         con,
         f"SELECT {cols} FROM (SELECT s.*, unnest(range(l.copies)) AS _copy FROM {table} s "
         f"JOIN stg_record_runs l ON l.record_key = s.record_key AND l.table_name = ? "
@@ -117,7 +123,7 @@ def pay_lines(
 ) -> pl.DataFrame:
     """mart_pay_lines of the run — grain: one row per pay line, in file order (line_no)."""
     version = _require_version(con, run_id, run_version)
-    return _frame(con, "SELECT * FROM mart_pay_lines WHERE run_id = ? AND run_version = ? "
+    return query_frame(con, "SELECT * FROM mart_pay_lines WHERE run_id = ? AND run_version = ? "
                        "ORDER BY line_no", [run_id, version])
 
 
@@ -126,7 +132,7 @@ def staff_run(
 ) -> pl.DataFrame:
     """mart_staff_run of the run — grain: one row per staff member with lines in the run."""
     version = _require_version(con, run_id, run_version)
-    return _frame(con, "SELECT * FROM mart_staff_run WHERE run_id = ? AND run_version = ? "
+    return query_frame(con, "SELECT * FROM mart_staff_run WHERE run_id = ? AND run_version = ? "
                        "ORDER BY pernr", [run_id, version])
 
 
@@ -143,7 +149,7 @@ def final_lines_before(
     src = f"_final_runs_{next(_names)}"
     con.register(src, finals)
     try:
-        return _frame(
+        return query_frame(
             con,
             f"SELECT p.* FROM mart_pay_lines p JOIN {src} USING (run_id, run_version) {where} "
             "ORDER BY p.in_period, p.run_id, p.line_no",
@@ -176,7 +182,7 @@ def paid_so_far(
     src = f"_paid_runs_{next(_names)}"
     con.register(src, keys)
     try:
-        return _frame(
+        return query_frame(
             con,
             "SELECT p.pernr, p.for_period, p.wage_type, sum(p.amount_cents) AS paid_cents, "
             "CASE WHEN count(DISTINCT p.currency) = 1 THEN min(p.currency) END AS currency, "
@@ -196,10 +202,22 @@ def lines_of_runs(con: duckdb.DuckDBPyConnection, runs: pl.DataFrame) -> pl.Data
     src = f"_runs_{next(_names)}"
     con.register(src, keys)
     try:
-        return _frame(
+        return query_frame(
             con,
             "SELECT p.run_id, p.pernr, p.for_period, p.in_period, p.wage_type, p.amount_cents, p.currency, "
             f"p.quantity FROM mart_pay_lines p JOIN {src} k USING (run_id, run_version) ORDER BY k._seq, p.line_no",
         )
     finally:
         con.unregister(src)
+
+
+def current_runs(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Current runs of every payroll area in contract order — grain: one row per run
+    (run_id, period, run_type)."""
+    return query_frame(con, "SELECT run_id, period, run_type FROM runs WHERE is_current "
+                            "ORDER BY payroll_area, period, order_extracted_at, run_id")
+
+
+def count_current_runs(con: duckdb.DuckDBPyConnection) -> int:
+    """How many runs (current versions) the warehouse holds, over all payroll areas."""
+    return int(fetch_one(con, "SELECT count(*) FROM runs WHERE is_current")[0])

@@ -5,7 +5,8 @@ quarantine, reports, outbox, paywatch.toml) and hands out connections:
 
 - `writer(wait_seconds)`: the single-writer lock, then a read-write connection (schema
   ensured, owner-only files); closed and unlocked on exit, whatever happens.
-- `reader()`: a read-only connection, closed on exit.
+- `reader()`: a read-only connection, closed on exit; `WarehouseMissing` (one line saying
+  what to do) when there is no warehouse file yet.
 
 Build it once (`Warehouse.at(db)` / `Warehouse.default()`) and pass it in; nobody else
 opens, locks or closes the file.
@@ -22,6 +23,10 @@ import duckdb
 
 from paywatch.paths import Paths
 from paywatch.warehouse.db import WarehouseLock, make_private_dir, open_warehouse, owner_only_umask
+
+
+class WarehouseMissing(FileNotFoundError):
+    """Reading a warehouse that does not exist yet (nothing verified into it)."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,16 @@ class Warehouse:
         db = Path(db)
         return cls(db, Paths.for_db(db))
 
+    @classmethod
+    def in_folder(cls, home: str | Path) -> Warehouse:
+        """`<home>/warehouse.duckdb` with its folders: a throwaway or side warehouse (pilot,
+        evaluation, benchmarks) laid out as the default one."""
+        paths = Paths(Path(home))
+        return cls(paths.db, paths)
+
     @property
     def exists(self) -> bool:
+        """Whether the warehouse file is there (a writer creates it; a reader needs it)."""
         return self.db.exists()
 
     @contextlib.contextmanager
@@ -62,7 +75,10 @@ class Warehouse:
 
     @contextlib.contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection (the file must exist), closed on exit."""
+        """A read-only connection (the file must exist: else `WarehouseMissing`), closed on exit."""
+        # DuckDB's own error (IOException) says what is missing, not what to do about it
+        if not self.exists:
+            raise WarehouseMissing(f"no warehouse at {self.db}: verify a run into it first (paywatch verify)")
         con = open_warehouse(self.db, read_only=True)
         try:
             yield con

@@ -10,7 +10,6 @@ from typing import Any, Callable, Mapping
 import polars as pl
 
 from detectors.config import SEVERITIES, Key, Params, params_for
-from detectors.money import money  # noqa: F401  (re-exported: detectors.base.money)
 from detectors.scoring import CERTAIN
 SEVERITY_RANK = {"hold": 0, "review": 1, "info": 2}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import polars as pl
 
 
@@ -33,3 +35,17 @@ def plain_expr(cents: pl.Expr) -> pl.Expr:
 def units(cents: pl.Expr) -> pl.Expr:
     """Cents as currency units (float), for frames handed to tools that want numbers."""
     return cents / 100
+
+
+def decimal(cents: int | None) -> Decimal | None:
+    """Cents as an exact Decimal amount (None stays None)."""
+    return None if cents is None else Decimal(int(cents)).scaleb(-2)
+
+
+def decimal_columns(frame: pl.DataFrame, columns: dict[str, str]) -> pl.DataFrame:
+    """Integer-cent columns as exact Decimal(38, 2) amounts ({cents column: new name}); the
+    cents columns renamed away are dropped."""
+    hundred = pl.lit(100).cast(pl.Decimal(38, 0))
+    return frame.with_columns(
+        *[(pl.col(c).cast(pl.Decimal(38, 2)) / hundred).cast(pl.Decimal(38, 2)).alias(n) for c, n in columns.items()]
+    ).drop([c for c, n in columns.items() if c != n])

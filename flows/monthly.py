@@ -6,7 +6,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Failed
 
-from paywatch.settings import load_settings
+from paywatch.settings import KpiTargets, kpi_targets, load_settings
 from detectors.paymodel import shift_period
 from paywatch import landing as lnd
 from paywatch.lifecycle import DecisionError, close_period, kpi
@@ -14,13 +14,13 @@ from paywatch.monthly import write_monthly_summary
 from paywatch.warehouse.resource import Warehouse
 
 
-def kpi_markdown(frame) -> str:
+def kpi_markdown(frame, lines: KpiTargets) -> str:
     """The KPI as a table with a bar per month (the Prefect UI shows markdown, not images)."""
-    lines = ["| month | excluded at FINAL | 12-month avg | |", "|---|---|---|---|"]
+    rows = ["| month | excluded at FINAL | 12-month avg | |", "|---|---|---|---|"]
     for r in frame.iter_rows(named=True):
         bar = "█" * max(1, round(r["excluded_staff"] / 10)) if r["excluded_staff"] else ""
-        lines.append(f"| {r['period'][:4]}-{r['period'][4:]} | {r['excluded_staff']} | {r['avg_12m']:.1f} | {bar} |")
-    return "\n".join(lines) + "\n\n2018 average: **295** staff a month · target: **120**"
+        rows.append(f"| {r['period'][:4]}-{r['period'][4:]} | {r['excluded_staff']} | {r['avg_12m']:.1f} | {bar} |")
+    return "\n".join(rows) + f"\n\n2018 average: **{lines.baseline:g}** staff a month · target: **{lines.target:g}**"
 
 
 @flow(name="monthly-close", log_prints=False)
@@ -38,11 +38,12 @@ def monthly_close(period: str | None = None, payroll_area: str | None = None, db
         except DecisionError as e:
             log.error(str(e))
             return Failed(message=str(e))
-        folder = write_monthly_summary(con, area, p, wh.paths.reports / f"{area}-{p}-close")
+        folder = write_monthly_summary(con, area, p, wh.paths.reports / f"{area}-{p}-close", cfg)
         frame = kpi(con, area)
     log.info("closed %s %s: %d staff excluded, %d advances recommended", area, p, res.excluded.height,
              res.advances_recommended)
     create_markdown_artifact(key=f"kpi-{area.lower()}", markdown=f"# Staff excluded at FINAL — {area}\n\n"
-                             + kpi_markdown(frame), description="Held-staff KPI toward 120")
+                             + kpi_markdown(frame, kpi_targets(cfg)),
+                             description="Held-staff KPI toward the target")
     return {"period": p, "excluded": res.excluded.height, "advances": res.advances_recommended,
             "summary": str(folder)}

@@ -22,7 +22,8 @@ from prefect.states import Failed
 from paywatch.settings import load_settings
 from paywatch import landing as lnd
 from paywatch import pipeline, stages
-from paywatch.report import fmt_amount, staff_outcomes
+from detectors.money import plain
+from paywatch.report import staff_outcomes
 from paywatch.stages import Stage
 from paywatch.warehouse.resource import Warehouse
 
@@ -85,7 +86,7 @@ def _artifacts(res: pipeline.VerifyResult) -> None:
     f = res.findings if res.findings is not None else pl.DataFrame()
     rows = [{"PERNR": r["pernr"], "detector": r["detector"], "category": r["category"], "severity": r["severity"],
              "owner": r["owner"], "LGART": r["wage_type"] or "", "FPPER": r["for_period"] or "",
-             "amount": fmt_amount(r["amount_cents"]), "WAERS": r["currency"] or ""}
+             "amount": plain(r["amount_cents"]), "WAERS": r["currency"] or ""}
             for r in f.iter_rows(named=True)] if f.height else []
     key = (res.run_id or "run").lower().replace("_", "-")
     create_table_artifact(key=f"exceptions-{key}", table=rows or [{"PERNR": "", "detector": "no exceptions"}],

@@ -188,10 +188,10 @@ def pilot(
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the KPI chart and the monthly table (CSV)."),
 ) -> None:
     """Run a simulated year with the feedback loop closed, against the late-detection
-    baseline: how many staff are held at FINAL each month, toward the target of 120."""
+    baseline: how many staff are held at FINAL each month, toward the target ([kpi])."""
     from rich.table import Table
 
-    from paywatch.settings import load_settings
+    from paywatch.settings import kpi_targets, load_settings
     from paywatch.lifecycle import kpi_chart
     from paywatch.pilot import PilotResult, as_frame, pilot as run_pilot
     from paywatch.simulate import SimConfig
@@ -215,9 +215,8 @@ def pilot(
         frame.write_csv(out / "pilot.csv")
         chart = frame.select("period", pl_col("paywatch_held").alias("excluded_staff"),
                              pl_col("baseline_held").alias("baseline_excluded"))
-        scale = staff / 10_000  # 295 and 120 are for Geneva's ~10,000 staff
-        kpi_chart(chart, out / "pilot_kpi.png", title=f"Staff held at FINAL — pilot, {staff:,} staff",
-                  baseline=round(295 * scale, 1), target=round(120 * scale, 1))
+        kpi_chart(chart, out / "pilot_kpi.png", kpi_targets().scaled(staff),
+                  title=f"Staff held at FINAL — pilot, {staff:,} staff")
         typer.echo(f"wrote {out / 'pilot.csv'} and {out / 'pilot_kpi.png'}")
     typer.echo(f"staff={staff} baseline_avg_held={PilotResult.avg(res.baseline):.1f} "
                f"paywatch_avg_held={PilotResult.avg(res.paywatch):.1f}")
@@ -301,8 +300,9 @@ def close(
     wh = _warehouse(db)
     try:
         with wh.writer(WRITER_WAIT_SECONDS) as con:
-            res = close_period(con, area, period, load_settings(wh.paths.config).get("lifecycle", {}))
-            folder = write_monthly_summary(con, area, period, out or wh.paths.reports / f"{area}-{period}-close")
+            cfg = load_settings(wh.paths.config)
+            res = close_period(con, area, period, cfg["lifecycle"])
+            folder = write_monthly_summary(con, area, period, out or wh.paths.reports / f"{area}-{period}-close", cfg)
     except DecisionError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2)

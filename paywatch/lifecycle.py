@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from paywatch.settings import KpiTargets
 from paywatch.warehouse import closes, decisions
 from paywatch.warehouse.decisions import decided
 # The KPI reads live in the warehouse; re-exported here, where the notebooks and the
@@ -106,10 +107,10 @@ def close_period(con: duckdb.DuckDBPyConnection, payroll_area: str, period: str,
     return CloseResult(close_id, period, ex, int(ex["advance_recommended"].sum()))
 
 
-def kpi_chart(frame: pl.DataFrame, path: Path, title: str = "Staff held at FINAL",
-              baseline: float = 295, target: float = 120) -> Path:
-    """Monthly excluded staff vs the 2018 baseline (295) and the target (120), as a PNG
-    (pass scaled lines for a smaller simulated area)."""
+def kpi_chart(frame: pl.DataFrame, path: Path, targets: KpiTargets, title: str = "Staff held at FINAL") -> Path:
+    """Monthly excluded staff vs the 2018 baseline and the target (`[kpi]`; pass
+    `targets.scaled(staff)` for a smaller area), as a PNG."""
+    baseline, target = targets.baseline, targets.target
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,4 +1,4 @@
-"""The monthly summary: KPI toward 120, who was excluded and why (counts only), per-rule
+"""The monthly summary: KPI toward the target, who was excluded and why (counts only), per-rule
 precision, time to resolution, repeat offenders, exclusions by owner and entity."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from paywatch.settings import kpi_targets
 from paywatch import lifecycle as lc
 from paywatch.warehouse.db import make_private_dir
 
@@ -23,18 +24,20 @@ def _md_table(frame: pl.DataFrame, limit: int = 30) -> str:
     return "\n".join(rows) + "\n"
 
 
-def write_monthly_summary(con: duckdb.DuckDBPyConnection, area: str, period: str, out: Path) -> Path:
+def write_monthly_summary(con: duckdb.DuckDBPyConnection, area: str, period: str, out: Path,
+                          cfg: dict | None = None) -> Path:
     """monthly_summary.md, monthly_summary.html and kpi.png into `out`."""
     make_private_dir(out)
     k = lc.kpi(con, area)
-    chart = lc.kpi_chart(k, out / "kpi.png", title=f"Staff excluded at FINAL — payroll area {area}")
+    lines = kpi_targets(cfg)
+    chart = lc.kpi_chart(k, out / "kpi.png", lines, title=f"Staff excluded at FINAL — payroll area {area}")
     this = k.filter(pl.col("period") == period)
     n = this["excluded_staff"][0] if this.height else 0
     avg = this["avg_12m"][0] if this.height else 0.0
     by = lc.exclusions_by(con).filter(pl.col("period") == period)
     text = "\n".join([
         f"# Monthly close — payroll area {area}, {period[:4]}-{period[4:]}", "",
-        f"- Staff excluded at FINAL: **{n}** (12-month average {avg:.1f}; 2018 average 295; target 120)", "",
+        f"- Staff excluded at FINAL: **{n}** (12-month average {avg:.1f}; 2018 average {lines.baseline:g}; target {lines.target:g})", "",
         "![KPI](kpi.png)", "", "## Staff excluded per month", _md_table(k.select("period", "excluded_staff", "avg_12m")),
         "## Exclusions by owner and client entity", _md_table(by),
         "## Time to resolution (runs until a recheck confirmed the fix)",

@@ -9,7 +9,9 @@ Everything lives under PAYWATCH_HOME (default `./paywatch-data`):
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,8 +58,55 @@ class Paths:
         return self.home / "paywatch.toml"
 
 
+# --- file modes: payroll data is personal, so everything Paywatch creates is its owner's only
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+@contextlib.contextmanager
+def owner_only_umask() -> Iterator[None]:
+    """Files and folders created inside (by us or by DuckDB: WAL, spill files) are private."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create `path` (and parents) if missing; the folders we create are 0700."""
+    path = Path(path)
+    with owner_only_umask():
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def private_dir(path: Path) -> Path:
-    """Create a folder readable by its owner only (payroll data is personal)."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    """Create `path` if missing and make it 0700 (also when it existed)."""
+    make_private_dir(path)
+    os.chmod(path, DIR_MODE)
+    return path
+
+
+def secure_file(path: Path) -> None:
+    """Make an existing file 0600 (one created by a library with its own mode)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(path, FILE_MODE)
+
+
+def write_private(path: Path, data: bytes) -> Path:
+    """Write a file readable by its owner only (atomically: never half written)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with owner_only_umask():
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    os.chmod(tmp, FILE_MODE)
+    os.replace(tmp, path)
     return path

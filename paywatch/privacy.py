@@ -1,11 +1,15 @@
 """Personal data handling: what may leave the warehouse, and in what form.
 
-The one home of masking: reports, error messages, REASON.txt and logs all mask here.
+The one home of masking: reports, error messages, REASON.txt and logs all mask here; the
+account-number mask itself is `detectors.privacy.mask_iban` (the lowest layer, so that
+detectors — which may not import paywatch — show accounts exactly as every report does).
 """
 
 from __future__ import annotations
 
 import re
+
+from detectors.privacy import mask_iban  # the one masking of an account number (detectors show it too)
 
 # IBAN-shaped (ISO 13616): two letters, two check digits, 11-30 letters or digits, so 15-34
 # characters; compact, or printed in groups of four with single spaces; any case. Both ends
@@ -23,22 +27,6 @@ _IBAN_INSIDE_RE = re.compile(rf"[A-Za-z]{{2}}{_N}{{2}}{_A}{{11}}")
 # Columns whose values never appear in a message, masked or not (extract-format.md PA0009).
 BANK_COLUMNS = {"PA0009.csv": frozenset({"IBAN", "BANKS"})}
 WITHHELD = "(value withheld)"
-
-
-def mask_iban(iban: str | None) -> str:
-    """Only the last four characters of an account number are ever shown (spaces kept)."""
-    if not iban:
-        return ""
-    keep, out = 4, []
-    for ch in reversed(iban):
-        if ch == " ":
-            out.append(ch)
-        elif keep and ch.isalnum():
-            keep -= 1
-            out.append(ch)
-        else:
-            out.append("*")
-    return "".join(reversed(out))
 
 
 def mask_ibans_in(text: str) -> str:

@@ -9,17 +9,10 @@ from pathlib import Path
 import polars as pl
 
 from detectors.base import SEVERITY_RANK
+from detectors.money import plain
 
 EXCEPTIONS_HEADER = ("run_id", "PERNR", "detector", "category", "severity", "owner", "LGART", "FPPER",
                      "amount", "expected", "WAERS", "score", "explanation")
-
-
-def fmt_amount(cents: int | None) -> str:
-    if cents is None:
-        return ""
-    sign = "-" if cents < 0 else ""
-    c = abs(int(cents))
-    return f"{sign}{c // 100}.{c % 100:02d}"
 
 
 def fmt_score(score: float | None) -> str:
@@ -37,8 +30,8 @@ def exceptions_csv_text(run_id: str, findings: pl.DataFrame) -> str:
     w.writerow(EXCEPTIONS_HEADER)
     for r in rows:
         w.writerow([run_id, r["pernr"], r["detector"], r["category"], r["severity"], r["owner"],
-                    r["wage_type"] or "", r["for_period"] or "", fmt_amount(r["amount_cents"]),
-                    fmt_amount(r["expected_cents"]), r["currency"] or "" if (r["amount_cents"] is not None or r["expected_cents"] is not None) else "",
+                    r["wage_type"] or "", r["for_period"] or "", plain(r["amount_cents"]),
+                    plain(r["expected_cents"]), r["currency"] or "" if (r["amount_cents"] is not None or r["expected_cents"] is not None) else "",
                     fmt_score(r["score"]), r["explanation"]])
     return buf.getvalue()
 

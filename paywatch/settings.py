@@ -5,6 +5,7 @@ home of defaults) and validated with them by `load_settings`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from detectors.config import Key
@@ -48,3 +49,24 @@ def load_settings(path: Path | None = None) -> dict:
     section validated; raises detectors.config.ConfigError with one line naming the file,
     the section and the key."""
     return load_config(path, SECTIONS)
+
+
+@dataclass(frozen=True)
+class KpiTargets:
+    """The KPI's reference lines: staff held at FINAL a month in 2018 and the target, for a
+    payroll of `for_staff` staff (Geneva's ~10,000), from the `[kpi]` section."""
+
+    baseline: float
+    target: float
+    for_staff: int
+
+    def scaled(self, staff: int) -> KpiTargets:
+        """The same lines for a payroll of `staff` staff (a smaller or simulated area)."""
+        f = staff / self.for_staff
+        return KpiTargets(round(self.baseline * f, 1), round(self.target * f, 1), staff)
+
+
+def kpi_targets(cfg: dict | None = None) -> KpiTargets:
+    """`[kpi]` of a loaded configuration (default: the shipped defaults)."""
+    k = (cfg or load_settings(None))["kpi"]
+    return KpiTargets(float(k["baseline_staff_held"]), float(k["target_staff_held"]), int(k["baseline_staff"]))

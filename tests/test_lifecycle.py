@@ -60,8 +60,19 @@ def test_kpi_counts_staff_with_open_holds_at_final(db):
         holds = fetch_one(con, "SELECT count(DISTINCT pernr) FROM current_findings WHERE period = ? AND run_type = 'FINAL' "
                         "AND severity = 'hold'", [period])[0]
         assert n == holds > 0
-    assert kpi["baseline_2018"].unique().to_list() == [295] and kpi["target"].unique().to_list() == [120]
+    assert "baseline_2018" not in kpi.columns  # the reference lines are configuration, not data
     con.close()
+
+
+def test_kpi_reference_lines_come_from_configuration(tmp_path):
+    from paywatch.settings import kpi_targets, load_settings
+
+    shipped = kpi_targets()
+    assert (shipped.baseline, shipped.target, shipped.for_staff) == (295, 120, 10_000)
+    assert shipped.scaled(1_000) == type(shipped)(29.5, 12.0, 1_000)
+    (tmp_path / "paywatch.toml").write_text("[kpi]\nbaseline_staff_held = 200\ntarget_staff_held = 80\n")
+    office = kpi_targets(load_settings(tmp_path / "paywatch.toml"))
+    assert (office.baseline, office.target) == (200, 80)
 
 
 def test_release_takes_staff_out_of_exclusions_and_is_audited(db, tmp_path):

@@ -7,7 +7,8 @@ from __future__ import annotations
 import polars as pl
 
 from detectors import paymodel as pm
-from detectors.rules.pw111_shared_iban import _mask, shared_accounts
+from detectors.privacy import mask_iban
+from detectors.rules.pw111_shared_iban import shared_accounts
 
 
 def shared_across_areas(bank_by_area: dict[str, pl.DataFrame], period: str) -> pl.DataFrame:
@@ -25,7 +26,7 @@ def shared_across_areas(bank_by_area: dict[str, pl.DataFrame], period: str) -> p
     multi = areas.filter(pl.col("payroll_area").n_unique().over("iban") > 1)
     return multi.with_columns(
         pl.col("pernr").str.split(":").list.last().alias("pernr"),
-        pl.col("iban").map_elements(_mask, return_dtype=pl.String).alias("iban_masked"),
+        pl.col("iban").map_elements(mask_iban, return_dtype=pl.String).alias("iban_masked"),
     ).with_columns(
         pl.format("Bank account {} is on file for staff of {} payroll areas in {}.", pl.col("iban_masked"),
                   pl.col("payroll_area").n_unique().over("iban"), pl.lit(period)).alias("explanation"),

@@ -13,13 +13,10 @@ from detectors import paymodel as pm
 from detectors.base import Detector, finding, findings_frame
 from detectors.config import ENABLED, SEVERITY, Params
 from detectors.context import Context
+from detectors.privacy import mask_iban
 
 CODE = "PW111"
 CONFIG = (ENABLED, SEVERITY)
-
-
-def _mask(iban: str) -> str:
-    return "*" * max(len(iban) - 4, 0) + iban[-4:]
 
 
 def shared_accounts(bank: pl.DataFrame, first, last) -> pl.DataFrame:
@@ -39,10 +36,10 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     rows = []
     for r in flagged.iter_rows(named=True):
         others = sorted(set(shared.filter(pl.col("iban") == r["iban"])["pernr"].to_list()) - {r["pernr"]})
-        text = (f"Bank account {_mask(r['iban'])}, on file for this staff member since "
+        text = (f"Bank account {mask_iban(r['iban'])}, on file for this staff member since "
                 f"{r['since']}, is also the account of staff {', '.join(others)}.")
         rows.append(finding(ctx, params, r["pernr"], "shared_iban", text, owner="HR",
-                            evidence={"iban_masked": _mask(r["iban"]), "other_staff": others,
+                            evidence={"iban_masked": mask_iban(r["iban"]), "other_staff": others,
                                       "since": str(r["since"])}))
     return findings_frame(rows)
 

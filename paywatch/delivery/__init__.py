@@ -2,7 +2,6 @@
 written to the outbox first, then sent by SMTP when configured.
 
 - text: report-safe texts (IBANs masked, no formulas), data-quality lines
-- files: owner-only folders and files
 - workbook: the .xlsx (cover sheet, one sheet per category)
 - mail: the HTML / text bodies and the MIME message
 - package: routing the run's exceptions into packages (content hash)
@@ -13,7 +12,7 @@ written to the outbox first, then sent by SMTP when configured.
 The names below are the package's interface; import them from `paywatch.delivery`.
 """
 
-from paywatch.delivery.files import write_private
+from paywatch.paths import write_private
 from paywatch.delivery.mail import DEFAULT_SENDER, TOP_N, html_body, text_body
 from paywatch.delivery.outbox import (
     FAILED_NOTE,

@@ -9,7 +9,8 @@ from email.utils import format_datetime, make_msgid
 
 import polars as pl
 
-from detectors.base import SEVERITY_RANK, money
+from detectors.base import SEVERITY_RANK
+from detectors.money import money
 from paywatch.delivery.text import html_text as _h
 from paywatch.delivery.text import safe_name
 from paywatch.privacy import mask_ibans_in

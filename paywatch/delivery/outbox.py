@@ -31,7 +31,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
-from paywatch.delivery.files import DIR_MODE, private_dir, write_private
+from paywatch.paths import DIR_MODE, private_dir, write_private
 from paywatch.delivery.mail import DEFAULT_SENDER
 from paywatch.delivery.package import FORMAT_VERSION, Package
 from paywatch.delivery.smtp import SmtpSettings, send_all

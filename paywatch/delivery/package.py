@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from detectors.base import FINDING_SCHEMA, SEVERITY_RANK
-from paywatch.delivery.files import private_dir, write_private
+from paywatch.paths import private_dir, write_private
 from paywatch.delivery.mail import DEFAULT_SENDER, TOP_N, build_message, html_body, text_body
 from paywatch.delivery.text import safe_name
 from paywatch.delivery.workbook import SHEET_COLUMNS, workbook_bytes

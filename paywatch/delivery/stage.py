@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from paywatch.delivery.files import private_dir
+from paywatch.paths import private_dir
 from paywatch.delivery.outbox import DeliveryOutcome, DeliveryReport, deliver, record_outcomes, write_failure_note
 from paywatch.delivery.package import build_packages
 from paywatch.delivery.smtp import SmtpConfigError, smtp_settings_from_env

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import polars as pl
 
+from paywatch.paths import make_private_dir
 from paywatch.dq import catalog
 from paywatch.dq.frames import RunFrames
 
@@ -85,7 +86,7 @@ def context(project: Path):
             return ctx
         except ImportError:  # pragma: no cover - GX internals moved
             pass
-    project.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dir(project)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         ctx = gx.get_context(mode="file", project_root_dir=str(project))

@@ -8,7 +8,8 @@ import duckdb
 import polars as pl
 
 from detectors import paymodel as pm
-from paywatch.investigate.frames import _md, _money, _record_on, _ref, _wage_type_order, age_on
+from detectors.money import decimal_columns
+from paywatch.investigate.frames import _md, _record_on, _ref, _wage_type_order, age_on
 from paywatch.privacy import mask_iban, mask_ibans_in
 from paywatch.warehouse import analysis as wh
 from paywatch.warehouse import queries as q
@@ -86,7 +87,7 @@ def staff_exceptions(con: duckdb.DuckDBPyConnection, run_id: str, pernr: str) ->
     latest decision (findings_decided). Grain: one row per finding, holds first."""
     f = wh.staff_findings(con, run_id, pernr)
     f = f.with_columns(pl.col("explanation").map_elements(mask_ibans_in, return_dtype=pl.String))
-    f = _money(f, {"amount_cents": "amount", "expected_cents": "expected", "difference_cents": "difference"})
+    f = decimal_columns(f, {"amount_cents": "amount", "expected_cents": "expected", "difference_cents": "difference"})
     return f.select("finding_id", "detector", "category", "severity", "owner", "wage_type", "for_period", "amount",
                     "expected", "difference", "currency", "explanation", "first_seen_run", "decision", "decided_by",
                     "decision_reason", "decided_at")
@@ -159,7 +160,7 @@ def peers_typical(con: duckdb.DuckDBPyConnection, run_id: str, pernr: str, min_e
         pl.coalesce("currency", "peers_currency").alias("currency"),
         pl.lit(peers.height, dtype=pl.Int64).alias("peers"), pl.lit(group).alias("peer_group"),
     ).join(wh.wage_type_texts(con).select("wage_type", "wage_type_text"), on="wage_type", how="left")
-    f = _money(f, {"this_staff_cents": "this_staff", "peers_median_cents": "peers_median",
+    f = decimal_columns(f, {"this_staff_cents": "this_staff", "peers_median_cents": "peers_median",
                    "peers_p25_cents": "peers_p25", "peers_p75_cents": "peers_p75"})
     return _wage_type_order(f).select("wage_type", "wage_type_text", "this_staff", "peers_median", "peers_p25",
                                       "peers_p75", "peers_with_line", "peers", "currency", "peer_group")

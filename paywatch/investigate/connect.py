@@ -12,7 +12,7 @@ import os
 import duckdb
 import polars as pl
 
-from paywatch.warehouse.db import open_warehouse
+from paywatch.warehouse.resource import Warehouse
 
 
 class WarehouseInUse(RuntimeError):
@@ -23,7 +23,7 @@ def open_readonly(db: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     """A read-only connection (fails plainly while another process writes the warehouse).
     The notebook keeps it across cells and closes it itself, hence not `Warehouse.reader()`."""
     try:
-        return open_warehouse(db, read_only=True)
+        return Warehouse.at(db).read_only_connection()
     except duckdb.IOException as e:
         raise WarehouseInUse(f"cannot read {db} now: another process is writing it (a verify or a decision); "
                              f"try again when it has finished ({e})") from e

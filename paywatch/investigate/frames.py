@@ -4,7 +4,6 @@ master data and reference tables as carried by a run, the record valid on a day.
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 
 import polars as pl
 
@@ -13,18 +12,6 @@ from paywatch.warehouse import queries as q
 MASTER = ("actions", "assignments", "basic_pay", "bank_details", "family")
 REFERENCE = ("pay_scale", "post_adjustment", "rates")
 TOTALS = ("/101", "/550", "/560")
-
-
-def _money(frame: pl.DataFrame, columns: dict[str, str]) -> pl.DataFrame:
-    """Integer-cent columns as exact Decimal(38, 2) currency amounts ({cents column: name})."""
-    hundred = pl.lit(100).cast(pl.Decimal(38, 0))
-    return frame.with_columns(
-        *[(pl.col(c).cast(pl.Decimal(38, 2)) / hundred).cast(pl.Decimal(38, 2)).alias(n) for c, n in columns.items()]
-    ).drop([c for c, n in columns.items() if c != n])
-
-
-def _cents_to_decimal(cents: int | None) -> Decimal | None:
-    return None if cents is None else Decimal(int(cents)).scaleb(-2)
 
 
 def _wage_type_order(frame: pl.DataFrame, *more: str) -> pl.DataFrame:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+from paywatch.settings import KpiTargets, kpi_targets
 from paywatch import lifecycle as lc
 from paywatch.warehouse import analysis as wh
 
@@ -20,17 +21,20 @@ def staff_paid_at_last_final(con: duckdb.DuckDBPyConnection, payroll_area: str |
     return wh.staff_paid_at_last_final(con, payroll_area)
 
 
-def kpi_figure(con: duckdb.DuckDBPyConnection, payroll_area: str | None = None, baseline: float = 295,
-               target: float = 120, scale_from_staff: int | None = None):
+def kpi_figure(con: duckdb.DuckDBPyConnection, payroll_area: str | None = None,
+               targets: KpiTargets | None = None, scale_from_staff: int | None = None):
     """Monthly staff excluded at FINAL and their 12-month average per payroll area, against
     the 2018 average and the target (as lifecycle.kpi_chart, as a Figure).
 
-    The baseline and target are counts for the whole Geneva payroll. `scale_from_staff`
+    The baseline and target (`targets`, default the `[kpi]` configuration) are counts for
+    the whole Geneva payroll. `scale_from_staff`
     (that payroll's size, an estimate) scales both lines to the number of staff paid at
     this warehouse's latest FINAL, for a smaller (simulated) area; the labels say so."""
     import matplotlib.pyplot as plt
 
     k = kpi_frame(con, payroll_area)
+    lines = targets or kpi_targets()
+    baseline, target = lines.baseline, lines.target
     note = ""
     if scale_from_staff:
         staff = staff_paid_at_last_final(con, payroll_area)

@@ -9,7 +9,8 @@ import duckdb
 import polars as pl
 
 from detectors import paymodel as pm
-from paywatch.investigate.frames import _cents_to_decimal, _lines, _md, _money, _ref, _wage_type_order
+from detectors.money import decimal as cents_decimal, decimal_columns
+from paywatch.investigate.frames import _lines, _md, _ref, _wage_type_order
 from paywatch.warehouse import analysis as wh
 from paywatch.warehouse import queries as q
 
@@ -30,7 +31,7 @@ def pay_history(con: duckdb.DuckDBPyConnection, pernr: str, payroll_area: str | 
     """Current-month lines of every FINAL run (what was paid each month). Grain: one row per
     period and wage type (amounts summed should a wage type be written twice)."""
     f = wh.final_pay_by_period(con, pernr, payroll_area).join(wh.wage_type_texts(con), on="wage_type", how="left")
-    f = _money(f, {"amount_cents": "amount"})
+    f = decimal_columns(f, {"amount_cents": "amount"})
     return _wage_type_order(f, "period").sort("period", maintain_order=True).select(
         "period", "run_id", "wage_type", "wage_type_text", "wage_class", "amount", "currency", "lines")
 
@@ -97,7 +98,7 @@ def compare_with_previous_final(con: duckdb.DuckDBPyConnection, run_id: str, per
         pl.coalesce("currency_this_run", "currency_previous_final").alias("currency"),
         pl.lit(prev_id, dtype=pl.String).alias("previous_final_run"),
     ).join(wh.wage_type_texts(con).select("wage_type", "wage_type_text"), on="wage_type", how="left")
-    f = _money(f, {"this_run": "this_run", "previous_final": "previous_final", "difference": "difference"})
+    f = decimal_columns(f, {"this_run": "this_run", "previous_final": "previous_final", "difference": "difference"})
     return _wage_type_order(f, "line").select(
         "wage_type", "wage_type_text", "line", "for_period_this_run", "this_run", "for_period_previous_final",
         "previous_final", "difference", "currency", "previous_final_run")
@@ -123,9 +124,9 @@ def _inputs(wt: str, r: dict, written: dict[str, int], hours: Fraction | None) -
         return "not active in the month (f = 0): no lines expected"
     f = f"{r['active_days']}/{r['days_in_month']}"
     pct = f"{r['employment_pct']}/100"
-    net, pr = _cents_to_decimal(r.get("annual_net_cents")), _cents_to_decimal(r.get("annual_pr_cents"))
+    net, pr = cents_decimal(r.get("annual_net_cents")), cents_decimal(r.get("annual_pr_cents"))
     base = written.get(pm.WT_BASE)
-    base_s = f"{_cents_to_decimal(base)} (as written)" if base is not None else "model 1000"
+    base_s = f"{cents_decimal(base)} (as written)" if base is not None else "model 1000"
     if wt == pm.WT_BASE:
         return f"ANNUAL_NET {net} ({r['grade']} step {r['step']}) / 12 × {pct} × f {f}"
     if wt == pm.WT_POST_ADJ:
@@ -144,7 +145,7 @@ def _inputs(wt: str, r: dict, written: dict[str, int], hours: Fraction | None) -
         return f"−ANNUAL_PR {pr} / 12 × {pct} × f {f} × {_fmt(_frac(r['pension_num'], r['pension_den']))}"
     if wt == pm.WT_HEALTH:
         post = written.get(pm.WT_POST_ADJ)
-        post_s = f"{_cents_to_decimal(post)} (as written)" if post is not None else "model 1010"
+        post_s = f"{cents_decimal(post)} (as written)" if post is not None else "model 1010"
         return f"−({base_s} + {post_s}) × {_fmt(_frac(r['health_num'], r['health_den']))}"
     return ""
 
@@ -185,7 +186,7 @@ def compare_with_pay_model(con: duckdb.DuckDBPyConnection, run_id: str, pernr: s
         .alias("with_these_numbers"),
         pl.lit(period).alias("for_period"),
     ).join(wh.wage_type_texts(con).select("wage_type", "wage_type_text"), on="wage_type", how="left")
-    f = _money(f, {"written_cents": "written", "expected_cents": "expected", "difference_cents": "difference"})
+    f = decimal_columns(f, {"written_cents": "written", "expected_cents": "expected", "difference_cents": "difference"})
     return f.sort("wage_type").select("wage_type", "wage_type_text", "for_period", "written", "expected",
                                       "difference", "currency", "lines", "rule", "with_these_numbers")
 

@@ -9,7 +9,7 @@ import duckdb
 import polars as pl
 
 from paywatch.warehouse.fetch import fetch_one, fetch_value
-from paywatch.warehouse.queries import _frame
+from paywatch.warehouse.queries import query_frame
 
 # A finding whose hold no reviewer has lifted (findings_decided carries the latest decision).
 OPEN_HOLD = "severity = 'hold' AND coalesce(decision, '') NOT IN ('release', 'false_positive', 'expected')"
@@ -26,13 +26,13 @@ def runs_present(con: duckdb.DuckDBPyConnection) -> tuple[set[str], set[str]]:
 
 def wage_type_texts(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Latest text and class of every wage type. Grain: one row per wage type."""
-    return _frame(con, "SELECT wage_type, arg_max(wage_type_text, record_key) AS wage_type_text, "
+    return query_frame(con, "SELECT wage_type, arg_max(wage_type_text, record_key) AS wage_type_text, "
                        "arg_max(wage_class, record_key) AS wage_class FROM stg_wage_types GROUP BY wage_type")
 
 
 def runs_overview(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Current runs in order with their exceptions and staff on hold. Grain: one row per run."""
-    return _frame(con, f"""
+    return query_frame(con, f"""
         SELECT r.run_id, r.payroll_area, r.period, r.run_type, r.pay_date,
                count(f.finding_id) AS exceptions, count(DISTINCT f.pernr) AS staff_with_exceptions,
                count(DISTINCT f.pernr) FILTER ({OPEN_HOLD}) AS staff_on_hold
@@ -44,7 +44,7 @@ def runs_overview(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 
 def staff_with_exceptions(con: duckdb.DuckDBPyConnection, run_id: str) -> pl.DataFrame:
     """Staff of a run with exceptions, open holds first. Grain: one row per staff member."""
-    return _frame(con, f"""
+    return query_frame(con, f"""
         SELECT pernr, count(*) FILTER ({OPEN_HOLD}) AS open_holds, count(*) AS exceptions,
                list(DISTINCT detector ORDER BY detector) AS detectors,
                list(DISTINCT category ORDER BY category) AS categories
@@ -66,7 +66,7 @@ def latest_run_to_investigate(con: duckdb.DuckDBPyConnection) -> str | None:
 def staff_findings(con: duckdb.DuckDBPyConnection, run_id: str, pernr: str) -> pl.DataFrame:
     """The staff member's findings in the run with the latest decision, amounts in cents.
     Grain: one row per finding, holds first."""
-    return _frame(con, """
+    return query_frame(con, """
         SELECT finding_id, detector, category, severity, owner, wage_type, for_period, amount_cents,
                expected_cents, amount_cents - expected_cents AS difference_cents, currency, explanation,
                first_seen_run, decision, decided_by, decision_reason, decided_at
@@ -79,7 +79,7 @@ def final_pay_by_period(con: duckdb.DuckDBPyConnection, pernr: str, payroll_area
     """Current-month lines of every current FINAL run, in cents. Grain: one row per period
     and wage type (amounts summed should a wage type be written twice)."""
     area = "AND r.payroll_area = ?" if payroll_area else ""
-    return _frame(con, f"""
+    return query_frame(con, f"""
         SELECT r.period, any_value(p.run_id) AS run_id, p.wage_type, sum(p.amount_cents) AS amount_cents,
                CASE WHEN count(DISTINCT p.currency) = 1 THEN min(p.currency) END AS currency, count(*) AS lines
         FROM mart_pay_lines p JOIN runs r ON r.run_id = p.run_id AND r.version = p.run_version AND r.is_current
@@ -97,7 +97,7 @@ def decisions_on_staff(con: duckdb.DuckDBPyConnection, pernr: str, run_id: str |
     where, params = "pernr = ?", [pernr]
     if run_id is not None:
         where, params = where + " AND run_id = ?", params + [run_id]
-    return _frame(con, "SELECT decision_id, decided_at, actor, action, reason, assignee, expires_on, run_id, "
+    return query_frame(con, "SELECT decision_id, decided_at, actor, action, reason, assignee, expires_on, run_id, "
                        f"finding_id, detector, category, wage_type, for_period FROM decisions WHERE {where} "
                        "ORDER BY decided_at DESC, decision_id DESC", params)
 

@@ -21,12 +21,11 @@ from typing import Self
 
 import duckdb
 
+from paywatch.paths import DIR_MODE, FILE_MODE, make_private_dir, owner_only_umask, secure_file  # noqa: F401 (re-exported)
 from paywatch.warehouse import schema
 from paywatch.warehouse.fetch import fetch_one, fetch_value
 from paywatch.warehouse.views import ensure_views
 
-FILE_MODE = 0o600
-DIR_MODE = 0o700
 # DuckDB's cap (buffer pool + operators; beyond it DuckDB spills to `<db>.tmp/`). Python's
 # frames come on top of it, so a whole verify's peak is this plus the run held in polars.
 DEFAULT_MEMORY_LIMIT = "4GB"
@@ -47,29 +46,6 @@ class WarehouseBusy(RuntimeError):
 def utc_now() -> datetime:
     """Naive UTC timestamp: the warehouse stores TIMESTAMP columns in UTC."""
     return datetime.now(UTC).replace(tzinfo=None)
-
-
-@contextlib.contextmanager
-def owner_only_umask() -> Iterator[None]:
-    """Files and folders created inside (by us or by DuckDB: WAL, spill files) are private."""
-    old = os.umask(0o077)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
-def make_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) if missing; the folders we create are 0700."""
-    path = Path(path)
-    with owner_only_umask():
-        path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def secure_file(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.chmod(path, FILE_MODE)
 
 
 def open_warehouse(

@@ -14,7 +14,7 @@ import polars as pl
 
 from paywatch.faults import checkpoint
 from paywatch.warehouse.db import fetch_value, transaction
-from paywatch.warehouse.queries import _frame
+from paywatch.warehouse.queries import query_frame
 
 FINDING_COLUMNS = ("finding_id", "run_id", "run_version", "pernr", "detector", "category", "severity", "owner",
                    "wage_type", "for_period", "amount_cents", "expected_cents", "currency", "score", "explanation",
@@ -28,7 +28,7 @@ def first_seen(con: duckdb.DuckDBPyConnection, earlier_runs: list[str], cfg_vers
     schema = {"_key": pl.String, "first_seen_run": pl.String}
     if not earlier_runs:
         return pl.DataFrame(schema=schema)
-    df = _frame(
+    df = query_frame(
         con,
         "SELECT concat_ws('|', coalesce(pernr,''), detector, coalesce(wage_type,''), coalesce(for_period,'')) AS _key, "
         "first_seen_run FROM findings WHERE NOT superseded AND config_version = ? "
@@ -76,9 +76,9 @@ def stored_verification(con, run_id: str, run_version: int, cfg_version: str):
                               "AND config_version = ?", [run_id, run_version, cfg_version])
     if status is None:
         return None
-    findings = _frame(con, f"SELECT {', '.join(FINDING_COLUMNS)} FROM findings WHERE run_id = ? AND run_version = ? "
+    findings = query_frame(con, f"SELECT {', '.join(FINDING_COLUMNS)} FROM findings WHERE run_id = ? AND run_version = ? "
                            "AND config_version = ?", [run_id, run_version, cfg_version])
-    checks = _frame(con, "SELECT check_name AS name, severity, success, observed, unexpected_count, staff_affected, "
+    checks = query_frame(con, "SELECT check_name AS name, severity, success, observed, unexpected_count, staff_affected, "
                          "sample, detail, engine FROM dq_results WHERE run_id = ? AND run_version = ? "
                          "AND coalesce(config_version, ?) = ? ORDER BY check_name",
                     [run_id, run_version, cfg_version, cfg_version])

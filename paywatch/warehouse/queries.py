@@ -29,10 +29,6 @@ def query_frame(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> pl.Dat
     return con.sql(sql, params=params).pl()
 
 
-# Old private name, still imported by code being moved into warehouse/ on other branches;
-# the integrator removes it once nothing uses it.
-_frame = query_frame
-
 
 def current_version(con: duckdb.DuckDBPyConnection, run_id: str) -> int | None:
     """Version number of the run's current version (None: run not loaded)."""

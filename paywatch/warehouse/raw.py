@@ -18,7 +18,8 @@ from pathlib import Path
 from paywatch.extract.model import ExtractError
 from paywatch.extract.schema import FILE_NAMES
 from paywatch.privacy import mask_ibans_in
-from paywatch.warehouse.db import FILE_MODE, make_private_dir, utc_now
+from paywatch.paths import DIR_MODE, FILE_MODE, make_private_dir
+from paywatch.warehouse.db import utc_now
 
 MANIFEST = "manifest.json"
 CONTRACT_NAMES = (MANIFEST, *FILE_NAMES)
@@ -151,7 +152,7 @@ def copy_to_quarantine(
     target, n = quarantine_dir / base, 1
     while True:
         try:
-            os.mkdir(target, 0o700)
+            os.mkdir(target, DIR_MODE)
             break
         except FileExistsError:
             n += 1

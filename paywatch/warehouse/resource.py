@@ -73,13 +73,18 @@ class Warehouse:
             finally:
                 con.close()
 
-    @contextlib.contextmanager
-    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A read-only connection (the file must exist: else `WarehouseMissing`), closed on exit."""
+    def read_only_connection(self) -> duckdb.DuckDBPyConnection:
+        """A read-only connection the caller keeps and closes (a notebook across cells); the
+        file must exist, else `WarehouseMissing`."""
         # DuckDB's own error (IOException) says what is missing, not what to do about it
         if not self.exists:
             raise WarehouseMissing(f"no warehouse at {self.db}: verify a run into it first (paywatch verify)")
-        con = open_warehouse(self.db, read_only=True)
+        return open_warehouse(self.db, read_only=True)
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only connection (the file must exist: else `WarehouseMissing`), closed on exit."""
+        con = self.read_only_connection()
         try:
             yield con
         finally:

@@ -82,16 +82,15 @@ FROM findings_decided
 WHERE run_type = 'FINAL' AND severity = 'hold'
   AND coalesce(decision, '') NOT IN ('release', 'false_positive', 'expected')
 GROUP BY ALL""",
-    # grain: one row per payroll area and month: staff excluded at FINAL, the 12-month
-    # average, the 2018 baseline and the target
+    # grain: one row per payroll area and month: staff excluded at FINAL and the 12-month
+    # average (the baseline and target lines are configuration: paywatch.settings.kpi_targets)
     "kpi_monthly": """
 WITH finals AS (SELECT DISTINCT payroll_area, period FROM runs WHERE is_current AND run_type = 'FINAL'),
 n AS (SELECT f.payroll_area, f.period, count(e.pernr) AS excluded_staff
       FROM finals f LEFT JOIN exclusions e USING (payroll_area, period) GROUP BY ALL)
 SELECT payroll_area, period, excluded_staff,
        avg(excluded_staff) OVER (PARTITION BY payroll_area ORDER BY period ROWS BETWEEN 11 PRECEDING AND CURRENT ROW)
-           AS avg_12m,
-       295 AS baseline_2018, 120 AS target
+           AS avg_12m
 FROM n ORDER BY payroll_area, period""",
 }
 

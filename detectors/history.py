@@ -13,7 +13,7 @@ import polars as pl
 from detectors import paymodel as pm
 
 PAY_INFOTYPES = ("actions", "assignments", "basic_pay", "family")
-OPAQUE = ["action_reason", "cost_centre"]  # MASSG, KOSTL: never interpreted (DESIGN.md)
+OPAQUE = ["action_reason", "cost_centre"]  # MASSG, KOSTL: never interpreted (docs/design.md)
 LOOKBACK_MONTHS = 12
 
 

@@ -17,7 +17,7 @@ def money(cents: int | None, currency: str | None = "") -> str:
 
 
 def plain(cents: int | None) -> str:
-    """Amount for CSV files (cli-contract.md): 1234.56, no grouping; "" when there is none."""
+    """Amount for CSV files (docs/cli-contract.md): 1234.56, no grouping; "" when there is none."""
     if cents is None:
         return ""
     sign = "-" if cents < 0 else ""

@@ -1,4 +1,4 @@
-"""The pay model of extract-format.md 1.0, exact, in two equivalent forms.
+"""The pay model of docs/extract-format.md 1.0, exact, in two equivalent forms.
 
 * `compute_lines` — scalar reference with `fractions.Fraction` (one staff-month), used by
   property tests and small callers.
@@ -232,7 +232,7 @@ def _rate_on(table: pl.DataFrame, key_col: str, value_col: str, day: date) -> di
 
 
 def reference_for_period(ref: dict[str, pl.DataFrame], period: str) -> dict:
-    """Reference values read on the first day of the period (extract-format.md).
+    """Reference values read on the first day of the period (docs/extract-format.md).
 
     `ref` holds staging frames `pay_scale`, `post_adjustment`, `rates`. Returns a dict with
     `scale` (frame grade, step, annual_net_cents, annual_pr_cents), `multipliers`

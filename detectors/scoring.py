@@ -1,5 +1,5 @@
 """One score calibration for every detector, so that scores compare and rank across rules
-and models (DESIGN.md: finding row).
+and models (docs/design.md: finding row).
 
 - A rule that is certain — the amount is provably wrong: recomputed exactly, written twice,
   not allowed in the run — scores `CERTAIN` (1.0).

@@ -1,6 +1,6 @@
 """`paywatch` — the command line payroll staff, schedulers and other programs use.
 
-Commands keep the contract of cli-contract.md (verify, simulate); others are added freely.
+Commands keep the contract of docs/cli-contract.md (verify, simulate); others are added freely.
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ def _warehouse(db: Optional[Path]):
 @contextmanager
 def _missing_warehouse_exits() -> Iterator[None]:
     """A reading command on a warehouse not created yet: one line and exit 1, no traceback
-    (cli-contract 1.1: exit 1 when Paywatch cannot work)."""
+    (docs/cli-contract.md 1.1: exit 1 when Paywatch cannot work)."""
     from paywatch.warehouse.resource import WarehouseMissing
 
     try:

@@ -221,7 +221,7 @@ RUN_INPUTS = ("folder", "warehouse", "paths", "config", "config_version", "repor
 
 def verify_run(folder: Path, db: Path | None = None, out: Path | None = None,
                wait_seconds: float = 600.0, runner=stages.run) -> VerifyResult:
-    """Process one run folder end to end (cli-contract.md `paywatch verify`), walking STAGES
+    """Process one run folder end to end (docs/cli-contract.md `paywatch verify`), walking STAGES
     in order through `runner(stage, *args)`."""
     wh = Warehouse.at(db)
     paths = wh.paths

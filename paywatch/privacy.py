@@ -24,7 +24,7 @@ IBAN_RE = re.compile(rf"{_SPACED}|{_COMPACT}")
 # text or not, spaces ignored.
 _IBAN_INSIDE_RE = re.compile(rf"[A-Za-z]{{2}}{_N}{{2}}{_A}{{11}}")
 
-# Columns whose values never appear in a message, masked or not (extract-format.md PA0009).
+# Columns whose values never appear in a message, masked or not (docs/extract-format.md PA0009).
 BANK_COLUMNS = {"PA0009.csv": frozenset({"IBAN", "BANKS"})}
 WITHHELD = "(value withheld)"
 

@@ -1,4 +1,4 @@
-"""Reports of one run: exceptions.csv (cli-contract.md) and a human-readable summary."""
+"""Reports of one run: exceptions.csv (docs/cli-contract.md) and a human-readable summary."""
 
 from __future__ import annotations
 

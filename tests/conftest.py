@@ -1,4 +1,4 @@
-"""Test settings that must be in place before Prefect is imported (stack-notes.md)."""
+"""Test settings that must be in place before Prefect is imported (docs/stack-notes.md)."""
 
 from __future__ import annotations
 

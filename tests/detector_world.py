@@ -23,8 +23,8 @@ enough staff-runs for the models (PW202 needs 200). Peers' overtime hours repeat
 months, so March equals December.
 
 Reference tables: T510 rows for the grades used (valid from 2024), post adjustment GVA 80.4
-until 31 December 2024 and 81.7 from 1 January 2025, the rates of extract-format.md
-(CHILD_ANNUAL_CHF 4200), and T512W with the catalogue of extract-format.md.
+until 31 December 2024 and 81.7 from 1 January 2025, the rates of docs/extract-format.md
+(CHILD_ANNUAL_CHF 4200), and T512W with the catalogue of docs/extract-format.md.
 
 Case vocabulary (keys of one `[[case]]` table; every modification takes one inline table or a
 list of them; `pernr` may be an alias; dates `YYYYMMDD`; amounts `"123.45"` in the pay currency):
@@ -122,7 +122,7 @@ MULTIPLIERS = (("GVA", date(2024, 1, 1), date(2024, 12, 31), "80.4"),
                ("GVA", date(2025, 1, 1), OPEN, "81.7"))
 RATES = {"PENSION_STAFF_RATE": "0.079", "SPOUSE_RATE": "0.06", "CHILD_ANNUAL_USD": "3150.00",
          "CHILD_ANNUAL_CHF": "4200.00", "CHILD_AGE_LIMIT": "18", "HEALTH_RATE": "0.04"}
-WAGE_TYPES = (  # LGART, LGTXT, CLASS, RUN_TYPES, OWNER (extract-format.md)
+WAGE_TYPES = (  # LGART, LGTXT, CLASS, RUN_TYPES, OWNER (docs/extract-format.md)
     ("1000", "Net base salary", "EARNING", "REGULAR", "HR"),
     ("1010", "Post adjustment", "EARNING", "REGULAR", "HR"),
     ("1100", "Spouse allowance", "EARNING", "REGULAR", "HR"),

@@ -1,7 +1,7 @@
 """Small valid run folders for tests: write_run() writes all ten CSVs and a correct manifest,
 so a test can corrupt exactly one thing.
 
-The defaults follow extract-format.md: staff 10000001 is worked example 1 (P-3, Geneva,
+The defaults follow docs/extract-format.md: staff 10000001 is worked example 1 (P-3, Geneva,
 dependent spouse and two children), staff 10000002 a part-time G with overtime.
 """
 

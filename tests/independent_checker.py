@@ -1,14 +1,14 @@
-"""Independent line-by-line checker of simulated extracts (extract-format.md 1.0).
+"""Independent line-by-line checker of simulated extracts (docs/extract-format.md 1.0).
 
 A second, deliberately simple implementation of the pay model, written straight from the
-contract text (/work/shared/extract-format.md: "The pay model", "Retroactive lines",
+contract text (docs/extract-format.md: "The pay model", "Retroactive lines",
 "Payroll results", "Off-cycle runs") so that a bug in the real pay model (``detectors``) or
 in the simulator (``paywatch``) cannot hide itself.  It imports neither: only the standard
 library.  Clarity beats speed; all arithmetic is exact (``fractions.Fraction``), rounded once
 per line, half away from zero, to cents.
 
 Entry point: ``check_simulation(out_dir)`` reads ``runs.txt`` and ``truth.csv`` written by
-``paywatch simulate`` (cli-contract.md) and checks, run by run in the order of ``runs.txt``,
+``paywatch simulate`` (docs/cli-contract.md) and checks, run by run in the order of ``runs.txt``,
 every staff member that ``truth.csv`` does NOT list for that run ("clean" staff):
 
 1. Current-month lines (FPPER = INPER) of regular runs: 1000, 1010, 1100, 1110, 1400, 3000,

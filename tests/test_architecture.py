@@ -1,4 +1,4 @@
-"""The warehouse is reached one way (DESIGN.md, issue #12): SQL is written only inside
+"""The warehouse is reached one way (docs/design.md, issue #12): SQL is written only inside
 paywatch/warehouse/, and only paywatch/warehouse/ opens or locks the DuckDB file — everyone
 else is handed a `Warehouse` (paths, `writer(wait)`, `reader()`) or a connection."""
 

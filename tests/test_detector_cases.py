@@ -35,7 +35,7 @@ KNOWN_BUGS: dict[str, str] = {}
 # Cases whose findings' explanations have two sentences (checked apart from the categories).
 _TWO_SENTENCES = ("PW101 _finding (detectors/rules/pw101_paymodel.py) appends a second sentence for "
                   "pay_after_separation, paid_during_slwop, part_time_ignored and child_over_age_limit; "
-                  "cli-contract.md asks for one sentence")
+                  "docs/cli-contract.md asks for one sentence")
 KNOWN_TWO_SENTENCES: set[str] = set()
 
 

@@ -110,7 +110,6 @@ def _tracked_text_files() -> list[Path]:
     return files
 
 
-@pytest.mark.xfail(strict=False, reason="citations are being moved to docs/ by the integrator")
 def test_no_tracked_file_points_outside_the_repository():
     needles = ["".join(parts) for parts in OUTSIDE]
     hits = []

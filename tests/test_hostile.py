@@ -23,7 +23,7 @@ from paywatch.privacy import IBAN_RE, mask_iban, mask_ibans_in
 from paywatch.warehouse.load import quarantine
 from test_verify_cli import MESSAGE_RE, describe, query, verify
 
-# The contract's patterns (extract-format.md "manifest.json", revised December 2026), written
+# The contract's patterns (docs/extract-format.md "manifest.json", revised December 2026), written
 # out again here rather than imported: the test must not share the reader's mistakes.
 CONTRACT_RUN_ID = re.compile(r"(?!\.)[A-Za-z0-9._-]{1,64}")
 CONTRACT_AREA = re.compile(r"[A-Z0-9]{1,8}")

@@ -1,6 +1,6 @@
 """Tests of the independent checker (tests/independent_checker.py).
 
-The worked examples of extract-format.md pin the pure helpers; small run folders written by
+The worked examples of docs/extract-format.md pin the pure helpers; small run folders written by
 hand from the contract (no simulator, no pay model) pin the line-by-line checks.  Every
 amount below was worked out from the contract's formulas; the arithmetic is in the comments.
 """

@@ -87,7 +87,7 @@ def test_release_takes_staff_out_of_exclusions_and_is_audited(db, tmp_path):
     assert after == before - 1
     assert fetch_one(con, "SELECT count(*) FROM decisions")[0] == holds
     con.close()
-    # the report of the same run now shows the decision (cli-contract: a decision may change triage)
+    # the report of the same run now shows the decision (docs/cli-contract.md: a decision may change triage)
     res = verify_run(SAMPLE / f[2], db=db, out=tmp_path / "again")
     row = res.findings.filter(pl.col("finding_id") == f[0]).row(0, named=True)
     assert row["severity"] == "info" and "Released by a.reviewer" in row["explanation"]

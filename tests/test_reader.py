@@ -281,7 +281,7 @@ def test_bad_manifest_fields(tmp_path, overrides, word):
     ],
 )
 def test_unsafe_manifest_names(tmp_path, overrides, key):
-    # both name folders and files downstream (extract-format.md, revised December 2026)
+    # both name folders and files downstream (docs/extract-format.md, revised December 2026)
     err = fails(write_run(tmp_path, manifest_overrides=overrides))
     assert where(err) == ("manifest.json", None, key)
     assert err.reason.startswith(f"{key} ")

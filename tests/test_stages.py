@@ -14,7 +14,7 @@ from paywatch.stages import Retry, Stage
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data_samples" / "gv-300"
-# DESIGN.md "Stages": read ▸ load ▸ validate ▸ detect ▸ group into cases ▸ store ▸ write reports ▸ send mail
+# docs/design.md "Stages": read ▸ load ▸ validate ▸ detect ▸ group into cases ▸ store ▸ write reports ▸ send mail
 CONTRACT = ("read", "load", "prepare", "validate", "detect", "triage", "store", "write_reports", "send_mail")
 
 

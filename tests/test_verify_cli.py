@@ -1,4 +1,4 @@
-"""End-to-end tests of `paywatch verify` (cli-contract.md) run as a real subprocess.
+"""End-to-end tests of `paywatch verify` (docs/cli-contract.md) run as a real subprocess.
 
 The first nine runs of the committed sample data_samples/gv-300 (through GV-202601-FINAL,
 two months of history) are verified once per module, in runs.txt order, into a temporary
@@ -639,7 +639,7 @@ def bad_known_run_other_period(folder: Path):
         r[i] = "202602"
     write_csv(folder / "RT.csv", header, rows)
     fix_manifest(folder, period="202602", pay_date="20260225")
-    # The run_id is the manifest's: no CSV row. cli-contract says '-'; the warehouse names
+    # The run_id is the manifest's: no CSV row. docs/cli-contract.md says '-'; the warehouse names
     # the manifest key run_id (tests/test_warehouse.py) — either is accepted here.
     return "manifest.json", "-", {"-", "run_id"}
 
@@ -897,7 +897,7 @@ def job_opaque_changed(sample: Sample, d: Path) -> dict:
 
 
 def test_opaque_fields_changed_since_history_change_no_finding(jobs, new_run_plain):
-    """SEQNR, MASSG and KOSTL have no meaning (DESIGN.md): a run whose values of them all
+    """SEQNR, MASSG and KOSTL have no meaning (docs/design.md): a run whose values of them all
     differ from those of its history (a reason code or cost centre corrected in place on
     every record) has exactly the findings of the run as delivered."""
     r = jobs["opaque"].result()

@@ -1,7 +1,7 @@
 """PW101 pay_model — every deterministic wage type recomputed exactly by the pay model.
 
 Compares each current-month line of 1000, 1010, 1100, 1110, 1400, 3000, 3100 with the
-amount extract-format.md prescribes (exact, any difference counts), and flags expected
+amount docs/extract-format.md prescribes (exact, any difference counts), and flags expected
 lines that are missing. The category names the likely cause: the amount the run paid is
 matched against what it would be had the payroll ignored an absence or the part-time
 percentage; otherwise the wage type says what is off (scale, multiplier, dependants, ...).

@@ -1,7 +1,7 @@
 """PW102 totals — /101, /550 and /560 each written once and consistent with the lines.
 
 /101 = sum of EARNING lines (current and retroactive), /550 = /101 (as written) + the
-DEDUCTION lines, /560 = /550 (as written) — extract-format.md. Classes come from T512W,
+DEDUCTION lines, /560 = /550 (as written) — docs/extract-format.md. Classes come from T512W,
 never from signs.
 """
 

@@ -1,7 +1,7 @@
 """PW110 grade_change_without_action — a grade or step change with no personnel action.
 
 Promotions (02) and step increments (03) take effect on the first day of a month with the
-matching PA0000 action on the same day (extract-format.md). A PA0008 record whose grade or
+matching PA0000 action on the same day (docs/extract-format.md). A PA0008 record whose grade or
 step differs from the record before it, effective within the look-back window, must have
 an action 01, 02, 03 or 04 starting the same day.
 """

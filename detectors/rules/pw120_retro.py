@@ -1,4 +1,4 @@
-"""PW120 retro — retroactive lines recomputed from history (extract-format.md).
+"""PW120 retro — retroactive lines recomputed from history (docs/extract-format.md).
 
 For each staff member paid in the run: the earliest pay-relevant master-data change not
 yet settled by a FINAL that paid them opens the months to recalculate (up to INPER-1, at

@@ -5,7 +5,7 @@ backoff. A final failure is returned in the report and written to
 `outbox/<run_id>/DELIVERY_FAILED.txt` (reason, no personal data); nothing here raises for a
 delivery problem, so the run itself is never lost.
 
-Idempotency (cli-contract: a repeated verify changes nothing in the warehouse but its
+Idempotency (docs/cli-contract.md: a repeated verify changes nothing in the warehouse but its
 delivery log): a package already written to the outbox / already sent with the same content
 hash (`report_deliveries`) is not delivered again and adds no row (an outbox copy that went
 missing is silently written again); a changed package or an earlier failed send is delivered

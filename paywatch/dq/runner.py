@@ -14,7 +14,7 @@ are working files, emptied before each run; the run's copy goes to its report fo
 the results themselves to the warehouse (`dq_results`). A marker file in the site says
 which run (and which suites) it shows.
 
-GX facts this relies on (see /work/shared/stack-notes.md): importing GX takes seconds, so it
+GX facts this relies on (see docs/stack-notes.md): importing GX takes seconds, so it
 is imported here only, lazily; GX drops an invalid expectation from a suite with only a log
 line, so the number of expectations is checked after building each suite; an expectation
 that raises is reported by GX as failed with `exception_info`, and is reported here as

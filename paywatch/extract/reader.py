@@ -1,4 +1,4 @@
-"""Read one extracted run folder (extract-format.md 1.0) into typed polars frames.
+"""Read one extracted run folder (docs/extract-format.md 1.0) into typed polars frames.
 
 Every ▣ format rule is enforced here; the first broken one raises ExtractError with the file,
 the physical line where the offending record starts (header = line 1) and the column.

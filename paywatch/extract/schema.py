@@ -1,4 +1,4 @@
-"""The extract contract (extract-format.md 1.0) as data: files, columns, types, staging names.
+"""The extract contract (docs/extract-format.md 1.0) as data: files, columns, types, staging names.
 
 One source of truth for the reader (format rules), the warehouse (staging renames) and the
 simulator (writer). Nothing here does I/O.
@@ -157,7 +157,7 @@ KIND_PATTERNS = {
     "seqnr": r"\d+",
 }
 
-# Technical totals (extract-format.md, "Payroll results").
+# Technical totals (docs/extract-format.md, "Payroll results").
 TOTAL_GROSS, TOTAL_NET, TOTAL_PAID = "/101", "/550", "/560"
 
 

@@ -14,7 +14,7 @@ from paywatch.privacy import mask_iban, mask_ibans_in
 from paywatch.warehouse import analysis as wh
 from paywatch.warehouse import queries as q
 
-ACTION_NAMES = {  # PA0000 MASSN (extract-format.md)
+ACTION_NAMES = {  # PA0000 MASSN (docs/extract-format.md)
     "01": "appointment", "02": "promotion", "03": "step increment", "04": "transfer in",
     "05": "separation", "06": "special leave without pay (SLWOP) starts", "07": "return from SLWOP",
     "08": "change in family status", "09": "contract extension",

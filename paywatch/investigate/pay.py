@@ -14,7 +14,7 @@ from paywatch.investigate.frames import _lines, _md, _ref, _wage_type_order
 from paywatch.warehouse import analysis as wh
 from paywatch.warehouse import queries as q
 
-# The pay model's rule per deterministic wage type (extract-format.md); "as written" = the
+# The pay model's rule per deterministic wage type (docs/extract-format.md); "as written" = the
 # line of this run the rule refers to, so one wrong input line gives one difference.
 PAY_MODEL_RULES = {
     pm.WT_BASE: "ANNUAL_NET(grade, step) / 12 × BSGRD/100 × f",

@@ -12,7 +12,7 @@ __all__ = ["SimConfig", "Simulation", "RunOutput", "simulate_to_folder"]
 
 
 def simulate_to_folder(cfg: SimConfig, out_dir: Path, on_run: Callable[[RunOutput], None] | None = None) -> list[str]:
-    """Write every run, runs.txt and truth.csv (cli-contract.md); returns the run ids."""
+    """Write every run, runs.txt and truth.csv (docs/cli-contract.md); returns the run ids."""
     out_dir.mkdir(parents=True, exist_ok=True)
     sim = Simulation(cfg)
     names, truth = [], []

@@ -535,7 +535,7 @@ class Simulation:
         return self._line_frame(out, plan), truth
 
     def _retro_lines(self, plan: RunPlan, md, ref, paid_now: set[str]) -> list[tuple]:
-        """Differences for months with unsettled late changes (extract-format.md)."""
+        """Differences for months with unsettled late changes (docs/extract-format.md)."""
         period, at = plan.period, plan.extracted_at
         need: dict[str, str] = {}
         for p in paid_now:
@@ -581,7 +581,7 @@ class Simulation:
     def iter_runs(self, fixer: Callable[[RunOutput, list[err.InjectedError]], set[int]] | None = None) -> Iterator[RunOutput]:
         """Every run in verification order. After each regular run but FINAL, `fixer`
         returns ids of present errors that upstream fixes before the next run (default:
-        each with probability `fix_rate`, the one-shot mode of cli-contract.md)."""
+        each with probability `fix_rate`, the one-shot mode of docs/cli-contract.md)."""
         fixer = fixer or self.one_shot_fixer
         for period in self.periods:
             self.plan_month(period)

@@ -4,7 +4,7 @@ Each error belongs to one staff member and one period. It arrives before one of 
 period's regular runs (SIM1..FINAL), stays in every later run of the period until the
 fixer removes it, and is gone after the period (a master-data error left at FINAL is
 reverted after the close, which then shows as a legitimate retroactive correction).
-`error_type` names equal the detectors' finding categories (cli-contract.md, truth.csv).
+`error_type` names equal the detectors' finding categories (docs/cli-contract.md, truth.csv).
 """
 
 from __future__ import annotations

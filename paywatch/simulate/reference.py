@@ -1,5 +1,5 @@
 """Reference tables of the simulated payroll area: pay scale, post adjustment, wage types,
-rates. Figures are UN-like (un-payroll-facts.md); nothing in detection relies on them."""
+rates. Figures are UN-like (docs/pay-figures.md); nothing in detection relies on them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Write simulated runs as extract folders (extract-format.md), runs.txt and truth.csv."""
+"""Write simulated runs as extract folders (docs/extract-format.md), runs.txt and truth.csv."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The DuckDB warehouse: raw archive ▸ staging ▸ marts ▸ findings, decisions (DESIGN.md).
+"""The DuckDB warehouse: raw archive ▸ staging ▸ marts ▸ findings, decisions (docs/design.md).
 
 Writers: `with WarehouseLock(db): con = open_warehouse(db); load_run(con, extract)`.
 """

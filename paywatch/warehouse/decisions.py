@@ -1,4 +1,4 @@
-"""The reviewers' audit trail: decisions on findings, appended and never edited (DESIGN.md)."""
+"""The reviewers' audit trail: decisions on findings, appended and never edited (docs/design.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Loading one received run into the warehouse: archive, then ONE transaction.
 
-Order of a load (extract-format.md, "run_id is unique"):
+Order of a load (docs/extract-format.md, "run_id is unique"):
 1. identity check — a known run_id must keep its period, run_type and payroll_area, else the
    delivery is unacceptable (ExtractError, exit 2; the caller then calls `quarantine`);
 2. archive every received file (content-addressed, outside the transaction: harmless if the
@@ -273,7 +273,7 @@ def _utc_naive(ts: datetime) -> datetime:
 
 
 def _insert_run(con, m: Manifest, version: int, delivery_id: int, now: datetime) -> None:
-    # A correction takes the place of the run it replaces (extract-format.md): its position
+    # A correction takes the place of the run it replaces (docs/extract-format.md): its position
     # in run order stays that of version 1, whatever its own extracted_at.
     first = fetch_one(con, "SELECT order_extracted_at FROM runs WHERE run_id = ? AND version = 1",
                       [m.run_id])

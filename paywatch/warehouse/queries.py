@@ -1,6 +1,6 @@
 """Read side for detectors and reports: polars frames of a run and of its history.
 
-History follows extract-format.md: runs of one payroll area are ordered by period, then
+History follows docs/extract-format.md: runs of one payroll area are ordered by period, then
 extracted_at, then run_id, and a correction takes the place of the run it replaces (its
 position is that of version 1: `runs.order_extracted_at`). Only current versions count.
 """

@@ -1,6 +1,6 @@
 """The warehouse schema (DDL) — every table states its grain.
 
-Layers (DESIGN.md): raw (archive + delivery log) ▸ staging ▸ marts ▸ findings, decisions.
+Layers (docs/design.md): raw (archive + delivery log) ▸ staging ▸ marts ▸ findings, decisions.
 Staging tables and columns are derived from the extract contract (paywatch.extract.schema),
 so a renamed column is renamed in one place only. All DDL is idempotent
 (CREATE ... IF NOT EXISTS): opening an existing warehouse changes nothing.

@@ -1,5 +1,5 @@
 """Views over findings + decisions: lifecycle, exclusions, KPI. Derived, never stored, so
-re-computing them never rewrites history (DESIGN.md)."""
+re-computing them never rewrites history (docs/design.md)."""
 
 from __future__ import annotations
 

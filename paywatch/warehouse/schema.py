@@ -314,7 +314,7 @@ _FIXED_TABLES: list[tuple[str, str, str]] = [
     (
         "report_deliveries",
         ("grain: one row per report package per recipient per channel per delivery outcome "
-         "(append-only delivery log of paywatch/delivery.py; an identical package already "
+         "(append-only delivery log of paywatch/delivery/; an identical package already "
          "written or sent is not delivered again, so a repeated verify adds no row)"),
         """CREATE TABLE IF NOT EXISTS report_deliveries (
     run_id VARCHAR NOT NULL,

@@ -421,6 +421,36 @@ def doctor(db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehous
     raise typer.Exit(0 if rep.ok else 1)
 
 
+@app.command()
+def rebuild(
+    db: Optional[Path] = typer.Option(None, "--db", help="The warehouse to rebuild (its archive, journal and "
+                                                         "paywatch.toml are read; the file itself is not)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The new warehouse file (must not exist; default: "
+                                                           "<home>/rebuilt/warehouse.duckdb)."),
+) -> None:
+    """Rebuild a warehouse into a new file: the archived deliveries verified again in contract
+    order, then the decisions journal replayed. Reports of every run are written beside it.
+
+    Exit 0: rebuilt; 2: cannot start (one line says why)."""
+    from paywatch.rebuild import RebuildError, rebuild as run_rebuild
+
+    old = _warehouse(db)
+    target = out or old.paths.home / "rebuilt" / "warehouse.duckdb"
+    try:
+        with _progress() as progress:
+            task = progress.add_task("replaying runs", total=None)
+            res = run_rebuild(old, target, on_run=lambda r: progress.update(task, advance=1, description=r))
+    except RebuildError as e:
+        typer.echo(f"not rebuilt: {e}", err=True)
+        raise typer.Exit(2)
+    for line in res.skipped:
+        typer.echo(f"skipped: {line}", err=True)
+    refused = [f"{r} (exit {c})" for r, c in res.runs if c not in (0, 3)]
+    typer.echo(f"rebuilt {res.db}: {len(res.runs)} deliveries replayed ({len(refused)} refused again"
+               f"{': ' + ', '.join(refused) if refused else ''}), {res.decisions} decisions and {res.approvals} "
+               f"approvals from the journal. Check it: paywatch doctor --db {res.db}")
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -91,7 +91,7 @@ def check_permissions(paths: Paths, db: Path, rep: DoctorReport) -> None:
             rep.problems.append(f"{p} is readable or writable by others (mode {mode:o})")
 
 
-def _compare(kind: str, key: str, stored: dict[object, dict], journaled: dict[object, dict], rep: DoctorReport) -> None:
+def _compare(kind: str, stored: dict[object, dict], journaled: dict[object, dict], rep: DoctorReport) -> None:
     for k in sorted(set(stored) | set(journaled), key=str):
         if k not in journaled:
             rep.problems.append(f"{kind} {k} is in the warehouse but not in the journal (added behind Paywatch's "
@@ -125,8 +125,8 @@ def check_journal(con: duckdb.DuckDBPyConnection, db: Path, rep: DoctorReport) -
     journaled = {e.entry.get("decision_id"): e.entry for e in entries if e.kind == "decision"}
     journaled_approvals = {(e.entry.get("decision_id"), e.entry.get("approved_at")): e.entry
                            for e in entries if e.kind == "approval"}
-    _compare("decision", "decision_id", stored, journaled, rep)
-    _compare("approval of decision", "decision_id", approvals, journaled_approvals, rep)
+    _compare("decision", stored, journaled, rep)
+    _compare("approval of decision", approvals, journaled_approvals, rep)
 
 
 def doctor(wh: Warehouse) -> DoctorReport:

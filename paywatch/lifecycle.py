@@ -1,6 +1,10 @@
 """Review decisions, their effect on triage, the monthly close and the held-staff KPI.
 
-Decisions are an append-only audit trail (who, when, why). Lifecycle, exclusions and the
+Decisions are an append-only audit trail (who, when, why), also journaled outside the
+database (paywatch/journal.py). Refused (DecisionError): a blank name or reason, an expiry
+that is not a real future date, a finding, case, run, staff member or detector that does not
+exist. A decision identical to the one in force records nothing. A release takes effect only
+when someone other than its author approves it (maker-checker). Lifecycle, exclusions and the
 KPI are views (paywatch/warehouse/views.py) over findings + decisions, so nothing here
 ever edits a finding.
 """

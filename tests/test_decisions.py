@@ -86,7 +86,7 @@ def test_decide_refusals_exit_2_with_one_line(wh):
     one_line_refusal(paywatch("decide", "release", "--case", f"{f['pernr']}:no_such_category", "--run", FINAL,
                               "--by", "a", "--reason", "r", "--db", db), "no case")
     with wh.reader() as con:
-        assert con.sql("SELECT count(*) FROM decisions").fetchone()[0] == 0  # nothing recorded
+        assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 0  # nothing recorded
     assert not journal.journal_path(wh.db).exists()
 
 
@@ -102,15 +102,15 @@ def test_identical_decision_and_repeated_release_change_nothing(wh):
     second = paywatch(*rel, "--by", "b.reviewer")  # the same release, by anyone: a no-op
     assert second.returncode == 0 and "unchanged" in second.stdout and "awaits approval" in second.stdout
     with wh.reader() as con:
-        assert con.sql("SELECT action FROM decisions ORDER BY decision_id").fetchall() == [("confirm",), ("release",)]
+        assert con.execute("SELECT action FROM decisions ORDER BY decision_id").fetchall() == [("confirm",), ("release",)]
 
 
 def test_release_needs_a_second_person(wh, tmp_path):
     f = holds(wh).row(0, named=True)
     with wh.writer() as con:
         before = lc.kpi(con, "GV").filter(pl.col("period") == "202602")["excluded_staff"][0]
-        staff_holds = con.sql("SELECT finding_id FROM current_findings WHERE run_id = ? AND pernr = ? "
-                              "AND severity = 'hold'", params=[FINAL, f["pernr"]]).fetchall()
+        staff_holds = con.execute("SELECT finding_id FROM current_findings WHERE run_id = ? AND pernr = ? "
+                                  "AND severity = 'hold'", [FINAL, f["pernr"]]).fetchall()
         ids = [lc.record_decision(con, finding_id=fid, action="release", actor="a.reviewer",
                                   reason="documents checked") for (fid,) in staff_holds]
         # proposed, not approved: the hold stands (exclusions, KPI, reports)
@@ -155,8 +155,8 @@ def test_bulk_decision_on_a_category_of_a_run(wh):
     h = holds(wh)
     category = h["category"].mode().sort()[0]
     with wh.reader() as con:
-        n = con.sql("SELECT count(*) FROM current_findings WHERE run_id = ? AND category = ?",
-                    params=[FINAL, category]).fetchone()[0]
+        n = con.execute("SELECT count(*) FROM current_findings WHERE run_id = ? AND category = ?",
+                        [FINAL, category]).fetchone()[0]
     args = ["decide", "confirm", "--run", FINAL, "--category", category, "--by", "a.reviewer", "--reason",
             "checked together", "--db", str(wh.db)]
     p = paywatch(*args)
@@ -164,7 +164,7 @@ def test_bulk_decision_on_a_category_of_a_run(wh):
     again = paywatch(*args)
     assert again.returncode == 0 and f"{n} unchanged" in again.stdout or (n == 1 and "unchanged" in again.stdout)
     with wh.reader() as con:
-        got = con.sql("SELECT count(*), count(DISTINCT finding_id), any_value(reason) FROM decisions").fetchone()
+        got = con.execute("SELECT count(*), count(DISTINCT finding_id), any_value(reason) FROM decisions").fetchone()
     assert got == (n, n, "checked together")
     one_line_refusal(paywatch("decide", "confirm", "--run", FINAL, "--owner", "NOBODY", "--by", "a", "--reason", "r",
                               "--db", str(wh.db)), "no finding of owner NOBODY")

@@ -85,17 +85,25 @@ def _parse(line: bytes, number: int) -> Entry:
         raise JournalError(f"journal line {number} is not a journal entry ({type(e).__name__})") from None
 
 
+def last_entry(path: Path) -> Entry | None:
+    """The journal's last entry (None: empty or no file), its own hash checked."""
+    path = Path(path)
+    line = _last_line(path) if path.exists() else None
+    if line is None:
+        return None
+    e = _parse(line, 0)
+    if _digest(e.prev, e.seq, e.kind, e.entry) != e.hash:
+        raise JournalError(f"the last entry of {path} was altered: run paywatch doctor")
+    return e
+
+
 def append(path: Path, kind: str, row: dict) -> Entry:
     """Append one entry after checking the current last line; returns it."""
     path = Path(path)
     prev, seq = GENESIS, 1
-    if path.exists():
-        last = _last_line(path)
-        if last is not None:
-            e = _parse(last, 0)
-            if _digest(e.prev, e.seq, e.kind, e.entry) != e.hash:
-                raise JournalError(f"the last entry of {path} was altered: run paywatch doctor")
-            prev, seq = e.hash, e.seq + 1
+    last = last_entry(path)
+    if last is not None:
+        prev, seq = last.hash, last.seq + 1
     entry = plain_entry(row)
     h = _digest(prev, seq, kind, entry)
     line = json.dumps({"seq": seq, "kind": kind, "entry": entry, "prev": prev, "hash": h}, sort_keys=True,

@@ -104,6 +104,11 @@ def _journal(con: duckdb.DuckDBPyConnection) -> Path | None:
         if not path.exists():
             raise JournalError(f"the decisions journal {path} is missing: restore it from the backup "
                                "(paywatch doctor compares it with the warehouse)")
+        last = journal.last_entry(path)
+        # a warehouse restored from an older backup than its journal would reuse decision ids
+        if last is not None and decisions.decision_row(con, int(last.entry.get("decision_id") or 0)) is None:
+            raise JournalError(f"the journal holds decision {last.entry.get('decision_id')}, the warehouse does not "
+                               "(restored from an older backup?): run paywatch doctor, then paywatch rebuild")
         return path
     for row in decisions.all_decisions(con):
         journal.append(path, "decision", row)

@@ -254,34 +254,81 @@ def _missing_warehouse_exits() -> Iterator[None]:
 
 @app.command()
 def decide(
-    action: str = typer.Argument(..., help="assign | release | confirm | false_positive | expected | reopen"),
+    action: str = typer.Argument(..., help="assign | release | confirm | false_positive | expected | reopen | "
+                                           "approve (a second person approves a release: --decision ID)"),
     finding: Optional[str] = typer.Option(None, "--finding", help="Finding id (from the warehouse or a report)."),
+    case: Optional[str] = typer.Option(None, "--case", help="Case id (with --run): a decision on each of its findings."),
     pernr: Optional[str] = typer.Option(None, "--pernr", help="Staff member (with --detector) instead of a finding id."),
     detector: Optional[str] = typer.Option(None, "--detector", help="Detector code, e.g. PW101."),
     wage_type: Optional[str] = typer.Option(None, "--wage-type"),
     for_period: Optional[str] = typer.Option(None, "--for-period"),
     run_id: Optional[str] = typer.Option(None, "--run", help="Run the decision is taken in (its month)."),
+    category: Optional[str] = typer.Option(None, "--category", help="Bulk, with --run: every finding of this category."),
+    owner: Optional[str] = typer.Option(None, "--owner", help="Bulk, with --run: every finding of this owner (HR, FINANCE)."),
+    entity: Optional[str] = typer.Option(None, "--entity", help="Bulk, with --run: every finding of staff of this client entity (ORGEH)."),
+    decision_ids: Optional[list[int]] = typer.Option(None, "--decision", help="With 'approve': the release to approve (repeatable)."),
     by: str = typer.Option(..., "--by", help="Who decides."),
     reason: str = typer.Option(..., "--reason", help="Why (kept in the audit trail)."),
-    expires: Optional[str] = typer.Option(None, "--expires", help="YYYY-MM-DD: until when 'expected' holds."),
+    expires: Optional[str] = typer.Option(None, "--expires", help="YYYY-MM-DD, in the future: until when 'expected' holds."),
     assignee: Optional[str] = typer.Option(None, "--assignee", help="With 'assign': who handles it."),
     db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse file."),
 ) -> None:
-    """Record a reviewer's decision on an exception (append-only audit trail)."""
-    from datetime import date
+    """Record a reviewer's decision on a finding, a case, or in bulk on the findings of one
+    category / owner / entity of a run (append-only audit trail, also journaled). A release
+    takes effect when someone else approves it (`decide approve --decision ID`).
 
-    from paywatch.lifecycle import DecisionError, record_decision
+    Exit 0: recorded, or unchanged (said so); 2: refused (one line says why); 4: busy."""
+    from paywatch import lifecycle as lc
+    from paywatch.journal import JournalError
+    from paywatch.warehouse.db import WarehouseBusy
 
+    wh = _warehouse(db)
     try:
-        exp = date.fromisoformat(expires) if expires else None
-        with _warehouse(db).writer(WRITER_WAIT_SECONDS) as con:
-            did = record_decision(con, action=action, actor=by, reason=reason, finding_id=finding, run_id=run_id,
-                                  pernr=pernr, detector=detector, wage_type=wage_type, for_period=for_period,
-                                  expires_on=exp, assignee=assignee)
-    except (DecisionError, ValueError) as e:
+        if action == "approve":
+            if not decision_ids:
+                raise lc.DecisionError("'approve' needs the release to approve (--decision ID)")
+            with wh.writer(WRITER_WAIT_SECONDS) as con:
+                done = [lc.approve_decision(con, i, approver=by, reason=reason) for i in decision_ids]
+            fresh = [str(i) for i in done if i is not None]
+            if fresh:
+                typer.echo(f"approved by {by.strip()}: release {', '.join(fresh)} now in force")
+            if len(fresh) < len(done):
+                typer.echo(f"unchanged: {len(done) - len(fresh)} release(s) already approved")
+            return
+        if decision_ids:
+            raise lc.DecisionError("--decision is for 'approve' only")
+        lc.parse_expiry(expires)  # a bad date is refused before the warehouse is opened
+        bulk = category or owner or entity
+        if sum(bool(x) for x in (finding, case, bulk, pernr)) > 1:
+            raise lc.DecisionError("name one target: --finding, --case, --pernr/--detector, or a bulk selection "
+                                   "(--category/--owner/--entity with --run)")
+        options = dict(expires_on=expires, assignee=assignee)
+        with wh.writer(WRITER_WAIT_SECONDS) as con:
+            if case or bulk:
+                if bulk and not run_id:
+                    raise lc.DecisionError("a bulk decision needs the run (--run)")
+                ids = (lc.case_finding_ids(con, case, run_id) if case
+                       else lc.select_findings(con, run_id, category=category, owner=owner, entity=entity))
+                out = lc.decide_findings(con, ids, action=action, actor=by, reason=reason, case_id=case, **options)
+            else:
+                did = lc.record_decision(con, action=action, actor=by, reason=reason, finding_id=finding,
+                                         run_id=run_id, pernr=pernr, detector=detector, wage_type=wage_type,
+                                         for_period=for_period, **options)
+                out = lc.Decided([did] if did is not None else [],
+                                 [] if did is not None else ["the same decision is already in force or awaits approval"])
+    except lc.DecisionError as e:
         typer.echo(f"decision not recorded: {e}", err=True)
         raise typer.Exit(2)
-    typer.echo(f"decision {did} recorded: {action} by {by}")
+    except WarehouseBusy as e:
+        typer.echo(f"warehouse busy: {e}", err=True)
+        raise typer.Exit(4)
+    except JournalError as e:
+        typer.echo(f"decision not recorded: {e}", err=True)
+        raise typer.Exit(1)
+    typer.echo(out.summary(action) + (f" by {by.strip()}" if out.recorded else ""))
+    if action in lc.NEEDS_APPROVAL and out.recorded:
+        ids = " ".join(f"--decision {i}" for i in out.recorded[:5]) + (" ..." if len(out.recorded) > 5 else "")
+        typer.echo(f"awaiting a second person's approval: paywatch decide approve {ids} --by NAME --reason TEXT")
 
 
 @app.command()
@@ -372,6 +419,36 @@ def doctor(db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehous
     typer.echo(f"{rep.runs_checked} runs and {rep.files_checked} archived files checked: "
                f"{'all good' if rep.ok else f'{len(rep.problems)} problem(s)'}")
     raise typer.Exit(0 if rep.ok else 1)
+
+
+@app.command()
+def rebuild(
+    db: Optional[Path] = typer.Option(None, "--db", help="The warehouse to rebuild (its archive, journal and "
+                                                         "paywatch.toml are read; the file itself is not)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The new warehouse file (must not exist; default: "
+                                                           "<home>/rebuilt/warehouse.duckdb)."),
+) -> None:
+    """Rebuild a warehouse into a new file: the archived deliveries verified again in contract
+    order, then the decisions journal replayed. Reports of every run are written beside it.
+
+    Exit 0: rebuilt; 2: cannot start (one line says why)."""
+    from paywatch.rebuild import RebuildError, rebuild as run_rebuild
+
+    old = _warehouse(db)
+    target = out or old.paths.home / "rebuilt" / "warehouse.duckdb"
+    try:
+        with _progress() as progress:
+            task = progress.add_task("replaying runs", total=None)
+            res = run_rebuild(old, target, on_run=lambda r: progress.update(task, advance=1, description=r))
+    except RebuildError as e:
+        typer.echo(f"not rebuilt: {e}", err=True)
+        raise typer.Exit(2)
+    for line in res.skipped:
+        typer.echo(f"skipped: {line}", err=True)
+    refused = [f"{r} (exit {c})" for r, c in res.runs if c not in (0, 3)]
+    typer.echo(f"rebuilt {res.db}: {len(res.runs)} deliveries replayed ({len(refused)} refused again"
+               f"{': ' + ', '.join(refused) if refused else ''}), {res.decisions} decisions and {res.approvals} "
+               f"approvals from the journal. Check it: paywatch doctor --db {res.db}")
 
 
 def main() -> None:  # pragma: no cover - console entry

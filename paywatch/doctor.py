@@ -2,8 +2,11 @@
 
 Checks: every loaded run version's received files are in the archive with their checksum;
 every current run is complete (its pay lines, master data links and marts match the
-manifest counts, and it has a verification); the warehouse, archive and outbox are
-readable by their owner only. Reads only.
+manifest counts, and it has a verification); the decisions journal is unbroken and holds
+exactly the warehouse's decisions and approvals (a decision removed, altered or reordered on
+either side shows); the warehouse file can be read through (a damaged one: "damaged: run
+paywatch rebuild"); the warehouse, archive, outbox and journal are readable by their owner
+only. Reads only.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from pathlib import Path
 
 import duckdb
 
+from paywatch import journal
 from paywatch.extract.schema import STAGING_TABLES
 from paywatch.paths import Paths
-from paywatch.warehouse import deliveries, health
+from paywatch.warehouse import decisions, deliveries, health
 from paywatch.warehouse.resource import Warehouse
 
 
@@ -25,6 +29,7 @@ from paywatch.warehouse.resource import Warehouse
 class DoctorReport:
     runs_checked: int = 0
     files_checked: int = 0
+    journal_entries: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -76,7 +81,8 @@ def check_runs(con: duckdb.DuckDBPyConnection, archive: Path, rep: DoctorReport)
 
 
 def check_permissions(paths: Paths, db: Path, rep: DoctorReport) -> None:
-    targets = [db] + [p for root in (paths.archive, paths.outbox) if root.exists() for p in root.rglob("*")]
+    roots = (paths.archive, paths.outbox, journal.journal_path(db).parent)
+    targets = [db] + [p for root in roots if root.exists() for p in root.rglob("*")]
     for p in targets:
         if not p.exists() or p.is_symlink():
             continue
@@ -85,10 +91,55 @@ def check_permissions(paths: Paths, db: Path, rep: DoctorReport) -> None:
             rep.problems.append(f"{p} is readable or writable by others (mode {mode:o})")
 
 
+def _compare(kind: str, stored: dict[object, dict], journaled: dict[object, dict], rep: DoctorReport) -> None:
+    for k in sorted(set(stored) | set(journaled), key=str):
+        if k not in journaled:
+            rep.problems.append(f"{kind} {k} is in the warehouse but not in the journal (added behind Paywatch's "
+                                "back, or the journal lost its last entries)")
+        elif k not in stored:
+            rep.problems.append(f"{kind} {k} of the journal is missing from the warehouse (deleted from the "
+                                "database?): paywatch rebuild restores it")
+        elif stored[k] != journaled[k]:
+            fields = ", ".join(sorted(f for f in stored[k] if stored[k].get(f) != journaled[k].get(f)))
+            rep.problems.append(f"{kind} {k} differs between the warehouse and the journal ({fields}): one of "
+                                "them was altered")
+
+
+def check_journal(con: duckdb.DuckDBPyConnection, db: Path, rep: DoctorReport) -> None:
+    """The journal's chain, then the journal against the warehouse's decisions and approvals."""
+    path = journal.journal_path(db)
+    stored = {d["decision_id"]: journal.plain_entry(d) for d in decisions.all_decisions(con)}
+    approvals = {(a["decision_id"], journal.plain_entry(a)["approved_at"]): journal.plain_entry(a)
+                 for a in decisions.all_approvals(con)}
+    if not decisions.journal_started(con):
+        if stored:
+            rep.problems.append(f"{len(stored)} decision(s) recorded before the journal existed are not journaled "
+                                "yet: the next paywatch decide copies them into it")
+        return
+    if not path.exists():
+        rep.problems.append(f"the decisions journal {path} is missing: restore it from the backup")
+        return
+    entries, chain = journal.read(path)
+    rep.problems.extend(chain)
+    rep.journal_entries = len(entries)
+    journaled = {e.entry.get("decision_id"): e.entry for e in entries if e.kind == "decision"}
+    journaled_approvals = {(e.entry.get("decision_id"), e.entry.get("approved_at")): e.entry
+                           for e in entries if e.kind == "approval"}
+    _compare("decision", stored, journaled, rep)
+    _compare("approval of decision", approvals, journaled_approvals, rep)
+
+
 def doctor(wh: Warehouse) -> DoctorReport:
     rep = DoctorReport()
-    with wh.reader() as con:
-        check_archive(con, wh.paths.archive, rep)
-        check_runs(con, wh.paths.archive, rep)
+    try:
+        with wh.reader() as con:
+            health.read_every_table(con)
+            check_archive(con, wh.paths.archive, rep)
+            check_runs(con, wh.paths.archive, rep)
+            check_journal(con, wh.db, rep)
+    except duckdb.Error as e:
+        # DuckDB names the block or byte it could not read; the line says what to do
+        rep.problems.append(f"{wh.db}: damaged: run paywatch rebuild ({type(e).__name__})")
+        return rep
     check_permissions(wh.paths, wh.db, rep)
     return rep

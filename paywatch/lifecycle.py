@@ -1,21 +1,28 @@
 """Review decisions, their effect on triage, the monthly close and the held-staff KPI.
 
-Decisions are an append-only audit trail (who, when, why). Lifecycle, exclusions and the
+Decisions are an append-only audit trail (who, when, why), also journaled outside the
+database (paywatch/journal.py). Refused (DecisionError): a blank name or reason, an expiry
+that is not a real future date, a finding, case, run, staff member or detector that does not
+exist. A decision identical to the one in force records nothing. A release takes effect only
+when someone other than its author approves it (maker-checker). Lifecycle, exclusions and the
 KPI are views (paywatch/warehouse/views.py) over findings + decisions, so nothing here
 ever edits a finding.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
+from paywatch import journal
+from paywatch.journal import JournalError, journal_path
 from paywatch.settings import KpiTargets
 from paywatch.warehouse import closes, decisions
+from paywatch.warehouse.db import transaction
 from paywatch.warehouse.decisions import decided
 # The KPI reads live in the warehouse; re-exported here, where the notebooks and the
 # monthly summary have always found them.
@@ -32,54 +39,257 @@ ACTIONS = ("assign", "release", "confirm", "false_positive", "expected", "reopen
 DECIDED_SEVERITY = {"release": "info", "false_positive": "info", "expected": "info"}
 ACTION_TEXT = {"release": "Released", "false_positive": "Marked a false positive", "expected": "Marked expected",
                "confirm": "Hold confirmed", "assign": "Assigned", "reopen": "Reopened"}
+# actions that take effect only when a second person approves them (maker-checker)
+NEEDS_APPROVAL = frozenset({"release"})
 
 
 class DecisionError(ValueError):
-    """A decision that cannot be recorded (unknown finding, bad action, missing expiry)."""
+    """A decision that cannot be recorded (unknown target, bad action, blank reason or name,
+    expiry not a real future date, self-approval): `paywatch decide` exits 2 with this line."""
+
+
+@dataclass
+class Decided:
+    """What one `decide` did: ids recorded, and requests that changed nothing (with why)."""
+
+    recorded: list[int] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    def summary(self, action: str) -> str:
+        parts = [f"{len(self.recorded)} decision(s) recorded: {action}"] if self.recorded else []
+        if self.unchanged:
+            parts.append(f"{len(self.unchanged)} unchanged ({self.unchanged[0]})" if len(self.unchanged) > 1
+                         else f"unchanged: {self.unchanged[0]}")
+        return "; ".join(parts) or "nothing to decide"
+
+
+def _text(value: str | None, what: str) -> str:
+    """A name or reason: blank (or whitespace only) is refused."""
+    if value is None or not str(value).strip():
+        raise DecisionError(f"the {what} is blank")
+    return str(value).strip()
+
+
+def parse_expiry(value: date | str | None, today: date | None = None) -> date | None:
+    """An expiry must be a real calendar date (YYYY-MM-DD) after today."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value.strip())
+        except ValueError:
+            raise DecisionError(f"expiry {value!r} is not a real date (YYYY-MM-DD)") from None
+    today = today or date.today()
+    if value <= today:
+        raise DecisionError(f"expiry {value.isoformat()} is not in the future (today is {today.isoformat()})")
+    return value
+
+
+def detector_codes() -> frozenset[str]:
+    from detectors.registry import ALL_DETECTORS
+
+    return frozenset(d.code for d in ALL_DETECTORS)
+
+
+# ------------------------------------------------------------------------------ journal
+
+def _journal(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """This warehouse's journal, ready to append to: a warehouse journaled for the first time
+    copies its earlier decisions in first; a journal gone missing stops decisions (JournalError)."""
+    db = decisions.database_file(con)
+    if db is None:
+        return None
+    path = journal_path(db)
+    if decisions.journal_started(con):
+        if not path.exists():
+            raise JournalError(f"the decisions journal {path} is missing: restore it from the backup "
+                               "(paywatch doctor compares it with the warehouse)")
+        last = journal.last_entry(path)
+        # a warehouse restored from an older backup than its journal would reuse decision ids
+        if last is not None and decisions.decision_row(con, int(last.entry.get("decision_id") or 0)) is None:
+            raise JournalError(f"the journal holds decision {last.entry.get('decision_id')}, the warehouse does not "
+                               "(restored from an older backup?): run paywatch doctor, then paywatch rebuild")
+        return path
+    for row in decisions.all_decisions(con):
+        journal.append(path, "decision", row)
+    for row in decisions.all_approvals(con):
+        journal.append(path, "approval", row)
+    decisions.mark_journal_started(con)
+    return path
+
+
+def _store_decision(con: duckdb.DuckDBPyConnection, **row) -> int:
+    """Append one decision to the warehouse and the journal, in one transaction (the journal
+    line is on disk before the commit)."""
+    with transaction(con):
+        path = _journal(con)
+        did = decisions.append_decision(con, **row)
+        if path is not None:
+            journal.append(path, "decision", decisions.decision_row(con, did))
+    return did
+
+
+def _unchanged(con, action: str, assignee: str | None, expires_on: date | None, *, pernr: str, detector: str,
+               wage_type: str | None, for_period: str | None, run_id: str | None) -> str | None:
+    """Why this decision would change nothing (the same one is already in force, or the same
+    release already awaits approval), else None."""
+    last = decisions.latest_on_identity(con, pernr=pernr, detector=detector, wage_type=wage_type,
+                                        for_period=for_period, period=decisions.run_period(con, run_id))
+    if last is None or last["action"] != action:
+        return None
+    if action == "assign" and last["assignee"] != assignee:
+        return None
+    if action == "expected" and last["expires_on"] != expires_on:
+        return None
+    state = "awaits approval" if last["awaiting_approval"] else "is in force"
+    return f"decision {last['decision_id']} ({action}) already {state}"
 
 
 def record_decision(con: duckdb.DuckDBPyConnection, *, action: str, actor: str, reason: str,
                     finding_id: str | None = None, run_id: str | None = None, pernr: str | None = None,
                     detector: str | None = None, wage_type: str | None = None, for_period: str | None = None,
-                    expires_on: date | None = None, assignee: str | None = None) -> int:
-    """Append one decision; returns its id. A finding id fills in the identity."""
+                    expires_on: date | str | None = None, assignee: str | None = None,
+                    case_id: str | None = None, category: str | None = None, today: date | None = None,
+                    ) -> int | None:
+    """Append one decision; returns its id, or None when it would change nothing (the same
+    decision is in force, or the same release awaits approval). A finding id fills in the
+    identity. Raises DecisionError (module docstring of the class) when it is refused."""
     if action not in ACTIONS:
         raise DecisionError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
-    if not actor or not reason:
-        raise DecisionError("a decision needs who (actor) and why (reason)")
-    if action == "assign" and not assignee:
+    actor, reason = _text(actor, "name (--by)"), _text(reason, "reason")
+    expires_on = parse_expiry(expires_on, today)
+    if action == "assign" and not (assignee or "").strip():
         raise DecisionError("'assign' needs --assignee")
     if action == "expected" and expires_on is None:
         raise DecisionError("'expected' needs an expiry date (--expires YYYY-MM-DD)")
-    category = None
     if finding_id:
         row = decisions.finding_identity(con, finding_id)
         if row is None:
-            raise DecisionError(f"no finding {finding_id}")
+            raise DecisionError(f"no finding {finding_id} in the warehouse")
         run_id, pernr, detector, wage_type, for_period, category = row
-    if not (pernr and detector):
-        raise DecisionError("name a finding (--finding) or a staff member and detector (--pernr, --detector)")
-    return decisions.append_decision(
-        con, finding_id=finding_id, run_id=run_id, pernr=pernr, detector=detector, category=category,
-        wage_type=wage_type, for_period=for_period, action=action, assignee=assignee, actor=actor, reason=reason,
-        expires_on=expires_on)
+    else:
+        if not (pernr and detector):
+            raise DecisionError("name a finding (--finding), a case (--case), or a staff member and detector "
+                                "(--pernr, --detector)")
+        if detector not in detector_codes():
+            raise DecisionError(f"no detector {detector} (known: {', '.join(sorted(detector_codes()))})")
+        if not decisions.staff_exists(con, pernr):
+            raise DecisionError(f"no staff member {pernr} in the warehouse")
+        if run_id is not None and not decisions.run_exists(con, run_id):
+            raise DecisionError(f"no run {run_id} in the warehouse")
+    if _unchanged(con, action, assignee, expires_on, pernr=pernr, detector=detector, wage_type=wage_type,
+                  for_period=for_period, run_id=run_id):
+        return None
+    return _store_decision(
+        con, finding_id=finding_id, case_id=case_id, run_id=run_id, pernr=pernr, detector=detector,
+        category=category, wage_type=wage_type, for_period=for_period, action=action, assignee=assignee,
+        actor=actor, reason=reason, expires_on=expires_on)
+
+
+def decide_findings(con: duckdb.DuckDBPyConnection, finding_ids: list[str], *, action: str, actor: str,
+                    reason: str, case_id: str | None = None, **options) -> Decided:
+    """One decision per finding (a case, or a bulk selection), one reason; requests that
+    change nothing are counted, not recorded. All or nothing: one transaction."""
+    out = Decided()
+    with transaction(con):
+        for fid in finding_ids:
+            did = record_decision(con, action=action, actor=actor, reason=reason, finding_id=fid, case_id=case_id,
+                                  **options)
+            if did is None:
+                out.unchanged.append(f"{fid}: the same decision is already in force or awaits approval")
+            else:
+                out.recorded.append(did)
+    return out
+
+
+def select_findings(con: duckdb.DuckDBPyConnection, run_id: str, *, category: str | None = None,
+                    owner: str | None = None, entity: str | None = None) -> list[str]:
+    """The current findings of a run of one category / owner / client entity (ORGEH of the
+    staff member's PA0001 in the run's period), for a bulk decision."""
+    if not decisions.run_exists(con, run_id):
+        raise DecisionError(f"no run {run_id} in the warehouse")
+    if not (category or owner or entity):
+        raise DecisionError("a bulk decision needs --category, --owner or --entity")
+    f = decisions.run_findings(con, run_id)
+    if category:
+        f = f.filter(pl.col("category") == category)
+    if owner:
+        f = f.filter(pl.col("owner") == owner.strip().upper())
+    if entity:
+        from paywatch.delivery.package import staff_directory
+
+        who = staff_directory(con, run_id, decisions.run_period(con, run_id) or run_id.split("-")[1])
+        f = f.join(who.select("pernr", "entity"), on="pernr", how="inner").filter(pl.col("entity") == entity)
+    if f.height == 0:
+        what = ", ".join(f"{k} {v}" for k, v in (("category", category), ("owner", owner), ("entity", entity)) if v)
+        raise DecisionError(f"no finding of {what} in run {run_id}")
+    return f["finding_id"].to_list()
+
+
+def case_finding_ids(con: duckdb.DuckDBPyConnection, case_id: str, run_id: str | None) -> list[str]:
+    """The findings of a case. Findings carrying a `case_id` (the cases of issue #14) are
+    looked up by it; until then a case is a staff member and category in a run, written
+    `PERNR:CATEGORY` with --run."""
+    if run_id is None:
+        raise DecisionError("a decision on a case needs the run (--run)")
+    if not decisions.run_exists(con, run_id):
+        raise DecisionError(f"no run {run_id} in the warehouse")
+    f = decisions.run_findings(con, run_id)
+    if "case_id" in f.columns:
+        hit = f.filter(pl.col("case_id") == case_id)
+    else:
+        pernr, _, category = case_id.partition(":")
+        hit = f.filter((pl.col("pernr") == pernr) & (pl.col("category") == category))
+    if hit.height == 0:
+        raise DecisionError(f"no case {case_id} in run {run_id}")
+    return hit["finding_id"].to_list()
+
+
+def approve_decision(con: duckdb.DuckDBPyConnection, decision_id: int, *, approver: str, reason: str) -> int | None:
+    """A second person approves a release: it takes effect now. Returns the decision id, or
+    None when it was already approved. The release's author cannot approve it."""
+    approver, reason = _text(approver, "name (--by)"), _text(reason, "reason")
+    d = decisions.decision_row(con, decision_id)
+    if d is None:
+        raise DecisionError(f"no decision {decision_id} in the warehouse")
+    if d["action"] not in NEEDS_APPROVAL:
+        raise DecisionError(f"decision {decision_id} is {d['action']!r}: only a release needs a second person's approval")
+    if decisions.approval_of(con, decision_id) is not None:
+        return None
+    if approver.casefold() == str(d["actor"]).strip().casefold():
+        raise DecisionError(f"decision {decision_id} was proposed by {d['actor']}: its author cannot approve it "
+                            "(a second person must)")
+    with transaction(con):
+        path = _journal(con)
+        row = decisions.append_approval(con, decision_id, approver, reason)
+        if path is not None:
+            journal.append(path, "approval", row)
+    return decision_id
 
 
 def apply_decisions(con: duckdb.DuckDBPyConnection, run_id: str, findings: pl.DataFrame) -> pl.DataFrame:
-    """Findings as reports show them: a release, false positive or 'expected' makes the
-    finding info, and the explanation says who decided and why."""
+    """Findings as reports show them: a release (once approved), false positive or 'expected'
+    makes the finding info, and the explanation says who decided, who approved and why; a
+    release awaiting approval leaves the hold and says so."""
     if findings.height == 0 or "finding_id" not in findings.columns:
         return findings
     d = decided(con, run_id).filter(pl.col("decision").is_not_null())
-    if d.height == 0:
+    pending = decisions.pending_releases(con, run_id)
+    if d.height == 0 and pending.height == 0:
         return findings
-    f = findings.join(d, on="finding_id", how="left")
-    note = pl.format(" {} by {} on {}: {}.", pl.col("decision").replace_strict(ACTION_TEXT, default=""),
-                     pl.col("decided_by"), pl.col("decided_at").dt.date(), pl.col("decision_reason"))
+    f = findings.join(d, on="finding_id", how="left").join(pending, on="finding_id", how="left")
+    approved = pl.when(pl.col("decision_approved_by").is_not_null()).then(
+        pl.format(", approved by {}", pl.col("decision_approved_by"))).otherwise(pl.lit(""))
+    note = pl.format(" {} by {} on {}{}: {}.", pl.col("decision").replace_strict(ACTION_TEXT, default=""),
+                     pl.col("decided_by"), pl.col("decided_at").dt.date(), approved, pl.col("decision_reason"))
+    waiting = pl.format(" Release proposed by {} on {} (decision {}) awaits a second person's approval.",
+                        pl.col("proposed_by"), pl.col("proposed_at").dt.date(), pl.col("pending_decision_id"))
+    explanation = (pl.when(pl.col("decision").is_not_null()).then(pl.col("explanation") + note)
+                   .otherwise(pl.col("explanation")))
     return f.with_columns(
         pl.col("decision").replace_strict(DECIDED_SEVERITY, default=None).fill_null(pl.col("severity")).alias("severity"),
-        pl.when(pl.col("decision").is_not_null()).then(pl.col("explanation") + note)
-        .otherwise(pl.col("explanation")).alias("explanation"),
+        pl.when(pl.col("proposed_by").is_not_null()).then(explanation + waiting).otherwise(explanation)
+        .alias("explanation"),
     ).select(findings.columns)
 
 

@@ -110,3 +110,20 @@ def write_private(path: Path, data: bytes) -> Path:
     os.chmod(tmp, FILE_MODE)
     os.replace(tmp, path)
     return path
+
+
+def append_private(path: Path, data: bytes) -> None:
+    """Append `data` to an owner-only file (created 0600 in a 0700 folder) and fsync it: an
+    append-only log (the decisions journal) must be on disk before the caller reports success."""
+    path = Path(path)
+    make_private_dir(path.parent)
+    with owner_only_umask():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)

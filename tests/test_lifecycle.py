@@ -82,7 +82,10 @@ def test_release_takes_staff_out_of_exclusions_and_is_audited(db, tmp_path):
     before = lc.kpi(con, "GV").filter(pl.col("period") == "202602")["excluded_staff"][0]
     holds = fetch_one(con, "SELECT count(*) FROM current_findings WHERE run_id = ? AND pernr = ? AND severity = 'hold'", [f[2], f[1]])[0]
     for (fid,) in con.execute("SELECT finding_id FROM current_findings WHERE run_id = ? AND pernr = ? AND severity = 'hold'", [f[2], f[1]]).fetchall():
-        lc.record_decision(con, finding_id=fid, action="release", actor="a.reviewer", reason="documents checked")
+        did = lc.record_decision(con, finding_id=fid, action="release", actor="a.reviewer", reason="documents checked")
+        # a release takes effect once a second person approves it (maker-checker)
+        assert lc.kpi(con, "GV").filter(pl.col("period") == "202602")["excluded_staff"][0] == before
+        lc.approve_decision(con, did, approver="b.checker", reason="evidence seen")
     after = lc.kpi(con, "GV").filter(pl.col("period") == "202602")["excluded_staff"][0]
     assert after == before - 1
     assert fetch_one(con, "SELECT count(*) FROM decisions")[0] == holds
@@ -110,10 +113,13 @@ def test_expected_needs_expiry_and_applies_until_it(db):
     con = open_warehouse(db)
     with pytest.raises(lc.DecisionError):
         lc.record_decision(con, pernr="10000001", detector="PW101", action="expected", actor="r", reason="x")
+    with pytest.raises(lc.DecisionError, match="not in the future"):
+        lc.record_decision(con, pernr="10000001", detector="PW101", action="expected", actor="r", reason="x",
+                           expires_on=date(2001, 1, 1))
     f = fetch_one(con, "SELECT pernr, detector, wage_type FROM current_findings WHERE period = '202601' AND severity = 'hold' "
                 "ORDER BY pernr LIMIT 1")
     lc.record_decision(con, pernr=f[0], detector=f[1], wage_type=f[2], action="expected", actor="r",
-                       reason="known arrangement", expires_on=date(2026, 1, 31))
+                       reason="known arrangement", expires_on=date(2026, 1, 31), today=date(2026, 1, 15))
     d = con.sql("SELECT period, decision FROM findings_decided WHERE pernr = ? AND detector = ? "
                 "AND coalesce(wage_type,'') = coalesce(?, '')", params=list(f)).pl()
     assert set(d.filter(pl.col("period") == "202601")["decision"].to_list()) == {"expected"}

@@ -20,8 +20,11 @@ from paywatch.warehouse import Warehouse
 
 def decide(db: str | os.PathLike, *, wait_seconds: float = 30.0, **decision) -> int:
     """Record one reviewer decision (paywatch.lifecycle.record_decision keywords: action,
-    actor, reason, finding_id or pernr + detector, ...) under the single-writer lock; returns
-    the decision id. Close every read-only connection on `db` first (module docstring)."""
+    actor, reason, finding_id or pernr + detector, ...) under the single-writer lock, with the
+    same refusals as `paywatch decide` (DecisionError) and journaled; returns the decision id,
+    or None when it changes nothing (the same decision is in force). A release takes effect
+    once someone else approves it (`paywatch decide approve`). Close every read-only
+    connection on `db` first (module docstring)."""
     wh = Warehouse.at(db)
     opened = False
     try:

@@ -33,3 +33,14 @@ def table_sizes(con: duckdb.DuckDBPyConnection, tables: tuple[str, ...] = SIZE_T
     if unknown:  # table names go into the SQL text: only known ones
         raise ValueError(f"not a sized table: {sorted(unknown)}")
     return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+
+
+def read_every_table(con: duckdb.DuckDBPyConnection) -> int:
+    """Read every column of every table once (a checksum per column), so a damaged block
+    surfaces as a DuckDB error here rather than in a later command; the number of tables."""
+    names = [r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' "
+        "AND NOT temporary ORDER BY table_name").fetchall()]
+    for name in names:
+        con.execute(f'SELECT bit_xor(hash(COLUMNS(*))) FROM "{name}"').fetchall()
+    return len(names)

@@ -312,6 +312,17 @@ _FIXED_TABLES: list[tuple[str, str, str]] = [
 )""",
     ),
     (
+        "decision_approvals",
+        ("grain: one row per second person's approval of a decision (append-only; a release "
+         "takes effect only once approved by someone other than its author)"),
+        """CREATE TABLE IF NOT EXISTS decision_approvals (
+    decision_id BIGINT NOT NULL,         -- the decision approved (a release)
+    approved_by VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    approved_at TIMESTAMP NOT NULL DEFAULT (timezone('UTC', current_timestamp))
+)""",
+    ),
+    (
         "report_deliveries",
         ("grain: one row per report package per recipient per channel per delivery outcome "
          "(append-only delivery log of paywatch/delivery/; an identical package already "
@@ -349,7 +360,9 @@ def ddl_statements() -> list[str]:
 
 
 # Columns added after a table was first created (idempotent, for existing warehouses).
-MIGRATIONS = ["ALTER TABLE dq_results ADD COLUMN IF NOT EXISTS config_version VARCHAR"]
+MIGRATIONS = ["ALTER TABLE dq_results ADD COLUMN IF NOT EXISTS config_version VARCHAR",
+              # decisions taken on a case (one row per finding of it) keep the case id
+              "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS case_id VARCHAR"]
 
 
 def sql_literal(text: str) -> str:

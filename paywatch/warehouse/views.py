@@ -21,25 +21,35 @@ JOIN (SELECT run_id, run_version, arg_max(config_version, verified_at) AS config
       FROM verifications GROUP BY ALL) v
   ON v.run_id = f.run_id AND v.run_version = f.run_version AND v.config_version = f.config_version
 WHERE NOT f.superseded""",
-    # grain: one row per decision with the identity it applies to
+    # grain: one row per decision with the identity it applies to, and its approval: a
+    # release awaits a second person's approval before it takes effect (maker-checker)
     "decision_keys": """
 SELECT d.*, concat_ws('|', coalesce(d.pernr, ''), d.detector, coalesce(d.wage_type, ''), coalesce(d.for_period, '')) AS identity,
-       r.period AS decided_in_period
-FROM decisions d LEFT JOIN runs r ON r.run_id = d.run_id AND r.is_current""",
+       r.period AS decided_in_period, a.approved_by, a.approved_at,
+       (d.action = 'release' AND a.approved_by IS NULL) AS awaiting_approval
+FROM decisions d LEFT JOIN runs r ON r.run_id = d.run_id AND r.is_current
+LEFT JOIN (SELECT decision_id, arg_min(approved_by, approved_at) AS approved_by, min(approved_at) AS approved_at
+           FROM decision_approvals GROUP BY decision_id) a ON a.decision_id = d.decision_id""",
+    # grain: one row per decision: the audit trail with proposer, approver and both times
+    "decision_trail": """
+SELECT decision_id, finding_id, case_id, run_id, pernr, detector, category, wage_type, for_period, action, assignee,
+       actor AS proposed_by, decided_at AS proposed_at, reason, expires_on, approved_by, approved_at,
+       CASE WHEN awaiting_approval THEN 'awaiting approval' ELSE 'in force' END AS status
+FROM decision_keys ORDER BY decision_id""",
     # grain: one row per finding with the reviewer's latest applicable decision (if any):
     # a decision applies within its period; 'expected' applies to the same staff member,
     # detector and wage type in any run until it expires
     "findings_decided": """
 SELECT f.*, d.action AS decision, d.actor AS decided_by, d.reason AS decision_reason, d.decided_at,
-       d.expires_on AS decision_expires_on
+       d.expires_on AS decision_expires_on, d.approved_by AS decision_approved_by
 FROM current_findings f
 LEFT JOIN LATERAL (
     SELECT * FROM decision_keys k
-    WHERE (k.identity = f.identity AND (k.decided_in_period IS NULL OR k.decided_in_period = f.period)
+    WHERE NOT k.awaiting_approval AND ((k.identity = f.identity AND (k.decided_in_period IS NULL OR k.decided_in_period = f.period)
            AND k.action <> 'expected')
        OR (k.action = 'expected' AND k.pernr = f.pernr AND k.detector = f.detector
            AND coalesce(k.wage_type, '') = coalesce(f.wage_type, '')
-           AND (k.expires_on IS NULL OR k.expires_on >= strptime(f.period || '01', '%Y%m%d')::DATE))
+           AND (k.expires_on IS NULL OR k.expires_on >= strptime(f.period || '01', '%Y%m%d')::DATE)))
     ORDER BY k.decided_at DESC, k.decision_id DESC LIMIT 1) d ON true""",
     # grain: one row per finding identity per regular run of its period, with its status:
     # new (first seen), persisting, resolved (seen earlier in the month, gone now), reopened

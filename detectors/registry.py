@@ -18,6 +18,7 @@ from detectors.rules import (
     pw101_paymodel, pw102_totals, pw103_not_active, pw104_run_type, pw105_duplicates, pw106_overlaps,
     pw110_grade_action,
     pw111_shared_iban, pw112_bank_change, pw113_new_staff_pay, pw120_retro, pw130_variable_pay,
+    pw140_advance_ledger,
 )
 
 ALL_DETECTORS: tuple[Detector, ...] = (
@@ -33,6 +34,7 @@ ALL_DETECTORS: tuple[Detector, ...] = (
     pw113_new_staff_pay.DETECTOR,
     pw120_retro.DETECTOR,
     pw130_variable_pay.DETECTOR,
+    pw140_advance_ledger.DETECTOR,
     pw201_overtime.DETECTOR,
     pw202_isolation.DETECTOR,
 )

@@ -328,7 +328,7 @@ def test_history_is_frozen():
     h = History()
     with pytest.raises(dataclasses.FrozenInstanceError):
         h.pay_date = date(2025, 1, 25)
-    assert {f.name for f in dataclasses.fields(History)} == {"runs", "final_lines", "final_md", "pay_date",
+    assert {f.name for f in dataclasses.fields(History)} == {"runs", "final_lines", "offcycle_lines", "final_md", "pay_date",
                                                              "extracted_at"}
 
 

@@ -460,8 +460,11 @@ class Simulation:
             if s.other_ded_cents and rng.random() < 0.03:
                 s.other_ded_cents = int(rng.integers(50, 800)) * 100
         self.advances = {}
+        first = self._first_day(period)
         for p in sorted(p for p, s in self.staff.items() if s.status == "active"):
-            if rng.random() < self.cfg.advance_rate and not any(k[0] == p for k in self.recoveries):
+            # drawn for every active staff member (the random stream stays the same), paid
+            # only to those employed before the month: the off-cycle run pays on the 7th
+            if rng.random() < self.cfg.advance_rate and self.staff[p].hired < first and not any(k[0] == p for k in self.recoveries):
                 amount = int(rng.integers(5, 31)) * 10_000
                 self.advances[p] = amount
                 third = amount // 3
@@ -575,6 +578,12 @@ class Simulation:
             self.ledger[(p, fp, wt)] = self.ledger.get((p, fp, wt), 0) + a
         for p in out.frames["pay_lines"]["pernr"].unique().to_list():
             self.staff[p].settled_at = out.plan.extracted_at
+        # an instalment the FINAL could not deduct (a short month) moves to the next month
+        period = out.plan.period
+        taken = set(out.frames["pay_lines"].filter(pl.col("wage_type") == "3200")["pernr"].to_list())
+        for (p, m) in [k for k in self.recoveries if k[1] == period and k[0] not in taken]:
+            nxt = (p, pm.shift_period(period, 1))
+            self.recoveries[nxt] = self.recoveries.get(nxt, 0) + self.recoveries.pop((p, m))
         self.final_done.add(out.plan.period)
 
     # ------------------------------------------------------------------ driver

@@ -205,7 +205,9 @@ class Staff:
 
     @property
     def iban(self) -> str:
-        return f"CH{int(self.pernr) % 97:02d}0076{self.pernr}{int(self.pernr[-3:]) * 7:05d}"
+        bban = f"0076{self.pernr}{int(self.pernr[-3:]) * 7:05d}"  # a valid Swiss IBAN (ISO 13616)
+        check = 98 - int("".join(str(int(c, 36)) for c in bban + "CH00")) % 97
+        return f"CH{check:02d}{bban}"
 
 
 NAMED = (

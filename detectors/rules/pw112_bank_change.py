@@ -1,7 +1,9 @@
 """PW112 bank_change_before_large_payment — new bank account just before a big payment.
 
-Audit practice: an account changed shortly before pay day, with net pay well above the
-staff member's previous FINAL, is a classic diversion pattern. Review, not hold.
+Audit practice: an account changed shortly before pay day, followed by a payment out of the
+ordinary, is a classic diversion pattern: in a regular run, net pay well above the staff
+member's previous FINAL; in an off-cycle run (advances and other one-off payments), any
+payment (`offcycle_any_payment`). Review, not hold.
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ CONFIG = (ENABLED, SEVERITY,
           Key("days_before_pay", int, "an account changed this many days or fewer before pay day counts"),
           Key("min_increase_ratio", float, "net pay at least this multiple of the last FINAL's (the threshold of "
               "the score)"),
-          Key("min_increase_cents", int, "and at least this much higher, in cents"))
+          Key("min_increase_cents", int, "and at least this much higher, in cents"),
+          Key("offcycle_any_payment", bool, "in an off-cycle run, any payment after a recent change counts"))
 
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:
     hist = ctx.inp.history
     pay_date = hist.pay_date
     prev_final = hist.final_lines
-    if pay_date is None or prev_final.height == 0 or ctx.meta.run_type == "OFFCYCLE":
+    offcycle = ctx.meta.run_type == "OFFCYCLE"
+    if pay_date is None or (offcycle and not params.offcycle_any_payment):
         return findings_frame([])
     days = params.days_before_pay
     bank = ctx.inp.md["bank_details"]
@@ -38,8 +42,10 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     earlier = bank.select("pernr", pl.col("valid_from").alias("_earlier"))
     recent = recent.join(earlier, on="pernr").filter(pl.col("_earlier") < pl.col("valid_from")).unique(
         subset=["pernr", "valid_from"]).drop("_earlier")
+    if offcycle:
+        return _offcycle(ctx, params, recent.select("pernr", "valid_from"), pay_date)
     finals = hist.runs.filter(pl.col("run_type") == "FINAL")
-    if finals.height == 0:
+    if finals.height == 0 or prev_final.height == 0:
         return findings_frame([])
     last_run = finals["run_id"][-1]
     prev_net = prev_final.filter((pl.col("run_id") == last_run) & (pl.col("wage_type") == "/560")).group_by("pernr").agg(
@@ -59,6 +65,23 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                             wage_type="/560", amount_cents=r["net"], expected_cents=r["prev_net"],
                             currency=r["currency"], score=calibrated(r["net"] / max(r["prev_net"], 1), ratio),
                             evidence={"bank_from": str(r["valid_from"]), "pay_date": str(pay_date)}))
+    return findings_frame(rows)
+
+
+def _offcycle(ctx: Context, params: Params, recent: pl.DataFrame, pay_date) -> pl.DataFrame:
+    """Any off-cycle payment to an account changed within `days_before_pay` of its pay date."""
+    net = ctx.current.filter(pl.col("wage_type") == "/560").group_by("pernr").agg(
+        pl.col("amount_cents").sum().alias("net"), pl.col("currency").first())
+    rows = []
+    for r in recent.join(net, on="pernr").filter(pl.col("net") > 0).iter_rows(named=True):
+        days = (pay_date - r["valid_from"]).days
+        text = (f"The bank account changed on {r['valid_from']}, {days} days before this off-cycle run pays "
+                f"{money(r['net'], r['currency'])} to it on {pay_date}.")
+        rows.append(finding(ctx, params, r["pernr"], "bank_change_before_large_payment", text, owner="HR",
+                            wage_type="/560", amount_cents=r["net"], currency=r["currency"],
+                            score=calibrated(params.days_before_pay + 1 - days, params.days_before_pay),
+                            evidence={"bank_from": str(r["valid_from"]), "pay_date": str(pay_date),
+                                      "offcycle": True}))
     return findings_frame(rows)
 
 

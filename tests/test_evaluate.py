@@ -1,18 +1,36 @@
 """Measured quality in CI: a 1,000-staff x 3-month simulated area against its ground truth,
-with the targets of the detectors issue (the full 10,000-staff year runs by hand)."""
+with the targets of the detectors issue (the full 10,000-staff year runs by hand) — on a
+fixed seed and on one drawn afresh every run (printed, so that a failure can be replayed
+with `paywatch evaluate --staff 1000 --months 3 --seed N`)."""
 
 from __future__ import annotations
+
+import os
+import random
+
+import pytest
 
 from paywatch.evaluate import evaluate, month_noise
 from paywatch.simulate import SimConfig
 
 
-def test_quality_targets_on_a_small_area():
-    full, rules = evaluate(SimConfig(staff=1000, months=3, start="202511", seed=202))
+def _fresh_seed() -> int:
+    """PAYWATCH_EVAL_SEED replays a run; otherwise a new seed each time."""
+    seed = int(os.environ.get("PAYWATCH_EVAL_SEED") or random.SystemRandom().randrange(1, 1_000_000))
+    print(f"\nfresh evaluation seed: {seed} (replay: PAYWATCH_EVAL_SEED={seed})")
+    return seed
+
+
+def _assert_targets(full) -> None:
     assert full.recall >= 0.99
     assert full.hold_precision >= 0.95
     assert max(full.false_alarm_rates().values()) <= 0.003
     assert min(full.by_kind.values()) >= 0.95, full.by_kind
+
+
+def test_quality_targets_on_a_small_area():
+    full, rules = evaluate(SimConfig(staff=1000, months=3, start="202511", seed=202))
+    _assert_targets(full)
     assert len(full.by_kind) >= 15  # nearly every error kind occurred
     # the January scale revision does not flag the population
     noise = month_noise(full, ["202601"])
@@ -21,3 +39,13 @@ def test_quality_targets_on_a_small_area():
     assert full.recall >= rules.recall
     if "overtime_outlier" in full.by_kind:
         assert full.by_kind["overtime_outlier"] > rules.by_kind["overtime_outlier"]
+
+
+@pytest.mark.xfail(reason="issue #13: special_allowance_spike in a first month with no FINAL history is not "
+                          "caught yet (no own history to compare with); see the helper's report", strict=False)
+def test_quality_targets_on_a_fresh_seed():
+    seed = _fresh_seed()
+    full, _ = evaluate(SimConfig(staff=1000, months=3, start="202511", seed=seed))
+    print(f"seed {seed}: recall {full.recall:.4f}, hold precision {full.hold_precision:.4f}, worst kind "
+          f"{min(full.by_kind.items(), key=lambda kv: kv[1]) if full.by_kind else '-'}")
+    _assert_targets(full)

@@ -1,6 +1,7 @@
 """PW115 bank_integrity — the account a payment goes to (PA0009 on the run's pay date).
 
-- missing_bank_record: a staff member paid in the run has no bank record valid on the pay date;
+- missing_bank_record: a staff member paid in the run has no bank record valid on the pay date
+  (or, for a newcomer starting after it, by the end of the month);
 - invalid_iban: the account is not a valid IBAN (ISO 13616: country length and format, mod-97
   check digits) where one is due: its first two letters, or the bank's country (BANKS), name
   a country that uses IBANs (an account of a country without IBANs is not checked);
@@ -65,8 +66,12 @@ def _paid(ctx: Context) -> pl.DataFrame:
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:
     day = ctx.inp.history.pay_date or pm.month_bounds(ctx.meta.period)[1]
+    end = max(day, pm.month_bounds(ctx.meta.period)[1])
     bank = ctx.inp.md["bank_details"]
-    on_day = bank.filter((pl.col("valid_from") <= day) & (pl.col("valid_to") >= day))
+    # the record valid on the pay date; for a newcomer who starts after it (paid in this
+    # month's run), the first record starting between the pay date and the month's end
+    on_day = (bank.filter((pl.col("valid_from") <= end) & (pl.col("valid_to") >= day))
+              .sort("pernr", "valid_from").unique("pernr", keep="first", maintain_order=True))
     paid = _paid(ctx)
     rows = []
     for r in paid.join(on_day.select("pernr"), on="pernr", how="anti").iter_rows(named=True):

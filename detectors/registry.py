@@ -13,7 +13,7 @@ from detectors.base import DetectionInput, Detector, empty_findings
 from detectors.config import DEFAULTS_FILE, ConfigError, Key, check_section, defaults
 from detectors.context import prepare
 from detectors.partition import split
-from detectors.models import pw201_overtime, pw202_isolation
+from detectors.models import pw201_overtime, pw202_isolation, pw203_variable_pay
 from detectors.rules import (
     pw101_paymodel, pw102_totals, pw103_not_active, pw104_run_type, pw105_duplicates, pw106_overlaps,
     pw110_grade_action,
@@ -39,6 +39,7 @@ ALL_DETECTORS: tuple[Detector, ...] = (
     pw140_advance_ledger.DETECTOR,
     pw201_overtime.DETECTOR,
     pw202_isolation.DETECTOR,
+    pw203_variable_pay.DETECTOR,
 )
 
 

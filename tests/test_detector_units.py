@@ -265,7 +265,7 @@ def test_valid_overrides_are_merged_int_where_float_is_declared(tmp_path):
     from paywatch.settings import load_settings
 
     cfg = load_settings(_toml(tmp_path, "[PW201]\nthreshold = 4\n[evaluation]\nmin_recall = 0.98\n"))
-    assert cfg["PW201"]["threshold"] == 4 and cfg["PW201"]["own_ratio"] == 1.5
+    assert cfg["PW201"]["threshold"] == 4 and cfg["PW201"]["min_ratio"] == 2.0
     assert cfg["evaluation"]["min_recall"] == 0.98 and cfg["kpi"]["baseline_staff_held"] == 295
 
 

@@ -303,7 +303,15 @@ def evaluate_mutations(cfg: SimConfig, per_class: int = 10, seed: int = 0, work:
                     partners = set(picks[1::2]) if kind == "shared_account" else set()
                     s = scores[kind]
                     s.applied += len(changed)
-                    s.caught += len(set(changed) & flagged)
+                    if kind == "shared_account":
+                        # one account, two holders: a shared-account finding on either holder
+                        # catches it (PW111 names the newer holder, which need not be the mutated one)
+                        partner = dict(zip(picks[::2], picks[1::2]))
+                        shared = set(found.filter(pl.col("severity").is_in(FLAGGED)
+                                                  & (pl.col("category") == "shared_iban"))["pernr"].to_list())
+                        s.caught += sum(1 for a in changed if a in flagged or partner[a] in shared)
+                    else:
+                        s.caught += len(set(changed) & flagged)
                     s.false_alarms += len(flagged - base_flagged - set(changed) - partners)
                     s.clean_staff += len(staff) - len(changed)
     finally:

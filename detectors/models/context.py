@@ -10,7 +10,8 @@ deductions). All vectorised polars (group_by / over); no loop over staff.
   floored) of the measure over the last `own_runs` earlier FINALs that carried it.
 - peer reference: the same statistics over this run's staff with the wage type in the same
   client entity (ORGEH), staff category (PERSG) and grade band (TRFGR); a group smaller than
-  `min_group` falls back to category + band across entities, then to the category.
+  `min_group` falls back to entity + category (a unit's shared peak stays the unit's), then
+  category + band across entities, then the category.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import polars as pl
 from detectors import paymodel as pm
 
 MAD_SCALE = 1.4826
-LEVELS = (("entity", "staff_category", "band"), ("staff_category", "band"), ("staff_category",))
+LEVELS = (("entity", "staff_category", "band"), ("entity", "staff_category"), ("staff_category", "band"),
+          ("staff_category",))
 
 
 def band(split: int) -> pl.Expr:
@@ -81,7 +83,9 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
                 .then(pl.col(f"_{kind}{i}")).otherwise(expr)
         return expr
     label = pl.lit(None, dtype=pl.String)
-    names = (pl.concat_str(pl.col("entity"), pl.lit(" "), pl.col("band")), pl.col("band"), pl.col("staff_category"))
+    names = (pl.concat_str(pl.col("entity"), pl.lit(" "), pl.col("band")),
+             pl.concat_str(pl.col("entity"), pl.lit(" "), pl.col("staff_category")), pl.col("band"),
+             pl.col("staff_category"))
     for i in reversed(range(len(LEVELS))):
         label = pl.when((pl.col(f"_n{i}") >= min_group) & pl.col("staff_category").is_not_null()) \
             .then(names[i]).otherwise(label)

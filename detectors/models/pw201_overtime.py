@@ -29,7 +29,7 @@ CONTEXT_KEYS = (
     Key("threshold", float, "robust z, against own history and against peers, at which a value is unusual"),
     Key("own_runs", int, "earlier FINAL runs that make the staff member's own usual level"),
     Key("min_group", int, "peers needed in a group (entity + category + grade band) before it is used; "
-        "smaller groups fall back to category + band, then to the category"),
+        "smaller groups fall back to entity + category, category + band, then the category"),
     Key("band_split", int, "grades whose level is below this form the lower band (P-1..P-3 with 4)"),
     Key("threshold_alone", float, "robust z when only one reference exists (no own history, or no peers)"),
     Key("min_ratio", float, "and the value must be at least this multiple of the higher reference"),

@@ -6,8 +6,8 @@ deductions). All vectorised polars (group_by / over); no loop over staff.
 
 - measure: `hours` (ANZHL of the month's lines) or `share` (|amount| / the month's 1000,
   so proration by days and part time cancels out).
-- own reference: per staff member and wage type, the median and robust spread (1.4826 x MAD,
-  floored) of the measure over the last `own_runs` earlier FINALs that carried it.
+- own reference: per staff member and wage type, the lower median and robust spread (1.4826 x
+  MAD, floored) of the measure over the last `own_runs` earlier FINALs that carried it.
 - peer reference: the same statistics over this run's staff with the wage type in the same
   client entity (ORGEH), staff category (PERSG) and grade band (TRFGR); a group smaller than
   `min_group` falls back to entity + category (a unit's shared peak stays the unit's), then
@@ -61,7 +61,14 @@ def own_reference(final_lines: pl.DataFrame, runs: pl.DataFrame, wage_type: str,
     `own_runs` earlier FINALs (pernr, own_median, own_scale, own_n)."""
     finals = runs.filter(pl.col("run_type") == "FINAL")["run_id"].to_list()[-own_runs:]
     past = measured(final_lines.filter(pl.col("run_id").is_in(finals)), wage_type, measure)
-    med, spread = _robust(pl.col("value"), floor, floor_rel)
+    if past.height == 0:
+        return pl.DataFrame(schema={"pernr": pl.String, "own_median": pl.Float64, "own_scale": pl.Float64,
+                                    "own_n": pl.UInt32})
+    # the lower median: with two months on record, an earlier error paid at FINAL must not
+    # become half the yardstick
+    v = pl.col("value").cast(pl.Float64)
+    med = v.sort().gather((pl.len() - 1) // 2).first().cast(pl.Float64)
+    spread = pl.max_horizontal((v - med).abs().median() * MAD_SCALE, med.abs() * floor_rel, pl.lit(floor))
     return past.group_by("pernr").agg(med.alias("own_median"), spread.alias("own_scale"), pl.len().alias("own_n"))
 
 

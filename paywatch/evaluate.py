@@ -72,6 +72,12 @@ class Summary:
     false_alarm_rate: float
     by_kind: dict[str, float]
     runs: list[RunScore]
+    peak_periods: list[str] = field(default_factory=list)  # months with a unit-wide overtime peak
+
+    def worst_false_alarm_rate(self, periods: list[str]) -> float:
+        """The worst run's false-alarm rate among the runs of `periods`."""
+        rates = [r.false_alarms / max(r.clean_staff, 1) for r in self.runs if r.period in periods]
+        return max(rates, default=0.0)
 
     def false_alarm_rates(self) -> dict[str, float]:
         return {r.run_id: r.false_alarms / max(r.clean_staff, 1) for r in self.runs}
@@ -143,7 +149,9 @@ def evaluate(cfg: SimConfig, work: Path | None = None,
     finally:
         if tmp:
             tmp.cleanup()
-    return summarise(all_scores), summarise(rule_scores)
+    full, rules = summarise(all_scores), summarise(rule_scores)
+    full.peak_periods = rules.peak_periods = list(sim.session_periods)
+    return full, rules
 
 
 # ------------------------------------------------------------------ mutation harness

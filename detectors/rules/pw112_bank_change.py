@@ -2,7 +2,7 @@
 
 Audit practice: an account changed shortly before pay day, followed by a payment out of the
 ordinary, is a classic diversion pattern: in a regular run, net pay well above the staff
-member's previous FINAL; in an off-cycle run (advances and other one-off payments), any
+member's previous FINAL and above what the pay model pays this month; in an off-cycle run (advances and other one-off payments), any
 payment (`offcycle_any_payment`). Review, not hold.
 """
 
@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import polars as pl
 
+from detectors import paymodel as pm
 from detectors.base import Detector, finding, findings_frame
 from detectors.config import ENABLED, SEVERITY, Key, Params
 from detectors.money import money
@@ -52,6 +53,13 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
         pl.col("amount_cents").sum().alias("prev_net"))
     net = ctx.current.filter(pl.col("wage_type") == "/560").group_by("pernr").agg(
         pl.col("amount_cents").sum().alias("net"), pl.col("currency").first())
+    # what this month's master data pays by the pay model (overtime aside, its hours are claimed):
+    # a full month after a short one (return from leave, a newcomer's first full month) is
+    # no payment out of the ordinary, so the reference is the higher of it and the last FINAL
+    model = (ctx.expected.filter((pl.col("wage_type") != pm.WT_OVERTIME) & (pl.col("for_period") == ctx.meta.period))
+             .group_by("pernr").agg(pl.col("expected_cents").sum().alias("_model")))
+    prev_net = prev_net.join(model, on="pernr", how="left").select(
+        "pernr", pl.max_horizontal("prev_net", "_model").alias("prev_net"))
     ratio, floor = params.min_increase_ratio, params.min_increase_cents
     hits = (recent.select("pernr", "valid_from").join(net, on="pernr").join(prev_net, on="pernr", how="left")
             .filter(pl.col("prev_net").is_not_null() & (pl.col("net") >= pl.col("prev_net") * ratio)
@@ -60,7 +68,7 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     for r in hits.iter_rows(named=True):
         text = (f"The bank account changed on {r['valid_from']}, {(pay_date - r['valid_from']).days} "
                 f"days before pay day, and this run pays {money(r['net'], r['currency'])} against "
-                f"{money(r['prev_net'], r['currency'])} in the last FINAL.")
+                f"{money(r['prev_net'], r['currency'])} usually (the last FINAL, or this month's pay by the pay model).")
         rows.append(finding(ctx, params, r["pernr"], "bank_change_before_large_payment", text, owner="HR",
                             wage_type="/560", amount_cents=r["net"], expected_cents=r["prev_net"],
                             currency=r["currency"], score=calibrated(r["net"] / max(r["prev_net"], 1), ratio),

@@ -22,6 +22,7 @@ from paywatch.simulate.reference import WAGE_TYPES, grade_steps
 from paywatch.simulate.store import Op
 
 WAGE_CLASS = {w[0]: w[2] for w in WAGE_TYPES}
+IBAN_COUNTRIES = ("CH", "FR", "GB")  # of the simulator's bank countries, those in the IBAN registry
 
 LINE_KINDS = (
     "pay_after_separation", "scale_mismatch", "stale_multiplier", "spouse_allowance_without_dependant",
@@ -107,6 +108,9 @@ def _candidates(sim: SimulationState, kind: str, period: str, first: date, prev:
         return [p for p in quiet if (p, prev, "1000") in sim.ledger]
     if kind == "grade_change_without_action":
         return [p for p in quiet if staff[p].step < _max_step(staff[p].grade)]
+    if kind == "invalid_iban":
+        # a mistyped IBAN; a US account number is no IBAN (no check digits to fail)
+        return [p for p in quiet if staff[p].iban[:2] in IBAN_COUNTRIES]
     if kind == "child_over_age_limit":
         return [p for p in quiet if _has_overage_child(sim, p, first)]
     return quiet

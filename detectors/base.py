@@ -62,7 +62,8 @@ class History:
     """What detectors read of the payroll area's past (built by paywatch.pipeline).
 
     runs: earlier runs of the area in contract order (RUN_SCHEMA). final_lines: pay lines of
-    the earlier FINAL runs of the look-back window, with `run_id`. final_md: master data as
+    the earlier FINAL runs of the look-back window, with `run_id`. offcycle_lines: the same for
+    the earlier OFFCYCLE runs (advances paid between regular runs). final_md: master data as
     carried by the earlier FINALs the retro check needs (run_id -> same keys as
     DetectionInput.md), for the staff it needs. pay_date and extracted_at: this run's.
     """
@@ -70,6 +71,8 @@ class History:
     runs: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RUN_SCHEMA))
     final_lines: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={"run_id": pl.String,
                                                                                    **LINE_SCHEMA}))
+    offcycle_lines: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={"run_id": pl.String,
+                                                                                      **LINE_SCHEMA}))
     final_md: Mapping[str, dict[str, pl.DataFrame]] = field(default_factory=dict)
     pay_date: date | None = None
     extracted_at: str = ""

@@ -13,11 +13,12 @@ from detectors.base import DetectionInput, Detector, empty_findings
 from detectors.config import DEFAULTS_FILE, ConfigError, Key, check_section, defaults
 from detectors.context import prepare
 from detectors.partition import split
-from detectors.models import pw201_overtime, pw202_isolation
+from detectors.models import pw201_overtime, pw202_isolation, pw203_variable_pay
 from detectors.rules import (
     pw101_paymodel, pw102_totals, pw103_not_active, pw104_run_type, pw105_duplicates, pw106_overlaps,
     pw110_grade_action,
     pw111_shared_iban, pw112_bank_change, pw113_new_staff_pay, pw120_retro, pw130_variable_pay,
+    pw114_active_not_paid, pw115_bank_integrity, pw140_advance_ledger, pw150_wage_type_limits,
 )
 
 ALL_DETECTORS: tuple[Detector, ...] = (
@@ -31,10 +32,15 @@ ALL_DETECTORS: tuple[Detector, ...] = (
     pw111_shared_iban.DETECTOR,
     pw112_bank_change.DETECTOR,
     pw113_new_staff_pay.DETECTOR,
+    pw114_active_not_paid.DETECTOR,
+    pw115_bank_integrity.DETECTOR,
     pw120_retro.DETECTOR,
     pw130_variable_pay.DETECTOR,
+    pw140_advance_ledger.DETECTOR,
+    pw150_wage_type_limits.DETECTOR,
     pw201_overtime.DETECTOR,
     pw202_isolation.DETECTOR,
+    pw203_variable_pay.DETECTOR,
 )
 
 

@@ -125,10 +125,15 @@ def evaluate(
     start: str = typer.Option("202511", "--start", help="First period, YYYYMM."),
     seed: int = typer.Option(101, "--seed", help="Random seed (use one the tests do not use)."),
     check: bool = typer.Option(False, "--check", help="Exit 1 when a quality target is missed."),
+    mutations: bool = typer.Option(False, "--mutations", help="Run the mutation harness on clean runs instead."),
 ) -> None:
     """Measure detection quality against the simulator's ground truth: recall, hold
     precision, false alarms, recall per error kind — with and without the anomaly models."""
     from rich.table import Table
+
+    if mutations:
+        _evaluate_mutations(staff, months, start, seed)
+        return
 
     from paywatch.evaluate import evaluate as run_eval, month_noise
     from paywatch.paths import Paths
@@ -176,6 +181,29 @@ def evaluate(
                f"{worst_kind:.3f} targets={'met' if passed else 'MISSED'}")
     if check and not passed:
         raise typer.Exit(1)
+
+
+def _evaluate_mutations(staff: int, months: int, start: str, seed: int) -> None:
+    """`paywatch evaluate --mutations`: generic mutations of clean runs, caught per class."""
+    from rich.table import Table
+
+    from paywatch.evaluate import MUTATIONS, evaluate_mutations
+    from paywatch.simulate import SimConfig
+
+    with _progress() as progress:
+        task = progress.add_task("mutating", total=(months - 1) * 2 * len(MUTATIONS))
+        scores = evaluate_mutations(SimConfig(staff=staff, months=months, start=start, seed=seed), seed=seed,
+                                    on_step=lambda run, kind: progress.update(task, advance=1,
+                                                                              description=f"{run} {kind}"))
+    table = Table("mutation class", "applied", "caught", "share caught", "false alarms", "FA rate",
+                  title="Mutation harness (clean runs)")
+    for kind, s in scores.items():
+        table.add_row(kind, str(s.applied), str(s.caught), f"{s.caught / max(s.applied, 1):.3f}",
+                      str(s.false_alarms), f"{s.false_alarms / max(s.clean_staff, 1):.4%}")
+    Console().print(table)
+    applied = sum(s.applied for s in scores.values())
+    caught = sum(s.caught for s in scores.values())
+    typer.echo(f"staff={staff} months={months} seed={seed} mutations={applied} caught={caught / max(applied, 1):.4f}")
 
 
 @app.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+from datetime import timedelta
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -71,6 +72,12 @@ class Summary:
     false_alarm_rate: float
     by_kind: dict[str, float]
     runs: list[RunScore]
+    peak_periods: list[str] = field(default_factory=list)  # months with a unit-wide overtime peak
+
+    def worst_false_alarm_rate(self, periods: list[str]) -> float:
+        """The worst run's false-alarm rate among the runs of `periods`."""
+        rates = [r.false_alarms / max(r.clean_staff, 1) for r in self.runs if r.period in periods]
+        return max(rates, default=0.0)
 
     def false_alarm_rates(self) -> dict[str, float]:
         return {r.run_id: r.false_alarms / max(r.clean_staff, 1) for r in self.runs}
@@ -142,4 +149,180 @@ def evaluate(cfg: SimConfig, work: Path | None = None,
     finally:
         if tmp:
             tmp.cleanup()
-    return summarise(all_scores), summarise(rule_scores)
+    full, rules = summarise(all_scores), summarise(rule_scores)
+    full.peak_periods = rules.peak_periods = list(sim.session_periods)
+    return full, rules
+
+
+# ------------------------------------------------------------------ mutation harness
+# Generic changes written for no detector, applied to clean runs (no injected errors): each
+# class changes what is paid to one staff member in a way a payroll office would want held.
+# Totals are rebuilt after a line change, so that a mutation is not caught by its totals.
+
+MUTATIONS = ("scale_line", "duplicate_line", "move_period", "drop_line", "master_data_without_action",
+             "pay_inactive", "shared_account")
+
+
+@dataclass
+class MutationScore:
+    """Per mutation class: mutations applied, caught (the staff member flagged), false alarms
+    (other staff flagged beyond the clean run's own findings) and clean staff."""
+
+    applied: int = 0
+    caught: int = 0
+    false_alarms: int = 0
+    clean_staff: int = 0
+
+
+def _rebuild_totals(lines: pl.DataFrame, classes: pl.DataFrame, pernrs: list[str]) -> pl.DataFrame:
+    """Totals /101, /550, /560 of `pernrs` written again from their lines."""
+    keep = lines.filter(~(pl.col("pernr").is_in(pernrs) & pl.col("wage_type").str.starts_with("/")))
+    body = keep.filter(pl.col("pernr").is_in(pernrs)).join(classes, on="wage_type", how="left")
+    t = body.group_by("pernr").agg(
+        pl.col("amount_cents").filter(pl.col("wage_class") == "EARNING").sum().alias("g"),
+        pl.col("amount_cents").filter(pl.col("wage_class") == "DEDUCTION").sum().alias("d"),
+        pl.col("currency").first(), pl.col("in_period").first())
+    tot = pl.concat([t.select("pernr", pl.col("in_period").alias("for_period"), "in_period",
+                              pl.lit(wt).alias("wage_type"), e.cast(pl.Int64).alias("amount_cents"), "currency",
+                              pl.lit(None).cast(lines.schema["quantity"]).alias("quantity"))
+                     for wt, e in (("/101", pl.col("g")), ("/550", pl.col("g") + pl.col("d")),
+                                   ("/560", pl.col("g") + pl.col("d")))])
+    return pl.concat([keep, tot.select(lines.columns)], how="vertical_relaxed")
+
+
+def mutate(inp, kind: str, pernrs: list[str], rng) -> tuple[object, list[str]]:
+    """`inp` with mutation `kind` applied to each of `pernrs` (where it applies); returns the
+    mutated input and the staff actually changed."""
+    from dataclasses import replace as dc_replace
+
+    from detectors import paymodel as pm
+
+    lines, md = inp.lines, dict(inp.md)
+    classes = inp.ref["wage_types"].select("wage_type", "wage_class")
+    body = lines.filter(~pl.col("wage_type").str.starts_with("/") & (pl.col("for_period") == pl.col("in_period")))
+    changed: list[str] = []
+    if kind in ("scale_line", "duplicate_line", "move_period", "drop_line"):
+        for p in pernrs:
+            own = body.filter(pl.col("pernr") == p)
+            if own.height == 0:
+                continue
+            wt = own["wage_type"][int(rng.integers(own.height))]
+            sel = (pl.col("pernr") == p) & (pl.col("wage_type") == wt) & (pl.col("for_period") == pl.col("in_period"))
+            if kind == "scale_line":
+                factor = float(rng.choice([0.5, 1.1, 1.5, 3.0]))
+                lines = lines.with_columns(pl.when(sel).then((pl.col("amount_cents") * factor).round().cast(pl.Int64))
+                                           .otherwise(pl.col("amount_cents")).alias("amount_cents"))
+            elif kind == "duplicate_line":
+                lines = pl.concat([lines, lines.filter(sel)])
+            elif kind == "move_period":
+                lines = lines.with_columns(pl.when(sel).then(pl.lit(pm.shift_period(inp.meta.period, -1)))
+                                           .otherwise(pl.col("for_period")).alias("for_period"))
+            else:
+                lines = lines.filter(~sel)
+            changed.append(p)
+    elif kind == "master_data_without_action":
+        first, _, _ = pm.month_bounds(inp.meta.period)
+        bp = md["basic_pay"]
+        for p in pernrs:
+            cur = bp.filter((pl.col("pernr") == p) & (pl.col("valid_from") <= first) & (pl.col("valid_to") >= first))
+            if cur.height != 1 or int(cur["step"][0]) >= 10:
+                continue
+            r = cur.row(0, named=True)
+            bp = pl.concat([bp.filter(~((pl.col("pernr") == p) & (pl.col("valid_from") == r["valid_from"]))),
+                            pl.DataFrame([r | {"valid_to": first - timedelta(days=1)},
+                                          r | {"valid_from": first, "step": f"{int(r['step']) + 1:02d}"}],
+                                         schema=bp.schema)
+                            .filter(pl.col("valid_to") >= pl.col("valid_from"))])
+            changed.append(p)
+        md["basic_pay"] = bp
+        # the payroll pays what the changed master data says: the model lines recomputed
+        _, exp = pm.expected_for_period(md, inp.ref, inp.meta.period, written=lines, pernrs=changed)
+        new = exp.filter(pl.col("expected_cents").is_not_null() & (pl.col("expected_cents") != 0)
+                         & pl.col("wage_type").is_in([pm.WT_BASE, pm.WT_POST_ADJ, pm.WT_PENSION, pm.WT_HEALTH]))
+        upd = new.select("pernr", "wage_type", pl.col("expected_cents").alias("_new"))
+        lines = (lines.join(upd, on=["pernr", "wage_type"], how="left")
+                 .with_columns(pl.when(pl.col("for_period") == pl.col("in_period")).then(
+                     pl.coalesce("_new", "amount_cents")).otherwise(pl.col("amount_cents")).alias("amount_cents"))
+                 .drop("_new"))
+    elif kind == "pay_inactive":
+        acts = md["actions"]
+        first, last, _ = pm.month_bounds(inp.meta.period)
+        paid = set(lines["pernr"].unique().to_list())
+        gone = (acts.filter((pl.col("valid_from") <= first) & (pl.col("valid_to") >= last)
+                            & (pl.col("employment_status") != "3"))["pernr"].unique().sort().to_list())
+        gone = [p for p in gone if p not in paid][:len(pernrs)]
+        donors = body.filter(pl.col("wage_type") == pm.WT_BASE)
+        add = [donors.row(int(rng.integers(donors.height)), named=True) | {"pernr": p} for p in gone]
+        if add:
+            lines = pl.concat([lines, pl.DataFrame(add, schema=lines.schema)])
+        changed = gone
+    elif kind == "shared_account":
+        bank = md["bank_details"]
+        for a, b in zip(pernrs[::2], pernrs[1::2]):
+            iban_b = bank.filter(pl.col("pernr") == b).sort("valid_from")["iban"]
+            if iban_b.len() == 0:
+                continue
+            bank = bank.with_columns(pl.when(pl.col("pernr") == a).then(pl.lit(iban_b[-1]))
+                                     .otherwise(pl.col("iban")).alias("iban"))
+            changed.append(a)
+        md["bank_details"] = bank
+    if kind not in ("master_data_without_action", "shared_account"):
+        lines = _rebuild_totals(lines, classes, changed)
+    elif kind == "master_data_without_action":
+        lines = _rebuild_totals(lines, classes, changed)
+    return dc_replace(inp, lines=lines, md=md), changed
+
+
+def evaluate_mutations(cfg: SimConfig, per_class: int = 10, seed: int = 0, work: Path | None = None,
+                       on_step: Callable[[str, str], None] | None = None) -> dict[str, MutationScore]:
+    """Simulate a clean area (no injected errors); on every regular run after the first
+    month, apply each mutation class to `per_class` random staff and score what is caught."""
+    import numpy as np
+    from dataclasses import replace as dc_replace
+
+    det_cfg = load_settings(None)
+    rng = np.random.default_rng(seed)
+    scores = {k: MutationScore() for k in MUTATIONS}
+    tmp = tempfile.TemporaryDirectory() if work is None else None
+    root = Path(tmp.name) if tmp else work
+    wh = Warehouse.in_folder(root / "wh")
+    clean_cfg = dc_replace(cfg, error_rate=0.0)
+    try:
+        with wh.writer() as con:
+            first_period = None
+            for out in Simulation(clean_cfg).iter_runs():
+                folder = write_run(out, root / "runs")
+                loaded = load_run(con, read_run(folder), archive_dir=wh.paths.archive)
+                first_period = first_period or out.plan.period
+                if out.plan.run_type not in ("SIM1", "FINAL") or out.plan.period == first_period:
+                    continue
+                inp = detection_input(con, loaded.run_id)
+                base, _ = detect_with_artifacts(inp, det_cfg)
+                base_flagged = set(base.filter(pl.col("severity").is_in(FLAGGED))["pernr"].to_list())
+                staff = sorted(set(inp.lines["pernr"].to_list()) - base_flagged)
+                for kind in MUTATIONS:
+                    if on_step:
+                        on_step(out.plan.run_id, kind)
+                    picks = [staff[i] for i in rng.choice(len(staff), size=min(2 * per_class, len(staff)),
+                                                          replace=False)]
+                    m_inp, changed = mutate(inp, kind, picks[:per_class] if kind != "shared_account" else picks, rng)
+                    found, _ = detect_with_artifacts(m_inp, det_cfg)
+                    flagged = set(found.filter(pl.col("severity").is_in(FLAGGED))["pernr"].to_list())
+                    partners = set(picks[1::2]) if kind == "shared_account" else set()
+                    s = scores[kind]
+                    s.applied += len(changed)
+                    if kind == "shared_account":
+                        # one account, two holders: a shared-account finding on either holder
+                        # catches it (PW111 names the newer holder, which need not be the mutated one)
+                        partner = dict(zip(picks[::2], picks[1::2]))
+                        shared = set(found.filter(pl.col("severity").is_in(FLAGGED)
+                                                  & (pl.col("category") == "shared_iban"))["pernr"].to_list())
+                        s.caught += sum(1 for a in changed if a in flagged or partner[a] in shared)
+                    else:
+                        s.caught += len(set(changed) & flagged)
+                    s.false_alarms += len(flagged - base_flagged - set(changed) - partners)
+                    s.clean_staff += len(staff) - len(changed)
+    finally:
+        if tmp:
+            tmp.cleanup()
+    return scores

@@ -77,6 +77,7 @@ def detection_input(con: duckdb.DuckDBPyConnection, run_id: str) -> DetectionInp
     history = History(
         runs=runs,
         final_lines=final_lines,
+        offcycle_lines=q.lines_of_runs(con, recent.filter(pl.col("run_type") == "OFFCYCLE")),
         final_md={fid: _master_data(con, fid, pernrs)
                   for fid, pernrs in dh.final_runs_needed(lines, final_lines, runs).items()},
         pay_date=info["pay_date"],

@@ -76,6 +76,13 @@ Run:
   e.g. an off-cycle run holding only what `add_line` adds).
 * `pay_date = "YYYYMMDD"` (default 20250325).
 * `no_history = true` — the run is the first in the warehouse (empty history).
+
+History (what earlier runs paid besides the computed FINALs):
+* `history_line = {run_type, period, pernr, wage_type, amount, run = "OC1"?}` — a line
+  added to an earlier run of `period` (one of the history months, or the run's own month for
+  an OFFCYCLE run before it): `run_type = "FINAL"` adds it to that month's FINAL (totals
+  rebuilt), `"OFFCYCLE"` to an off-cycle run of that month (named by `run`, extracted on the
+  5th, paid on the 7th), with its totals.
 """
 
 from __future__ import annotations
@@ -198,7 +205,9 @@ class Staff:
 
     @property
     def iban(self) -> str:
-        return f"CH{int(self.pernr) % 97:02d}0076{self.pernr}{int(self.pernr[-3:]) * 7:05d}"
+        bban = f"0076{self.pernr}{int(self.pernr[-3:]) * 7:05d}"  # a valid Swiss IBAN (ISO 13616)
+        check = 98 - int("".join(str(int(c, 36)) for c in bban + "CH00")) % 97
+        return f"CH{check:02d}{bban}"
 
 
 NAMED = (
@@ -509,26 +518,50 @@ def cached_history(md_then: dict[str, pl.DataFrame], ref: dict[str, pl.DataFrame
     """`history`, computed once per set of changes entered before the earlier FINALs (frames
     and History are immutable: callers `replace` what they change)."""
     key = json.dumps([[k, [op for op in _as_list(case.get(k)) if op.get("entered", "late") == "before"]]
-                      for k in sorted(MD_OPS)], sort_keys=True, default=str)
+                      for k in sorted(MD_OPS)] + [_as_list(case.get("history_line"))], sort_keys=True, default=str)
     if key not in _HISTORY_CACHE:
-        _HISTORY_CACHE[key] = history(md_then, ref)
+        _HISTORY_CACHE[key] = history(md_then, ref, _as_list(case.get("history_line")))
     return _HISTORY_CACHE[key]
 
 
-def history(md_then: dict[str, pl.DataFrame], ref: dict[str, pl.DataFrame]) -> History:
-    """Earlier runs (a SIM1 and the FINAL of each history month) and what the FINALs paid."""
-    runs, finals = [], []
+def _history_lines(ops: list[dict], period: str, run_type: str, run: str | None = None) -> pl.DataFrame:
+    """The `history_line` entries of one earlier run, as lines (no totals)."""
+    currency = {s.pernr: s.currency for s in STAFF}
+    rows = [{"pernr": pernr_of(op["pernr"]), "for_period": period, "in_period": period,
+             "wage_type": op["wage_type"], "amount_cents": cents(op["amount"]),
+             "currency": currency[pernr_of(op["pernr"])], "quantity": None}
+            for op in ops if op["period"] == period and op["run_type"] == run_type
+            and (run is None or op.get("run", "OC1") == run)]
+    return pl.DataFrame(rows, schema=LINE_SCHEMA)
+
+
+def history(md_then: dict[str, pl.DataFrame], ref: dict[str, pl.DataFrame], extra: list[dict] = ()) -> History:
+    """Earlier runs (off-cycle runs of `extra`, a SIM1 and the FINAL of each history month) and
+    what the FINALs and off-cycle runs paid."""
+    runs, finals, offcycles = [], [], []
     usual = {s.pernr: s for s in STAFF}
-    for m in HISTORY_PERIODS:
+    wts = ref["wage_types"]
+    for m in (*HISTORY_PERIODS, PERIOD):
         y, mo = int(m[:4]), int(m[4:])
+        for oc in sorted({op.get("run", "OC1") for op in extra if op["period"] == m and op["run_type"] == "OFFCYCLE"}):
+            run_id = f"{AREA}-{m}-{oc}"
+            runs.append({"run_id": run_id, "version": 1, "payroll_area": AREA, "period": m, "run_type": "OFFCYCLE",
+                         "pay_date": date(y, mo, 7), "extracted_at": datetime(y, mo, 5, 6, int(oc[2:]), 0)})
+            offcycles.append(rebuild_totals(_history_lines(extra, m, "OFFCYCLE", oc), wts)
+                             .with_columns(pl.lit(run_id).alias("run_id")))
+        if m == PERIOD:
+            break
         for rt, day in (("SIM1", 10), ("FINAL", 24)):
             runs.append({"run_id": f"{AREA}-{m}-{rt}", "version": 1, "payroll_area": AREA, "period": m,
                          "run_type": rt, "pay_date": date(y, mo, 25),
                          "extracted_at": datetime(y, mo, day, 6, 0, 0)})
-        lines = rebuild_totals(month_lines(md_then, ref, m, usual), ref["wage_types"])
+        body = pl.concat([month_lines(md_then, ref, m, usual), _history_lines(extra, m, "FINAL")])
+        lines = rebuild_totals(body, wts)
         finals.append(lines.with_columns(pl.lit(f"{AREA}-{m}-FINAL").alias("run_id")))
     final_lines = pl.concat(finals).select("run_id", *LINE_SCHEMA)
-    return History(runs=pl.DataFrame(runs), final_lines=final_lines,
+    offcycle_lines = (pl.concat(offcycles).select("run_id", *LINE_SCHEMA) if offcycles
+                      else pl.DataFrame(schema={"run_id": pl.String, **LINE_SCHEMA}))
+    return History(runs=pl.DataFrame(runs), final_lines=final_lines, offcycle_lines=offcycle_lines,
                    final_md={f"{AREA}-{m}-FINAL": md_then for m in HISTORY_PERIODS}, pay_date=PAY_DATE)
 
 

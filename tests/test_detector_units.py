@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import polars as pl
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from detectors import history as h
 from detectors.models.features import FEATURES, staff_run_features
@@ -264,7 +265,7 @@ def test_valid_overrides_are_merged_int_where_float_is_declared(tmp_path):
     from paywatch.settings import load_settings
 
     cfg = load_settings(_toml(tmp_path, "[PW201]\nthreshold = 4\n[evaluation]\nmin_recall = 0.98\n"))
-    assert cfg["PW201"]["threshold"] == 4 and cfg["PW201"]["own_ratio"] == 1.5
+    assert cfg["PW201"]["threshold"] == 4 and cfg["PW201"]["min_ratio"] == 2.0
     assert cfg["evaluation"]["min_recall"] == 0.98 and cfg["kpi"]["baseline_staff_held"] == 295
 
 
@@ -328,7 +329,7 @@ def test_history_is_frozen():
     h = History()
     with pytest.raises(dataclasses.FrozenInstanceError):
         h.pay_date = date(2025, 1, 25)
-    assert {f.name for f in dataclasses.fields(History)} == {"runs", "final_lines", "final_md", "pay_date",
+    assert {f.name for f in dataclasses.fields(History)} == {"runs", "final_lines", "offcycle_lines", "final_md", "pay_date",
                                                              "extracted_at"}
 
 
@@ -354,3 +355,66 @@ def test_overlaps_by_running_max_end_match_every_pair():
         want.append(any(lo <= until and hi >= since for lo, hi in spans))
     assert sorted(zip(got.select("pernr", "valid_from", "valid_to").rows(), got["overlaps"])) == \
         sorted(zip(recs, want))
+
+
+# ---------------------------------------------------------------- PW115 IBAN (ISO 13616)
+
+def _iban(country: str, bban: str) -> str:
+    check = 98 - int("".join(str(int(c, 36)) for c in bban + country + "00")) % 97
+    return f"{country}{check:02d}{bban}"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text("0123456789", min_size=17, max_size=17), st.integers(0, 16), st.integers(1, 9))
+def test_iban_mod97_catches_every_single_digit_error(bban, pos, delta):
+    from detectors.rules.pw115_bank_integrity import iban_problem
+
+    good = _iban("CH", bban)
+    assert iban_problem(good, "CH") is None
+    digits = list(good)
+    i = 4 + pos
+    digits[i] = str((int(digits[i]) + delta) % 10)
+    assert iban_problem("".join(digits), "CH") is not None  # mod 97 detects any one changed digit
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text("0123456789", min_size=17, max_size=17), st.integers(1, 5))
+def test_iban_length_is_checked_per_country(bban, cut):
+    from detectors.rules.pw115_bank_integrity import iban_problem
+
+    short = _iban("CH", bban[:-cut])  # right check digits, wrong length for Switzerland
+    assert iban_problem(short, "CH") is not None
+    assert iban_problem("021000021123456789", "US") is None  # no IBANs in that country: not checked
+
+
+# ---------------------------------------------------------------- PW140 advance ledger
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 50), max_size=4), st.lists(st.integers(1, 50), max_size=4), st.integers(0, 60))
+def test_ledger_flags_a_recovery_exactly_when_no_advance_covers_it(advances, recovered, now):
+    """Advances (off-cycle runs) and FINAL recoveries of earlier months, then this run's recovery:
+    the rule raises recovery_without_advance / recovery_above_balance exactly when due."""
+    from detectors.base import DetectionInput, History, RunMeta
+    from detectors.registry import load_config
+    from detectors.rules import pw140_advance_ledger as led
+
+    def line(run_id, period, wt, cents):
+        return {"run_id": run_id, "pernr": "00000001", "for_period": period, "in_period": period, "wage_type": wt,
+                "amount_cents": cents * 100, "currency": "USD", "quantity": None}
+    months = ["202501", "202502", "202503", "202504"]
+    offc = [line(f"A-{months[i]}-OC1", months[i], "2000", a) for i, a in enumerate(advances)]
+    fin = [line(f"A-{months[i]}-FINAL", months[i], "3200", -r) for i, r in enumerate(recovered)]
+    schema = {"run_id": pl.String, "pernr": pl.String, "for_period": pl.String, "in_period": pl.String,
+              "wage_type": pl.String, "amount_cents": pl.Int64, "currency": pl.String, "quantity": pl.Decimal(38, 2)}
+    cur = pl.DataFrame([line("x", "202505", "3200", -now)] if now else [], schema=schema).drop("run_id")
+    hist = History(final_lines=pl.DataFrame(fin, schema=schema), offcycle_lines=pl.DataFrame(offc, schema=schema))
+    inp = DetectionInput(RunMeta("A-202505-SIM1", "A", "202505", "SIM1"), cur, {}, {}, hist)
+    params = led.DETECTOR.params(load_config()["PW140"])  # recovery_months 6: nothing is overdue here
+    got = set(led.run(SimpleNamespace(inp=inp, meta=inp.meta), params)["category"].to_list())
+    open_balance = sum(advances) - sum(recovered)
+    want = set()
+    if now and not advances:
+        want = {"recovery_without_advance"}
+    elif now and now > open_balance:
+        want = {"recovery_above_balance"}
+    assert got == want

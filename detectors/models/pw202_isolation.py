@@ -1,5 +1,9 @@
 """PW202 isolation_forest — unusual combinations of a staff member's pay (multivariate).
 
+Fitted per peer group (staff category + grade band, as this run assigns them): a pay mix
+usual for directors is not compared with general service staff. A group with fewer than
+`min_group_rows` training rows is scored by the model fitted on everyone (pooled).
+
 `IsolationModel` (PyOD style): `fit` trains an IsolationForest on the staff-run features
 (models/features.py) of the most recent earlier FINAL runs; `decision_function` =
 -score_samples (higher = more unusual); `threshold_` = the `quantile` of the training
@@ -17,6 +21,7 @@ import polars as pl
 from detectors.base import Detector, finding, findings_frame
 from detectors.config import ENABLED, SEVERITY, Key, Params
 from detectors.context import Context
+from detectors.models.context import band
 from detectors.models.features import FEATURES, LABELS, robust_stats, staff_run_features
 from detectors.scoring import calibrated
 
@@ -28,7 +33,9 @@ CONFIG = (ENABLED, SEVERITY,
           Key("quantile", float, "threshold = this quantile of training scores ..."),
           Key("margin", float, "... times this margin"),
           Key("threshold_sample", int, "training rows scored for that quantile (all, when fewer)"),
-          Key("min_training_rows", int, "fewer training rows: no model, no findings"))
+          Key("min_training_rows", int, "fewer training rows: no model, no findings"),
+          Key("min_group_rows", int, "training rows a peer group (category + grade band) needs for its own model"),
+          Key("band_split", int, "grade levels below this are the lower band"))
 
 
 class IsolationModel:
@@ -68,31 +75,55 @@ class IsolationModel:
         return -self.forest_.score_samples(x)
 
 
+def _groups(ctx: Context, split: int) -> pl.DataFrame:
+    """Peer group of each staff member this run. Grain: one row per staff member with facts."""
+    return (ctx.facts.select("pernr", "staff_category", "grade").unique("pernr", keep="first")
+            .filter(pl.col("staff_category").is_not_null()).select("pernr", band(split).alias("group")))
+
+
 def run(ctx: Context, params: Params) -> pl.DataFrame:
     runs = ctx.inp.history.runs
     finals = runs.filter(pl.col("run_type") == "FINAL")["run_id"].to_list()
-    model = IsolationModel(params).fit(ctx.inp.history.final_lines, finals)
-    if not model.fitted:
+    hist = ctx.inp.history.final_lines
+    pooled = IsolationModel(params).fit(hist, finals)
+    if not pooled.fitted:
         return findings_frame([])
-    ctx.artifacts[CODE] = model
+    ctx.artifacts[CODE] = pooled
     if ctx.meta.run_type == "OFFCYCLE":
         return findings_frame([])
     now = staff_run_features(ctx.current.vstack(ctx.retro) if ctx.retro.height else ctx.current)
     if now.height == 0:
         return findings_frame([])
-    s = model.decision_function(now.select(FEATURES).to_numpy())
-    hits = now.with_columns(pl.Series("score", s)).filter(pl.col("score") > model.threshold_)
+    groups = _groups(ctx, params.band_split)
+    now = now.join(groups, on="pernr", how="left")
+    # training rows per group, counted once: only groups large enough get their own forest
+    recent = finals[-params.training_runs:]
+    sizes = (hist.filter(pl.col("run_id").is_in(recent) & (pl.col("wage_type") == "1000"))
+             .select("run_id", "pernr").unique().join(groups, on="pernr").group_by("group").len())
+    own = set(sizes.filter(pl.col("len") >= params.min_group_rows)["group"].to_list())
+    models = {g: IsolationModel(params).fit(hist.filter(pl.col("pernr").is_in(groups.filter(pl.col("group") == g)["pernr"].implode())), finals)
+              for g in sorted(own)}
+    ctx.artifacts[f"{CODE}:groups"] = models
+    parts = []
+    for g, part in now.group_by("group", maintain_order=True):
+        m = models.get(g[0], pooled)
+        s = m.decision_function(part.select(FEATURES).to_numpy())
+        parts.append(part.with_columns(pl.Series("score", s), pl.lit(m.threshold_).alias("threshold"),
+                                       pl.lit(g[0] if g[0] in models else "all staff").alias("fitted_on")))
+        ctx.artifacts.setdefault(f"{CODE}:stats", {})[g[0]] = m.stats_
+    hits = pl.concat(parts).filter(pl.col("score") > pl.col("threshold"))
     cur = ctx.current.group_by("pernr").agg(pl.col("currency").first())
     rows = []
-    stats = model.stats_
     for r in hits.join(cur, on="pernr", how="left").iter_rows(named=True):
+        stats = ctx.artifacts[f"{CODE}:stats"][r["group"]]
         zs = sorted(((abs(r[f] - stats[f][0]) / stats[f][1], f) for f in FEATURES), reverse=True)[:2]
         drivers = "; ".join(f"{LABELS[f]} {r[f]:.2f} (typical {stats[f][0]:.2f})" for _, f in zs)
-        text = f"This staff member's pay is an unusual combination compared with recent FINAL runs: {drivers}."
+        text = (f"This staff member's pay is an unusual combination compared with recent FINAL runs of "
+                f"{r['fitted_on']}: {drivers}.")
         rows.append(finding(ctx, params, r["pernr"], "multivariate_anomaly", text, owner="HR", currency=r["currency"],
-                            score=calibrated(r["score"], model.threshold_),
+                            score=calibrated(r["score"], r["threshold"]),
                             evidence={"anomaly_score": round(float(r["score"]), 4),
-                                      "threshold": round(model.threshold_, 4),
+                                      "threshold": round(r["threshold"], 4), "fitted_on": r["fitted_on"],
                                       "drivers": {f: {"value": round(r[f], 4), "typical": round(stats[f][0], 4)}
                                                   for _, f in zs}}))
     return findings_frame(rows)

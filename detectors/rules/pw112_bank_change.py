@@ -1,7 +1,9 @@
 """PW112 bank_change_before_large_payment — new bank account just before a big payment.
 
-Audit practice: an account changed shortly before pay day, with net pay well above the
-staff member's previous FINAL, is a classic diversion pattern. Review, not hold.
+Audit practice: an account changed shortly before pay day, followed by a payment out of the
+ordinary, is a classic diversion pattern: in a regular run, net pay well above the staff
+member's previous FINAL and above what the pay model pays this month; in an off-cycle run (advances and other one-off payments), any
+payment (`offcycle_any_payment`). Review, not hold.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from datetime import timedelta
 
 import polars as pl
 
+from detectors import paymodel as pm
 from detectors.base import Detector, finding, findings_frame
 from detectors.config import ENABLED, SEVERITY, Key, Params
 from detectors.money import money
@@ -21,14 +24,16 @@ CONFIG = (ENABLED, SEVERITY,
           Key("days_before_pay", int, "an account changed this many days or fewer before pay day counts"),
           Key("min_increase_ratio", float, "net pay at least this multiple of the last FINAL's (the threshold of "
               "the score)"),
-          Key("min_increase_cents", int, "and at least this much higher, in cents"))
+          Key("min_increase_cents", int, "and at least this much higher, in cents"),
+          Key("offcycle_any_payment", bool, "in an off-cycle run, any payment after a recent change counts"))
 
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:
     hist = ctx.inp.history
     pay_date = hist.pay_date
     prev_final = hist.final_lines
-    if pay_date is None or prev_final.height == 0 or ctx.meta.run_type == "OFFCYCLE":
+    offcycle = ctx.meta.run_type == "OFFCYCLE"
+    if pay_date is None or (offcycle and not params.offcycle_any_payment):
         return findings_frame([])
     days = params.days_before_pay
     bank = ctx.inp.md["bank_details"]
@@ -38,14 +43,23 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     earlier = bank.select("pernr", pl.col("valid_from").alias("_earlier"))
     recent = recent.join(earlier, on="pernr").filter(pl.col("_earlier") < pl.col("valid_from")).unique(
         subset=["pernr", "valid_from"]).drop("_earlier")
+    if offcycle:
+        return _offcycle(ctx, params, recent.select("pernr", "valid_from"), pay_date)
     finals = hist.runs.filter(pl.col("run_type") == "FINAL")
-    if finals.height == 0:
+    if finals.height == 0 or prev_final.height == 0:
         return findings_frame([])
     last_run = finals["run_id"][-1]
     prev_net = prev_final.filter((pl.col("run_id") == last_run) & (pl.col("wage_type") == "/560")).group_by("pernr").agg(
         pl.col("amount_cents").sum().alias("prev_net"))
     net = ctx.current.filter(pl.col("wage_type") == "/560").group_by("pernr").agg(
         pl.col("amount_cents").sum().alias("net"), pl.col("currency").first())
+    # what this month's master data pays by the pay model (overtime aside, its hours are claimed):
+    # a full month after a short one (return from leave, a newcomer's first full month) is
+    # no payment out of the ordinary, so the reference is the higher of it and the last FINAL
+    model = (ctx.expected.filter((pl.col("wage_type") != pm.WT_OVERTIME) & (pl.col("for_period") == ctx.meta.period))
+             .group_by("pernr").agg(pl.col("expected_cents").sum().alias("_model")))
+    prev_net = prev_net.join(model, on="pernr", how="left").select(
+        "pernr", pl.max_horizontal("prev_net", "_model").alias("prev_net"))
     ratio, floor = params.min_increase_ratio, params.min_increase_cents
     hits = (recent.select("pernr", "valid_from").join(net, on="pernr").join(prev_net, on="pernr", how="left")
             .filter(pl.col("prev_net").is_not_null() & (pl.col("net") >= pl.col("prev_net") * ratio)
@@ -54,11 +68,28 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     for r in hits.iter_rows(named=True):
         text = (f"The bank account changed on {r['valid_from']}, {(pay_date - r['valid_from']).days} "
                 f"days before pay day, and this run pays {money(r['net'], r['currency'])} against "
-                f"{money(r['prev_net'], r['currency'])} in the last FINAL.")
+                f"{money(r['prev_net'], r['currency'])} usually (the last FINAL, or this month's pay by the pay model).")
         rows.append(finding(ctx, params, r["pernr"], "bank_change_before_large_payment", text, owner="HR",
                             wage_type="/560", amount_cents=r["net"], expected_cents=r["prev_net"],
                             currency=r["currency"], score=calibrated(r["net"] / max(r["prev_net"], 1), ratio),
                             evidence={"bank_from": str(r["valid_from"]), "pay_date": str(pay_date)}))
+    return findings_frame(rows)
+
+
+def _offcycle(ctx: Context, params: Params, recent: pl.DataFrame, pay_date) -> pl.DataFrame:
+    """Any off-cycle payment to an account changed within `days_before_pay` of its pay date."""
+    net = ctx.current.filter(pl.col("wage_type") == "/560").group_by("pernr").agg(
+        pl.col("amount_cents").sum().alias("net"), pl.col("currency").first())
+    rows = []
+    for r in recent.join(net, on="pernr").filter(pl.col("net") > 0).iter_rows(named=True):
+        days = (pay_date - r["valid_from"]).days
+        text = (f"The bank account changed on {r['valid_from']}, {days} days before this off-cycle run pays "
+                f"{money(r['net'], r['currency'])} to it on {pay_date}.")
+        rows.append(finding(ctx, params, r["pernr"], "bank_change_before_large_payment", text, owner="HR",
+                            wage_type="/560", amount_cents=r["net"], currency=r["currency"],
+                            score=calibrated(params.days_before_pay + 1 - days, params.days_before_pay),
+                            evidence={"bank_from": str(r["valid_from"]), "pay_date": str(pay_date),
+                                      "offcycle": True}))
     return findings_frame(rows)
 
 

@@ -2,9 +2,9 @@
 
 Special post allowance (1500) is usually constant month to month. Amounts are compared as
 a share of the month's net base salary (1000), so proration by days cancels out: a share
-(and an amount) above `spike_ratio` x the usual one — the higher of the median and the
-latest of the look-back FINAL runs, so that an earlier spike paid at FINAL does not become
-the yardstick — is a spike (review).
+(and an amount) above `spike_ratio` x the usual one — the lower median of the look-back
+FINAL runs, so that an earlier spike paid at FINAL does not become the yardstick — is a
+spike (review), unless it repeats the latest FINAL's amount (a raise kept is the new usual).
 Changes of other deductions (3300) are reported as info, for context.
 """
 
@@ -68,11 +68,11 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     past = (_relative(hist.filter(pl.col("for_period") == pl.col("in_period")), wts)
             .group_by("pernr", "wage_type").agg(
                 pl.col("rel").max().alias("past_max"), pl.col("rel").min().alias("past_min"),
-                # the usual level: the median month and the latest FINAL, whichever is higher. Not
-                # the highest month: one earlier spike paid at FINAL would hide the next one
-                pl.max_horizontal(pl.col("rel").median(), pl.col("rel").sort_by("month").last()).alias("usual"),
-                pl.max_horizontal(pl.col("amount").abs().median(),
-                                  pl.col("amount").abs().sort_by("month").last()).alias("usual_amount")))
+                # the usual level: the lower median month. Not the highest nor the latest month:
+                # one earlier spike paid at FINAL would become the yardstick and hide the next one
+                pl.col("rel").sort().gather((pl.len() - 1) // 2).first().alias("usual"),
+                pl.col("amount").abs().sort().gather((pl.len() - 1) // 2).first().alias("usual_amount"),
+                pl.col("amount").abs().sort_by("month").last().alias("latest_amount")))
     now = _relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), wts)
     cmp = now.join(past, on=["pernr", "wage_type"], how="inner")
     ratio, tol = params.spike_ratio, params.change_tolerance
@@ -81,7 +81,10 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
         is_spa = r["wage_type"] == pm.WT_SPECIAL_POST
         # both the share of base pay and the amount itself must jump: a part-time change
         # moves only the share, a newcomer's first (prorated) month only the amount
-        spike = is_spa and rel > r["usual"] * ratio and abs(r["amount"]) > r["usual_amount"] * ratio
+        # a raise paid at the latest FINAL and paid again at the same amount is the new usual
+        same_as_latest = abs(abs(r["amount"]) - r["latest_amount"]) <= r["latest_amount"] * tol
+        spike = (is_spa and rel > r["usual"] * ratio and abs(r["amount"]) > r["usual_amount"] * ratio
+                 and not same_as_latest)
         if is_spa and not spike:
             continue
         if not is_spa and r["past_min"] * (1 - tol) <= rel <= r["past_max"] * (1 + tol):

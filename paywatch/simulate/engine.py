@@ -63,6 +63,10 @@ class SimConfig:
     extension_rate: float = 0.01
     late_change_rate: float = 0.004
     advance_rate: float = 0.004
+    session_month_share: float = 0.5    # months in which some units service sessions ...
+    session_units: int = 3              # ... this many client entities (ORGEH) ...
+    session_claim_share: float = 0.85   # ... whose G staff mostly claim heavy overtime together
+    session_hours: tuple[int, int] = (20, 60)
 
 
 @dataclass
@@ -124,6 +128,8 @@ class Simulation:
         self.errors: list[err.InjectedError] = []
         self.overtime: dict[str, Decimal] = {}
         self.advances: dict[str, int] = {}
+        self.session_units: set[str] = set()
+        self.session_periods: list[str] = []  # months with a session peak (the evaluation reports them)
         self.recoveries: dict[tuple[str, str], int] = {}
         self.run_index = 0
         self._init_reference()
@@ -454,14 +460,27 @@ class Simulation:
     def _variable_pay(self, period: str) -> None:
         rng = self.rng
         self.overtime = {}
+        # a session month: conference-servicing units work heavy overtime together, legitimately
+        cfg = self.cfg
+        self.session_units = (set(str(e) for e in rng.choice(ENTITIES, cfg.session_units, replace=False))
+                              if rng.random() < cfg.session_month_share else set())
+        if self.session_units:
+            self.session_periods.append(period)
+        lo, hi = cfg.session_hours
         for p, s in self.staff.items():
-            if s.status == "active" and s.category == "G" and rng.random() < 0.2:
+            if s.status == "active" and s.category == "G" and s.entity in self.session_units \
+                    and rng.random() < cfg.session_claim_share:
+                self.overtime[p] = Decimal(int(rng.integers(2 * lo, 2 * hi + 1))) / 2
+            elif s.status == "active" and s.category == "G" and rng.random() < 0.2:
                 self.overtime[p] = Decimal(int(rng.integers(1, 41))) / 2
             if s.other_ded_cents and rng.random() < 0.03:
                 s.other_ded_cents = int(rng.integers(50, 800)) * 100
         self.advances = {}
+        first = self._first_day(period)
         for p in sorted(p for p, s in self.staff.items() if s.status == "active"):
-            if rng.random() < self.cfg.advance_rate and not any(k[0] == p for k in self.recoveries):
+            # drawn for every active staff member (the random stream stays the same), paid
+            # only to those employed before the month: the off-cycle run pays on the 7th
+            if rng.random() < self.cfg.advance_rate and self.staff[p].hired < first and not any(k[0] == p for k in self.recoveries):
                 amount = int(rng.integers(5, 31)) * 10_000
                 self.advances[p] = amount
                 third = amount // 3
@@ -575,6 +594,12 @@ class Simulation:
             self.ledger[(p, fp, wt)] = self.ledger.get((p, fp, wt), 0) + a
         for p in out.frames["pay_lines"]["pernr"].unique().to_list():
             self.staff[p].settled_at = out.plan.extracted_at
+        # an instalment the FINAL could not deduct (a short month) moves to the next month
+        period = out.plan.period
+        taken = set(out.frames["pay_lines"].filter(pl.col("wage_type") == "3200")["pernr"].to_list())
+        for (p, m) in [k for k in self.recoveries if k[1] == period and k[0] not in taken]:
+            nxt = (p, pm.shift_period(period, 1))
+            self.recoveries[nxt] = self.recoveries.get(nxt, 0) + self.recoveries.pop((p, m))
         self.final_done.add(out.plan.period)
 
     # ------------------------------------------------------------------ driver

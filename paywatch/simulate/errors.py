@@ -22,6 +22,7 @@ from paywatch.simulate.reference import WAGE_TYPES, grade_steps
 from paywatch.simulate.store import Op
 
 WAGE_CLASS = {w[0]: w[2] for w in WAGE_TYPES}
+IBAN_COUNTRIES = ("CH", "FR", "GB")  # of the simulator's bank countries, those in the IBAN registry
 
 LINE_KINDS = (
     "pay_after_separation", "scale_mismatch", "stale_multiplier", "spouse_allowance_without_dependant",
@@ -29,7 +30,7 @@ LINE_KINDS = (
     "totals_mismatch", "negative_net", "paid_during_slwop", "part_time_ignored", "overtime_outlier",
     "special_allowance_spike", "unexplained_retro",
 )
-MASTER_DATA_KINDS = ("shared_iban", "grade_change_without_action")
+MASTER_DATA_KINDS = ("shared_iban", "grade_change_without_action", "invalid_iban", "missing_bank_record")
 ERROR_KINDS = LINE_KINDS + MASTER_DATA_KINDS
 ARRIVAL_RUNS = ("SIM1", "SIM2", "SIM3", "FINAL")
 
@@ -107,6 +108,9 @@ def _candidates(sim: SimulationState, kind: str, period: str, first: date, prev:
         return [p for p in quiet if (p, prev, "1000") in sim.ledger]
     if kind == "grade_change_without_action":
         return [p for p in quiet if staff[p].step < _max_step(staff[p].grade)]
+    if kind == "invalid_iban":
+        # a mistyped IBAN; a US account number is no IBAN (no check digits to fail)
+        return [p for p in quiet if staff[p].iban[:2] in IBAN_COUNTRIES]
     if kind == "child_over_age_limit":
         return [p for p in quiet if _has_overage_child(sim, p, first)]
     return quiet
@@ -141,6 +145,8 @@ def _params(sim: SimulationState, kind: str, active: list[str]) -> dict:
         return {"factor": int(rng.integers(3, 9))}
     if kind == "shared_iban":
         return {"other": str(rng.choice(active)), "day": int(rng.integers(1, 10))}
+    if kind == "invalid_iban":
+        return {"day": int(rng.integers(1, 10)), "shift": int(rng.integers(1, 96))}
     return {}
 
 
@@ -160,6 +166,19 @@ def activate_errors(sim: SimulationState, plan: RunPlan) -> None:
             day = date(int(e.period[:4]), int(e.period[4:]), e.params["day"])
             if other_iban != sim.staff[e.pernr].iban and sim.store.covering("bank_details", e.pernr, day) is not None:
                 e.op = sim.store.split_at("bank_details", e.pernr, day, {"iban": other_iban}, at)
+        elif e.kind == "invalid_iban":
+            # a mistyped account: the check digits no longer match (ISO 13616 mod 97)
+            day = date(int(e.period[:4]), int(e.period[4:]), e.params["day"])
+            iban = sim.staff[e.pernr].iban
+            wrong = (int(iban[2:4]) - 2 + e.params["shift"]) % 97 + 2
+            if sim.store.covering("bank_details", e.pernr, day) is not None:
+                e.op = sim.store.split_at("bank_details", e.pernr, day, {"iban": f"{iban[:2]}{wrong:02d}{iban[4:]}"}, at)
+        elif e.kind == "missing_bank_record":
+            # the record the pay date needs deleted by mistake
+            idx = sim.store.covering("bank_details", e.pernr, plan.pay_date)
+            if idx is not None:
+                e.op = Op("bank_details")
+                sim.store.remove("bank_details", idx, at, e.op)
         elif e.kind == "grade_change_without_action":
             s = sim.staff[e.pernr]
             first = date(int(e.period[:4]), int(e.period[4:]), 1)

@@ -44,6 +44,8 @@ def make_iban(rng: np.random.Generator, country: str) -> str:
     """A syntactically valid IBAN (ISO 13616 mod-97 check digits)."""
     length = {"CH": 17, "FR": 23, "GB": 18, "US": 20}[country]
     bban = "".join(str(d) for d in rng.integers(0, 10, size=length))
+    if country == "GB":  # a British BBAN starts with a four-letter bank code (ISO 13616 registry)
+        bban = "".join(chr(65 + int(c) * 2) for c in bban[:4]) + bban[4:]
     digits = "".join(str(int(ch, 36)) for ch in bban + country + "00")
     check = 98 - int(digits) % 97
     return f"{country}{check:02d}{bban}"

@@ -1,0 +1,173 @@
+"""Context references of variable pay, read as a payroll officer reads them: each staff
+member against their OWN history and against PEERS in the current run.
+
+Shared by the context models (PW201 overtime hours, PW203 special post allowance and other
+deductions). All vectorised polars (group_by / over); no loop over staff.
+
+- measure: `hours` (ANZHL of the month's lines) or `share` (|amount| / the month's 1000,
+  so proration by days and part time cancels out).
+- own reference: per staff member and wage type, the lower median and robust spread (1.4826 x
+  MAD, floored) of the measure over the last `own_runs` earlier FINALs that carried it.
+- peer reference: the same statistics over this run's staff with the wage type in the same
+  client entity (ORGEH), staff category (PERSG) and grade band (TRFGR); a group smaller than
+  `min_group` falls back to entity + category (a unit's shared peak stays the unit's), then
+  category + band across entities, then the category.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detectors import paymodel as pm
+
+MAD_SCALE = 1.4826
+LEVELS = (("entity", "staff_category", "band"), ("entity", "staff_category"), ("staff_category", "band"),
+          ("staff_category",))
+
+
+def band(split: int) -> pl.Expr:
+    """Grade band: the category and whether the grade's level is below `split` (P-1..P-3 vs P-4, P-5)."""
+    level = pl.col("grade").str.extract(r"(\d+)$").cast(pl.Int64, strict=False)
+    return pl.concat_str(pl.col("staff_category"), pl.when(level < split).then(pl.lit("-lower"))
+                         .otherwise(pl.lit("-upper"))).alias("band")
+
+
+def measured(lines: pl.DataFrame, wage_type: str, measure: str) -> pl.DataFrame:
+    """The month's measure of one wage type. Grain: one row per run and staff member with it
+    (run_id, pernr, value, amount, currency)."""
+    if "run_id" not in lines.columns:
+        lines = lines.with_columns(pl.lit("current").alias("run_id"))
+    cur = lines.filter(pl.col("for_period") == pl.col("in_period"))
+    wt = (cur.filter(pl.col("wage_type") == wage_type).group_by("run_id", "pernr")
+          .agg(pl.col("quantity").cast(pl.Float64).sum().alias("_qty"), pl.col("amount_cents").sum().alias("amount"),
+               pl.col("currency").first()))
+    if measure == "hours":
+        return wt.select("run_id", "pernr", pl.col("_qty").alias("value"), "amount", "currency")
+    base = (cur.filter(pl.col("wage_type") == pm.WT_BASE).group_by("run_id", "pernr")
+            .agg(pl.col("amount_cents").sum().alias("_base")).filter(pl.col("_base") > 0))
+    return wt.join(base, on=["run_id", "pernr"]).select(
+        "run_id", "pernr", (pl.col("amount").abs() / pl.col("_base")).alias("value"), "amount", "currency")
+
+
+def _robust(value: pl.Expr, floor: float, floor_rel: float) -> tuple[pl.Expr, pl.Expr]:
+    med = value.median()
+    spread = pl.max_horizontal((value - med).abs().median() * MAD_SCALE, med.abs() * floor_rel, pl.lit(floor))
+    return med, spread
+
+
+def own_reference(final_lines: pl.DataFrame, runs: pl.DataFrame, wage_type: str, measure: str, own_runs: int,
+                  floor: float, floor_rel: float) -> pl.DataFrame:
+    """Own usual level. Grain: one row per staff member with the wage type in the last
+    `own_runs` earlier FINALs (pernr, own_median, own_scale, own_n)."""
+    finals = runs.filter(pl.col("run_type") == "FINAL")["run_id"].to_list()[-own_runs:]
+    past = measured(final_lines.filter(pl.col("run_id").is_in(finals)), wage_type, measure)
+    if past.height == 0:
+        return pl.DataFrame(schema={"pernr": pl.String, "own_median": pl.Float64, "own_scale": pl.Float64,
+                                    "own_n": pl.UInt32})
+    # the lower median: with two months on record, an earlier error paid at FINAL must not
+    # become half the yardstick
+    v = pl.col("value").cast(pl.Float64)
+    med = v.sort().gather((pl.len() - 1) // 2).first().cast(pl.Float64)
+    spread = pl.max_horizontal((v - med).abs().median() * MAD_SCALE, med.abs() * floor_rel, pl.lit(floor))
+    return past.group_by("pernr").agg(med.alias("own_median"), spread.alias("own_scale"), pl.len().alias("own_n"))
+
+
+def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group: int, floor: float,
+                   floor_rel: float) -> pl.DataFrame:
+    """`now` (pernr, value, ...) with the peer reference of each row: peer_median, peer_scale,
+    peer_n and peer_group (the most specific group of at least `min_group`; null when even
+    the category is smaller). Staff without facts this month (no assignment) get none."""
+    who = facts.select("pernr", "entity", "staff_category", "grade").unique("pernr", keep="first")
+    x = now.join(who, on="pernr", how="left").with_columns(band(split))
+    med_e, spread_e = _robust(pl.col("value"), floor, floor_rel)
+    for i, keys in enumerate(LEVELS):
+        x = x.with_columns(med_e.over(keys).alias(f"_m{i}"), spread_e.over(keys).alias(f"_s{i}"),
+                           pl.len().over(keys).alias(f"_n{i}"))
+    def pick(kind: str) -> pl.Expr:
+        expr = pl.lit(None)
+        for i in reversed(range(len(LEVELS))):
+            expr = pl.when((pl.col(f"_n{i}") >= min_group) & pl.col("staff_category").is_not_null()) \
+                .then(pl.col(f"_{kind}{i}")).otherwise(expr)
+        return expr
+    label = pl.lit(None, dtype=pl.String)
+    names = (pl.concat_str(pl.col("entity"), pl.lit(" "), pl.col("band")),
+             pl.concat_str(pl.col("entity"), pl.lit(" "), pl.col("staff_category")), pl.col("band"),
+             pl.col("staff_category"))
+    for i in reversed(range(len(LEVELS))):
+        label = pl.when((pl.col(f"_n{i}") >= min_group) & pl.col("staff_category").is_not_null()) \
+            .then(names[i]).otherwise(label)
+    return x.with_columns(pick("m").alias("peer_median"), pick("s").alias("peer_scale"),
+                          pick("n").cast(pl.Int64).alias("peer_n"), label.alias("peer_group")).drop(
+        [f"_{k}{i}" for i in range(len(LEVELS)) for k in "msn"])
+
+
+def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_ratio: float) -> pl.DataFrame:
+    """Adds z_own, z_peer, `raw` (unusualness in thresholds: 1 = at the threshold) and
+    `unusual`. With both references a row must be unusual against BOTH (a level the whole
+    unit shares is not, nor one that is this person's habit); with one, it stands alone
+    against the stricter `t_alone`. Either way the value must be `min_ratio` x the reference."""
+    own, peer = pl.col("own_median").is_not_null(), pl.col("peer_median").is_not_null()
+    z_own = (pl.col("value") - pl.col("own_median")) / pl.col("own_scale")
+    z_peer = (pl.col("value") - pl.col("peer_median")) / pl.col("peer_scale")
+    ref = pl.max_horizontal(pl.col("own_median"), pl.col("peer_median"))  # the higher of the references
+    x = x.with_columns(z_own.alias("z_own"), z_peer.alias("z_peer"), ref.alias("reference"))
+    raw = (pl.when(own & peer).then(pl.min_horizontal(pl.col("z_own") / t_own, pl.col("z_peer") / t_peer))
+           .when(own).then(pl.col("z_own") / t_alone)
+           .when(peer).then(pl.col("z_peer") / t_alone)
+           .otherwise(None))
+    return x.with_columns(raw.alias("raw")).with_columns(
+        ((pl.col("raw") >= 1.0) & (pl.col("value") >= pl.col("reference") * min_ratio)).fill_null(False)
+        .alias("unusual"),
+        # money above the usual level: what would be overpaid if this went out
+        (pl.col("amount").abs().cast(pl.Float64) * (1 - pl.col("reference") / pl.col("value"))).alias("excess"))
+
+
+class ContextModel:
+    """PyOD-style: `fit` on the history learns each staff member's own usual level of one wage
+    type; `decision_function` scores this run's rows against it and against their peers in
+    the run (higher = more unusual; `threshold_` = 1.0, i.e. at the configured thresholds)."""
+
+    threshold_ = 1.0
+
+    def __init__(self, params, wage_type: str, measure: str):
+        self.params, self.wage_type, self.measure = params, wage_type, measure
+        self.floor = params.min_scale_hours if measure == "hours" else params.min_scale_share
+
+    def fit(self, final_lines: pl.DataFrame, runs: pl.DataFrame) -> "ContextModel":
+        p = self.params
+        self.own_ = own_reference(final_lines, runs, self.wage_type, self.measure, p.own_runs, self.floor,
+                                  p.min_scale_rel)
+        return self
+
+    def score(self, lines: pl.DataFrame, facts: pl.DataFrame) -> pl.DataFrame:
+        """This run's rows of the wage type with both references, z-scores, `raw` and `unusual`.
+        Grain: one row per staff member with the wage type this month."""
+        p = self.params
+        now = measured(lines, self.wage_type, self.measure).drop("run_id").filter(pl.col("value") > 0)
+        x = peer_reference(now, facts, p.band_split, p.min_group, self.floor, p.min_scale_rel)
+        x = x.join(self.own_, on="pernr", how="left")
+        return scored(x, p.threshold, p.threshold, p.threshold_alone, p.min_ratio)
+
+    def decision_function(self, lines: pl.DataFrame, facts: pl.DataFrame) -> pl.Series:
+        return self.score(lines, facts)["raw"].fill_null(0.0)
+
+
+def describe(r: dict, measure: str) -> str:
+    """The value and both references with numbers, e.g. '41 h, 11.7x own median 3.5 h;
+    OHCHR G-lower staff this month median 6 h'."""
+    def fmt(v: float) -> str:
+        return f"{v:g} h" if measure == "hours" else f"{v:.1%} of base salary"
+    parts = [fmt(r["value"])]
+    if r["own_median"] is not None:
+        parts[0] += f", {r['value'] / max(r['own_median'], 1e-9):.1f}x own median {fmt(r['own_median'])}"
+    else:
+        parts[0] += ", no earlier FINAL of this staff member to compare with"
+    if r["peer_median"] is not None:
+        parts.append(f"{r['peer_group']} staff this month median {fmt(r['peer_median'])} (n = {r['peer_n']})")
+    return "; ".join(parts)
+
+
+def severity(r: dict, params) -> str:
+    """hold when far beyond the references with a large amount at stake; else `params.severity`."""
+    big = r["raw"] >= params.hold_factor and (r["excess"] or 0) >= params.hold_min_cents
+    return "hold" if big else params.severity

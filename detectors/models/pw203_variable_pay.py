@@ -1,0 +1,56 @@
+"""PW203 variable_pay_context — special post allowance (1500) and other deductions (3300) as
+a share of the month's net base salary, against the staff member's own usual share AND
+peers this month (models/context.py; the same reading as PW201).
+
+1500 with own history is PW130's (per the contract it is usually the same every month, so
+a jump against own history alone is enough); this model covers its cold start — a newcomer,
+an allowance new to the staff member, an area's first month — where peers of the same entity
+and grade band (else the category) stand in. 3300 is read against both references.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from detectors import paymodel as pm
+from detectors.base import Detector, finding, findings_frame
+from detectors.config import ENABLED, Key, Params
+from detectors.context import Context
+from detectors.models.context import ContextModel, describe, severity
+from detectors.models.pw201_overtime import CONTEXT_KEYS, _round
+from detectors.money import money
+from detectors.scoring import calibrated
+
+CODE = "PW203"
+CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_share", float, "floor of the spread, as a share of base salary"))
+CATEGORY = {pm.WT_SPECIAL_POST: "special_allowance_spike", pm.WT_OTHER_DED: "deduction_outlier"}
+
+
+def run(ctx: Context, params: Params) -> pl.DataFrame:
+    if ctx.meta.run_type == "OFFCYCLE":
+        return findings_frame([])
+    hist = ctx.inp.history
+    rows = []
+    for wt, category in CATEGORY.items():
+        model = ContextModel(params, wt, "share").fit(hist.final_lines, hist.runs)
+        ctx.artifacts[f"{CODE}:{wt}"] = model
+        hits = model.score(ctx.current, ctx.facts).filter(pl.col("unusual"))
+        if wt == pm.WT_SPECIAL_POST:
+            hits = hits.filter(pl.col("own_median").is_null())
+        for r in hits.iter_rows(named=True):
+            text = (f"{ctx.text(wt)} ({wt}) of {money(r['amount'], r['currency'])} is {describe(r, 'share')}: "
+                    f"far above the usual level.")
+            rows.append(finding(ctx, params, r["pernr"], category, text, owner="HR" if wt == pm.WT_SPECIAL_POST
+                                else "FINANCE", wage_type=wt, amount_cents=r["amount"], currency=r["currency"],
+                                severity=severity(r, params), score=calibrated(float(r["raw"]), model.threshold_),
+                                evidence={"share_of_base": _round(r["value"]), "own_median": r["own_median"],
+                                          "own_n": r["own_n"], "peer_group": r["peer_group"],
+                                          "peer_median": r["peer_median"], "peer_n": r["peer_n"],
+                                          "z_own": _round(r["z_own"]), "z_peer": _round(r["z_peer"]),
+                                          "raw": _round(r["raw"])}))
+    return findings_frame(rows)
+
+
+DETECTOR = Detector(CODE, "variable_pay_context", tuple(CATEGORY.values()), run, kind="model", config=CONFIG,
+                    description="1500 (cold start) and 3300 against own history and peers of the unit this month.",
+                    scope="area")

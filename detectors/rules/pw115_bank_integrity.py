@@ -1,0 +1,113 @@
+"""PW115 bank_integrity — the account a payment goes to (PA0009 on the run's pay date).
+
+- missing_bank_record: a staff member paid in the run has no bank record valid on the pay date
+  (or, for a newcomer starting after it, by the end of the month);
+- invalid_iban: the account is not a valid IBAN (ISO 13616: country length and format, mod-97
+  check digits) where one is due: its first two letters, or the bank's country (BANKS), name
+  a country that uses IBANs (an account of a country without IBANs is not checked);
+- iban_of_separated_staff: the account is on file for another staff member who is separated
+  on the pay date (money diverted through a leaver's account is an audit red flag).
+Needs the whole population (other staff's accounts): area scope.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import polars as pl
+from stdnum import iban as stdnum_iban
+
+from detectors import paymodel as pm
+from detectors.base import Detector, finding, findings_frame
+from detectors.config import ENABLED, SEVERITY, Params
+from detectors.context import Context
+from detectors.money import money
+from detectors.privacy import mask_iban
+
+CODE = "PW115"
+CONFIG = (ENABLED, SEVERITY)
+CATEGORIES = ("missing_bank_record", "invalid_iban", "iban_of_separated_staff")
+
+
+@lru_cache(maxsize=512)
+def uses_iban(country: str) -> bool:
+    """Whether a country is in the IBAN registry (python-stdnum's copy of it)."""
+    c = (country or "").upper()
+    return len(c) == 2 and c.isalpha() and bool(stdnum_iban._ibandb.info(c)[0][1])
+
+
+def iban_problem(account: str | None, bank_country: str | None) -> str | None:
+    """Why `account` fails ISO 13616 where an IBAN is due (None: valid, or not an IBAN country)."""
+    acc = "".join((account or "").split()).upper()
+    prefix = acc[:2]
+    if not (uses_iban(prefix) or uses_iban(bank_country or "")):
+        return None
+    if not uses_iban(prefix):
+        return "it does not start with the code of a country that uses IBANs"
+    try:
+        stdnum_iban.validate(acc)
+    except Exception as e:  # stdnum raises one ValidationError subclass per kind of fault
+        return {"InvalidChecksum": "its mod-97 check digits are wrong",
+                "InvalidLength": "its length is wrong for its country",
+                "InvalidFormat": "its format is wrong for its country",
+                "InvalidComponent": "it does not start with an IBAN country code"}.get(
+            type(e).__name__, "it is not a valid IBAN")
+    if bank_country and uses_iban(bank_country) and prefix != bank_country.upper():
+        return f"it is an account of {prefix} while the bank's country is {bank_country}"
+    return None
+
+
+def _paid(ctx: Context) -> pl.DataFrame:
+    """Staff paid by the run (/560 above zero). Grain: one row per staff member."""
+    return (ctx.inp.lines.filter(pl.col("wage_type") == "/560").group_by("pernr")
+            .agg(pl.col("amount_cents").sum().alias("net"), pl.col("currency").first())
+            .filter(pl.col("net") > 0))
+
+
+def run(ctx: Context, params: Params) -> pl.DataFrame:
+    day = ctx.inp.history.pay_date or pm.month_bounds(ctx.meta.period)[1]
+    end = max(day, pm.month_bounds(ctx.meta.period)[1])
+    bank = ctx.inp.md["bank_details"]
+    # the record valid on the pay date; for a newcomer who starts after it (paid in this
+    # month's run), the first record starting between the pay date and the month's end
+    on_day = (bank.filter((pl.col("valid_from") <= end) & (pl.col("valid_to") >= day))
+              .sort("pernr", "valid_from").unique("pernr", keep="first", maintain_order=True))
+    paid = _paid(ctx)
+    rows = []
+    for r in paid.join(on_day.select("pernr"), on="pernr", how="anti").iter_rows(named=True):
+        text = (f"This run pays {money(r['net'], r['currency'])} on {day} but the staff member has no bank record "
+                f"(PA0009) valid on that day.")
+        rows.append(finding(ctx, params, r["pernr"], "missing_bank_record", text, owner="HR", wage_type="/560",
+                            amount_cents=r["net"], currency=r["currency"], evidence={"pay_date": str(day)}))
+    accounts = paid.join(on_day.select("pernr", "iban", "bank_country"), on="pernr")
+    pairs = accounts.select("iban", "bank_country").unique()
+    problems = pairs.with_columns(pl.struct("iban", "bank_country").map_elements(
+        lambda s: iban_problem(s["iban"], s["bank_country"]), return_dtype=pl.String).alias("problem"))
+    bad = accounts.join(problems, on=["iban", "bank_country"], how="left", nulls_equal=True).filter(
+        pl.col("problem").is_not_null())
+    for r in bad.iter_rows(named=True):
+        text = (f"The bank account {mask_iban(r['iban'] or '')} ({r['bank_country']}) that receives "
+                f"{money(r['net'], r['currency'])} on {day} is not a valid IBAN: {r['problem']}.")
+        rows.append(finding(ctx, params, r["pernr"], "invalid_iban", text, owner="HR", wage_type="/560",
+                            amount_cents=r["net"], currency=r["currency"],
+                            evidence={"iban_masked": mask_iban(r["iban"] or ""), "problem": r["problem"]}))
+    separated = (ctx.inp.md["actions"].filter((pl.col("valid_from") <= day) & (pl.col("valid_to") >= day))
+                 .group_by("pernr").agg(pl.col("employment_status").max().alias("_st"))
+                 .filter(pl.col("_st") == "0").select("pernr"))
+    leavers = (bank.join(separated, on="pernr").group_by("iban")
+               .agg(pl.col("pernr").unique().sort().alias("leavers"), pl.col("valid_to").max().alias("used_until")))
+    hits = (accounts.join(leavers, on="iban")
+            .with_columns(pl.col("leavers").list.set_difference(pl.concat_list("pernr")))
+            .filter(pl.col("leavers").list.len() > 0))
+    for r in hits.iter_rows(named=True):
+        text = (f"The bank account {mask_iban(r['iban'])} that receives {money(r['net'], r['currency'])} on {day} "
+                f"is also on file for staff {', '.join(r['leavers'])}, separated on that day (their record runs to "
+                f"{r['used_until']}).")
+        rows.append(finding(ctx, params, r["pernr"], "iban_of_separated_staff", text, owner="HR", wage_type="/560",
+                            amount_cents=r["net"], currency=r["currency"],
+                            evidence={"iban_masked": mask_iban(r["iban"]), "separated_staff": r["leavers"]}))
+    return findings_frame(rows)
+
+
+DETECTOR = Detector(CODE, "bank_integrity", CATEGORIES, run, config=CONFIG, scope="area",
+                    description="Checks the account each payment goes to: present, a valid IBAN, not a leaver's.")

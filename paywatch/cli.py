@@ -328,6 +328,8 @@ def close(
     area: str = typer.Option("GV", "--area", help="Payroll area."),
     db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse file."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the monthly summary and KPI chart."),
+    dry: bool = typer.Option(False, "--dry", help="Compute and write the summary from the last committed state "
+                             "without recording the close (works while a verify writes)."),
 ) -> None:
     """Close a month: record who is excluded at FINAL and why, recommend salary advances,
     and write the monthly summary with the KPI chart."""
@@ -336,15 +338,18 @@ def close(
     from paywatch.monthly import write_monthly_summary
 
     wh = _warehouse(db)
+    # a dry close only reads: the readers' snapshot, never waiting for a verify
+    connection = wh.reader() if dry else wh.writer(WRITER_WAIT_SECONDS)
     try:
-        with wh.writer(WRITER_WAIT_SECONDS) as con:
+        with _missing_warehouse_exits(), connection as con:
             cfg = load_settings(wh.paths.config)
-            res = close_period(con, area, period, cfg["lifecycle"])
+            res = close_period(con, area, period, cfg["lifecycle"], record=not dry)
             folder = write_monthly_summary(con, area, period, out or wh.paths.reports / f"{area}-{period}-close", cfg)
     except DecisionError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2)
-    typer.echo(f"{area} {period} closed: {res.excluded.height} staff excluded, {res.advances_recommended} salary "
+    typer.echo(f"{area} {period} {'would be closed (dry, nothing recorded)' if dry else 'closed'}: "
+               f"{res.excluded.height} staff excluded, {res.advances_recommended} salary "
                f"advances recommended. Summary: {folder}")
 
 

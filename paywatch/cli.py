@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Optional
 
@@ -336,12 +336,14 @@ def close(
     from paywatch.settings import load_settings
     from paywatch.lifecycle import DecisionError, close_period
     from paywatch.monthly import write_monthly_summary
+    from paywatch.warehouse.db import transaction
 
     wh = _warehouse(db)
     # a dry close only reads: the readers' snapshot, never waiting for a verify
     connection = wh.reader() if dry else wh.writer(WRITER_WAIT_SECONDS)
     try:
-        with _missing_warehouse_exits(), connection as con:
+        with _missing_warehouse_exits(), connection as con, (nullcontext() if dry else transaction(con)):
+            # the close is recorded only with its summary written (a full disk undoes both)
             cfg = load_settings(wh.paths.config)
             res = close_period(con, area, period, cfg["lifecycle"], record=not dry)
             folder = write_monthly_summary(con, area, period, out or wh.paths.reports / f"{area}-{period}-close", cfg)

@@ -98,11 +98,7 @@ class Warehouse:
         try:
             with WarehouseLock(self.db, wait_seconds=wait), owner_only_umask():
                 if not snapshot.is_current(self.db):  # another reader may have just done it
-                    con = open_warehouse(self.db)  # replays a WAL a killed writer left
-                    try:
-                        snapshot.checkpoint(con)
-                    finally:
-                        con.close()
+                    snapshot.fold_wal(self.db)
                     snapshot.publish(self.db)
         except WarehouseBusy:
             if not self.snapshot.exists():

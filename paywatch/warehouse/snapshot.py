@@ -32,6 +32,17 @@ def checkpoint(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CHECKPOINT")
 
 
+def fold_wal(db: Path) -> None:
+    """Open the warehouse read-write just long enough to replay and checkpoint the WAL a killed
+    writer left (no schema work, no mode changes: doctor must see the file as it is)."""
+    with owner_only_umask():
+        con = duckdb.connect(str(db))
+        try:
+            checkpoint(con)
+        finally:
+            con.close()
+
+
 def publish(db: Path) -> Path:
     """Copy the (checkpointed, closed) warehouse file to its snapshot, atomically. Called with
     the writer lock held and no connection open, so the file does not change while copied."""

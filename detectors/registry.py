@@ -19,7 +19,7 @@ from detectors.rules import (
     pw110_grade_action,
     pw111_shared_iban, pw112_bank_change, pw113_new_staff_pay, pw120_retro, pw130_variable_pay,
 )
-from detectors.rules import pw140_unknown_station
+from detectors.rules import pw141_unknown_station
 
 ALL_DETECTORS: tuple[Detector, ...] = (
     pw101_paymodel.DETECTOR,
@@ -36,7 +36,7 @@ ALL_DETECTORS: tuple[Detector, ...] = (
     pw130_variable_pay.DETECTOR,
     pw201_overtime.DETECTOR,
     pw202_isolation.DETECTOR,
-    pw140_unknown_station.DETECTOR,
+    pw141_unknown_station.DETECTOR,
 )
 
 

@@ -345,7 +345,7 @@ def _xlsx_texts(path: Path) -> tuple[list[str], int]:
 @pytest.mark.parametrize("werks", [XSS, FORMULA])
 def test_hostile_duty_station_is_a_finding_escaped_in_every_page_and_never_a_formula(tmp_path, werks):
     """WERKS holding script or formula text for one staff member: the run is processed (exit
-    0, a PW140 finding on that staff member — not a stopped run), no .html Paywatch writes
+    0, a PW141 finding on that staff member — not a stopped run), no .html Paywatch writes
     (Data Docs included) carries the value unescaped, and no workbook cell is a formula or
     starts like one."""
     quoted = '"' + werks.replace('"', '""') + '"'
@@ -356,7 +356,7 @@ def test_hostile_duty_station_is_a_finding_escaped_in_every_page_and_never_a_for
     p = verify(folder, db, tmp_path / "out")
     assert p.returncode == 0, describe(p)
     rows = (tmp_path / "out" / "exceptions.csv").read_text(encoding="utf-8").splitlines()
-    assert any(",PW140,unknown_duty_station," in r and r.split(",")[1] == "10000001" for r in rows), rows
+    assert any(",PW141,unknown_duty_station," in r and r.split(",")[1] == "10000001" for r in rows), rows
     pages = [f for root in (tmp_path / "out", db.parent) for f in root.rglob("*.html")]
     assert any("data_docs" in f.parts for f in pages) and len(pages) > 5
     for page in pages:

@@ -145,7 +145,7 @@ def build(inp: DetectionInput, previous: DetectionInput | None = None,
     frames["staff"] = staff
 
     # duty stations with P/D staff: is a post adjustment multiplier valid for the period?
-    # A station T7UNPA does not know at all is a staff member's WERKS error (a finding: PW140);
+    # A station T7UNPA does not know at all is a staff member's WERKS error (a finding: PW141);
     # a known station without a multiplier for the period is reference data missing (run level).
     mult = pl.DataFrame({"duty_station": list(refp["multipliers"])}, schema={"duty_station": pl.String})
     known = inp.ref["post_adjustment"].select("duty_station").unique().with_columns(pl.lit(True).alias("known_station"))

@@ -1,4 +1,4 @@
-"""PW140 unknown_duty_station — a P or D staff member assigned to a duty station (WERKS)
+"""PW141 unknown_duty_station — a P or D staff member assigned to a duty station (WERKS)
 that the post adjustment table (T7UNPA) does not know at all.
 
 Their post adjustment cannot be checked. The break concerns one identifiable staff member,
@@ -16,7 +16,7 @@ from detectors.base import Detector, finding, findings_frame
 from detectors.config import ENABLED, SEVERITY, Params
 from detectors.context import Context
 
-CODE = "PW140"
+CODE = "PW141"
 CONFIG = (ENABLED, SEVERITY)
 SHOWN = 40  # characters of the recorded code shown (a hostile extract may hold megabytes)
 

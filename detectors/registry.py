@@ -18,7 +18,8 @@ from detectors.rules import (
     pw101_paymodel, pw102_totals, pw103_not_active, pw104_run_type, pw105_duplicates, pw106_overlaps,
     pw110_grade_action,
     pw111_shared_iban, pw112_bank_change, pw113_new_staff_pay, pw120_retro, pw130_variable_pay,
-    pw114_active_not_paid, pw115_bank_integrity, pw140_advance_ledger, pw150_wage_type_limits,
+    pw114_active_not_paid, pw115_bank_integrity, pw140_advance_ledger, pw141_unknown_station,
+    pw150_wage_type_limits,
 )
 
 ALL_DETECTORS: tuple[Detector, ...] = (
@@ -37,6 +38,7 @@ ALL_DETECTORS: tuple[Detector, ...] = (
     pw120_retro.DETECTOR,
     pw130_variable_pay.DETECTOR,
     pw140_advance_ledger.DETECTOR,
+    pw141_unknown_station.DETECTOR,
     pw150_wage_type_limits.DETECTOR,
     pw201_overtime.DETECTOR,
     pw202_isolation.DETECTOR,

@@ -5,17 +5,55 @@ Commands keep the contract of docs/cli-contract.md (verify, simulate); others ar
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-app = typer.Typer(
+class _ContractApp(typer.Typer):
+    """Every command registered here keeps the exit contract (docs/cli-contract.md 1.1): an
+    exception a command did not turn into an exit becomes exit 1, one line on stderr and a
+    log file with the traceback (paywatch.crashlog) — never a traceback on the terminal.
+    Wrapping at registration is the one place: commands added later are covered too."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+
+        def decorator(f):
+            register(_guarded(f))
+            return f
+
+        return decorator
+
+
+def _guarded(f):
+    @functools.wraps(f)  # typer reads the parameters through __wrapped__
+    def run(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into exit 1
+            from paywatch import crashlog
+            from paywatch.paths import Paths
+
+            db = kwargs.get("db")
+            home = Paths.for_db(Path(db)).home if db else Paths.default().home
+            log = crashlog.write_log(home, exc, f.__name__)
+            typer.echo(crashlog.one_line(exc, log), err=True)
+            raise typer.Exit(1) from None
+
+    return run
+
+
+app = _ContractApp(
     help="Paywatch checks each Umoja payroll run (simulations SIM1-SIM3, FINAL, off-cycle) for "
     "amounts that do not fit the run or the staff member, and tells HR and Finance what to fix "
     "before the live run.",
@@ -365,23 +403,30 @@ def close(
     area: str = typer.Option("GV", "--area", help="Payroll area."),
     db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse file."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the monthly summary and KPI chart."),
+    dry: bool = typer.Option(False, "--dry", help="Compute and write the summary from the last committed state "
+                             "without recording the close (works while a verify writes)."),
 ) -> None:
     """Close a month: record who is excluded at FINAL and why, recommend salary advances,
     and write the monthly summary with the KPI chart."""
     from paywatch.settings import load_settings
     from paywatch.lifecycle import DecisionError, close_period
     from paywatch.monthly import write_monthly_summary
+    from paywatch.warehouse.db import transaction
 
     wh = _warehouse(db)
+    # a dry close only reads: the readers' snapshot, never waiting for a verify
+    connection = wh.reader() if dry else wh.writer(WRITER_WAIT_SECONDS)
     try:
-        with wh.writer(WRITER_WAIT_SECONDS) as con:
+        with _missing_warehouse_exits(), connection as con, (nullcontext() if dry else transaction(con)):
+            # the close is recorded only with its summary written (a full disk undoes both)
             cfg = load_settings(wh.paths.config)
-            res = close_period(con, area, period, cfg["lifecycle"])
+            res = close_period(con, area, period, cfg["lifecycle"], record=not dry)
             folder = write_monthly_summary(con, area, period, out or wh.paths.reports / f"{area}-{period}-close", cfg)
     except DecisionError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(2)
-    typer.echo(f"{area} {period} closed: {res.excluded.height} staff excluded, {res.advances_recommended} salary "
+    typer.echo(f"{area} {period} {'would be closed (dry, nothing recorded)' if dry else 'closed'}: "
+               f"{res.excluded.height} staff excluded, {res.advances_recommended} salary "
                f"advances recommended. Summary: {folder}")
 
 

@@ -11,6 +11,8 @@ import os
 import signal
 
 POINTS = ("load-transaction", "detection", "store-findings", "reports")
+# inside the monthly close's transaction, both tables written, before the commit
+CLOSE_POINTS = ("close-recorded",)
 
 
 def checkpoint(name: str) -> None:

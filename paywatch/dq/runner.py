@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import html
 import json
 import os
 import shutil
@@ -253,7 +254,7 @@ def _validate(ctx, gx, rf: RunFrames, suites: list[catalog.Suite], project: Path
         cp = _sync(ctx, gx, project, suite, on_disk)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
-            result = cp.run(batch_parameters={"dataframe": frame.to_pandas()}, run_id=run_id)
+            result = cp.run(batch_parameters={"dataframe": html_safe(frame).to_pandas()}, run_id=run_id)
         (suite_result,) = result.run_results.values()
         by_name = {r.expectation_config.meta.get("name"): r for r in suite_result.results}
         for exp in suite.expectations:
@@ -271,6 +272,36 @@ def _validate(ctx, gx, rf: RunFrames, suites: list[catalog.Suite], project: Path
         raise DQEngineError(f"Great Expectations built no Data Docs in {site}")
     (site / MARKER).write_text(json.dumps(marker or {}, sort_keys=True), encoding="utf-8")
     return checks
+
+
+# ------------------------------------------------------------------------------ Data Docs safety
+
+_HTML_SPECIAL = r"[&<>\"']"
+
+
+def html_safe(frame: pl.DataFrame) -> pl.DataFrame:
+    """The frame GX validates, with HTML-special characters of text values escaped: GX's Data
+    Docs put unexpected values into the page as they are, so a WERKS `<img onerror=…>` would
+    run in the reader's browser. Escaping changes no verdict: every code the suites accept is
+    plain text, and a value holding `<` is outside every value set and pattern either way.
+    Results read back from GX are unescaped (`_plain`)."""
+    exprs = []
+    for name, dtype in frame.schema.items():
+        if dtype == pl.String and frame[name].str.contains(_HTML_SPECIAL).any():
+            c = pl.col(name)
+            for ch, ent in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("'", "&#x27;")):
+                c = c.str.replace_all(ch, ent, literal=True)
+            exprs.append(c.alias(name))
+    return frame.with_columns(exprs) if exprs else frame
+
+
+def _plain(value):
+    """A value GX returns, as the data held it (see `html_safe`)."""
+    if isinstance(value, str):
+        return html.unescape(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 # ------------------------------------------------------------------------------ results → checks
@@ -309,9 +340,9 @@ def to_check(evr, exp: dict, suite: catalog.Suite, frame: pl.DataFrame, rf: RunF
             if keys else []
     show = meta.get("show_column")
     values = sorted({str(v) for v in bad[show].to_list() if v is not None}) if show and show in bad.columns else []
-    observed_value = res.get("observed_value")
+    observed_value = _plain(res.get("observed_value"))
     details = res.get("details") if isinstance(res.get("details"), dict) else {}
-    missing = list(res.get("partial_missing_list") or (details.get("mismatched") or {}).get("missing") or [])
+    missing = _plain(list(res.get("partial_missing_list") or (details.get("mismatched") or {}).get("missing") or []))
     if not missing and isinstance(observed_value, list) and not success:
         wanted = kwargs.get("value_set") or kwargs.get("column_set") or []
         missing = sorted(set(wanted) - set(observed_value))

@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from paywatch.extract.schema import FILES, FORMAT_VERSION, STAGING_TABLES
+from paywatch.paths import private_dir, write_private
 from paywatch.simulate.engine import RunOutput
 
 TRUTH_HEADER = "run_id,PERNR,error_type\n"
@@ -36,13 +37,14 @@ def _source_frame(file_name: str, frame: pl.DataFrame) -> pl.DataFrame:
 
 def write_run(out: RunOutput, root: Path) -> Path:
     """One run folder named after its run id; the manifest lists every file's checksum."""
-    folder = root / out.plan.run_id
-    folder.mkdir(parents=True, exist_ok=True)
+    # names, salaries and bank accounts: owner-only folders (0700) and files (0600)
+    private_dir(root)
+    folder = private_dir(root / out.plan.run_id)
     files = {}
     for file_name, table in STAGING_TABLES.items():
         frame = _source_frame(file_name, out.frames[table.removeprefix("stg_")])
         data = frame.write_csv(line_terminator="\n", quote_style="necessary", null_value="").encode("utf-8")
-        (folder / file_name).write_bytes(data)
+        write_private(folder / file_name, data)
         files[file_name] = {"rows": frame.height, "sha256": hashlib.sha256(data).hexdigest()}
     plan = out.plan
     manifest = {
@@ -55,10 +57,10 @@ def write_run(out: RunOutput, root: Path) -> Path:
         "extracted_at": plan.extracted_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "files": files,
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_private(folder / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     return folder
 
 
 def write_truth(rows: list[tuple[str, str, str]], path: Path) -> None:
     body = "".join(f"{r},{p},{k}\n" for r, p, k in rows)
-    path.write_text(TRUTH_HEADER + body, encoding="utf-8")
+    write_private(path, (TRUTH_HEADER + body).encode("utf-8"))

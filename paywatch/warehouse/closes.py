@@ -7,6 +7,7 @@ import json
 import duckdb
 import polars as pl
 
+from paywatch.faults import checkpoint
 from paywatch.warehouse.db import fetch_value, transaction
 from paywatch.warehouse.queries import query_frame
 
@@ -46,4 +47,5 @@ def append_close(con: duckdb.DuckDBPyConnection, payroll_area: str, period: str,
             con.execute("INSERT INTO close_exclusions SELECT close_id, pernr, categories, owners, open_holds, "
                         "net_pay_cents, currency, advance_recommended FROM _close")
             con.unregister("_close")
+        checkpoint("close-recorded")
     return close_id

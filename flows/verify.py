@@ -208,7 +208,8 @@ def pull_and_verify(landing: str | None = None, db: str | None = None, expect_ru
                for d in found.duplicates]
     done, raised = [], []
     for d in found.duplicates:
-        entries.append(lnd.put_away(d.folder, Path(land), lcfg.get("after_pickup", "move"), True))
+        entries.append(lnd.put_away(d.folder, Path(land), lcfg.get("after_pickup", "move"), True,
+                                    d.manifest_sha256, d.run_id))
     for d in found.new:
         entries.append(lnd.AuditEntry("picked-up", d.folder.name, d.manifest_sha256, d.run_id))
         s = verify_run(str(d.folder), db_path, return_state=True)
@@ -219,7 +220,7 @@ def pull_and_verify(landing: str | None = None, db: str | None = None, expect_ru
             raised.append(f"{d.run_id or d.folder.name}: {s.message}")
         done.append({"run_id": d.run_id, "state": s.name})
         entries.append(lnd.put_away(d.folder, Path(land), lcfg.get("after_pickup", "move"),
-                                    _received(wh, d.manifest_sha256)))
+                                    _received(wh, d.manifest_sha256), d.manifest_sha256, d.run_id))
     entries = lnd.audit(paths, [e for e in entries if e is not None], log)
     _audit_artifact(entries)
     area = cal.get("payroll_area", "GV")

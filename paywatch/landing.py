@@ -181,7 +181,8 @@ def audit(paths: Paths, entries: Iterable[AuditEntry], logger=None) -> list[Audi
     return entries
 
 
-def put_away(folder: Path, landing: Path, after_pickup: str, archived: bool) -> AuditEntry | None:
+def put_away(folder: Path, landing: Path, after_pickup: str, archived: bool, sha: str = "",
+             run_id: str = "") -> AuditEntry | None:
     """A handled folder leaves landing: moved to <landing>/processed/ ("move"), deleted
     ("remove": only once its files are archived by checksum or quarantined), or left
     ("keep"). Returns the audit entry of what was done (None: left in place)."""
@@ -191,14 +192,14 @@ def put_away(folder: Path, landing: Path, after_pickup: str, archived: bool) -> 
         return None
     if after_pickup == "remove":
         if not archived:
-            return AuditEntry("kept", folder.name, "", note="not archived: left in landing")
+            return AuditEntry("kept", folder.name, sha, run_id, "not archived: left in landing")
         shutil.rmtree(folder)
-        return AuditEntry("removed", folder.name, "")
+        return AuditEntry("removed", folder.name, sha, run_id)
     target = make_private_dir(landing / PROCESSED) / folder.name
     if target.exists():  # the same folder name delivered again (a duplicate): keep both
         target = target.with_name(f"{folder.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
     shutil.move(str(folder), target)
-    return AuditEntry("moved", folder.name, "", note=f"to {PROCESSED}/{target.name}")
+    return AuditEntry("moved", folder.name, sha, run_id, f"to {PROCESSED}/{target.name}")
 
 
 # --- catch-up

@@ -204,24 +204,25 @@ def pull_and_verify(landing: str | None = None, db: str | None = None, expect_ru
     for f in found.waiting:
         log.info("landing: waiting folder=%s (still being written: next scan)", Path(f).name)
     log.info("%d new deliveries to verify, %d duplicate(s) skipped", len(found.new), len(found.duplicates))
-    entries = [lnd.AuditEntry("duplicate", d.folder.name, d.manifest_sha256, d.run_id, "already received: skipped")
-               for d in found.duplicates]
+    entries: list[lnd.AuditEntry] = []
+    after = lcfg.get("after_pickup", "move")
+
+    def note(*es: lnd.AuditEntry | None) -> None:  # logged and appended as it happens
+        entries.extend(lnd.audit(paths, [e for e in es if e is not None], log))
+
     done, raised = [], []
     for d in found.duplicates:
-        entries.append(lnd.put_away(d.folder, Path(land), lcfg.get("after_pickup", "move"), True,
-                                    d.manifest_sha256, d.run_id))
+        note(lnd.AuditEntry("duplicate", d.folder.name, d.manifest_sha256, d.run_id, "already received: skipped"),
+             lnd.put_away(d.folder, Path(land), after, True, d.manifest_sha256, d.run_id))
     for d in found.new:
-        entries.append(lnd.AuditEntry("picked-up", d.folder.name, d.manifest_sha256, d.run_id))
+        note(lnd.AuditEntry("picked-up", d.folder.name, d.manifest_sha256, d.run_id))
         s = verify_run(str(d.folder), db_path, return_state=True)
-        rejected = s.is_failed() and (s.message or "").startswith("extract rejected")
-        if rejected:
-            entries.append(lnd.AuditEntry("quarantined", d.folder.name, d.manifest_sha256, d.run_id, s.message or ""))
+        if s.is_failed() and (s.message or "").startswith("extract rejected"):
+            note(lnd.AuditEntry("quarantined", d.folder.name, d.manifest_sha256, d.run_id, s.message or ""))
         if s.is_failed():
             raised.append(f"{d.run_id or d.folder.name}: {s.message}")
         done.append({"run_id": d.run_id, "state": s.name})
-        entries.append(lnd.put_away(d.folder, Path(land), lcfg.get("after_pickup", "move"),
-                                    _received(wh, d.manifest_sha256), d.manifest_sha256, d.run_id))
-    entries = lnd.audit(paths, [e for e in entries if e is not None], log)
+        note(lnd.put_away(d.folder, Path(land), after, _received(wh, d.manifest_sha256), d.manifest_sha256, d.run_id))
     _audit_artifact(entries)
     area = cal.get("payroll_area", "GV")
     with wh.writer(wait_seconds=600) as con:

@@ -148,14 +148,21 @@ def _quiesce(url: str) -> None:
 
 
 def _scheduled_after_drop(url: str, dropped: float, name: str) -> float:
-    """Seconds from the drop to the scheduled start of the watcher run that picked it up:
-    at most one interval (the rest of the pick-up delay is the flow run's start-up)."""
+    """Seconds from the drop to the scheduled start of the watcher run that picked it up,
+    checking it was the first watcher run to start after the drop (a tick that comes while
+    the previous run still works is dropped: concurrency limit 1, CANCEL_NEW)."""
     from datetime import datetime
 
     arts = [a for a in _api(url, "/artifacts/filter", {"artifacts": {"key": {"any_": ["landing-audit"]}}})
-            if f'"{name}"' in json.dumps(a["data"]) and "picked-up" in json.dumps(a["data"])]
+            if name in json.dumps(a["data"]) and "picked-up" in json.dumps(a["data"])]
     assert arts, "no landing-audit artifact names the dropped folder"
     run = _api(url, f"/flow_runs/{arts[0]['flow_run_id']}")
+    started = datetime.fromisoformat(run["start_time"]).timestamp()
+    ran = _api(url, "/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [run["deployment_id"]]},
+                                                        "state": {"type": {"any_": ["COMPLETED"]}}}})
+    between = [r["name"] for r in ran if r["start_time"]
+               and dropped < datetime.fromisoformat(r["start_time"]).timestamp() < started]
+    assert not between, f"watcher runs started after the drop without picking it up: {between}"
     return datetime.fromisoformat(run["expected_start_time"]).timestamp() - dropped
 
 
@@ -201,7 +208,6 @@ def test_serve_registers_every_deployment_and_its_watcher_verifies_an_off_cycle_
         due = _scheduled_after_drop(url, dropped, "oc1-serve")
         print(f"\nserve: watcher run due {due:.1f} s after the drop, picked up after {picked:.1f} s, "
               f"verified after {verified:.1f} s")
-        assert due <= WATCH + 1  # the first watcher run after the drop took it
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -236,7 +242,6 @@ def test_work_pool_deployments_and_a_worker_verify_an_off_cycle_run(server, tmp_
         due = _scheduled_after_drop(url, dropped, "oc1-worker")
         print(f"\nworker: watcher run due {due:.1f} s after the drop, picked up after {picked:.1f} s, "
               f"verified after {verified:.1f} s")
-        assert due <= WATCH + 1  # the first watcher run after the drop took it
     finally:
         worker.send_signal(signal.SIGTERM)  # a prefect worker needs two (docs/stack-notes.md)
         time.sleep(1)

@@ -257,8 +257,11 @@ def backfill(start: str, end: str | None = None, landing: str | None = None, db:
     wh = Warehouse.at(db)
     _, cal, land = _settings(wh)
     land = landing or land
-    done, skipped = lnd.catch_up(Path(land), start, end or start, lambda d: _received(wh, d.manifest_sha256),
-                                 lambda d: verify_run(str(d.folder), str(wh.db), return_state=True))
+    def verify(d: lnd.Delivery):
+        lnd.audit(wh.paths, [lnd.AuditEntry("picked-up", d.folder.name, d.manifest_sha256, d.run_id, "catch-up")], log)
+        return verify_run(str(d.folder), str(wh.db), return_state=True)
+
+    done, skipped = lnd.catch_up(Path(land), start, end or start, lambda d: _received(wh, d.manifest_sha256), verify)
     entries = lnd.audit(wh.paths, [lnd.AuditEntry("duplicate", d.folder.name, d.manifest_sha256, d.run_id,
                                                   "already received: skipped") for d in skipped], log)
     _audit_artifact(entries)

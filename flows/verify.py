@@ -186,20 +186,9 @@ def _with_alerts(done: list, alerts_raised: list[str]):
                      data=done)
 
 
-@flow(name="pull-and-verify", log_prints=False)
-def pull_and_verify(landing: str | None = None, db: str | None = None, expect_run_type: str | None = None,
-                    period: str | None = None, settle_seconds: float | None = None):
-    """Verify every new delivery in the landing folder once, oldest first; log, audit and put
-    away every folder handled; close the late-run alerts of runs that have now arrived; and,
-    for a calendar deployment, alert when the run it expects (`expect_run_type` of `period`,
-    YYYYMM, default this month in the calendar's time zone) has not arrived."""
-    log = get_run_logger()
-    wh = Warehouse.at(db)
+def _pick_up(land: str, wh: Warehouse, settle: float, lcfg: dict, log):
+    """Under the landing lock: scan, verify the new deliveries, audit and put away."""
     paths, db_path = wh.paths, str(wh.db)
-    cfg, cal, land = _settings(wh)
-    land = landing or land
-    lcfg = cfg.get("landing", {})
-    settle = float(cal.get("settle_seconds", 30) if settle_seconds is None else settle_seconds)
     found = scan_landing(land, db_path, settle, float(lcfg.get("probe_seconds", 1.0)))
     for f in found.waiting:
         log.info("landing: waiting folder=%s (still being written: next scan)", Path(f).name)
@@ -223,6 +212,25 @@ def pull_and_verify(landing: str | None = None, db: str | None = None, expect_ru
             raised.append(f"{d.run_id or d.folder.name}: {s.message}")
         done.append({"run_id": d.run_id, "state": s.name})
         note(lnd.put_away(d.folder, Path(land), after, _received(wh, d.manifest_sha256), d.manifest_sha256, d.run_id))
+    return entries, done, raised
+
+
+@flow(name="pull-and-verify", log_prints=False)
+def pull_and_verify(landing: str | None = None, db: str | None = None, expect_run_type: str | None = None,
+                    period: str | None = None, settle_seconds: float | None = None):
+    """Verify every new delivery in the landing folder once, oldest first; log, audit and put
+    away every folder handled; close the late-run alerts of runs that have now arrived; and,
+    for a calendar deployment, alert when the run it expects (`expect_run_type` of `period`,
+    YYYYMM, default this month in the calendar's time zone) has not arrived."""
+    log = get_run_logger()
+    wh = Warehouse.at(db)
+    paths = wh.paths
+    cfg, cal, land = _settings(wh)
+    land = landing or land
+    lcfg = cfg.get("landing", {})
+    settle = float(cal.get("settle_seconds", 30) if settle_seconds is None else settle_seconds)
+    with lnd.pickup_lock(Path(land)):
+        entries, done, raised = _pick_up(land, wh, settle, lcfg, log)
     _audit_artifact(entries)
     area = cal.get("payroll_area", "GV")
     with wh.writer(wait_seconds=600) as con:
@@ -261,7 +269,9 @@ def backfill(start: str, end: str | None = None, landing: str | None = None, db:
         lnd.audit(wh.paths, [lnd.AuditEntry("picked-up", d.folder.name, d.manifest_sha256, d.run_id, "catch-up")], log)
         return verify_run(str(d.folder), str(wh.db), return_state=True)
 
-    done, skipped = lnd.catch_up(Path(land), start, end or start, lambda d: _received(wh, d.manifest_sha256), verify)
+    with lnd.pickup_lock(Path(land)):
+        done, skipped = lnd.catch_up(Path(land), start, end or start, lambda d: _received(wh, d.manifest_sha256),
+                                     verify)
     entries = lnd.audit(wh.paths, [lnd.AuditEntry("duplicate", d.folder.name, d.manifest_sha256, d.run_id,
                                                   "already received: skipped") for d in skipped], log)
     _audit_artifact(entries)

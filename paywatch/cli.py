@@ -412,7 +412,8 @@ def backfill(
         lnd.audit(wh.paths, [lnd.AuditEntry("picked-up", d.folder.name, d.manifest_sha256, d.run_id, "catch-up")])
         return verify_run(d.folder, db=wh.db, wait_seconds=WRITER_WAIT_SECONDS)
 
-    done, skipped = lnd.catch_up(folder, start, end, already, verify)
+    with lnd.pickup_lock(folder, WRITER_WAIT_SECONDS):
+        done, skipped = lnd.catch_up(folder, start, end, already, verify)
     lnd.audit(wh.paths, [lnd.AuditEntry("duplicate", d.folder.name, d.manifest_sha256, d.run_id,
                                         "already received: skipped") for d in skipped])
     for d, res in done:

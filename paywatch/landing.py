@@ -4,13 +4,15 @@ trace of every folder handled and where it goes afterwards (`[landing]` settings
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -143,6 +145,32 @@ def current_period(today: date | None = None, tz: str | None = None) -> str:
 
 
 # --- the audit trace and housekeeping
+
+
+class LandingBusy(TimeoutError):
+    """Another pick-up held the landing folder longer than we would wait."""
+
+
+@contextlib.contextmanager
+def pickup_lock(landing: Path, wait_seconds: float = 600.0) -> Iterator[None]:
+    """One pick-up at a time per landing folder (the watcher and a calendar deployment may
+    start together): without it both would verify, then move, the same folder."""
+    make_private_dir(landing)
+    with owner_only_umask():
+        fd = os.open(landing / ".pickup.lock", os.O_RDWR | os.O_CREAT)
+    deadline = time.monotonic() + wait_seconds
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LandingBusy(f"{landing}: another pick-up has been running for over {wait_seconds:.0f} s")
+                time.sleep(0.5)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def landing_folder(paths: Paths, settings: dict) -> Path:

@@ -41,14 +41,14 @@ def _api(url: str, path: str, body: dict | None = None, method: str | None = Non
     req = urllib.request.Request(url + path, method=method or ("POST" if body is not None else "GET"),
                                  data=json.dumps(body).encode() if body is not None else None,
                                  headers={"Content-Type": "application/json"})
-    for attempt in range(5):  # a busy SQLite-backed server answers 503 now and then
+    for attempt in range(30):  # a busy SQLite-backed server answers 503 now and then
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 return json.loads(r.read() or b"null")
         except urllib.error.HTTPError as e:
-            if e.code != 503 or attempt == 4:
+            if e.code != 503 or attempt == 29:
                 raise
-            time.sleep(2)
+            time.sleep(3)
 
 
 @pytest.fixture(scope="module")

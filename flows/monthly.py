@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.states import Failed
+from prefect.states import Completed
 
 from paywatch.settings import KpiTargets, kpi_targets, load_settings
 from detectors.paymodel import shift_period
@@ -30,14 +30,16 @@ def monthly_close(period: str | None = None, payroll_area: str | None = None, db
     log = get_run_logger()
     wh = Warehouse.at(db)
     cfg = load_settings(wh.paths.config)
-    area = payroll_area or cfg.get("calendar", {}).get("payroll_area", "GV")
-    p = period or shift_period(lnd.current_period(), -1)
+    cal = cfg.get("calendar", {})
+    area = payroll_area or cal.get("payroll_area", "GV")
+    p = period or shift_period(lnd.current_period(tz=cal.get("timezone")), -1)
     with wh.writer(wait_seconds=600) as con:
         try:
             res = close_period(con, area, p, cfg.get("lifecycle", {}))
         except DecisionError as e:
-            log.error(str(e))
-            return Failed(message=str(e))
+            # a business outcome (e.g. no FINAL yet), not a crash: a log line and a named state
+            log.warning("nothing to close: %s", e)
+            return Completed(name="Nothing to close", message=str(e))
         folder = write_monthly_summary(con, area, p, wh.paths.reports / f"{area}-{p}-close", cfg)
         frame = kpi(con, area)
     log.info("closed %s %s: %d staff excluded, %d advances recommended", area, p, res.excluded.height,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -17,17 +18,27 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
-from prefect.states import Failed
+from prefect.states import Completed, Failed
 
 from paywatch.settings import load_settings
+from paywatch import alerts
 from paywatch import landing as lnd
 from paywatch import pipeline, stages
 from detectors.money import plain
 from paywatch.report import staff_outcomes
 from paywatch.stages import Stage
+from paywatch.warehouse.deliveries import delivery_received, run_received
 from paywatch.warehouse.resource import Warehouse
 
 RETRY_DELAY = float(os.environ.get("PAYWATCH_RETRY_DELAY_SECONDS", "10"))
+ALERTED = "Completed with alerts"  # the state of a flow run that did its work and raised alerts
+
+
+@dataclass(frozen=True)
+class Scan:
+    new: list[lnd.Delivery]
+    duplicates: list[lnd.Delivery]
+    waiting: list[Path]
 
 
 def _transient(task, task_run, state) -> bool:
@@ -81,7 +92,7 @@ def prefect_runner(stage: Stage, *args, **kwargs):
     return t(*args, **kwargs)
 
 
-def _artifacts(res: pipeline.VerifyResult) -> None:
+def _artifacts(res: pipeline.VerifyResult, paths, db) -> None:
     """The run's exceptions (PERNR only: no names, no IBANs) and a summary in the UI."""
     f = res.findings if res.findings is not None else pl.DataFrame()
     rows = [{"PERNR": r["pernr"], "detector": r["detector"], "category": r["category"], "severity": r["severity"],
@@ -105,6 +116,7 @@ def _artifacts(res: pipeline.VerifyResult) -> None:
         if delivery.failures:  # surfaced, never silent: the run itself stays verified
             get_run_logger().error("%s: %s", res.run_id, delivery.summary())
             create_markdown_artifact(key=f"delivery-failed-{key}", markdown=f"# DELIVERY FAILED\n\n{delivery.summary()}")
+            alerts.raise_alert(alerts.mail_failed(res.run_id, delivery.summary()), paths, Warehouse.at(db))
     failed = [c for c in res.dq if c["severity"] == "critical" and not c["success"]]
     if failed:
         lines += ["", "## NOT VERIFIED — data quality", *[f"- {c['detail']}" for c in failed]]
@@ -120,11 +132,17 @@ def verify_run(run_folder: str, db: str | None = None, out: str | None = None):
                               runner=prefect_runner)
     log.info("run %s: exit %s, %s exceptions", res.run_id or "-", res.exit_code,
              0 if res.findings is None else res.findings.height)
+    paths = Warehouse.at(db).paths
     if res.exit_code == 2:
-        create_markdown_artifact(key="rejected-delivery", markdown=f"# Delivery rejected\n\n`{res.message}`")
+        sha = lnd.manifest_sha256(Path(run_folder))
+        out = alerts.raise_alert(alerts.rejected(run_folder, sha, res.message), paths, Warehouse.at(db))
+        create_markdown_artifact(key="rejected-delivery", markdown=f"# Delivery rejected\n\n`{res.message}`\n\n"
+                                 f"Alert mail: {out.status}")
         return Failed(message=f"extract rejected: {res.message}")
-    _artifacts(res)
+    _artifacts(res, paths, db)
     if res.exit_code == 3:
+        failed = [c["detail"] for c in res.dq if c["severity"] == "critical" and not c["success"]]
+        alerts.raise_alert(alerts.blocked(res.run_id, failed), paths, Warehouse.at(db))
         return Failed(message=f"{res.run_id}: not verified — data quality")
     return {"run_id": res.run_id, "exit_code": res.exit_code, "exceptions": res.findings.height,
             "report_folder": str(res.out_dir)}
@@ -132,45 +150,141 @@ def verify_run(run_folder: str, db: str | None = None, out: str | None = None):
 
 @task(name="scan-landing", retries=3, retry_delay_seconds=RETRY_DELAY, retry_condition_fn=_transient,
       cache_policy=NO_CACHE, persist_result=False)
-def scan_landing(landing: str, db: str, settle_seconds: float, wait_for_all: bool) -> list[lnd.Delivery]:
-    """New deliveries ready to read, in contract order. Folders still being written make the
-    task retry (when `wait_for_all`), so nothing is half-read."""
-    ready, waiting = lnd.scan(Path(landing), settle_seconds)
-    if waiting and wait_for_all:
-        raise lnd.NotReady(f"{len(waiting)} folder(s) still being written")
+def scan_landing(landing: str, db: str, settle_seconds: float, probe_seconds: float = 0.0) -> Scan:
+    """Deliveries ready to read, in contract order: new ones and duplicates (this exact
+    manifest was received before). A folder still being written is left for the next scan."""
+    ready, waiting = lnd.scan(Path(landing), settle_seconds, probe_seconds)
     with Warehouse.at(db).writer(wait_seconds=600) as con:
-        return [d for d in ready if not lnd.picked_up(con, d)]
+        seen = {d.manifest_sha256 for d in ready if lnd.picked_up(con, d)}
+    return Scan([d for d in ready if d.manifest_sha256 not in seen], [d for d in ready if d.manifest_sha256 in seen],
+                waiting)
+
+
+def _received(wh: Warehouse, sha: str) -> bool:
+    with wh.writer(wait_seconds=600) as con:
+        return delivery_received(con, sha)
+
+
+def _settings(wh: Warehouse) -> tuple[dict, dict, str]:
+    cfg = load_settings(wh.paths.config)
+    return cfg, cfg.get("calendar", {}), str(lnd.landing_folder(wh.paths, cfg))
+
+
+def _audit_artifact(entries: list[lnd.AuditEntry]) -> None:
+    if entries:
+        create_table_artifact(key="landing-audit", table=[{"action": e.action, "folder": e.folder,
+                                                          "manifest_sha256": e.manifest_sha256, "run_id": e.run_id,
+                                                          "note": e.note} for e in entries],
+                              description="Landing folders handled by this flow run")
+
+
+def _with_alerts(done: list, alerts_raised: list[str]):
+    """Did its work and raised alerts: Completed (the verifies stay visible), named so."""
+    if not alerts_raised:
+        return done
+    return Completed(name=ALERTED, message=f"{len(done)} delivery(ies) handled; ALERT: " + "; ".join(alerts_raised),
+                     data=done)
+
+
+def _pick_up(land: str, wh: Warehouse, settle: float, lcfg: dict, log):
+    """Under the landing lock: scan, verify the new deliveries, audit and put away."""
+    paths, db_path = wh.paths, str(wh.db)
+    found = scan_landing(land, db_path, settle, float(lcfg.get("probe_seconds", 1.0)))
+    for f in found.waiting:
+        log.info("landing: waiting folder=%s (still being written: next scan)", Path(f).name)
+    log.info("%d new deliveries to verify, %d duplicate(s) skipped", len(found.new), len(found.duplicates))
+    entries: list[lnd.AuditEntry] = []
+    after = lcfg.get("after_pickup", "move")
+
+    def note(*es: lnd.AuditEntry | None) -> None:  # logged and appended as it happens
+        entries.extend(lnd.audit(paths, [e for e in es if e is not None], log))
+
+    done, raised = [], []
+    for d in found.duplicates:
+        note(lnd.AuditEntry("duplicate", d.folder.name, d.manifest_sha256, d.run_id, "already received: skipped"),
+             lnd.put_away(d.folder, Path(land), after, True, d.manifest_sha256, d.run_id))
+    for d in found.new:
+        note(lnd.AuditEntry("picked-up", d.folder.name, d.manifest_sha256, d.run_id))
+        s = verify_run(str(d.folder), db_path, return_state=True)
+        if s.is_failed() and (s.message or "").startswith("extract rejected"):
+            note(lnd.AuditEntry("quarantined", d.folder.name, d.manifest_sha256, d.run_id, s.message or ""))
+        if s.is_failed():
+            raised.append(f"{d.run_id or d.folder.name}: {s.message}")
+        done.append({"run_id": d.run_id, "state": s.name})
+        note(lnd.put_away(d.folder, Path(land), after, _received(wh, d.manifest_sha256), d.manifest_sha256, d.run_id))
+    return entries, done, raised
 
 
 @flow(name="pull-and-verify", log_prints=False)
 def pull_and_verify(landing: str | None = None, db: str | None = None, expect_run_type: str | None = None,
                     period: str | None = None, settle_seconds: float | None = None):
-    """Verify every new delivery in the landing folder once, oldest first; alert when the
-    run the calendar expects (`expect_run_type` of `period`, default this month) is late."""
+    """Verify every new delivery in the landing folder once, oldest first; log, audit and put
+    away every folder handled; close the late-run alerts of runs that have now arrived; and,
+    for a calendar deployment, alert when the run it expects (`expect_run_type` of `period`,
+    YYYYMM, default this month in the calendar's time zone) has not arrived."""
     log = get_run_logger()
     wh = Warehouse.at(db)
-    paths, db_path = wh.paths, str(wh.db)
-    cal = load_settings(paths.config).get("calendar", {})
+    paths = wh.paths
+    cfg, cal, land = _settings(wh)
+    land = landing or land
+    lcfg = cfg.get("landing", {})
     settle = float(cal.get("settle_seconds", 30) if settle_seconds is None else settle_seconds)
-    land = landing or str(paths.landing)
-    state = scan_landing(land, db_path, settle, True, return_state=True)
-    todo = state.result() if state.is_completed() else scan_landing.fn(land, db_path, settle, False)
-    log.info("%d new deliveries to verify", len(todo))
-    done = []
-    for d in todo:
-        s = verify_run(str(d.folder), db_path, return_state=True)
-        done.append({"run_id": d.run_id, "state": s.name})
+    with lnd.pickup_lock(Path(land)):
+        entries, done, raised = _pick_up(land, wh, settle, lcfg, log)
+    _audit_artifact(entries)
+    area = cal.get("payroll_area", "GV")
+    with wh.writer(wait_seconds=600) as con:
+        arrived = [a for a in alerts.open_alerts(paths, "late")
+                   if run_received(con, a.facts["payroll_area"], a.facts["period"], a.facts["run_type"])]
+    for a in arrived:
+        f = a.facts
+        alerts.close_alert(a, paths, f"the {f['run_type']} run of {f['payroll_area']} {f['period']} arrived and "
+                           "was verified", wh)
+        log.info("late-run alert %s closed: the run has arrived", a.key)
+        create_markdown_artifact(key="late-run-closed", markdown=f"# Late run arrived\n\n{a.key}: closed")
     if expect_run_type:
-        area = cal.get("payroll_area", "GV")
-        p = period or lnd.current_period()
+        p = period or lnd.current_period(tz=cal.get("timezone"))
         with wh.writer(wait_seconds=600) as con:
             missing = lnd.expected_run_missing(con, Path(land), area, p, expect_run_type)
         if missing:
-            msg = f"ALERT: the {expect_run_type} run of {area} {p} has not arrived in the landing folder by its time."
-            log.error(msg)
-            create_markdown_artifact(key="late-run-alert", markdown=f"# Late run\n\n{msg}")
-            alert = paths.outbox / "alerts"
-            alert.mkdir(parents=True, exist_ok=True)
-            (alert / f"late-{area}-{p}-{expect_run_type}.txt").write_text(msg + "\n", encoding="utf-8")
-            return Failed(message=msg)
-    return done
+            alert = alerts.late_run(area, p, expect_run_type)
+            out = alerts.raise_alert(alert, paths, wh)
+            log.warning("%s (alert %s)", alert.subject, out.status)
+            create_markdown_artifact(key="late-run-alert", markdown=f"# Late run\n\n{alert.text}\n\nAlert mail: "
+                                     f"{out.status}{' — ' + out.error if out.error else ''}")
+            raised.append(f"the {expect_run_type} run of {area} {p} has not arrived")
+    return _with_alerts(done, raised)
+
+
+@flow(name="backfill", log_prints=False)
+def backfill(start: str, end: str | None = None, landing: str | None = None, db: str | None = None):
+    """Catch up: verify the deliveries of periods `start`..`end` (YYYYMM, end default
+    `start`) found in landing and landing/processed, in contract order, each once; report
+    the calendar's runs (SIM1..FINAL) of those periods that are still missing."""
+    log = get_run_logger()
+    wh = Warehouse.at(db)
+    _, cal, land = _settings(wh)
+    land = landing or land
+    def verify(d: lnd.Delivery):
+        lnd.audit(wh.paths, [lnd.AuditEntry("picked-up", d.folder.name, d.manifest_sha256, d.run_id, "catch-up")], log)
+        return verify_run(str(d.folder), str(wh.db), return_state=True)
+
+    with lnd.pickup_lock(Path(land)):
+        done, skipped = lnd.catch_up(Path(land), start, end or start, lambda d: _received(wh, d.manifest_sha256),
+                                     verify)
+    entries = lnd.audit(wh.paths, [lnd.AuditEntry("duplicate", d.folder.name, d.manifest_sha256, d.run_id,
+                                                  "already received: skipped") for d in skipped], log)
+    _audit_artifact(entries)
+    missing = _missing_runs(wh, cal.get("payroll_area", "GV"), start, end or start)
+    for m in missing:
+        log.info("catch-up: %s has not been received", m)
+    out = [{"run_id": d.run_id, "state": s.name} for d, s in done]
+    log.info("catch-up %s..%s: %d verified, %d already received, %d expected run(s) missing", start, end or start,
+             len(out), len(skipped), len(missing))
+    return _with_alerts(out, [f"{m} missing" for m in missing])
+
+
+def _missing_runs(wh: Warehouse, area: str, start: str, end: str) -> list[str]:
+    with wh.writer(wait_seconds=600) as con:
+        return [f"{area}-{p}-{rt}" for p in lnd.periods_between(start, end) for rt in lnd.RUN_TYPE_ORDER
+                if not run_received(con, area, p, rt)]

@@ -485,6 +485,10 @@ def doctor(db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehous
     files still match their checksums, every run is complete, files are private."""
     from paywatch.doctor import doctor as run_doctor
 
+    from paywatch.doctor import settings_in_use
+
+    for line in settings_in_use(_warehouse(db)):
+        typer.echo(line)
     with _missing_warehouse_exits():
         rep = run_doctor(_warehouse(db))
     for p in rep.problems:
@@ -522,6 +526,59 @@ def rebuild(
     typer.echo(f"rebuilt {res.db}: {len(res.runs)} deliveries replayed ({len(refused)} refused again"
                f"{': ' + ', '.join(refused) if refused else ''}), {res.decisions} decisions and {res.approvals} "
                f"approvals from the journal. Check it: paywatch doctor --db {res.db}")
+
+
+@app.command()
+def backfill(
+    start: str = typer.Argument(..., help="First period to catch up (YYYYMM)."),
+    end: str = typer.Argument(..., help="Last period to catch up (YYYYMM), included."),
+    landing: Optional[Path] = typer.Option(None, "--landing", help="Landing folder (default: [landing] folder, "
+                                           "else <PAYWATCH_HOME>/landing); its processed/ folder is searched too."),
+    db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse file."),
+) -> None:
+    """Catch up past periods: verify every delivery of periods START..END found in landing
+    (and landing/processed) in contract order, each once, and name the calendar's runs of
+    those periods still missing. Exit 0 when every delivery found was verified, else the
+    worst verify exit code (2 rejected, 3 blocked)."""
+    import re
+
+    from paywatch import landing as lnd
+    from paywatch.pipeline import verify_run
+    from paywatch.settings import load_settings
+    from paywatch.warehouse.deliveries import delivery_received, run_received
+
+    if not all(re.fullmatch(r"\d{4}(0[1-9]|1[0-2])", p) for p in (start, end)) or start > end:
+        typer.echo(f"periods must be YYYYMM with START <= END (got {start} {end})", err=True)
+        raise typer.Exit(2)
+    wh = _warehouse(db)
+    cfg = load_settings(wh.paths.config)
+    folder = landing or lnd.landing_folder(wh.paths, cfg)
+
+    def already(d) -> bool:
+        with wh.writer(WRITER_WAIT_SECONDS) as con:
+            return delivery_received(con, d.manifest_sha256)
+
+    def verify(d):
+        lnd.audit(wh.paths, [lnd.AuditEntry("picked-up", d.folder.name, d.manifest_sha256, d.run_id, "catch-up")])
+        return verify_run(d.folder, db=wh.db, wait_seconds=WRITER_WAIT_SECONDS)
+
+    with lnd.pickup_lock(folder, WRITER_WAIT_SECONDS):
+        done, skipped = lnd.catch_up(folder, start, end, already, verify)
+    lnd.audit(wh.paths, [lnd.AuditEntry("duplicate", d.folder.name, d.manifest_sha256, d.run_id,
+                                        "already received: skipped") for d in skipped])
+    for d, res in done:
+        typer.echo(f"{d.run_id}: exit {res.exit_code}{' - ' + res.message if res.message else ''}")
+    for d in skipped:
+        typer.echo(f"{d.run_id}: already received (folder {d.folder.name})")
+    area = cfg["calendar"]["payroll_area"]
+    with wh.writer(WRITER_WAIT_SECONDS) as con:
+        missing = [f"{area}-{p}-{rt}" for p in lnd.periods_between(start, end) for rt in lnd.RUN_TYPE_ORDER
+                   if not run_received(con, area, p, rt)]
+    for m in missing:
+        typer.echo(f"{m}: not received")
+    typer.echo(f"catch-up {start}..{end}: {len(done)} verified, {len(skipped)} already received, "
+               f"{len(missing)} expected run(s) missing")
+    raise typer.Exit(max([r.exit_code for _, r in done], default=0))
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -143,3 +143,31 @@ def doctor(wh: Warehouse) -> DoctorReport:
         return rep
     check_permissions(wh.paths, wh.db, rep)
     return rep
+
+
+def settings_in_use(wh: Warehouse, env: dict | None = None) -> list[str]:
+    """Where this Paywatch lives and talks to (docs/production.md): printed by `paywatch
+    doctor` so an administrator sees what the scheduled flows will use."""
+    import os
+
+    from paywatch.landing import landing_folder
+    from paywatch.routing import routing_file
+    from paywatch.settings import load_settings
+
+    env = os.environ if env is None else env
+    cfg = load_settings(wh.paths.config)
+    routing = routing_file(wh.paths.home, env)
+    smtp = env.get("PAYWATCH_SMTP_HOST") or (f"Prefect block {env['PAYWATCH_SMTP_BLOCK']}"
+                                             if env.get("PAYWATCH_SMTP_BLOCK") else "not configured (outbox only)")
+    return ["settings in use:",
+            f"  PAYWATCH_HOME    {env.get('PAYWATCH_HOME') or '(not set: ./paywatch-data)'}",
+            f"  warehouse        {wh.db.resolve()}",
+            f"  landing          {landing_folder(wh.paths, cfg).resolve()}",
+            f"  reports, outbox  {wh.paths.reports.resolve()}, {wh.paths.outbox.resolve()}",
+            f"  paywatch.toml    {wh.paths.config.resolve()}{'' if wh.paths.config.is_file() else ' (absent: defaults)'}",
+            f"  routing          {routing or 'built-in default'}",
+            f"  SMTP             {smtp}",
+            f"  watcher          every {cfg['landing']['watch_seconds']} s, after pick-up: "
+            f"{cfg['landing']['after_pickup']}",
+            f"  PREFECT_API_URL  {env.get('PREFECT_API_URL') or '(not set: each command starts a throw-away server)'}",
+            f"  PREFECT_HOME     {env.get('PREFECT_HOME') or '(not set: ~/.prefect)'}"]

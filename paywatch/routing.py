@@ -17,6 +17,10 @@ The routing file (TOML) names the recipients:
   inside an explanation (e.g. who shares a bank account) are replaced by "[other staff]":
   they may belong to another entity.
 
+- optional **alerts** (`[alerts]`): the payroll unit's alert address. Late runs, rejected
+  deliveries, runs blocked by the data-quality gate and failed mails are mailed there
+  (paywatch/alerts.py); without it alerts go to the FINANCE unit, which runs the payroll.
+
 Where the file is: `$PAYWATCH_ROUTING` if set, else `<PAYWATCH_HOME>/routing.toml` (next to
 the warehouse), else the documented example `routing.toml` at the repository root, else a
 built-in default (the two payroll units at placeholder addresses, no focal points).
@@ -77,6 +81,15 @@ class Routing:
     recipients: tuple[Recipient, ...]
     focal_points_see_details_of: frozenset[str] = field(default_factory=lambda: frozenset({"HR"}))
     source: str = "built-in default"
+    alerts: Recipient | None = None  # where alerts go (None: the FINANCE unit)
+
+    @property
+    def alert_recipient(self) -> Recipient:
+        """Who receives alerts: [alerts], else the FINANCE unit."""
+        if self.alerts is not None:
+            return self.alerts
+        fin = self.owner("FINANCE")
+        return Recipient("alerts", "alerts", "alerts", fin.name, fin.to)
 
     def owner(self, owner: str) -> Recipient | None:
         return next((r for r in self.recipients if r.kind == "owner" and r.scope == owner), None)
@@ -109,7 +122,7 @@ def parse_routing(text: str, source: str = "<text>") -> Routing:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise RoutingError(f"{source}: not valid TOML ({e})") from None
-    unknown = set(doc) - {"owners", "entities", "focal_points_see_details_of", "version"}
+    unknown = set(doc) - {"owners", "entities", "focal_points_see_details_of", "version", "alerts"}
     if unknown:
         raise RoutingError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
     recipients: list[Recipient] = []
@@ -128,11 +141,13 @@ def parse_routing(text: str, source: str = "<text>") -> Routing:
     see = doc.get("focal_points_see_details_of", ["HR"])
     if not isinstance(see, list) or any(o not in OWNERS for o in see):
         raise RoutingError(f"{source}: focal_points_see_details_of must be a list of {', '.join(OWNERS)}")
-    return Routing(tuple(recipients), frozenset(see), source)
+    alerts = _recipient(source, "alerts", "alerts", doc["alerts"]) if "alerts" in doc else None
+    return Routing(tuple(recipients), frozenset(see), source, alerts)
 
 
 def _recipient(source: str, kind: str, scope: str, entry) -> Recipient:
-    where = f"{source}: [{'owners' if kind == 'owner' else 'entities'}.{scope}]"
+    where = (f"{source}: [alerts]" if kind == "alerts"
+             else f"{source}: [{'owners' if kind == 'owner' else 'entities'}.{scope}]")
     if not isinstance(entry, dict):
         raise RoutingError(f"{where} must be a table")
     extra = set(entry) - {"name", "to"}
@@ -143,8 +158,10 @@ def _recipient(source: str, kind: str, scope: str, entry) -> Recipient:
         to = [to]
     if not to or not isinstance(to, list) or not all(isinstance(a, str) and _EMAIL_RE.match(a) for a in to):
         raise RoutingError(f"{where}: 'to' must be a non-empty list of e-mail addresses")
-    name = entry.get("name") or (UNIT_NAMES.get(scope, scope) if kind == "owner" else f"{scope} focal point")
-    return Recipient(f"{kind}-{scope}", kind, scope, str(name), tuple(to))
+    name = entry.get("name") or (UNIT_NAMES.get(scope, scope) if kind == "owner"
+                                 else "Payroll alerts" if kind == "alerts" else f"{scope} focal point")
+    key = "alerts" if kind == "alerts" else f"{kind}-{scope}"
+    return Recipient(key, kind, scope, str(name), tuple(to))
 
 
 def route(findings: pl.DataFrame, routing: Routing) -> dict[Recipient, pl.DataFrame]:

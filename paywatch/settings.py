@@ -27,6 +27,12 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
         Key("payroll_area", str, "payroll area the scheduled flows verify"),
         Key("settle_seconds", int, "a landing folder must be unchanged this long to be read"),
     ),
+    "landing": (
+        Key("folder", str, "where deliveries land; empty: <PAYWATCH_HOME>/landing"),
+        Key("watch_seconds", int, "the landing watcher looks for new deliveries this often (seconds)"),
+        Key("after_pickup", str, "what happens to a handled landing folder: move (to processed/), remove, keep"),
+        Key("probe_seconds", float, "a recently changed folder is read when unchanged over this long"),
+    ),
     "quality": (
         Key("suites_dir", str, "folder of expectation suites (*.json); empty: the suites shipped in paywatch/dq"),
     ),

@@ -1,21 +1,31 @@
 """Prefect flows under a throwaway Prefect server (prefect_test_harness): pick-up exactly
-once and in order, the late-run alert, the monthly close, artifacts; and the calendar."""
+once and in order, the landing audit trace and housekeeping, the late-run alert (mailed to a
+real SMTP server on loopback, closed when the run arrives), catch-up of a past period, the
+monthly close, artifacts; and the calendar."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import shutil
+import socket
+import threading
+import time
 import tomllib
+from email import message_from_bytes
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
 
 from paywatch.settings import load_settings
 from flows.calendar import crons
 from flows.monthly import monthly_close
-from flows.verify import pull_and_verify, verify_run
+from flows.verify import ALERTED, backfill, pull_and_verify, verify_run
+from paywatch import landing as lnd
 from paywatch.warehouse.db import open_warehouse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,9 +54,15 @@ def test_calendar_schedules_follow_the_config_and_prefect_yaml():
     import yaml  # prefect depends on pyyaml
 
     deployed = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
-    in_yaml = {d["name"]: d["schedules"][0]["cron"] for d in deployed if d.get("schedules")}
+    in_yaml = {d["name"]: d["schedules"][0]["cron"] for d in deployed if d.get("schedules") and "cron" in d["schedules"][0]}
     assert in_yaml == c
     assert all(d["schedules"][0]["timezone"] == cal["timezone"] for d in deployed if d.get("schedules"))
+    watcher = next(d for d in deployed if d["name"] == "watch-landing")
+    assert watcher["schedules"][0]["interval"] == load_settings(None)["landing"]["watch_seconds"] == 300
+    assert "expect_run_type" not in watcher.get("parameters", {})  # any run type, off-cycle too
+    from flows.serve import deployments  # the no-pool mode registers the same set
+
+    assert {d.name for d in deployments()} == {d["name"] for d in deployed}
     assert tomllib.loads((ROOT / "detectors" / "defaults.toml").read_text())["calendar"]["SIM1"] == 10
 
 
@@ -64,16 +80,14 @@ def test_pull_picks_up_each_delivery_once_in_order_and_alerts_on_late_run(tmp_pa
     con = open_warehouse(db)
     assert con.execute("SELECT count(*) FROM deliveries").fetchall()[0][0] == 4
     con.close()
-    # SIM1 of the next month has not arrived: a clear alert, the flow run fails
-    state = pull_and_verify(str(landing), str(db), expect_run_type="SIM1", period="202601", settle_seconds=0,
-                            return_state=True)
-    assert state.is_failed() and "has not arrived" in state.message
-    assert any((tmp_path / "wh" / "outbox" / "alerts").glob("late-GV-202601-SIM1.txt"))
+    # handled folders left landing for processed/ (default after_pickup = "move")
+    assert not lnd.delivery_folders(landing) and len(list((landing / "processed").iterdir())) == 4
     # a folder still being written (no manifest yet) is not read
     partial = landing / "partial"
     shutil.copytree(SAMPLE / RUNS[4], partial)
     (partial / "manifest.json").unlink()
     assert pull_and_verify(str(landing), str(db), settle_seconds=0) == []
+    assert partial.is_dir()
 
 
 def test_verify_run_flow_publishes_artifacts_and_rejects_bad_extracts(tmp_path):
@@ -99,3 +113,128 @@ def test_monthly_close_flow_records_kpi(tmp_path):
     assert (tmp_path / "reports" / "GV-202512-close" / "kpi.png").exists()
     md = [a for a in _artifacts("kpi-gv")]
     assert md and "295" in md[-1].data and "120" in md[-1].data
+
+
+# --- alerts, audit, catch-up
+
+
+class Inbox:
+    """aiosmtpd handler keeping what it receives."""
+
+    def __init__(self):
+        self.mails: list[tuple[list[str], bytes]] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.mails.append((list(envelope.rcpt_tos), bytes(envelope.content)))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp(monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inbox = Inbox()
+    ctl = Controller(inbox, hostname="127.0.0.1", port=port)
+    ctl.start()
+    monkeypatch.setenv("PAYWATCH_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("PAYWATCH_SMTP_PORT", str(port))
+    monkeypatch.delenv("PAYWATCH_ROUTING", raising=False)
+    yield inbox
+    ctl.stop()
+
+
+def test_late_run_alert_is_mailed_once_and_closed_when_the_run_arrives(tmp_path, smtp):
+    landing, db = tmp_path / "landing", tmp_path / "wh" / "w.duckdb"
+    landing.mkdir()
+    state = pull_and_verify(str(landing), str(db), expect_run_type="SIM1", period="202512", settle_seconds=0,
+                            return_state=True)
+    # a business outcome, not a crash: Completed, named so, the alert in the message
+    assert state.is_completed() and state.name == ALERTED and "has not arrived" in state.message
+    assert len(smtp.mails) == 1
+    to, raw = smtp.mails[0]
+    mail = message_from_bytes(raw)
+    assert to == ["payroll-alerts@example.org"]  # routing.toml [alerts]
+    assert "SIM1 GV 202512 is late" in mail["Subject"]
+    assert (tmp_path / "wh" / "outbox" / "alerts" / "late-GV-202512-SIM1" / "message.eml").is_file()
+    assert [a.key for a in _artifacts("late-run-alert")]
+    # the next calendar tick: still late, but nobody is mailed twice
+    pull_and_verify(str(landing), str(db), expect_run_type="SIM1", period="202512", settle_seconds=0)
+    assert len(smtp.mails) == 1
+    # the run lands late: the watcher (no expected run type) verifies it and closes the alert
+    shutil.copytree(SAMPLE / RUNS[1], landing / "late-sim1")
+    done = pull_and_verify(str(landing), str(db), settle_seconds=0)
+    assert done == [{"run_id": "GV-202512-SIM1", "state": "Completed"}]
+    assert not (tmp_path / "wh" / "outbox" / "alerts" / "late-GV-202512-SIM1").exists()
+    alert_mails = [message_from_bytes(m)["Subject"] for to, m in smtp.mails if to == ["payroll-alerts@example.org"]]
+    assert len(alert_mails) == 2 and "resolved" in alert_mails[-1]
+
+
+def test_duplicate_delivery_leaves_an_audit_line_and_rejected_one_is_quarantined(tmp_path, smtp, caplog):
+    landing, db = tmp_path / "landing", tmp_path / "wh" / "w.duckdb"
+    landing.mkdir()
+    shutil.copytree(SAMPLE / RUNS[0], landing / "first")
+    assert pull_and_verify(str(landing), str(db), settle_seconds=0)[0]["state"] == "Completed"
+    shutil.copytree(SAMPLE / RUNS[0], landing / "again")  # the same delivery, dropped twice
+    bad = landing / "broken"
+    shutil.copytree(SAMPLE / RUNS[1], bad)
+    (bad / "T510.csv").unlink()
+    sha = lnd.manifest_sha256(landing / "again")
+    caplog.set_level(logging.INFO)
+    state = pull_and_verify(str(landing), str(db), settle_seconds=0, return_state=True)
+    assert state.name == ALERTED and "extract rejected" in state.message
+    lines = (tmp_path / "wh" / lnd.AUDIT_FILE).read_text().splitlines()
+    assert any(f"\tduplicate\tagain\t{sha}\t" in line for line in lines), lines
+    assert any("\tquarantined\tbroken\t" in line for line in lines)
+    assert any(f"landing: duplicate folder=again sha256={sha}" in r.getMessage() for r in caplog.records)
+    assert not lnd.delivery_folders(landing)  # duplicate and rejected folders do not pile up
+    assert any("rejected" in message_from_bytes(m)["Subject"] for _, m in smtp.mails)
+    assert any("again" in str(a.data) and sha in str(a.data) for a in _artifacts("landing-audit"))
+
+
+def test_settle_time_delays_only_a_folder_still_changing(tmp_path):
+    landing = tmp_path / "landing"
+    for i in (0, 1):
+        shutil.copytree(SAMPLE / RUNS[i], landing / f"d{i}")
+    old = time.time() - 3600
+    for p in (landing / "d0").iterdir():
+        os.utime(p, (old, old))
+    # d1 was just written but is no longer changing: read after a 0.3 s look, not 30 s later
+    writer = threading.Thread(target=lambda: None)
+    t0 = time.monotonic()
+    ready, waiting = lnd.scan(landing, settle_seconds=30, probe_seconds=0.3)
+    assert [d.folder.name for d in ready] == ["d0", "d1"] and waiting == [] and time.monotonic() - t0 < 5
+
+    # a folder whose files keep changing waits for the next scan; the settled one does not
+    def keep_writing():
+        for _ in range(10):
+            (landing / "d1" / "RT.csv").write_bytes((landing / "d1" / "RT.csv").read_bytes() + b"")
+            os.utime(landing / "d1" / "RT.csv")
+            time.sleep(0.05)
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    ready, waiting = lnd.scan(landing, settle_seconds=30, probe_seconds=0.3)
+    writer.join()
+    assert [d.folder.name for d in ready] == ["d0"] and [p.name for p in waiting] == ["d1"]
+
+
+def test_backfill_verifies_a_past_period_in_contract_order(tmp_path):
+    landing, db = tmp_path / "landing", tmp_path / "wh" / "w.duckdb"
+    landing.mkdir()
+    # December's runs were dropped long ago (some already moved to processed/), in reverse
+    for i, name in enumerate(reversed(RUNS[:5])):
+        shutil.copytree(SAMPLE / name, (landing / "processed" if i % 2 else landing) / f"old-{i}")
+    shutil.copytree(SAMPLE / RUNS[5], landing / "january")  # another period: not touched
+    state = backfill("202512", "202512", str(landing), str(db), return_state=True)
+    out = state.result()
+    assert [d["run_id"] for d in out] == RUNS[:5]  # OC1, SIM1, SIM2, SIM3, FINAL: contract order
+    assert all(d["state"] == "Completed" for d in out) and state.name == "Completed"
+    con = open_warehouse(db)
+    assert con.execute("SELECT count(*) FROM runs WHERE period = '202601'").fetchall()[0][0] == 0
+    con.close()
+    # again: nothing verified twice; a period with no runs says which are missing
+    again = backfill("202512", "202601", str(landing), str(db), return_state=True)
+    assert again.name == ALERTED and "GV-202601-SIM2 missing" in again.message
+    assert [d["run_id"] for d in again.result()] == ["GV-202601-SIM1"]

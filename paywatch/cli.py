@@ -214,6 +214,8 @@ def evaluate(
               and full.hold_precision >= target["min_hold_precision"]
               and max(full.false_alarm_rates().values() or [0]) <= target["max_false_alarm_rate"]
               and all(ok for *_, ok in noise.values()))
+    if full.cases is not None:  # grouping into cases (paywatch/cases): one injected error, one case
+        typer.echo(full.cases.line())
     typer.echo(f"staff={staff} months={months} seed={seed} recall={full.recall:.4f} hold_precision="
                f"{full.hold_precision:.4f} false_alarm_rate={full.false_alarm_rate:.4%} worst_kind_recall="
                f"{worst_kind:.3f} targets={'met' if passed else 'MISSED'}")

@@ -3,7 +3,8 @@
 Per run: staff-level recall (error staff flagged hold or review), hold precision (held
 staff who really have an error), false-alarm rate among clean staff, and recall per error
 kind (a kind counts as caught only when a finding of the matching category is raised) —
-once with every detector and once with the anomaly models switched off.
+once with every detector and once with the anomaly models switched off. And cases
+(paywatch/cases): how many cases each caught error staff-run gives (`CaseScore`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Callable
 
 import polars as pl
 
+from paywatch.cases import group_cases, rules_of
 from paywatch.settings import load_settings
 from detectors.registry import detect_with_artifacts
 from paywatch.pipeline import detection_input, stage_triage, store_verification
@@ -78,6 +80,7 @@ class Summary:
         """The worst run's false-alarm rate among the runs of `periods`."""
         rates = [r.false_alarms / max(r.clean_staff, 1) for r in self.runs if r.period in periods]
         return max(rates, default=0.0)
+    cases: CaseSummary | None = None  # grouping into cases (all detectors only)
 
     def false_alarm_rates(self) -> dict[str, float]:
         return {r.run_id: r.false_alarms / max(r.clean_staff, 1) for r in self.runs}
@@ -126,6 +129,7 @@ def evaluate(cfg: SimConfig, work: Path | None = None,
     root = Path(tmp.name) if tmp else work
     wh = Warehouse.in_folder(root / "wh")
     all_scores, rule_scores = [], []
+    case_rules, case_scores = rules_of(det_cfg), []  # cases: the configured grouping rules
     try:
         with wh.writer() as con:
             sim = Simulation(cfg)
@@ -136,6 +140,8 @@ def evaluate(cfg: SimConfig, work: Path | None = None,
                 full, _ = detect_with_artifacts(inp, det_cfg)
                 rules, _ = detect_with_artifacts(inp, det_cfg, models=False)
                 findings = stage_triage(con, inp, full, loaded.run_version, "evaluate")
+                findings, cases = group_cases(findings, case_rules, inp.meta.payroll_area, inp.meta.period)
+                case_scores.append(score_cases(out.plan.run_id, findings, cases, out.truth))
                 store_verification(con, loaded.run_id, loaded.run_version, det_cfg, "evaluate", findings, [],
                                    "verified")
                 staff = set(out.frames["pay_lines"]["pernr"].unique().to_list())
@@ -151,6 +157,7 @@ def evaluate(cfg: SimConfig, work: Path | None = None,
             tmp.cleanup()
     full, rules = summarise(all_scores), summarise(rule_scores)
     full.peak_periods = rules.peak_periods = list(sim.session_periods)
+    full.cases = summarise_cases(case_scores)
     return full, rules
 
 
@@ -326,3 +333,74 @@ def evaluate_mutations(cfg: SimConfig, per_class: int = 10, seed: int = 0, work:
         if tmp:
             tmp.cleanup()
     return scores
+
+
+# ------------------------------------------------------------------------------ cases
+
+@dataclass
+class CaseScore:
+    """Cases of one run's caught error staff (docs/cli-contract.md `cases.csv`: one injected
+    error gives one case). Grain: one run. A staff member's error is caught when they have a
+    hold or review finding; their cases are the cases holding such a finding (an info-only
+    case is a notice, not something to fix: it does not count)."""
+
+    run_id: str
+    caught: int = 0            # error staff-runs with a hold or review finding
+    errors: int = 0            # injected errors of those staff-runs
+    cases: int = 0             # their hold or review cases
+    one_case: int = 0          # staff-runs with as many such cases as injected errors
+    all_cases_one: int = 0     # the same, counting info-only cases too
+    root_match: int = 0        # staff-runs whose case roots name each injected error kind
+    findings: int = 0
+    findings_without_case: int = 0
+
+
+def score_cases(run_id: str, findings: pl.DataFrame, cases: pl.DataFrame,
+                truth: list[tuple[str, str, str]]) -> CaseScore:
+    """One run's case measure: `findings` with `case_id` and their `cases` (paywatch.cases.
+    group_cases) against its injected errors."""
+    s = CaseScore(run_id, findings=findings.height,
+                  findings_without_case=findings.filter(pl.col("case_id").is_null()).height)
+    kinds: dict[str, list[str]] = {}
+    for _, p, kind in truth:
+        kinds.setdefault(p, []).append(kind)
+    for pernr, ks in kinds.items():
+        mine = findings.filter(pl.col("pernr") == pernr)
+        flagged = mine.filter(pl.col("severity").is_in(FLAGGED))
+        if flagged.height == 0:
+            continue
+        n = flagged["case_id"].n_unique()
+        roots = set(cases.filter(pl.col("case_id").is_in(flagged["case_id"].implode()))["root_cause"].to_list())
+        s.caught += 1
+        s.errors += len(ks)
+        s.cases += n
+        s.one_case += int(n == len(ks))
+        s.all_cases_one += int(mine["case_id"].n_unique() == len(ks))
+        s.root_match += int(set(ks) <= roots)
+    return s
+
+
+@dataclass
+class CaseSummary:
+    caught: int
+    cases_per_error: float
+    one_case_share: float
+    one_case_share_all: float
+    root_match_share: float
+    findings_without_case: int
+
+    def line(self) -> str:
+        """The line `paywatch evaluate` prints."""
+        return (f"cases_per_error={self.cases_per_error:.4f} one_case_share={self.one_case_share:.4f} "
+                f"one_case_share_with_info={self.one_case_share_all:.4f} root_cause_match={self.root_match_share:.4f} "
+                f"caught_error_staff_runs={self.caught} findings_without_case={self.findings_without_case}")
+
+
+def summarise_cases(scores: list[CaseScore]) -> CaseSummary:
+    caught = sum(s.caught for s in scores)
+    errors = sum(s.errors for s in scores)
+    return CaseSummary(caught, sum(s.cases for s in scores) / errors if errors else 1.0,
+                       sum(s.one_case for s in scores) / caught if caught else 1.0,
+                       sum(s.all_cases_one for s in scores) / caught if caught else 1.0,
+                       sum(s.root_match for s in scores) / caught if caught else 1.0,
+                       sum(s.findings_without_case for s in scores))

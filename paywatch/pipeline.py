@@ -1,5 +1,5 @@
 """The stages of a verification, declared as data (`STAGES`, after Kedro's pipeline.py):
-read ▸ load ▸ prepare ▸ validate ▸ detect ▸ triage ▸ store ▸ write reports ▸ send mail,
+read ▸ load ▸ prepare ▸ validate ▸ detect ▸ triage ▸ group cases ▸ store ▸ write reports ▸ send mail,
 and `verify_run`, which walks them in that order through a runner. `paywatch verify` runs
 them with `paywatch.stages.run`; the Prefect flow maps each stage to a task (same retry
 policy, detection fanned out per duty station); both run exactly these functions.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -19,7 +20,9 @@ from detectors.base import DetectionInput, History, RunMeta, empty_findings
 from detectors.config import config_version
 from detectors.registry import detect
 from detectors.registry import detect_partitioned
+from paywatch import cases as cs
 from paywatch import dq, quality, report, stages
+from paywatch.cases.status import with_decisions
 from paywatch.delivery import DeliveryReport, deliver_run_reports
 from paywatch.extract.model import Extract, ExtractError
 from paywatch.faults import checkpoint
@@ -29,6 +32,7 @@ from paywatch.lifecycle import apply_decisions
 from paywatch.paths import Paths
 from paywatch.settings import load_settings
 from paywatch.stages import Retry, Stage
+from paywatch.warehouse import cases as cases_db
 from paywatch.warehouse import queries as q
 from paywatch.warehouse.db import make_private_dir, transaction
 from paywatch.warehouse.findings import FINDING_COLUMNS, first_seen, store_verification, stored_verification
@@ -50,6 +54,7 @@ class VerifyResult:
     load_outcome: str = ""
     dq: list[dict] = field(default_factory=list)
     delivery: DeliveryReport | None = None  # reports upstream (outbox, mail)
+    cases: pl.DataFrame | None = None  # one row per case, as cases.csv shows them
 
 
 # ------------------------------------------------------------------------------ stages
@@ -141,18 +146,68 @@ def stage_triage(con: duckdb.DuckDBPyConnection, inp: DetectionInput, findings: 
     return f.with_columns(pl.Series("finding_id", ids, dtype=pl.String)).select(FINDING_COLUMNS)
 
 
+def _day(value) -> date | None:
+    """The date of an extraction timestamp (a datetime, or its text)."""
+    if value is None or value == "":
+        return None
+    return value.date() if hasattr(value, "date") else date.fromisoformat(str(value)[:10])
+
+
+def stage_group_cases(con: duckdb.DuckDBPyConnection, inp: DetectionInput, findings: pl.DataFrame,
+                      run_version: int, cfg_version: str, cfg: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Group the run's findings into cases by the `[cases]` rules (paywatch/cases): every
+    finding gets its `case_id`; each case (one row per case, paywatch.warehouse.cases.CASE_COLUMNS)
+    its first-seen run in the period, status `new`/`open`, due date ([calendar]) and days open."""
+    meta = inp.meta
+    findings, grouped = cs.group_cases(findings, cs.rules_of(cfg), meta.payroll_area, meta.period)
+    period_runs = inp.history.runs.filter(pl.col("period") == meta.period)
+    seen = cases_db.first_seen_runs(con, period_runs["run_id"].to_list(), grouped["case_id"].to_list())
+    extracted = {r: _day(x) for r, x in zip(period_runs["run_id"].to_list(), period_runs["extracted_at"].to_list())}
+    today = _day(inp.history.extracted_at)
+    first = [seen.get(c, meta.run_id) for c in grouped["case_id"].to_list()]
+    days = [max((today - extracted[f]).days, 0) if f in extracted and today and extracted[f] else 0 for f in first]
+    due = cs.due_date(meta.period, meta.run_type, cfg["calendar"], period_runs["run_type"].to_list())
+    cases = grouped.with_columns(
+        pl.lit(meta.run_id).alias("run_id"), pl.lit(run_version, dtype=pl.Int32).alias("run_version"),
+        pl.lit(cfg_version).alias("config_version"), pl.lit(meta.payroll_area).alias("payroll_area"),
+        pl.lit(meta.period).alias("period"), pl.Series("first_seen_run", first, dtype=pl.String),
+        pl.Series("days_open", days, dtype=pl.Int32), pl.lit(due, dtype=pl.Date).alias("due_date"),
+    ).with_columns(pl.when(pl.col("first_seen_run") == meta.run_id).then(pl.lit("new")).otherwise(pl.lit("open"))
+                   .alias("status"))
+    return findings, cases.select(cases_db.CASE_COLUMNS)
+
+
+def stage_store(con: duckdb.DuckDBPyConnection, run_id: str, run_version: int, cfg: dict, cfg_version: str,
+                findings: pl.DataFrame, cases: pl.DataFrame, checks: list[dict], status: str) -> None:
+    """Findings, cases, data-quality results and the verification row: one transaction."""
+    with transaction(con):
+        store_verification(con, run_id, run_version, cfg, cfg_version, findings, checks, status)
+        cases_db.store_cases(con, cases)
+
+
+def cases_as_reported(con: duckdb.DuckDBPyConnection, run_id: str, run_version: int,
+                      findings: pl.DataFrame) -> pl.DataFrame:
+    """The run's cases as reports show them (one row per case): those stored with its findings'
+    verification, status and severity after the reviewers' decisions in force."""
+    if findings.height == 0 or "case_id" not in findings.columns:
+        return pl.DataFrame(schema=dict(zip(cases_db.CASE_COLUMNS, [pl.String] * len(cases_db.CASE_COLUMNS))))
+    stored = cases_db.run_cases(con, run_id, run_version, findings["config_version"][0])
+    return with_decisions(stored, findings, cases_db.case_decisions(con, run_id), cases_db.DECISION_STATUS)
+
+
 def stage_write_reports(out: Path, inp: DetectionInput, findings: pl.DataFrame, checks: list[dict],
                   load_outcome: str, blocked: bool, con: duckdb.DuckDBPyConnection | None = None,
-                  cfg: dict | None = None) -> Path:
-    """exceptions.csv and the run summary into the run's report folder; with the warehouse
-    connection also the run's Data Docs and the Finance data-quality report (finance_dq.*)."""
+                  cfg: dict | None = None, cases: pl.DataFrame | None = None) -> Path:
+    """exceptions.csv, cases.csv and the run summary into the run's report folder; with the
+    warehouse connection also the run's Data Docs and the Finance data-quality report (finance_dq.*)."""
     make_private_dir(out)
     report.write_exceptions(out, inp.meta.run_id, findings)
+    report.write_cases(out, inp.meta.run_id, None if blocked else cases)
     checkpoint("reports")
     meta = {"run_id": inp.meta.run_id, "run_type": inp.meta.run_type, "period": inp.meta.period,
             "payroll_area": inp.meta.payroll_area, "extracted_at": inp.history.extracted_at}
     failed = [c for c in checks if not c["success"]]  # the summary lists failed checks only
-    text = report.summary_markdown(meta, findings, failed, load_outcome)
+    text = report.summary_markdown(meta, findings, failed, load_outcome, cases)
     if con is not None:
         dq.publish(out, con, inp, checks, blocked, cfg or {}, revalidate=lambda: stage_validate(con, inp, cfg or {}))
         text += (f"\nData quality: {len(checks) - len(failed)} of {len(checks)} checks passed; "
@@ -200,11 +255,13 @@ DETECT = Stage("detect", stage_detect, ("detection_input", "config"), ("raw_find
                per_partition=detect_partitioned)
 TRIAGE = Stage("triage", stage_triage, ("warehouse", "detection_input", "raw_findings", "run_version",
                                         "config_version"), ("findings",))
-STORE = Stage("store", store_verification, ("warehouse", "run_id", "run_version", "config", "config_version",
-                                            "findings", "checks", "status"), ("stored",))
+GROUP_CASES = Stage("group_cases", stage_group_cases, ("warehouse", "detection_input", "findings", "run_version",
+                                                     "config_version", "config"), ("findings", "cases"))
+STORE = Stage("store", stage_store, ("warehouse", "run_id", "run_version", "config", "config_version",
+                                     "findings", "cases", "checks", "status"), ("stored",))
 WRITE_REPORTS = Stage("write_reports", stage_write_reports,
                       ("report_folder", "detection_input", "findings", "checks", "load_outcome", "status",
-                       "warehouse", "config"), ("reports",))
+                       "warehouse", "config", "cases"), ("reports",))
 # the stage that meets flaky mail servers: PAYWATCH_SMTP_RETRIES (3) more attempts, waiting
 # PAYWATCH_SMTP_BACKOFF (2 s), doubled before each further one
 SEND_MAIL = Stage("send_mail", stage_send_mail,
@@ -213,7 +270,7 @@ SEND_MAIL = Stage("send_mail", stage_send_mail,
                   retry=Retry((MailDeferred,), retries=3, delay=2.0, retries_env="PAYWATCH_SMTP_RETRIES",
                               delay_env="PAYWATCH_SMTP_BACKOFF", backoff=True))
 
-STAGES = (READ, LOAD, PREPARE, VALIDATE, DETECT, TRIAGE, STORE, WRITE_REPORTS, SEND_MAIL)
+STAGES = (READ, LOAD, PREPARE, VALIDATE, DETECT, TRIAGE, GROUP_CASES, STORE, WRITE_REPORTS, SEND_MAIL)
 # what a verification starts from (everything else is some stage's output)
 RUN_INPUTS = ("folder", "warehouse", "paths", "config", "config_version", "report_folder")
 
@@ -266,7 +323,8 @@ def process_loaded(con, run_id: str, version: int, cfg: dict,
         status, raw = "verified", runner(DETECT, inp, cfg)
     checkpoint("detection")
     findings = runner(TRIAGE, con, inp, raw, version, cfg_version)
-    runner(STORE, con, run_id, version, cfg, cfg_version, findings, checks, status)
+    findings, cases = runner(GROUP_CASES, con, inp, findings, version, cfg_version, cfg)
+    runner(STORE, con, run_id, version, cfg, cfg_version, findings, cases, checks, status)
     return status, findings, checks, inp
 
 
@@ -279,7 +337,8 @@ def _verify_loaded(con, loaded: LoadResult, processed, cfg: dict, paths: Paths, 
     out_dir = Path(out) if out else paths.reports / run_id
     blocked = status == "dq_blocked"
     findings = apply_decisions(con, run_id, findings)  # reviewers' decisions since detection
-    runner(WRITE_REPORTS, out_dir, inp, findings, checks, loaded.outcome, blocked, con=con, cfg=cfg)
+    cases = cases_as_reported(con, run_id, loaded.run_version, findings)
+    runner(WRITE_REPORTS, out_dir, inp, findings, checks, loaded.outcome, blocked, con=con, cfg=cfg, cases=cases)
     sent = runner(SEND_MAIL, con, out_dir, inp, findings, checks, status, paths)
     undelivered = f" {sent.summary()}" if sent.failures else ""
     staff = report.staff_outcomes(findings)
@@ -289,7 +348,7 @@ def _verify_loaded(con, loaded: LoadResult, processed, cfg: dict, paths: Paths, 
         msg = (f"{run_id}: NOT VERIFIED — data quality; detection stopped "
                f"({'; '.join(c['name'] for c in quality.critical_failures(checks))}). Report: {out_dir}{undelivered}")
         return VerifyResult(3, msg, run_id, out_dir, findings, loaded.outcome, checks, sent)
-    msg = (f"{run_id}: {loaded.outcome}; {findings.height} exceptions, {held} staff on hold, "
+    msg = (f"{run_id}: {loaded.outcome}; {findings.height} exceptions in {cases.height} cases, {held} staff on hold, "
            f"{review} to review. Reports: {out_dir}{undelivered}")
-    return VerifyResult(0, msg, run_id, out_dir, findings, loaded.outcome, checks, sent)
+    return VerifyResult(0, msg, run_id, out_dir, findings, loaded.outcome, checks, sent, cases)
 

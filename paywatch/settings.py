@@ -10,6 +10,7 @@ from pathlib import Path
 
 from detectors.config import Key
 from detectors.registry import load_config
+from paywatch.cases import rules_of
 
 SECTIONS: dict[str, tuple[Key, ...]] = {
     "lifecycle": (
@@ -33,6 +34,10 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
         Key("after_pickup", str, "what happens to a handled landing folder: move (to processed/), remove, keep"),
         Key("probe_seconds", float, "a recently changed folder is read when unchanged over this long"),
     ),
+    "cases": (
+        Key("explains", list[str], "root-cause rules, \"cause > effect, effect, ...\" (`*`: everything of that staff "
+            "member in the run); listed first wins (paywatch/cases/rules.py)"),
+    ),
     "quality": (
         Key("suites_dir", str, "folder of expectation suites (*.json); empty: the suites shipped in paywatch/dq"),
     ),
@@ -52,9 +57,11 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
 
 def load_settings(path: Path | None = None) -> dict:
     """defaults.toml merged with the office's paywatch.toml at `path` (when it exists), every
-    section validated; raises detectors.config.ConfigError with one line naming the file,
-    the section and the key."""
-    return load_config(path, SECTIONS)
+    section validated (the `[cases]` rules as rules, paywatch/cases/rules.py); raises
+    detectors.config.ConfigError with one line naming the file, the section and the key."""
+    cfg = load_config(path, SECTIONS)
+    rules_of(cfg, f"{path.name if path is not None and path.exists() else 'defaults.toml'}: [cases] explains")
+    return cfg
 
 
 @dataclass(frozen=True)

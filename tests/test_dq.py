@@ -39,7 +39,7 @@ HISTORY = RUNS[: RUNS.index(TARGET)]
 CSV_FILES = ("PA0000.csv", "PA0001.csv", "PA0008.csv", "PA0009.csv", "PA0021.csv", "RT.csv",
              "T510.csv", "T7UNPA.csv", "T512W.csv", "T7UNRATE.csv")
 EXCEPTIONS_HEADER = ("run_id,PERNR,detector,category,severity,owner,LGART,FPPER,amount,expected,WAERS,"
-                     "score,explanation\n")
+                     "score,explanation,case_id\n")
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -15,7 +15,8 @@ from paywatch.stages import Retry, Stage
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data_samples" / "gv-300"
 # docs/design.md "Stages": read ▸ load ▸ validate ▸ detect ▸ group into cases ▸ store ▸ write reports ▸ send mail
-CONTRACT = ("read", "load", "prepare", "validate", "detect", "triage", "store", "write_reports", "send_mail")
+CONTRACT = ("read", "load", "prepare", "validate", "detect", "triage", "group_cases", "store", "write_reports",
+            "send_mail")
 
 
 def test_stage_list_is_complete_and_in_contract_order():

@@ -50,7 +50,7 @@ CSV_FILES = ("PA0000.csv", "PA0001.csv", "PA0008.csv", "PA0009.csv", "PA0021.csv
              "T510.csv", "T7UNPA.csv", "T512W.csv", "T7UNRATE.csv")
 
 HEADER = ("run_id,PERNR,detector,category,severity,owner,LGART,FPPER,amount,expected,WAERS,"
-          "score,explanation")
+          "score,explanation,case_id")
 COMPARED = ("PERNR", "detector", "category", "severity", "owner", "LGART", "FPPER", "amount",
             "expected", "WAERS", "score")
 MESSAGE_RE = re.compile(r"^(?P<file>[^:]+):(?P<line>-|[0-9]+):(?P<column>[^:\s]+): (?P<reason>.+)$")
@@ -454,7 +454,7 @@ def check_exceptions_file(path: Path, run_id: str) -> list[dict]:
     assert tuple(rows[0]) == tuple(HEADER.split(","))
     recs = [dict(zip(rows[0], r)) for r in rows[1:]]
     for r, raw in zip(recs, rows[1:]):
-        assert len(raw) == 13, raw
+        assert len(raw) == 14, raw
         assert r["run_id"] == run_id
         assert re.fullmatch(r"[0-9]{8}", r["PERNR"]), r
         assert r["detector"] and r["category"], r

@@ -19,6 +19,8 @@ from paywatch.warehouse.queries import query_frame
 FINDING_COLUMNS = ("finding_id", "run_id", "run_version", "pernr", "detector", "category", "severity", "owner",
                    "wage_type", "for_period", "amount_cents", "expected_cents", "currency", "score", "explanation",
                    "evidence", "first_seen_run", "config_version")
+# given by GROUP_CASES after triage (paywatch/cases): stored when present, read back always
+STORED_COLUMNS = FINDING_COLUMNS + ("case_id",)
 
 
 def first_seen(con: duckdb.DuckDBPyConnection, earlier_runs: list[str], cfg_version: str) -> pl.DataFrame:
@@ -59,8 +61,9 @@ def store_verification(con, run_id: str, run_version: int, cfg: dict, cfg_versio
                 "config_version FROM _dq")
             con.unregister("_dq")
         if findings.height:
+            cols = ", ".join(c for c in STORED_COLUMNS if c in findings.columns)
             con.register("_f", findings)
-            con.execute(f"INSERT INTO findings ({', '.join(FINDING_COLUMNS)}) SELECT {', '.join(FINDING_COLUMNS)} FROM _f")
+            con.execute(f"INSERT INTO findings ({cols}) SELECT {cols} FROM _f")
             con.unregister("_f")
         checkpoint("store-findings")
         con.execute(
@@ -76,7 +79,7 @@ def stored_verification(con, run_id: str, run_version: int, cfg_version: str):
                               "AND config_version = ?", [run_id, run_version, cfg_version])
     if status is None:
         return None
-    findings = query_frame(con, f"SELECT {', '.join(FINDING_COLUMNS)} FROM findings WHERE run_id = ? AND run_version = ? "
+    findings = query_frame(con, f"SELECT {', '.join(STORED_COLUMNS)} FROM findings WHERE run_id = ? AND run_version = ? "
                            "AND config_version = ?", [run_id, run_version, cfg_version])
     checks = query_frame(con, "SELECT check_name AS name, severity, success, observed, unexpected_count, staff_affected, "
                          "sample, detail, engine FROM dq_results WHERE run_id = ? AND run_version = ? "

@@ -1,6 +1,6 @@
 """The warehouse schema (DDL) — every table states its grain.
 
-Layers (docs/design.md): raw (archive + delivery log) ▸ staging ▸ marts ▸ findings, decisions.
+Layers (docs/design.md): raw (archive + delivery log) ▸ staging ▸ marts ▸ findings, cases, decisions.
 Staging tables and columns are derived from the extract contract (paywatch.extract.schema),
 so a renamed column is renamed in one place only. All DDL is idempotent
 (CREATE ... IF NOT EXISTS): opening an existing warehouse changes nothing.
@@ -228,7 +228,38 @@ _FIXED_TABLES: list[tuple[str, str, str]] = [
     first_seen_run VARCHAR,
     config_version VARCHAR NOT NULL,
     superseded BOOLEAN NOT NULL DEFAULT false,
-    created_at TIMESTAMP NOT NULL DEFAULT (timezone('UTC', current_timestamp))
+    created_at TIMESTAMP NOT NULL DEFAULT (timezone('UTC', current_timestamp)),
+    case_id VARCHAR                      -- the case (table cases) it belongs to; null: stored before cases
+)""",
+    ),
+    (
+        "cases",
+        ("grain: one row per case per run version per configuration version (a case: one staff "
+         "member and one root cause in a run, paywatch/cases; status and severity as at detection — "
+         "reports apply the reviewers' decisions in force)"),
+        """CREATE TABLE IF NOT EXISTS cases (
+    case_id VARCHAR NOT NULL,            -- {area}-{period}-{PERNR}-{root cause}[-{wage type}]: stable in the period
+    run_id VARCHAR NOT NULL,
+    run_version INTEGER NOT NULL,
+    config_version VARCHAR NOT NULL,
+    payroll_area VARCHAR NOT NULL,
+    period VARCHAR NOT NULL,
+    pernr VARCHAR,
+    root_cause VARCHAR NOT NULL,         -- category of the finding that explains the others
+    root_wage_type VARCHAR,
+    root_finding_id VARCHAR,
+    owner VARCHAR CHECK (owner IN ('HR', 'FINANCE')),  -- who must fix the cause
+    in_copy VARCHAR NOT NULL,            -- the other owners concerned, comma-separated ('' none)
+    severity VARCHAR NOT NULL CHECK (severity IN ('hold', 'review', 'info')),
+    status VARCHAR NOT NULL CHECK (status IN ('new', 'open')),
+    first_seen_run VARCHAR NOT NULL,     -- the run of the period the case first appeared in
+    due_date DATE,                       -- the day before the next regular run (payroll calendar)
+    days_open INTEGER NOT NULL,          -- days since the first-seen run was extracted
+    n_findings BIGINT NOT NULL,
+    amount_at_stake_cents BIGINT,        -- largest |found - expected| among its findings
+    currency VARCHAR,
+    summary VARCHAR NOT NULL,
+    PRIMARY KEY (run_id, run_version, config_version, case_id)
 )""",
     ),
     (
@@ -362,7 +393,8 @@ def ddl_statements() -> list[str]:
 # Columns added after a table was first created (idempotent, for existing warehouses).
 MIGRATIONS = ["ALTER TABLE dq_results ADD COLUMN IF NOT EXISTS config_version VARCHAR",
               # decisions taken on a case (one row per finding of it) keep the case id
-              "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS case_id VARCHAR"]
+              "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS case_id VARCHAR",
+              "ALTER TABLE findings ADD COLUMN IF NOT EXISTS case_id VARCHAR"]
 
 
 def sql_literal(text: str) -> str:

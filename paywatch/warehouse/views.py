@@ -1,4 +1,4 @@
-"""Views over findings + decisions: lifecycle, exclusions, KPI. Derived, never stored, so
+"""Views over findings + cases + decisions: lifecycle, exclusions, KPI. Derived, never stored, so
 re-computing them never rewrites history (docs/design.md)."""
 
 from __future__ import annotations
@@ -21,6 +21,15 @@ JOIN (SELECT run_id, run_version, arg_max(config_version, verified_at) AS config
       FROM verifications GROUP BY ALL) v
   ON v.run_id = f.run_id AND v.run_version = f.run_version AND v.config_version = f.config_version
 WHERE NOT f.superseded""",
+    # grain: one row per case of the current version of each run, under the configuration of
+    # that run version's latest verification (as current_findings)
+    "current_cases": """
+SELECT c.*, r.run_type, r.order_extracted_at
+FROM cases c
+JOIN runs r ON r.run_id = c.run_id AND r.version = c.run_version AND r.is_current
+JOIN (SELECT run_id, run_version, arg_max(config_version, verified_at) AS config_version
+      FROM verifications GROUP BY ALL) v
+  ON v.run_id = c.run_id AND v.run_version = c.run_version AND v.config_version = c.config_version""",
     # grain: one row per decision with the identity it applies to, and its approval: a
     # release awaits a second person's approval before it takes effect (maker-checker)
     "decision_keys": """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import Completed
 
@@ -12,6 +12,7 @@ from paywatch import landing as lnd
 from paywatch.lifecycle import DecisionError, close_period, kpi
 from paywatch.monthly import write_monthly_summary
 from paywatch.warehouse.resource import Warehouse
+from flows.verify import artifact_key, tag_flow_run
 
 
 def kpi_markdown(frame, lines: KpiTargets) -> str:
@@ -23,16 +24,29 @@ def kpi_markdown(frame, lines: KpiTargets) -> str:
     return "\n".join(rows) + f"\n\n2018 average: **{lines.baseline:g}** staff a month · target: **{lines.target:g}**"
 
 
-@flow(name="monthly-close", log_prints=False)
-def monthly_close(period: str | None = None, payroll_area: str | None = None, db: str | None = None):
-    """Close `period` (default: last month): record exclusions and advances, update the KPI,
-    write the monthly summary (reports folder) and show the KPI in the Prefect UI."""
-    log = get_run_logger()
+def _target(period: str | None, payroll_area: str | None, db: str | None) -> tuple[Warehouse, dict, str, str]:
+    """The warehouse, settings, area and period a close is for (default: last month)."""
     wh = Warehouse.at(db)
     cfg = load_settings(wh.paths.config)
     cal = cfg.get("calendar", {})
     area = payroll_area or cal.get("payroll_area", "GV")
-    p = period or shift_period(lnd.current_period(tz=cal.get("timezone")), -1)
+    return wh, cfg, area, period or shift_period(lnd.current_period(tz=cal.get("timezone")), -1)
+
+
+def _close_run_name() -> str:
+    """The flow run named for the month it closes (`GV-202512-close`)."""
+    params = runtime.flow_run.parameters
+    _, _, area, p = _target(params.get("period"), params.get("payroll_area"), params.get("db"))
+    return f"{area}-{p}-close"
+
+
+@flow(name="monthly-close", flow_run_name=_close_run_name, log_prints=False)
+def monthly_close(period: str | None = None, payroll_area: str | None = None, db: str | None = None):
+    """Close `period` (default: last month): record exclusions and advances, update the KPI,
+    write the monthly summary (reports folder) and show the KPI in the Prefect UI."""
+    log = get_run_logger()
+    wh, cfg, area, p = _target(period, payroll_area, db)
+    tag_flow_run([f"area:{area}", f"period:{p}", "run-type:close"])
     with wh.writer(wait_seconds=600) as con:
         try:
             res = close_period(con, area, p, cfg.get("lifecycle", {}))
@@ -44,7 +58,7 @@ def monthly_close(period: str | None = None, payroll_area: str | None = None, db
         frame = kpi(con, area)
     log.info("closed %s %s: %d staff excluded, %d advances recommended", area, p, res.excluded.height,
              res.advances_recommended)
-    create_markdown_artifact(key=f"kpi-{area.lower()}", markdown=f"# Staff excluded at FINAL — {area}\n\n"
+    create_markdown_artifact(key=artifact_key("kpi", area), markdown=f"# Staff excluded at FINAL — {area}\n\n"
                              + kpi_markdown(frame, kpi_targets(cfg)),
                              description="Held-staff KPI toward the target")
     return {"period": p, "excluded": res.excluded.height, "advances": res.advances_recommended,

@@ -9,18 +9,22 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_client, get_run_logger, runtime, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.states import Completed, Failed
 
 from paywatch.settings import load_settings
+from paywatch.privacy import mask_ibans_in
 from paywatch import alerts
 from paywatch import landing as lnd
 from paywatch import pipeline, stages
@@ -81,15 +85,82 @@ TASKS = {s: task(_attempted(s), name=s.name, cache_policy=NO_CACHE, persist_resu
          for s in pipeline.STAGES}
 
 
+def stage_count(stage: Stage, result) -> str:
+    """What a stage gave, counted for a log line (counts only: never a name or an account)."""
+    what = stage.outputs[0].replace("_", " ") if stage.outputs else "result"
+    if isinstance(result, pl.DataFrame):
+        return f"{result.height} {what}"
+    if isinstance(result, (list, tuple)):
+        return f"{len(result)} {what}"
+    frames = getattr(result, "frames", None)
+    if isinstance(frames, dict):  # an extract: its files and rows
+        return f"{len(frames)} files, {sum(f.height for f in frames.values())} rows"
+    outcome = getattr(result, "outcome", None)
+    if isinstance(outcome, str):  # a load
+        return f"{outcome}, version {getattr(result, 'run_version', '-')}"
+    summary = getattr(result, "summary", None)
+    if callable(summary):  # a delivery report
+        return str(summary())
+    return "done" if result is None else what
+
+
 def prefect_runner(stage: Stage, *args, **kwargs):
     """Run one pipeline stage as its task, retried as the stage's policy says (read now, so
-    the environment of the run decides, as for `paywatch verify`)."""
+    the environment of the run decides, as for `paywatch verify`); one log line per stage
+    with its count and seconds."""
     t = TASKS[stage]
     if stage.retry is not None:
         retries, delays = stage.retry.resolved()
         t = t.with_options(retries=retries, retry_delay_seconds=delays or 0,
                            retry_condition_fn=_retry_on(stage.retry.on))
-    return t(*args, **kwargs)
+    t0 = time.monotonic()
+    result = t(*args, **kwargs)
+    get_run_logger().info("stage %s: %s in %.1f s", stage.name, stage_count(stage, result), time.monotonic() - t0)
+    return result
+
+
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def delivery_facts(folder: str | Path) -> dict[str, str]:
+    """What the manifest says the delivery is (run id, area, period, run type), each value
+    kept only when it looks like one; empty when there is no readable manifest."""
+    m = lnd.manifest_facts(Path(folder)) if folder else {}
+    facts = {"run_id": m.get("run_id"), "area": m.get("payroll_area"), "period": m.get("period"),
+             "run_type": m.get("run_type")}
+    return {k: v for k, v in facts.items() if v and _SAFE.match(v)}
+
+
+def _verify_run_name() -> str:
+    """The flow run named for its payroll run (`GV-202601-SIM1`), else for its folder."""
+    folder = str(runtime.flow_run.parameters.get("run_folder", ""))
+    return delivery_facts(folder).get("run_id") or f"delivery {Path(folder).name or '-'}"[:80]
+
+
+def run_tags(facts: dict[str, str]) -> list[str]:
+    return [f"{k.replace('_', '-')}:{facts[k]}" for k in ("area", "period", "run_type") if k in facts]
+
+
+def tag_flow_run(tags: list[str]) -> None:
+    """Tag the running flow run (however it was started: CLI, deployment, parent flow)."""
+    fr = runtime.flow_run
+    if not tags or not fr.id:
+        return
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(fr.id, tags=sorted(set(fr.tags or []) | set(tags)))
+
+
+def artifact_key(*parts: str | None) -> str:
+    """A Prefect artifact key (lowercase letters, digits and dashes only) from `parts`."""
+    text = "-".join(p for p in parts if p)
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", text.lower())).strip("-") or "run"
+
+
+def rejected_key(run_folder: str) -> str:
+    """A key per rejected delivery: its run id (when the manifest says one) and the manifest's
+    checksum — or, with no manifest, a hash of the folder — so no rejection overwrites another."""
+    sha = lnd.manifest_sha256(Path(run_folder)) or hashlib.sha256(str(Path(run_folder).resolve()).encode()).hexdigest()
+    return artifact_key("rejected", delivery_facts(run_folder).get("run_id"), sha[:12])
 
 
 def _artifacts(res: pipeline.VerifyResult, paths, db) -> None:
@@ -97,9 +168,11 @@ def _artifacts(res: pipeline.VerifyResult, paths, db) -> None:
     f = res.findings if res.findings is not None else pl.DataFrame()
     rows = [{"PERNR": r["pernr"], "detector": r["detector"], "category": r["category"], "severity": r["severity"],
              "owner": r["owner"], "LGART": r["wage_type"] or "", "FPPER": r["for_period"] or "",
-             "amount": plain(r["amount_cents"]), "WAERS": r["currency"] or ""}
+             "amount": plain(r["amount_cents"]), "expected": plain(r.get("expected_cents")),
+             "difference": _difference(r.get("amount_cents"), r.get("expected_cents")), "WAERS": r["currency"] or "",
+             "explanation": mask_ibans_in(r.get("explanation") or "")}
             for r in f.iter_rows(named=True)] if f.height else []
-    key = (res.run_id or "run").lower().replace("_", "-")
+    key = artifact_key(res.run_id or "run")
     create_table_artifact(key=f"exceptions-{key}", table=rows or [{"PERNR": "", "detector": "no exceptions"}],
                           description=f"Exceptions of {res.run_id}")
     outcomes = staff_outcomes(f) if f.height else None
@@ -123,11 +196,17 @@ def _artifacts(res: pipeline.VerifyResult, paths, db) -> None:
     create_markdown_artifact(key=f"summary-{key}", markdown="\n".join(lines), description=f"Summary of {res.run_id}")
 
 
-@flow(name="verify-run", log_prints=False)
+def _difference(amount: int | None, expected: int | None) -> str:
+    """Found minus expected, as the amounts are shown ("" when either is missing)."""
+    return "" if amount is None or expected is None else plain(amount - expected)
+
+
+@flow(name="verify-run", flow_run_name=_verify_run_name, log_prints=False)
 def verify_run(run_folder: str, db: str | None = None, out: str | None = None):
     """Verify one extracted run folder: read → load → prepare → validate → detect → triage →
     store → write reports → send mail."""
     log = get_run_logger()
+    tag_flow_run(run_tags(delivery_facts(run_folder)))
     res = pipeline.verify_run(Path(run_folder), db=Path(db) if db else None, out=Path(out) if out else None,
                               runner=prefect_runner)
     log.info("run %s: exit %s, %s exceptions", res.run_id or "-", res.exit_code,
@@ -136,7 +215,7 @@ def verify_run(run_folder: str, db: str | None = None, out: str | None = None):
     if res.exit_code == 2:
         sha = lnd.manifest_sha256(Path(run_folder))
         out = alerts.raise_alert(alerts.rejected(run_folder, sha, res.message), paths, Warehouse.at(db))
-        create_markdown_artifact(key="rejected-delivery", markdown=f"# Delivery rejected\n\n`{res.message}`\n\n"
+        create_markdown_artifact(key=rejected_key(run_folder), markdown=f"# Delivery rejected\n\n`{res.message}`\n\n"
                                  f"Alert mail: {out.status}")
         return Failed(message=f"extract rejected: {res.message}")
     _artifacts(res, paths, db)

@@ -399,6 +399,16 @@ def decide(
         typer.echo(f"awaiting a second person's approval: paywatch decide approve {ids} --by NAME --reason TEXT")
 
 
+def _refuse(line: str, code: int = 2) -> None:
+    """A refused command line: one line on stderr, exit 2 (docs/cli-contract.md)."""
+    typer.echo(line, err=True)
+    raise typer.Exit(code)
+
+
+def _is_period(p: str) -> bool:
+    return len(p) == 6 and p.isdigit() and 1 <= int(p[4:]) <= 12
+
+
 @app.command()
 def close(
     period: str = typer.Argument(..., help="Month to close, YYYYMM."),
@@ -415,6 +425,8 @@ def close(
     from paywatch.monthly import write_monthly_summary
     from paywatch.warehouse.db import transaction
 
+    if not _is_period(period):
+        _refuse(f"the period must be YYYYMM (e.g. 202601), got {period!r}")
     wh = _warehouse(db)
     # a dry close only reads: the readers' snapshot, never waiting for a verify
     connection = wh.reader() if dry else wh.writer(WRITER_WAIT_SECONDS)
@@ -441,6 +453,9 @@ def kpi(db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse f
 
     with _missing_warehouse_exits(), _warehouse(db).reader() as con:
         frame = kpi_frame(con)
+    if frame.is_empty():
+        typer.echo("no FINAL run closed yet: close a month first (paywatch close YYYYMM)")
+        raise typer.Exit(0)
     table = Table(*frame.columns, title="Staff excluded at FINAL")
     for r in frame.iter_rows():
         table.add_row(*[f"{v:.1f}" if isinstance(v, float) else str(v) for v in r])
@@ -461,6 +476,9 @@ def backtest(
     from paywatch.backtest import backtest as run_backtest
     from paywatch.warehouse.queries import count_current_runs
 
+    for what, path in (("--config", config), ("--truth", truth)):
+        if path is not None and not path.is_file():
+            _refuse(f"{what}: no such file: {path}")
     wh = _warehouse(db)
     try:
         configs = {"current": load_settings(wh.paths.config), "alternative": load_settings(config)}

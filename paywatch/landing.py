@@ -62,6 +62,13 @@ def _manifest(folder: Path) -> tuple[dict, str] | None:
     return (m if isinstance(m, dict) else {}), hashlib.sha256(data).hexdigest()
 
 
+def manifest_facts(folder: Path) -> dict[str, str]:
+    """What a folder's manifest.json says the delivery is (run_id, payroll_area, period,
+    run_type; strings, possibly empty), unchecked; empty when there is no manifest."""
+    found = _manifest(folder)
+    return {k: str(found[0].get(k) or "") for k in ("run_id", "payroll_area", "period", "run_type")} if found else {}
+
+
 def manifest_sha256(folder: Path) -> str | None:
     """The checksum of a folder's manifest.json (None: no manifest)."""
     found = _manifest(folder)

@@ -328,6 +328,11 @@ def process_loaded(con, run_id: str, version: int, cfg: dict,
     return status, findings, checks, inp
 
 
+# what a delivery did, in words (the load outcomes of paywatch.warehouse.load)
+OUTCOME_WORDS = {"loaded": "verified", "noop": "already verified: nothing changed",
+                 "replaced": "verified, replacing the earlier delivery of this run"}
+
+
 def _verify_loaded(con, loaded: LoadResult, processed, cfg: dict, paths: Paths, out: Path | None,
                    runner=stages.run) -> VerifyResult:
     """Reports of a loaded and processed run, after the commit (they can always be written
@@ -348,7 +353,8 @@ def _verify_loaded(con, loaded: LoadResult, processed, cfg: dict, paths: Paths, 
         msg = (f"{run_id}: NOT VERIFIED — data quality; detection stopped "
                f"({'; '.join(c['name'] for c in quality.critical_failures(checks))}). Report: {out_dir}{undelivered}")
         return VerifyResult(3, msg, run_id, out_dir, findings, loaded.outcome, checks, sent)
-    msg = (f"{run_id}: {loaded.outcome}; {findings.height} exceptions in {cases.height} cases, {held} staff on hold, "
+    msg = (f"{run_id}: {OUTCOME_WORDS.get(loaded.outcome, loaded.outcome)}; {findings.height} exceptions in "
+           f"{cases.height} cases, {held} staff on hold, "
            f"{review} to review. Reports: {out_dir}{undelivered}")
     return VerifyResult(0, msg, run_id, out_dir, findings, loaded.outcome, checks, sent, cases)
 

@@ -6,6 +6,8 @@ monthly close, artifacts; and the calendar."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import logging
 import os
 import shutil
@@ -13,6 +15,7 @@ import socket
 import threading
 import time
 import tomllib
+from decimal import Decimal
 from email import message_from_bytes
 from pathlib import Path
 
@@ -238,3 +241,51 @@ def test_backfill_verifies_a_past_period_in_contract_order(tmp_path):
     again = backfill("202512", "202601", str(landing), str(db), return_state=True)
     assert again.name == ALERTED and "GV-202601-SIM2 missing" in again.message
     assert [d["run_id"] for d in again.result()] == ["GV-202601-SIM1"]
+
+
+# --- the Prefect UI as its users see it (issue #16)
+
+
+def _flow_run(state):
+    async def go():
+        async with get_client() as client:
+            return await client.read_flow_run(state.state_details.flow_run_id)
+    return asyncio.run(go())
+
+
+def test_verify_run_is_named_tagged_logged_per_stage_and_keyed_per_run(tmp_path, caplog):
+    db = tmp_path / "w.duckdb"
+    caplog.set_level(logging.INFO)
+    state = verify_run(str(SAMPLE / RUNS[1]), str(db), str(tmp_path / "rep"), return_state=True)
+    assert state.is_completed()
+    fr = _flow_run(state)
+    assert fr.name == RUNS[1] == "GV-202512-SIM1"
+    assert {"area:GV", "period:202512", "run-type:SIM1"} <= set(fr.tags)
+    # one line per stage, with a count and seconds
+    stage_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stage ")]
+    assert any(re.fullmatch(r"stage detect: \d+ raw findings in \d+\.\d s", m) for m in stage_lines), stage_lines
+    assert {m.split(":")[0] for m in stage_lines} >= {"stage read", "stage load", "stage detect", "stage triage",
+                                                      "stage send_mail"}
+    assert not any(re.search(r"[A-Z]{2}\d{2}[A-Z0-9]{11,}", m) for m in stage_lines)  # no account numbers
+    # the exceptions artifact: explanation, expected amount and difference (PERNR only)
+    table = [a for a in _artifacts("exceptions-gv-202512-sim1")][-1]
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert {"explanation", "expected", "difference"} <= set(rows[0])
+    both = [r for r in rows if r["expected"] and r["amount"]]
+    assert both and all(Decimal(r["difference"]) == Decimal(r["amount"]) - Decimal(r["expected"]) for r in both)
+    assert all(r["explanation"] for r in rows)
+    # two rejected deliveries: two artifacts, neither overwriting the other
+    for name in ("bad-a", "bad-b"):
+        shutil.copytree(SAMPLE / RUNS[2 if name == "bad-a" else 3], tmp_path / name)
+        (tmp_path / name / "T510.csv").unlink()
+        assert verify_run(str(tmp_path / name), str(db), return_state=True).is_failed()
+    keys = {a.key for a in _artifacts("rejected-")}
+    assert len(keys) >= 2 and all(re.fullmatch(r"[a-z0-9-]+", k) for k in keys)
+    assert any(k.startswith("rejected-gv-202512-sim2-") for k in keys)
+    assert any(k.startswith("rejected-gv-202512-sim3-") for k in keys)
+
+
+def test_monthly_close_run_is_named_for_its_month(tmp_path):
+    state = monthly_close(period="202512", db=str(tmp_path / "w.duckdb"), return_state=True)
+    fr = _flow_run(state)
+    assert fr.name == "GV-202512-close" and {"area:GV", "period:202512"} <= set(fr.tags)

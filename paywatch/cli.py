@@ -212,7 +212,7 @@ def evaluate(
     target = load_settings(Paths.default().config)["evaluation"]
     passed = (full.recall >= target["min_recall"] and worst_kind >= target["min_kind_recall"]
               and full.hold_precision >= target["min_hold_precision"]
-              and max(full.false_alarm_rates().values() or [0]) <= target["max_false_alarm_rate"]
+              and max(full.false_alarm_rates_by_month().values() or [0]) <= target["max_false_alarm_rate"]
               and all(ok for *_, ok in noise.values()))
     if full.cases is not None:  # grouping into cases (paywatch/cases): one injected error, one case
         typer.echo(full.cases.line())

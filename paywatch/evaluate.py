@@ -76,14 +76,24 @@ class Summary:
     runs: list[RunScore]
     peak_periods: list[str] = field(default_factory=list)  # months with a unit-wide overtime peak
 
-    def worst_false_alarm_rate(self, periods: list[str]) -> float:
-        """The worst run's false-alarm rate among the runs of `periods`."""
-        rates = [r.false_alarms / max(r.clean_staff, 1) for r in self.runs if r.period in periods]
-        return max(rates, default=0.0)
     cases: CaseSummary | None = None  # grouping into cases (all detectors only)
+
+    def worst_false_alarm_rate(self, periods: list[str]) -> float:
+        """The worst month's false-alarm rate among `periods`."""
+        return max((r for p, r in self.false_alarm_rates_by_month().items() if p in periods), default=0.0)
 
     def false_alarm_rates(self) -> dict[str, float]:
         return {r.run_id: r.false_alarms / max(r.clean_staff, 1) for r in self.runs}
+
+    def false_alarm_rates_by_month(self) -> dict[str, float]:
+        """False alarms over clean staff, summed over the runs of each month (issue #13's "in
+        every month": an off-cycle run of four payees is not a month of its own)."""
+        out: dict[str, list[int]] = {}
+        for r in self.runs:
+            acc = out.setdefault(r.period, [0, 0])
+            acc[0] += r.false_alarms
+            acc[1] += r.clean_staff
+        return {p: fa / max(clean, 1) for p, (fa, clean) in sorted(out.items())}
 
 
 def summarise(scores: list[RunScore]) -> Summary:

@@ -50,7 +50,7 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
         Key("min_recall", float, "share of staff with an error that must get a finding"),
         Key("min_kind_recall", float, "the same for the worst error kind"),
         Key("min_hold_precision", float, "share of held staff that must have an error"),
-        Key("max_false_alarm_rate", float, "findings on clean staff, at most, in the worst run"),
+        Key("max_false_alarm_rate", float, "clean staff flagged, at most, in the worst month (all its runs)"),
     ),
 }
 

@@ -216,7 +216,12 @@ def _break(rf: frames.RunFrames, suites: list[catalog.Suite]) -> tuple[frames.Ru
                 else:
                     c, allowed = kw["column"], kw["value_set"]
                     bad = (not allowed[0]) if isinstance(allowed[0], bool) else "__not_allowed__"
-                    df = df.with_columns(pl.lit(bad).alias(c))
+                    if any(c in (k.get("row_condition") or "") for _, k in exps):
+                        # the column selects the rows another expectation checks: break it on an
+                        # added row, so those rows stay selected (and fail for their own reason)
+                        df = pl.concat([df, df.head(1).with_columns(pl.lit(bad).alias(c))])
+                    else:
+                        df = df.with_columns(pl.lit(bad).alias(c))
         for t, kw in exps:  # 3. types
             if t == "expect_column_values_to_be_of_type":
                 c = kw["column"]

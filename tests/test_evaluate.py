@@ -20,14 +20,14 @@ def _fresh_seed() -> int:
 
 
 def _assert_quality(full) -> None:
-    """Hold precision 0.95 and false alarms <= 0.3 % of clean staff in every run, unit-wide
+    """Hold precision 0.95 and false alarms <= 0.3 % of clean staff in every month, unit-wide
     overtime peaks (session months) included. Recall is held below the issue's 0.99 because
     of the first month without any FINAL (README, Detection quality): a special post
     allowance tripled from a small amount, or an overtime claim in a unit that is itself
     peaking, can sit inside what peers are paid, so those two kinds are left out of the
     per-kind bar."""
     assert full.hold_precision >= 0.95
-    assert max(full.false_alarm_rates().values()) <= 0.003
+    assert max(full.false_alarm_rates_by_month().values()) <= 0.003, full.false_alarm_rates()
     assert full.worst_false_alarm_rate(full.peak_periods) <= 0.003
     assert full.recall >= 0.95
     others = {k: v for k, v in full.by_kind.items() if k not in ("special_allowance_spike", "overtime_outlier")}

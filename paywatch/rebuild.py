@@ -31,7 +31,9 @@ from paywatch import journal, stages
 from paywatch.delivery.outbox import DeliveryReport
 from paywatch.lifecycle import apply_decisions
 from paywatch.paths import make_private_dir, write_private
-from paywatch.pipeline import SEND_MAIL, WRITE_REPORTS, process_loaded, stage_write_reports, verify_run
+from paywatch.pipeline import (
+    SEND_MAIL, WRITE_REPORTS, cases_as_reported, process_loaded, stage_write_reports, verify_run,
+)
 from paywatch.settings import load_settings
 from paywatch.warehouse import decisions
 from paywatch.warehouse import queries as q
@@ -128,6 +130,8 @@ def replay_journal(wh: Warehouse, entries: list[journal.Entry]) -> tuple[int, in
     """Decisions and approvals as recorded, into the warehouse and its own journal; counts."""
     path = journal.journal_path(wh.db)
     n_dec = n_app = 0
+    if not entries:  # nothing journaled: the new warehouse starts its journal on its first decision
+        return n_dec, n_app
     with wh.writer() as con:
         decisions.mark_journal_started(con)
         for e in entries:
@@ -153,7 +157,9 @@ def write_run_reports(wh: Warehouse, run_id: str, out: Path) -> Path:
         version = q.current_version(con, run_id)
         status, findings, checks, inp = process_loaded(con, run_id, version, cfg)
         findings = apply_decisions(con, run_id, findings)
-        stage_write_reports(Path(out), inp, findings, checks, "loaded", status == "dq_blocked", con=con, cfg=cfg)
+        cases = cases_as_reported(con, run_id, version, findings)
+        stage_write_reports(Path(out), inp, findings, checks, "loaded", status == "dq_blocked", con=con, cfg=cfg,
+                            cases=cases)
     return Path(out)
 
 

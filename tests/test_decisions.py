@@ -268,11 +268,14 @@ def test_rebuild_gives_the_same_findings_decisions_and_reports(wh, tmp_path):
     assert journal.journal_path(new_db).read_bytes() == journal.journal_path(wh.db).read_bytes()
     assert doctor(new).ok, doctor(new).problems
     for run_id in RUNS:
-        old_csv = write_run_reports(saved, run_id, tmp_path / "old-reports" / run_id) / "exceptions.csv"
-        assert old_csv.read_bytes() == (new.paths.reports / run_id / "exceptions.csv").read_bytes(), run_id
+        old = write_run_reports(saved, run_id, tmp_path / "old-reports" / run_id)
+        for name in ("exceptions.csv", "cases.csv"):
+            assert (old / name).read_bytes() == (new.paths.reports / run_id / name).read_bytes(), (run_id, name)
     # a run no decision touches reads as it did when it was first verified
-    assert ((wh.paths.home / "verified" / RUNS[0] / "exceptions.csv").read_bytes()
-            == (new.paths.reports / RUNS[0] / "exceptions.csv").read_bytes())
+    for name in ("exceptions.csv", "cases.csv"):
+        assert ((wh.paths.home / "verified" / RUNS[0] / name).read_bytes()
+                == (new.paths.reports / RUNS[0] / name).read_bytes()), name
+    assert any(len((new.paths.reports / r / "cases.csv").read_text().splitlines()) > 1 for r in RUNS)
     # never over a warehouse that exists
     again = paywatch("rebuild", "--db", str(saved.db), "--out", str(new_db))
     assert again.returncode == 2 and "exists" in again.stderr and len(again.stderr.strip().splitlines()) == 1

@@ -183,7 +183,9 @@ def test_bulk_by_entity_and_owner_select_the_right_findings(wh):
         picked = lc.select_findings(con, FINAL, entity=entity)
         want = everything.join(who, on="pernr").filter(pl.col("entity") == entity)["finding_id"].to_list()
         assert sorted(picked) == sorted(want) and 0 < len(picked) < everything.height
-        case = lc.case_finding_ids(con, f"{everything['pernr'][0]}:{everything['category'][0]}", FINAL)
+        case_id = everything["case_id"][0]  # findings carry their case (cases.csv)
+        case = lc.case_finding_ids(con, case_id, FINAL)
+        assert sorted(case) == sorted(everything.filter(pl.col("case_id") == case_id)["finding_id"].to_list())
         out = lc.decide_findings(con, case, action="assign", actor="a", reason="to HR", assignee="h.r")
         assert len(out.recorded) == len(case) >= 1
 

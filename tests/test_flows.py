@@ -211,15 +211,20 @@ def test_settle_time_delays_only_a_folder_still_changing(tmp_path):
     assert [d.folder.name for d in ready] == ["d0", "d1"] and waiting == [] and time.monotonic() - t0 < 5
 
     # a folder whose files keep changing waits for the next scan; the settled one does not
-    def keep_writing():
-        for _ in range(10):
+    done = threading.Event()
+
+    def keep_writing():  # until the scan has finished, however slow the machine is
+        while not done.is_set():
             (landing / "d1" / "RT.csv").write_bytes((landing / "d1" / "RT.csv").read_bytes() + b"")
             os.utime(landing / "d1" / "RT.csv")
             time.sleep(0.05)
     writer = threading.Thread(target=keep_writing)
     writer.start()
-    ready, waiting = lnd.scan(landing, settle_seconds=30, probe_seconds=0.3)
-    writer.join()
+    try:
+        ready, waiting = lnd.scan(landing, settle_seconds=30, probe_seconds=0.3)
+    finally:
+        done.set()
+        writer.join()
     assert [d.folder.name for d in ready] == ["d0"] and [p.name for p in waiting] == ["d1"]
 
 

@@ -34,6 +34,7 @@ class MonthRow:
     errors: int = 0          # staff with an error at any run of the month
     at_final: int = 0        # staff with an error still present at FINAL
     held: int = 0            # staff held at FINAL
+    held_cases: int = 0      # cases (staff member + root cause) holding pay at FINAL
     false_alarm_holds: int = 0
     reported_early: int = 0  # error staff reported by a simulation run
 
@@ -85,6 +86,9 @@ def run_mode(cfg: SimConfig, det_cfg: dict, mode: str, fix_probability: float, w
                 holds = set(findings.filter(pl.col("severity") == "hold")["pernr"].to_list())
                 held = holds | err_staff if mode == "baseline" else holds
                 row.at_final, row.held = len(err_staff), len(held)
+                hold_cases = findings.filter(pl.col("severity") == "hold")["case_id"].n_unique()
+                # late detection: an error nobody caught still holds its staff member, as one case
+                row.held_cases = hold_cases + (len(err_staff - holds) if mode == "baseline" else 0)
                 row.false_alarm_holds = len(holds - err_staff)
             if on_run:
                 on_run(mode, plan.run_id)
@@ -112,6 +116,8 @@ def as_frame(res: PilotResult) -> pl.DataFrame:
         "errors": [r.errors for r in res.paywatch],
         "baseline_held": [r.held for r in res.baseline],
         "paywatch_held": [r.held for r in res.paywatch],
+        "baseline_held_cases": [r.held_cases for r in res.baseline],
+        "paywatch_held_cases": [r.held_cases for r in res.paywatch],
         "reported_at_sim": [r.reported_early for r in res.paywatch],
         "errors_left_at_final": [r.at_final for r in res.paywatch],
         "false_alarm_holds": [r.false_alarm_holds for r in res.paywatch],

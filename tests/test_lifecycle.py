@@ -147,3 +147,6 @@ def test_pilot_closes_the_loop_against_the_baseline(tmp_path):
         assert b.held >= b.at_final > 0  # late detection: every error present at FINAL holds its staff
     assert PilotResult.avg(res.paywatch) < PilotResult.avg(res.baseline) * 0.6
     assert all(p.reported_early > 0 for p in res.paywatch)
+    # every held staff member is held by at least one case, and a case holds one staff member
+    assert all(r.held <= r.held_cases for r in res.baseline + res.paywatch)
+    assert all(r.held_cases > 0 for r in res.baseline)

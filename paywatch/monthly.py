@@ -30,29 +30,29 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
           "November", "December")
 
 
-def _num(value, digits: int = 0) -> str:
+def num(value, digits: int = 0) -> str:
     """A count or figure with thousands separators, rounded; '—' when there is none."""
     if value is None or (isinstance(value, float) and value != value):
         return DASH
     return f"{value:,.{digits}f}"
 
 
-def _pct(value) -> str:
+def pct(value) -> str:
     return DASH if value is None or (isinstance(value, float) and value != value) else f"{value:.0%}"
 
 
-def _money(cents, currency: str | None = None) -> str:
+def money(cents, currency: str | None = None) -> str:
     if cents is None:
         return DASH
     return f"{cents / 100:,.2f}" + (f" {currency}" if currency else "")
 
 
-def _month(period) -> str:
+def month_name(period) -> str:
     p = str(period or "")
     return f"{MONTHS[int(p[4:]) - 1]} {p[:4]}" if len(p) == 6 and p.isdigit() and 1 <= int(p[4:]) <= 12 else (p or DASH)
 
 
-def _dash(value) -> str:
+def dash(value) -> str:
     return DASH if value is None or value == "" else value
 
 
@@ -67,7 +67,7 @@ def environment() -> Environment:
                       autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True,
                                                    default=False),
                       trim_blocks=False, keep_trailing_newline=True)
-    env.filters.update(num=_num, pct=_pct, money=_money, month=_month, dash=_dash, md=_md)
+    env.filters.update(num=num, pct=pct, money=money, month=month_name, dash=dash, md=_md)
     return env
 
 
@@ -82,9 +82,9 @@ def _excluded_rows(con, area: str, period: str, final: str, excluded: pl.DataFra
 
     cases = closes.excluded_cases_at_final(con, area, period)
     who = staff_directory(con, final, period).select("pernr", "entity")
-    money = excluded.select("pernr", "net_pay_cents", "currency")
+    held = excluded.select("pernr", "net_pay_cents", "currency")
     rows = []
-    for r in cases.join(who, on="pernr", how="left").join(money.rename({"currency": "net_currency"}), on="pernr",
+    for r in cases.join(who, on="pernr", how="left").join(held.rename({"currency": "net_currency"}), on="pernr",
                                                            how="left").iter_rows(named=True):
         rows.append({"case_id": r["case_id"], "pernr": r["pernr"], "entity": r["entity"],
                      "cause": category_title(r["root_cause"]), "owner": r["owner"], "in_copy": r["in_copy"],
@@ -132,7 +132,7 @@ def close_figures(con: duckdb.DuckDBPyConnection, area: str, period: str, cfg: d
             .with_columns((pl.col("confirmed") / (pl.col("confirmed") + pl.col("false_positives"))).alias("precision"))
             .sort("detector"))
     return {
-        "area": area, "period": period, "month": _month(period), "final_run": final,
+        "area": area, "period": period, "month": month_name(period), "final_run": final,
         "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "excluded_count": res.excluded.height, "avg_12m": row.get("avg_12m"),
         "staff_paid": staff_paid, "per_1000": row.get("per_1000_staff"),
@@ -152,7 +152,7 @@ def close_figures(con: duckdb.DuckDBPyConnection, area: str, period: str, cfg: d
         "cases_by": cases_by,
         "resolution": lc.time_to_resolution(con).filter(pl.col("period") == period).to_dicts(),
         "repeat": [{"pernr": r["pernr"], "months_excluded": r["months_excluded"],
-                    "months": ", ".join(_month(p) for p in r["periods"])} for r in repeat.iter_rows(named=True)],
+                    "months": ", ".join(month_name(p) for p in r["periods"])} for r in repeat.iter_rows(named=True)],
         "precision": [{"rule": f"{detector_title(r['detector'])}", **r} for r in prec.iter_rows(named=True)],
     }
 

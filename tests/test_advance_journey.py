@@ -194,3 +194,72 @@ def test_the_report_names_staff_by_number_only(journey):
     assert names and not any(n in raw for n in names)
     assert not any(iban in raw for iban in
                    (l.split(",")[4] for l in (SAMPLE / "GV-202512-FINAL" / "PA0009.csv").read_text().splitlines()[1:]))
+
+
+# ------------------------------------------------------------------------------ KPI additions
+
+def test_case_kpi_agrees_with_a_count_from_the_cases_table(journey):
+    """Cases per month, opened at SIM1/SIM2, fixed before FINAL, median days to fix: counted
+    again here straight from the stored cases and runs."""
+    import polars as pl
+
+    con = open_warehouse(journey["db"])
+    try:
+        runs = con.sql("SELECT run_id, run_type, period, order_extracted_at FROM runs WHERE is_current "
+                       "AND run_type <> 'OFFCYCLE'").pl()
+        cases = con.sql("SELECT case_id, run_id, severity FROM current_cases").pl().join(runs, on="run_id")
+        kpi = lc.case_kpi_monthly(con, "GV")
+        owners = lc.cases_by(con, "owner", "GV")
+    finally:
+        con.close()
+    for period in MONTHS:
+        order = runs.filter(pl.col("period") == period).sort("order_extracted_at", "run_id")
+        seq = {r: i for i, r in enumerate(order["run_id"].to_list())}
+        month = cases.filter(pl.col("period") == period)
+        action = {c for c, s in month.select("case_id", "severity").iter_rows() if s in ("hold", "review")}
+        early = fixed = 0
+        days = []
+        for case in sorted(action):
+            present = sorted(seq[r] for r in month.filter(pl.col("case_id") == case)["run_id"].to_list())
+            first, last = present[0], present[-1]
+            if order["run_type"][first] in ("SIM1", "SIM2"):
+                early += 1
+                fixed += order["run_type"][last] != "FINAL"
+            if last + 1 < order.height:
+                days.append((order["order_extracted_at"][last + 1] - order["order_extracted_at"][first]).days)
+        row = kpi.filter(pl.col("period") == period).row(0, named=True)
+        assert (row["cases"], row["opened_at_sim1_sim2"], row["fixed_before_final"]) == (len(action), early, fixed)
+        assert row["share_fixed_before_final"] == pytest.approx(fixed / early)
+        assert row["median_days_to_fix"] == pytest.approx(float(pl.Series(days).median()))
+        assert owners.filter(pl.col("period") == period)["cases"].sum() == len(action)
+
+
+def test_kpi_is_drawn_per_1000_staff_paid(journey):
+    con = open_warehouse(journey["db"])
+    try:
+        k = lc.kpi_per_staff(con, "GV")
+    finally:
+        con.close()
+    staff = {p: len({l.split(",")[0] for l in (SAMPLE / f"GV-{p}-FINAL" / "RT.csv").read_text().splitlines()[1:]})
+             for p in MONTHS}
+    for r in k.iter_rows(named=True):
+        assert r["staff_paid"] == staff[r["period"]]
+        assert r["per_1000_staff"] == pytest.approx(r["excluded_staff"] * 1000 / staff[r["period"]])
+    page = parse(journey["closes"]["202602"] / "monthly_summary.html")
+    # Geneva's 295 and 120 of 10,000 staff, scaled to this area's staff paid
+    assert f"2018 average for {staff['202602']:,} staff" in page.text["headline"]
+    assert f"{295 * staff['202602'] / 10_000:.1f}" in page.text["headline"]
+    assert "29.5" in page.text["headline"] and "12.0" in page.text["headline"]
+
+
+def test_paywatch_kpi_prints_the_headline_and_the_case_figures(journey):
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "paywatch.cli", "kpi", "--db", str(journey["db"])],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    for title in ("Staff excluded at FINAL", "Cases asking for action", "Cases per owner",
+                  "Cases per client entity"):
+        assert title in p.stdout
+    assert "HR" in p.stdout and "FINANCE" in p.stdout and "None" not in p.stdout

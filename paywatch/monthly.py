@@ -150,7 +150,7 @@ def close_figures(con: duckdb.DuckDBPyConnection, area: str, period: str, cfg: d
         "history": k.to_dicts(),
         "exclusions_by": lc.exclusions_by(con, area).filter(pl.col("period") == period).to_dicts(),
         "cases_by": cases_by,
-        "resolution": lc.time_to_resolution(con).filter(pl.col("period") == period).to_dicts(),
+        "resolution": lc.time_to_resolution(con, area).filter(pl.col("period") == period).to_dicts(),
         "repeat": [{"pernr": r["pernr"], "months_excluded": r["months_excluded"],
                     "months": ", ".join(month_name(p) for p in r["periods"])} for r in repeat.iter_rows(named=True)],
         "precision": [{"rule": f"{detector_title(r['detector'])}", **r} for r in prec.iter_rows(named=True)],

@@ -263,3 +263,34 @@ def test_paywatch_kpi_prints_the_headline_and_the_case_figures(journey):
                   "Cases per client entity"):
         assert title in p.stdout
     assert "HR" in p.stdout and "FINANCE" in p.stdout and "None" not in p.stdout
+
+
+def test_close_page_renders_offline_in_chromium(journey, tmp_path):
+    """Headless Chromium with the network off opens the close page: no request fails or goes
+    out, the text is there, the chart is drawn; the screenshot is kept beside the report."""
+    import os
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("Debian's chromium package is not installed")
+    path = journey["closes"]["202512"] / "monthly_summary.html"
+    shot = Path(os.environ.get("PAYWATCH_TEST_ARTIFACTS", tmp_path)) / "close-GV-202512.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium)
+        try:
+            page = browser.new_context(offline=True, java_script_enabled=False).new_page()
+            requests, failed = [], []
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("requestfailed", lambda r: failed.append(r.url))
+            page.goto(path.as_uri())
+            page.screenshot(path=str(shot), full_page=True)
+            text = page.inner_text("body")
+            img = page.locator("img").first.bounding_box()
+        finally:
+            browser.close()
+    assert failed == [] and all(u.startswith(("file:", "data:")) for u in requests), requests
+    assert "Who is excluded at FINAL, and why" in text and "6,917.44 CHF" in text and HOSTILE in text
+    assert img and img["width"] > 300 and img["height"] > 150  # the embedded chart is drawn
+    assert shot.stat().st_size > 10_000

@@ -58,7 +58,7 @@ def exclusions_by(con: duckdb.DuckDBPyConnection, payroll_area: str | None = Non
         ORDER BY e.period, staff DESC, e.owner, entity""", [payroll_area, payroll_area])
 
 
-def time_to_resolution(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+def time_to_resolution(con: duckdb.DuckDBPyConnection, payroll_area: str | None = None) -> pl.DataFrame:
     """How long hold/review exceptions stayed open before a recheck resolved them, in runs
     and in days (between the first-seen and the resolving run's extraction) — grain: one
     row per period and severity."""
@@ -68,7 +68,7 @@ def time_to_resolution(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
                    arg_min(run_id, age_runs) FILTER (status = 'resolved') AS resolved_in,
                    any_value(first_seen_run) AS first_seen_run,
                    min(CASE severity WHEN 'hold' THEN 0 WHEN 'review' THEN 1 ELSE 2 END) AS sev
-            FROM finding_lifecycle GROUP BY ALL)
+            FROM finding_lifecycle WHERE ? IS NULL OR payroll_area = ? GROUP BY ALL)
         SELECT f.period, CASE f.sev WHEN 0 THEN 'hold' WHEN 1 THEN 'review' ELSE 'info' END AS severity,
                count(*) AS exceptions, count(f.runs_to_resolve) AS resolved_in_month,
                avg(f.runs_to_resolve) AS avg_runs_to_resolve,
@@ -76,7 +76,7 @@ def time_to_resolution(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
         FROM first_res f
         LEFT JOIN runs a ON a.run_id = f.first_seen_run AND a.is_current
         LEFT JOIN runs b ON b.run_id = f.resolved_in AND b.is_current
-        GROUP BY ALL ORDER BY f.period, severity""")
+        GROUP BY ALL ORDER BY f.period, severity""", [payroll_area, payroll_area])
 
 
 def case_journey(con: duckdb.DuckDBPyConnection, payroll_area: str | None = None) -> pl.DataFrame:

@@ -129,10 +129,11 @@ def case_journey_frame(con: duckdb.DuckDBPyConnection, payroll_area: str | None 
     return lc.case_journey(con, payroll_area)
 
 
-def advances_frame(con: duckdb.DuckDBPyConnection, payroll_area: str, period: str) -> pl.DataFrame:
+def advances_frame(con: duckdb.DuckDBPyConnection, payroll_area: str, period: str,
+                   cfg: dict | None = None) -> pl.DataFrame:
     """Salary advances recommended at closes before `period`, followed to its end: paid in
     which off-cycle run, recovered how far, open balance (cents). Grain: one row per staff
-    member per recommending month."""
+    member per recommending month. `cfg`: a loaded configuration (default: the shipped one)."""
     from paywatch.settings import load_settings
 
-    return lc.advance_followup(con, payroll_area, period, load_settings(None))
+    return lc.advance_followup(con, payroll_area, period, cfg or load_settings(None))

@@ -294,3 +294,26 @@ def test_close_page_renders_offline_in_chromium(journey, tmp_path):
     assert "Who is excluded at FINAL, and why" in text and "6,917.44 CHF" in text and HOSTILE in text
     assert img and img["width"] > 300 and img["height"] > 150  # the embedded chart is drawn
     assert shot.stat().st_size > 10_000
+
+
+def test_notebook_facade_follows_the_advance_too(journey):
+    from paywatch.investigate import kpi as nb
+
+    con = open_warehouse(journey["db"])
+    try:
+        steps = [nb.advances_frame(con, "GV", p).filter(pl_col_pernr()) for p in MONTHS]
+        owners = nb.cases_per_owner(con, "GV")
+        entities = nb.cases_per_entity(con, "GV")
+    finally:
+        con.close()
+    assert steps[0].height == 0  # nothing recommended before December
+    assert [s.row(0, named=True)["open_cents"] for s in steps[1:]] == [ADVANCE - FIRST_RECOVERY, 0]
+    assert [s.row(0, named=True)["status"] for s in steps[1:]] == ["partly recovered", "recovered"]
+    assert set(owners["owner"].to_list()) <= {"HR", "FINANCE"}
+    assert HOSTILE in entities["entity"].to_list()  # the entity is data, carried as it came
+
+
+def pl_col_pernr():
+    import polars as pl
+
+    return (pl.col("pernr") == HELD) & (pl.col("recommended_in") == "202512")

@@ -389,20 +389,18 @@ def kpi_per_staff(con: duckdb.DuckDBPyConnection, payroll_area: str | None = Non
                           .alias("avg_12m_per_1000_staff")))
 
 
-def kpi_rate_chart(frame: pl.DataFrame, path: Path, targets: KpiTargets, title: str) -> Path:
-    """Staff excluded at FINAL per 1,000 staff paid (`kpi_per_staff`), against the baseline and
-    target of the `[kpi]` section expressed per 1,000 staff of the payroll they refer to
-    (Geneva: 295 and 120 of 10,000 = 29.5 and 12.0), so a 300- or 2,000-staff area is drawn
-    on the same scale. The right axis reads the same heights as staff at the area's latest
-    head-count. A PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def kpi_rate_figure(frame: pl.DataFrame, targets: KpiTargets, title: str):
+    """Staff excluded at FINAL per 1,000 staff paid (`kpi_per_staff` of one area), against the
+    baseline and target of the `[kpi]` section expressed per 1,000 staff of the payroll they
+    refer to (Geneva: 295 and 120 of 10,000 = 29.5 and 12.0), so a 300- or 2,000-staff area is
+    drawn on the same scale. The right axis reads the same heights as staff at the area's
+    latest head-count. A matplotlib Figure (no pyplot state: safe in notebooks and flows)."""
+    from matplotlib.figure import Figure
 
     per = 1000 / targets.for_staff
     baseline, target = targets.baseline * per, targets.target * per
-    fig, ax = plt.subplots(figsize=(8, 4.8))
+    fig = Figure(figsize=(8, 4.8))
+    ax = fig.subplots()
     periods = [f"{p[:4]}-{p[4:]}" for p in frame["period"].to_list()]
     ax.plot(periods, frame["per_1000_staff"].to_list(), "o-", label="excluded at FINAL")
     ax.plot(periods, frame["avg_12m_per_1000_staff"].to_list(), "s--", label="12-month average")
@@ -424,9 +422,13 @@ def kpi_rate_chart(frame: pl.DataFrame, path: Path, targets: KpiTargets, title: 
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
+    return fig
+
+
+def kpi_rate_chart(frame: pl.DataFrame, path: Path, targets: KpiTargets, title: str) -> Path:
+    """`kpi_rate_figure` as a PNG at `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    kpi_rate_figure(frame, targets, title).savefig(path, dpi=110)
     return path
 
 

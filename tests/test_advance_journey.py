@@ -317,3 +317,19 @@ def pl_col_pernr():
     import polars as pl
 
     return (pl.col("pernr") == HELD) & (pl.col("recommended_in") == "202512")
+
+
+def test_notebook_chart_is_the_close_chart_per_1000_staff(journey):
+    from paywatch.investigate import kpi as nb
+
+    con = open_warehouse(journey["db"])
+    try:
+        fig = nb.kpi_per_staff_figure(con, "GV")
+        k = lc.kpi_per_staff(con, "GV")
+    finally:
+        con.close()
+    ax = fig.axes[0]
+    assert "per 1,000 staff paid" in ax.get_ylabel()
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["excluded at FINAL"].get_ydata()) == pytest.approx(k["per_1000_staff"].to_list())
+    assert lines["target (120 of 10,000 staff = 12.0)"].get_ydata()[0] == pytest.approx(12.0)

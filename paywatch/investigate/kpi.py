@@ -105,6 +105,13 @@ def kpi_per_staff_frame(con: duckdb.DuckDBPyConnection, payroll_area: str | None
     return lc.kpi_per_staff(con, payroll_area)
 
 
+def kpi_per_staff_figure(con: duckdb.DuckDBPyConnection, payroll_area: str, targets: KpiTargets | None = None):
+    """The close report's chart as a Figure: staff excluded at FINAL per 1,000 staff paid
+    against the 2018 average and the target per 1,000 staff (any area's size on one scale)."""
+    return lc.kpi_rate_figure(lc.kpi_per_staff(con, payroll_area), targets or kpi_targets(),
+                              f"Staff excluded at FINAL — payroll area {payroll_area}")
+
+
 def case_kpi_frame(con: duckdb.DuckDBPyConnection, payroll_area: str | None = None) -> pl.DataFrame:
     """Cases asking for action per month: opened at SIM1/SIM2, fixed before FINAL and that
     share (what the early routing saved), median days to fix, cases holding staff at FINAL.

@@ -333,3 +333,26 @@ def test_notebook_chart_is_the_close_chart_per_1000_staff(journey):
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert list(lines["excluded at FINAL"].get_ydata()) == pytest.approx(k["per_1000_staff"].to_list())
     assert lines["target (120 of 10,000 staff = 12.0)"].get_ydata()[0] == pytest.approx(12.0)
+
+
+def test_precision_is_shown_per_rule_by_title(journey, tmp_path):
+    db = tmp_path / "w.duckdb"
+    shutil.copy(journey["db"], db)
+    con = open_warehouse(db)
+    try:
+        rows = con.execute("SELECT finding_id, detector FROM current_findings WHERE period = '202512' AND "
+                           "severity = 'hold' ORDER BY detector, finding_id").fetchall()
+        detector = rows[0][1]
+        same = [f for f, d in rows if d == detector]
+        lc.record_decision(con, finding_id=same[0], action="confirm", actor="a.reviewer", reason="wrong source")
+        if len(same) > 1:
+            lc.record_decision(con, finding_id=same[1], action="false_positive", actor="a.reviewer", reason="agreed")
+        folder = write_monthly_summary(con, "GV", "202512", tmp_path / "close", load_settings(None))
+    finally:
+        con.close()
+    from paywatch.titles import detector_title
+
+    table = parse(folder / "monthly_summary.html").table("precision")
+    row = next(r for r in table if r["Rule"] == detector_title(detector))
+    assert " · " in row["Rule"] and row["Confirmed"] == "1"
+    assert row["Precision"] == ("50%" if len(same) > 1 else "100%")

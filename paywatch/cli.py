@@ -446,20 +446,64 @@ def close(
 
 @app.command()
 def kpi(db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse file.")) -> None:
-    """The held-staff KPI per month: excluded at FINAL, 12-month average, baseline, target."""
+    """The held-staff KPI per month: excluded at FINAL (the headline), 12-month average, per
+    1,000 staff paid against the baseline and target; then cases per month, per owner and per
+    entity: fixed before FINAL, median days to fix."""
     from rich.table import Table
 
-    from paywatch.lifecycle import kpi as kpi_frame
+    from paywatch import lifecycle as lc
+    import polars as pl
 
-    with _missing_warehouse_exits(), _warehouse(db).reader() as con:
-        frame = kpi_frame(con)
+    from paywatch.monthly import num, pct
+    from paywatch.settings import kpi_targets, load_settings
+
+    wh = _warehouse(db)
+    with _missing_warehouse_exits(), wh.reader() as con:
+        frame = lc.kpi_per_staff(con)
+        cases = lc.case_kpi_monthly(con)
+        owners = lc.cases_by(con, "owner")
+        entities = lc.cases_by(con, "entity")
     if frame.is_empty():
         typer.echo("no FINAL run closed yet: close a month first (paywatch close YYYYMM)")
         raise typer.Exit(0)
-    table = Table(*frame.columns, title="Staff excluded at FINAL")
-    for r in frame.iter_rows():
-        table.add_row(*[f"{v:.1f}" if isinstance(v, float) else str(v) for v in r])
-    Console().print(table)
+    targets = kpi_targets(load_settings(wh.paths.config))
+    console = Console()
+    if not console.is_terminal:  # piped or captured: wide enough that no owner or entity is cut
+        console = Console(width=130)
+    table = Table("Area", "Month", "Excluded at FINAL", "12-month avg", "Staff paid", "Per 1,000 staff",
+                  "2018 avg, scaled", "Target, scaled",
+                  title=f"Staff excluded at FINAL (2018 average {targets.baseline:g} and target {targets.target:g} "
+                        f"of {targets.for_staff:,} staff, scaled to the staff paid)")
+    for r in frame.iter_rows(named=True):
+        staff = r["staff_paid"] or 0
+        table.add_row(r["payroll_area"], r["period"], num(r["excluded_staff"]), num(r["avg_12m"], 1),
+                      num(staff), num(r["per_1000_staff"], 1), num(targets.baseline * staff / targets.for_staff, 1),
+                      num(targets.target * staff / targets.for_staff, 1))
+    console.print(table)
+    heads = ("Cases", "Opened at SIM1/2", "Fixed before FINAL", "Share fixed before FINAL", "Median days to fix",
+             "Cases holding staff at FINAL")
+
+    def figures(r: dict) -> list[str]:
+        return [num(r["cases"]), num(r["opened_at_sim1_sim2"]), num(r["fixed_before_final"]),
+                pct(r["share_fixed_before_final"]), num(r["median_days_to_fix"], 1), num(r["held_at_final"])]
+
+    if cases.is_empty():
+        typer.echo("no case recorded yet (cases are grouped from findings by paywatch verify)")
+        return
+    table = Table("Area", "Month", *heads, title="Cases asking for action (hold or review)")
+    for r in cases.iter_rows(named=True):
+        table.add_row(r["payroll_area"], r["period"], *figures(r))
+    console.print(table)
+    table = Table("Area", "Month", "Owner", *heads, title="Cases per owner")
+    for r in owners.iter_rows(named=True):
+        table.add_row(r["payroll_area"], r["period"], r["owner"], *figures(r))
+    console.print(table)
+    # per entity: the latest month of each area (every month: paywatch.investigate.kpi.cases_per_entity)
+    latest = entities.group_by("payroll_area").agg(pl.col("period").max())
+    table = Table("Area", "Month", "Entity", *heads, title="Cases per client entity, latest month")
+    for r in entities.join(latest, on=["payroll_area", "period"]).iter_rows(named=True):
+        table.add_row(r["payroll_area"], r["period"], r["entity"], *figures(r))
+    console.print(table)
 
 
 @app.command()

@@ -27,6 +27,9 @@ from paywatch.warehouse.decisions import decided
 # The KPI reads live in the warehouse; re-exported here, where the notebooks and the
 # monthly summary have always found them.
 from paywatch.warehouse.kpi import (  # noqa: F401
+    case_journey,
+    case_kpi_monthly,
+    cases_by,
     exclusions_by,
     kpi_monthly as kpi,
     repeat_offenders,
@@ -317,6 +320,116 @@ def close_period(con: duckdb.DuckDBPyConnection, payroll_area: str, period: str,
     ex = ex.with_columns((pl.lit(enabled) & (pl.col("net_pay_cents").fill_null(0) >= floor)).alias("advance_recommended"))
     close_id = closes.append_close(con, payroll_area, period, final, ex, policy) if record else 0
     return CloseResult(close_id, period, ex, int(ex["advance_recommended"].sum()))
+
+
+ADVANCE_WAGE_TYPES, RECOVERY_WAGE_TYPES = ["2000"], ["3200"]  # docs/extract-format.md; [PW140] overrides
+
+
+def advance_followup(con: duckdb.DuckDBPyConnection, payroll_area: str, period: str, cfg: dict | None = None
+                     ) -> pl.DataFrame:
+    """Every salary advance recommended by the close of a month before `period`, followed up
+    to the end of `period`: paid in which run (the first advance payment to that staff member
+    after the recommending FINAL), recovered how far (recoveries in FINAL runs, first in first
+    out over all of the staff member's advances) and the open balance. Grain: one row per
+    recommendation (staff member x recommending month). `cfg`: the loaded configuration
+    (`[PW140]` names the wage types)."""
+    ledger_cfg = (cfg or {}).get("PW140", {})
+    adv_wt = list(ledger_cfg.get("advance_wage_types") or ADVANCE_WAGE_TYPES)
+    rec_wt = list(ledger_cfg.get("recovery_wage_types") or RECOVERY_WAGE_TYPES)
+    recs = closes.advance_recommendations(con, payroll_area, period)
+    out_schema = {"recommended_in": pl.String, "pernr": pl.String, "recommended_cents": pl.Int64,
+                  "currency": pl.String, "paid_in_run": pl.String, "paid_cents": pl.Int64,
+                  "recovered_cents": pl.Int64, "recovered_in": pl.String, "open_cents": pl.Int64,
+                  "status": pl.String}
+    if recs.height == 0:
+        return pl.DataFrame(schema=out_schema)
+    ledger = closes.advance_ledger(con, payroll_area, period, sorted(set(recs["pernr"].to_list())), adv_wt, rec_wt)
+    rows = []
+    for (pernr,), mine in recs.sort("final_at", "period").group_by("pernr", maintain_order=True):
+        ev = ledger.filter(pl.col("pernr") == pernr)
+        advances = [dict(r, recovered=0, recovered_in=[]) for r in ev.filter(pl.col("kind") == "advance").iter_rows(named=True)]
+        # first in, first out: each recovery pays off the oldest advance still open
+        for r in ev.filter(pl.col("kind") == "recovery").iter_rows(named=True):
+            left = r["cents"]
+            for a in advances:
+                take = min(left, a["cents"] - a["recovered"])
+                if take > 0:
+                    a["recovered"] += take
+                    a["recovered_in"].append(r["run_id"])
+                    left -= take
+        used: set[int] = set()
+        for rec in mine.iter_rows(named=True):
+            hit = next((i for i, a in enumerate(advances) if i not in used and
+                        (rec["final_at"] is None or a["order_extracted_at"] > rec["final_at"])), None)
+            row = {"recommended_in": rec["period"], "pernr": pernr, "recommended_cents": rec["recommended_cents"],
+                   "currency": rec["currency"], "paid_in_run": None, "paid_cents": None, "recovered_cents": None,
+                   "recovered_in": None, "open_cents": None, "status": "not paid yet"}
+            if hit is not None:
+                used.add(hit)
+                a = advances[hit]
+                open_cents = a["cents"] - a["recovered"]
+                row.update(paid_in_run=a["run_id"], paid_cents=a["cents"], currency=a["currency"] or rec["currency"],
+                           recovered_cents=a["recovered"], recovered_in=", ".join(dict.fromkeys(a["recovered_in"])) or None,
+                           open_cents=open_cents,
+                           status="recovered" if open_cents == 0 else
+                           ("partly recovered" if a["recovered"] else "paid, not yet recovered"))
+            rows.append(row)
+    return pl.DataFrame(rows, schema=out_schema).sort("recommended_in", "pernr")
+
+
+def kpi_per_staff(con: duckdb.DuckDBPyConnection, payroll_area: str | None = None) -> pl.DataFrame:
+    """The KPI with the staff paid at each FINAL and the rate per 1,000 staff paid (and its
+    12-month average), so areas of any size compare with Geneva's lines — grain: one row per
+    payroll area per period."""
+    k = kpi(con, payroll_area).join(closes.staff_paid_at_finals(con, payroll_area),
+                                    on=["payroll_area", "period"], how="left")
+    rate = pl.when(pl.col("staff_paid") > 0).then(pl.col("excluded_staff") * 1000 / pl.col("staff_paid"))
+    return (k.with_columns(rate.alias("per_1000_staff")).sort("payroll_area", "period")
+            .with_columns(pl.col("per_1000_staff").rolling_mean(12, min_samples=1).over("payroll_area")
+                          .alias("avg_12m_per_1000_staff")))
+
+
+def kpi_rate_figure(frame: pl.DataFrame, targets: KpiTargets, title: str):
+    """Staff excluded at FINAL per 1,000 staff paid (`kpi_per_staff` of one area), against the
+    baseline and target of the `[kpi]` section expressed per 1,000 staff of the payroll they
+    refer to (Geneva: 295 and 120 of 10,000 = 29.5 and 12.0), so a 300- or 2,000-staff area is
+    drawn on the same scale. The right axis reads the same heights as staff at the area's
+    latest head-count. A matplotlib Figure (no pyplot state: safe in notebooks and flows)."""
+    from matplotlib.figure import Figure
+
+    per = 1000 / targets.for_staff
+    baseline, target = targets.baseline * per, targets.target * per
+    fig = Figure(figsize=(8, 4.8))
+    ax = fig.subplots()
+    periods = [f"{p[:4]}-{p[4:]}" for p in frame["period"].to_list()]
+    ax.plot(periods, frame["per_1000_staff"].to_list(), "o-", label="excluded at FINAL")
+    ax.plot(periods, frame["avg_12m_per_1000_staff"].to_list(), "s--", label="12-month average")
+    ax.axhline(baseline, color="grey", lw=1, ls="-.",
+               label=f"2018 average ({targets.baseline:g} of {targets.for_staff:,} staff = {baseline:.1f})")
+    ax.axhline(target, color="green", lw=1.5,
+               label=f"target ({targets.target:g} of {targets.for_staff:,} staff = {target:.1f})")
+    ax.set_ylabel("staff excluded per 1,000 staff paid")
+    staff = [s for s in frame["staff_paid"].to_list() if s] if "staff_paid" in frame.columns else []
+    if staff:
+        n = staff[-1]
+        sec = ax.secondary_yaxis("right", functions=(lambda y, n=n: y * n / 1000, lambda c, n=n: c * 1000 / n))
+        sec.set_ylabel(f"staff, at {n:,} staff paid")
+    if not periods:
+        ax.text(0.5, 0.5, "No FINAL run yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title)
+    ax.set_ylim(bottom=0, top=max([baseline * 1.15] + [v * 1.15 for v in frame["per_1000_staff"].to_list() if v]))
+    # below the axes: the legend never hides a month's point
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+    ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    return fig
+
+
+def kpi_rate_chart(frame: pl.DataFrame, path: Path, targets: KpiTargets, title: str) -> Path:
+    """`kpi_rate_figure` as a PNG at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kpi_rate_figure(frame, targets, title).savefig(path, dpi=110)
+    return path
 
 
 def kpi_chart(frame: pl.DataFrame, path: Path, targets: KpiTargets, title: str = "Staff held at FINAL") -> Path:

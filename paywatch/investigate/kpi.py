@@ -96,3 +96,51 @@ def precision_figure(con: duckdb.DuckDBPyConnection):
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def kpi_per_staff_frame(con: duckdb.DuckDBPyConnection, payroll_area: str | None = None) -> pl.DataFrame:
+    """The headline with the area's size: staff excluded at FINAL, 12-month average, staff
+    paid at that FINAL and both per 1,000 staff paid (comparable with Geneva's 29.5 and 12.0
+    per 1,000). Grain: one row per payroll area per month."""
+    return lc.kpi_per_staff(con, payroll_area)
+
+
+def kpi_per_staff_figure(con: duckdb.DuckDBPyConnection, payroll_area: str, targets: KpiTargets | None = None):
+    """The close report's chart as a Figure: staff excluded at FINAL per 1,000 staff paid
+    against the 2018 average and the target per 1,000 staff (any area's size on one scale)."""
+    return lc.kpi_rate_figure(lc.kpi_per_staff(con, payroll_area), targets or kpi_targets(),
+                              f"Staff excluded at FINAL — payroll area {payroll_area}")
+
+
+def case_kpi_frame(con: duckdb.DuckDBPyConnection, payroll_area: str | None = None) -> pl.DataFrame:
+    """Cases asking for action per month: opened at SIM1/SIM2, fixed before FINAL and that
+    share (what the early routing saved), median days to fix, cases holding staff at FINAL.
+    Grain: one row per payroll area per month."""
+    return lc.case_kpi_monthly(con, payroll_area)
+
+
+def cases_per_owner(con: duckdb.DuckDBPyConnection, payroll_area: str | None = None) -> pl.DataFrame:
+    """The case figures per owner (HR, FINANCE). Grain: one row per area x month x owner."""
+    return lc.cases_by(con, "owner", payroll_area)
+
+
+def cases_per_entity(con: duckdb.DuckDBPyConnection, payroll_area: str | None = None) -> pl.DataFrame:
+    """The case figures per client entity (ORGEH valid in the month). Grain: one row per
+    area x month x entity, most cases first."""
+    return lc.cases_by(con, "entity", payroll_area)
+
+
+def case_journey_frame(con: duckdb.DuckDBPyConnection, payroll_area: str | None = None) -> pl.DataFrame:
+    """Every case: first seen, fixed in which run, days to fix, fixed before FINAL, held at
+    FINAL. Grain: one row per case per area per month."""
+    return lc.case_journey(con, payroll_area)
+
+
+def advances_frame(con: duckdb.DuckDBPyConnection, payroll_area: str, period: str,
+                   cfg: dict | None = None) -> pl.DataFrame:
+    """Salary advances recommended at closes before `period`, followed to its end: paid in
+    which off-cycle run, recovered how far, open balance (cents). Grain: one row per staff
+    member per recommending month. `cfg`: a loaded configuration (default: the shipped one)."""
+    from paywatch.settings import load_settings
+
+    return lc.advance_followup(con, payroll_area, period, cfg or load_settings(None))

@@ -101,6 +101,49 @@ FROM findings_decided
 WHERE run_type = 'FINAL' AND severity = 'hold'
   AND coalesce(decision, '') NOT IN ('release', 'false_positive', 'expected')
 GROUP BY ALL""",
+    # grain: one row per case per payroll area and month (case ids are stable within a month):
+    # where it was first seen, the regular run in which it was gone for good (fixed), days to
+    # fix (between the two runs' extraction), whether it was fixed before the FINAL and
+    # whether it held its staff member at FINAL; the entity is the staff member's PA0001
+    # ORGEH valid in the month (else the latest) as carried by the first-seen run
+    "case_journey": """
+WITH rr AS (
+    SELECT run_id, version, payroll_area, period, run_type, order_extracted_at,
+           row_number() OVER (PARTITION BY payroll_area, period ORDER BY order_extracted_at, run_id) AS seq
+    FROM runs WHERE is_current AND run_type <> 'OFFCYCLE'),
+seen AS (
+    SELECT rr.payroll_area, rr.period, c.case_id, arg_max(c.pernr, rr.seq) AS pernr, arg_max(c.owner, rr.seq) AS owner,
+           arg_max(c.root_cause, rr.seq) AS root_cause,
+           min(CASE c.severity WHEN 'hold' THEN 0 WHEN 'review' THEN 1 ELSE 2 END) AS sev_rank,
+           min(rr.seq) AS first_seq, max(rr.seq) AS last_seq
+    FROM current_cases c JOIN rr ON rr.run_id = c.run_id GROUP BY ALL),
+ends AS (
+    SELECT payroll_area, period, max(seq) FILTER (run_type = 'FINAL') AS final_seq FROM rr GROUP BY ALL),
+held AS (
+    SELECT DISTINCT payroll_area, period, case_id FROM findings_decided
+    WHERE run_type = 'FINAL' AND severity = 'hold' AND case_id IS NOT NULL
+      AND coalesce(decision, '') NOT IN ('release', 'false_positive', 'expected')),
+ent AS (
+    SELECT l.run_id, a.pernr,
+           arg_max(a.entity, {'in_month': a.valid_from <= last_day(strptime(r.period || '01', '%Y%m%d')::DATE)
+                                           AND a.valid_to >= strptime(r.period || '01', '%Y%m%d')::DATE,
+                              'valid_from': a.valid_from, 'valid_to': a.valid_to, 'entity': a.entity}) AS entity
+    FROM stg_record_runs l JOIN stg_assignments a ON a.record_key = l.record_key
+    JOIN rr r ON r.run_id = l.run_id AND r.version = l.run_version
+    WHERE l.table_name = 'stg_assignments' GROUP BY ALL)
+SELECT s.payroll_area, s.period, s.case_id, s.pernr, s.owner, s.root_cause, coalesce(ent.entity, '?') AS entity,
+       CASE s.sev_rank WHEN 0 THEN 'hold' WHEN 1 THEN 'review' ELSE 'info' END AS severity,
+       f.run_id AS first_seen_run, f.run_type AS first_seen_run_type, x.run_id AS fixed_in_run,
+       x.run_type AS fixed_in_run_type, date_diff('day', f.order_extracted_at, x.order_extracted_at) AS days_to_fix,
+       f.run_type IN ('SIM1', 'SIM2') AS opened_early,
+       e.final_seq IS NOT NULL AND s.last_seq < e.final_seq AS fixed_before_final,
+       h.case_id IS NOT NULL AS held_at_final
+FROM seen s
+JOIN rr f ON f.payroll_area = s.payroll_area AND f.period = s.period AND f.seq = s.first_seq
+LEFT JOIN rr x ON x.payroll_area = s.payroll_area AND x.period = s.period AND x.seq = s.last_seq + 1
+LEFT JOIN ends e ON e.payroll_area = s.payroll_area AND e.period = s.period
+LEFT JOIN held h ON h.payroll_area = s.payroll_area AND h.period = s.period AND h.case_id = s.case_id
+LEFT JOIN ent ON ent.run_id = f.run_id AND ent.pernr = s.pernr""",
     # grain: one row per payroll area and month: staff excluded at FINAL and the 12-month
     # average (the baseline and target lines are configuration: paywatch.settings.kpi_targets)
     "kpi_monthly": """

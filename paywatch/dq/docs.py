@@ -64,6 +64,9 @@ _TAG = re.compile(r"""<(script|link)\b[^>]*?\b(?:src|href)=["'](https?://[^"']+)
 _GX_LOGO = re.compile(r"""https://great-expectations-web-assets\.s3\.[^"')\s]*?\.png(?:\?[^"')\s]*)?""")
 _FOOTER = re.compile(r"<footer>\s*<p>Stay current on everything GX.*?</footer>", re.DOTALL)
 _HOME = re.compile(r"""href=["']https://greatexpectations\.io/?["']""")
+# GX writes some local links with the wrong depth (the favicon of a validation page: one `../`
+# short); every link to the site's static folder is given the page's real depth
+_STATIC = re.compile(r"""(\b(?:src|href)=["']|url\(\s*["']?)(?:\.\./|\./)*static/""")
 _BODY = re.compile(r"<body[^>]*>", re.IGNORECASE)
 # what a page would fetch from the network: tags with a remote src/href (anchors excepted,
 # nothing is fetched before a click), CSS url(...), @import
@@ -102,6 +105,7 @@ def offline_page(text: str, depth: int) -> str:
 
     text = _TAG.sub(tag, text)
     text = _GX_LOGO.sub(f"{up}static/images/logo-long.png", text)
+    text = _STATIC.sub(lambda m: f"{m.group(1)}{up}static/", text)
     text = _FOOTER.sub("", text)
     text = _HOME.sub(f'href="{up}index.html"', text)
     bar = _BACK_BAR.format(href=html.escape(f"{up}../{FINANCE_PAGE}", quote=True))

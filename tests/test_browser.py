@@ -74,8 +74,16 @@ def pages(tmp_path_factory) -> dict[str, Path]:
     msg = email.message_from_bytes(eml[0].read_bytes(), policy=policy.default)
     body = msg.get_body(preferencelist=("html",))
     assert body is not None, f"{eml[0]}: no HTML part"
+    text = body.get_content()
+    parts = home / "mail-parts"
+    for i, part in enumerate(msg.walk()):  # inline images (cid:) as a mail reader resolves them
+        cid = (part.get("Content-ID") or "").strip("<>")
+        if cid and not part.is_multipart():
+            parts.mkdir(exist_ok=True)
+            (parts / f"part{i}").write_bytes(part.get_payload(decode=True))
+            text = text.replace(f"cid:{cid}", f"mail-parts/part{i}")
     mail = home / "mail-body.html"
-    mail.write_text(body.get_content(), encoding="utf-8")
+    mail.write_text(text, encoding="utf-8")
     staff = sorted((report / "data_docs" / "validations").glob("paywatch_staff/**/*.html"))
     assert staff, "a validation page of the staff suite"
     close = sorted((home / "reports").glob("*-close/monthly_summary.html"))

@@ -448,6 +448,7 @@ def test_data_docs_in_the_report_load_nothing_from_the_network(staff_missing: di
 
     site = staff_missing["out"] / "data_docs"
     assert docs.offline_check(site) == []
+    assert docs.offline_check(runner.site_dir(Paths.for_db(staff_missing["db"]).home)) == [], "GX's working copy"
     pages = sorted(site.rglob("*.html"))
     assert len(pages) > 2 * len(SHIPPED)
     for page in pages:

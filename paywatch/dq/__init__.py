@@ -88,6 +88,7 @@ def publish(out: Path, con: duckdb.DuckDBPyConnection, inp: DetectionInput, chec
         with runner.project_lock(project):
             if runner.site_marker(project) == _marker(con, inp, folder):
                 written["data_docs"] = docs.publish_site(runner.site_dir(project), Path(out) / DOCS_FOLDER)
+                docs.make_offline(runner.site_dir(project), back_bar=False)  # GX's working copy too
     try:
         texts = catalog.descriptions(catalog.load_suites(folder))
     except catalog.SuiteError:

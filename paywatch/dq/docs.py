@@ -17,6 +17,8 @@ scripts, and a report must open offline. So the copied site gets:
 
 `offline_check` lists whatever a page would still load from the network; the site is refused
 (DocsError) when anything is left, so a new GX release linking a new CDN is noticed at once.
+GX's own working site (`gx/uncommitted/data_docs/local_site`, the latest run) is made offline
+in place the same way when the run is published (`make_offline`, without the bar).
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def _local_tag(kind: str, rel: str) -> str:
     return f'<link rel="stylesheet" href="{rel}">'
 
 
-def offline_page(text: str, depth: int) -> str:
+def offline_page(text: str, depth: int, back_bar: bool = True) -> str:
     """One GX page with every CDN link made local (`depth`: folders between the site root and
     the page), remote assets dropped, the GX footer removed and the bar back to Finance's page."""
     up = "../" * depth
@@ -108,6 +110,8 @@ def offline_page(text: str, depth: int) -> str:
     text = _STATIC.sub(lambda m: f"{m.group(1)}{up}static/", text)
     text = _FOOTER.sub("", text)
     text = _HOME.sub(f'href="{up}index.html"', text)
+    if not back_bar or f"../{FINANCE_PAGE}\"" in text:
+        return text
     bar = _BACK_BAR.format(href=html.escape(f"{up}../{FINANCE_PAGE}", quote=True))
     return _BODY.sub(lambda m: m.group(0) + bar, text, count=1)
 
@@ -136,25 +140,32 @@ def _copy_private(src: Path, dest: Path, ignore=None) -> None:
 _SKIP = {"iterative-dev-loop.png", "paywatch_run.json"}
 
 
-def publish_site(site: Path, dest: Path) -> Path:
-    """GX's site `site` into `dest` (replaced), offline: vendored assets, local links; GX's large
-    tutorial images are not copied. Returns the index page; DocsError if anything remote is left."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    _copy_private(site, dest, ignore=lambda rel: rel.suffix == ".gif" or rel.name in _SKIP)
-    _copy_private(VENDOR, dest / "static" / "vendor")
-    for page in dest.rglob("*.html"):
+def make_offline(site: Path, back_bar: bool = True) -> None:
+    """`site` rewritten in place to load nothing from the network: the vendored assets into
+    `static/vendor/`, every page and stylesheet made local (idempotent). DocsError naming what
+    is left otherwise. `back_bar`: pages lead back to `../finance_dq.html` (the report folder)."""
+    _copy_private(VENDOR, site / "static" / "vendor")
+    for page in site.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
-        new = offline_page(text, len(page.relative_to(dest).parts) - 1)
+        new = offline_page(text, len(page.relative_to(site).parts) - 1, back_bar=back_bar)
         if new != text:
             write_private(page, new.encode("utf-8"))
-    for sheet in (dest / "static" / "styles").glob("*.css"):  # url(...) relative to the stylesheet
+    for sheet in (site / "static" / "styles").glob("*.css"):  # url(...) relative to the stylesheet
         text = sheet.read_text(encoding="utf-8")
         new = _GX_LOGO.sub("../images/logo-long.png", text)
         if new != text:
             write_private(sheet, new.encode("utf-8"))
-    left = offline_check(dest)
+    left = offline_check(site)
     if left:
-        raise DocsError(f"{dest}: Data Docs would load from the network: {left[0]} (and {len(left) - 1} more)"
-                        if len(left) > 1 else f"{dest}: Data Docs would load from the network: {left[0]}")
+        more = f" (and {len(left) - 1} more)" if len(left) > 1 else ""
+        raise DocsError(f"{site}: Data Docs would load from the network: {left[0]}{more}")
+
+
+def publish_site(site: Path, dest: Path) -> Path:
+    """GX's site `site` into `dest` (replaced), offline (`make_offline`), without GX's large
+    tutorial images. Returns the index page."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    _copy_private(site, dest, ignore=lambda rel: rel.suffix == ".gif" or rel.name in _SKIP)
+    make_offline(dest)
     return dest / "index.html"

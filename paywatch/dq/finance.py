@@ -120,19 +120,20 @@ def _bars(runs: pl.DataFrame, run_id: str) -> dict | None:
     """Bar chart geometry: failed checks per run (blocking red, warnings orange)."""
     if runs.height == 0:
         return None
-    top = max(1, int((runs["blocking"] + runs["warnings"]).max()))
-    w, h, gap = 46, 70, 8
+    top_n = max(1, int((runs["blocking"] + runs["warnings"]).max()))
+    w, h, gap, top = 46, 70, 8, 12  # top: room for the count above the highest bar
     items = []
     for i, r in enumerate(runs.iter_rows(named=True)):
-        hb = r["blocking"] / top * h
-        hw = r["warnings"] / top * h
+        hb = r["blocking"] / top_n * h
+        hw = r["warnings"] / top_n * h
+        base = top + h
         items.append({"x": i * (w + gap), "mid": i * (w + gap) + w / 2,
-                      "y_blocking": f"{h - hb:.1f}", "h_blocking": f"{hb:.1f}",
-                      "y_warnings": f"{h - hb - hw:.1f}", "h_warnings": f"{hw:.1f}",
-                      "y_total": f"{h - hb - hw - 2:.1f}", "total": r["blocking"] + r["warnings"],
+                      "y_blocking": f"{base - hb:.1f}", "h_blocking": f"{hb:.1f}",
+                      "y_warnings": f"{base - hb - hw:.1f}", "h_warnings": f"{hw:.1f}",
+                      "y_total": f"{base - hb - hw - 2:.1f}", "total": r["blocking"] + r["warnings"],
                       "label": f"{r['period'][2:4]}-{r['period'][4:]} {r['run_type']}", "this": r["run_id"] == run_id})
-    return {"runs": runs.height, "width": runs.height * (w + gap), "height": h + 16, "bar": w, "label_y": h + 12,
-            "axis_y": h + 0.5, "cols": items}
+    return {"runs": runs.height, "width": runs.height * (w + gap), "height": top + h + 16, "bar": w,
+            "label_y": top + h + 12, "axis_y": top + h + 0.5, "cols": items}
 
 
 def _result_cls(r: dict) -> str:

@@ -14,6 +14,8 @@ Great Expectations is imported only when a run is validated.
 from __future__ import annotations
 
 import copy
+import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -28,6 +30,7 @@ from paywatch.warehouse.db import database_path
 __all__ = ["run_checks", "publish", "with_suites_version", "project_dir", "suites_folder"]
 
 DOCS_FOLDER = "data_docs"
+log = logging.getLogger(__name__)
 
 
 def project_dir(con: duckdb.DuckDBPyConnection) -> Path:
@@ -87,8 +90,13 @@ def publish(out: Path, con: duckdb.DuckDBPyConnection, inp: DetectionInput, chec
             revalidate()
         with runner.project_lock(project):
             if runner.site_marker(project) == _marker(con, inp, folder):
-                written["data_docs"] = docs.publish_site(runner.site_dir(project), Path(out) / DOCS_FOLDER)
-                docs.make_offline(runner.site_dir(project), back_bar=False)  # GX's working copy too
+                try:
+                    written["data_docs"] = docs.publish_site(runner.site_dir(project), Path(out) / DOCS_FOLDER)
+                    docs.make_offline(runner.site_dir(project), back_bar=False)  # GX's working copy too
+                except docs.DocsError as e:  # no page that loads from the web; the run itself stands
+                    shutil.rmtree(Path(out) / DOCS_FOLDER, ignore_errors=True)
+                    written.pop("data_docs", None)
+                    log.warning("Data Docs not published: %s", e)
     try:
         texts = catalog.descriptions(catalog.load_suites(folder))
     except catalog.SuiteError:

@@ -16,7 +16,9 @@ scripts, and a report must open offline. So the copied site gets:
   explains the results in Finance's words.
 
 `offline_check` lists whatever a page would still load from the network; the site is refused
-(DocsError) when anything is left, so a new GX release linking a new CDN is noticed at once.
+(DocsError) when anything is left, so a new GX release linking a new CDN is noticed at once:
+`paywatch.dq.publish` then writes the run without Data Docs (the Finance page says the technical
+detail is not available) and logs a warning, rather than a page that loads from the web.
 GX's own working site (`gx/uncommitted/data_docs/local_site`, the latest run) is made offline
 in place the same way when the run is published (`make_offline`, without the bar).
 """

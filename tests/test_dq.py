@@ -516,3 +516,18 @@ def test_finance_page_is_a_template_that_escapes_every_value():
     assert 'href="data_docs/index.html"' in page and "Verified, with 1 data-quality warning." in page
     assert "Payroll results file (RT)" in page and "GV-202512-SIM1: pass, 0 found" in page
     assert "last 2 runs of payroll area GV" in page
+
+
+def test_a_site_that_would_still_load_from_the_web_is_not_published(base: Path, tmp_path: Path, monkeypatch):
+    """As if a new GX release linked jQuery from a new address: the run is verified all the same,
+    without Data Docs, and the Finance page says the technical detail is not available."""
+    from paywatch.dq import docs
+
+    vendored = {k: v for k, v in docs.VENDORED.items() if "jquery" not in k}
+    monkeypatch.setattr(docs, "VENDORED", vendored)
+    out = tmp_path / "out"
+    res = pipeline.verify_run(variant(tmp_path), db=copy_warehouse(base, tmp_path / "wh"), out=out)
+    assert res.exit_code == 0, res.message
+    assert not (out / "data_docs").exists()
+    page = (out / "finance_dq.html").read_text(encoding="utf-8")
+    assert "Technical detail: not available for this run." in page and "data_docs/" not in page

@@ -332,7 +332,7 @@ def test_data_docs_and_finance_report_are_written_and_name_the_failing_expectati
     assert not list((out / "data_docs").rglob("*.gif")), "GX tutorial images are not copied"
     assert "dataContextId" not in index.read_text(encoding="utf-8"), "no tracking link to the GX web assets"
     page = (out / "finance_dq.html").read_text(encoding="utf-8")
-    assert "href='data_docs/index.html'" in page and "staff_active_have_pay" in page
+    assert 'href="data_docs/index.html"' in page and "staff_active_have_pay" in page
     assert "Great Expectations" in page  # only in the link to the technical detail
     # trend against the previous runs of the area: GV-202512-SIM1 had a duplicated pay line
     assert "GV-202512-SIM1: fail" in page and "GV-202512-SIM1: pass" in page
@@ -437,3 +437,97 @@ def test_editing_a_suite_file_changes_the_outcome_of_the_same_run(base: Path, tm
     finally:
         con.close()
     assert len(versions) == 2 and statuses == ["dq_blocked", "verified"]
+
+
+# ------------------------------------------------------------------------------ pages that load nothing
+
+def test_data_docs_in_the_report_load_nothing_from_the_network(staff_missing: dict):
+    """Every CDN link GX writes points at a vendored copy in the report folder (licence beside
+    it); nothing else remote is left in any page or stylesheet; every local link resolves."""
+    from paywatch.dq import docs
+
+    site = staff_missing["out"] / "data_docs"
+    assert docs.offline_check(site) == []
+    assert docs.offline_check(runner.site_dir(Paths.for_db(staff_missing["db"]).home)) == [], "GX's working copy"
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) > 2 * len(SHIPPED)
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert not re.search(r"""(?:src|href)=["']https?://""", text), page
+        assert "integrity=" not in text and "crossorigin" not in text, page
+        for ref in re.findall(r"""<(?:script|link)\b[^>]*?(?:src|href)=["']([^"'#?]+)""", text):
+            assert (page.parent / ref).resolve().is_file(), (page, ref)
+        back = re.search(r'href="((?:\.\./)*)\.\./finance_dq\.html"', text)
+        assert back and (page.parent / back.group(1) / ".." / "finance_dq.html").resolve().is_file(), page
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert "static/vendor/jquery-3.7.1/jquery.min.js" in index and "newsletter" not in index
+    vendor = site / "static" / "vendor"
+    for lib in ("bootstrap-4.3.1", "jquery-3.7.1", "popper.js-1.12.9", "bootstrap-table-1.19.1",
+                "bootstrap-datepicker-1.9.0", "fontawesome-free-6.6.0"):
+        assert list((vendor / lib).glob("LICENSE*")), lib
+    css = (vendor / "fontawesome-free-6.6.0" / "css" / "all.min.css").read_text(encoding="utf-8")
+    fonts = set(re.findall(r"url\(\.\./webfonts/([^)]+)\)", css))
+    assert fonts and all((vendor / "fontawesome-free-6.6.0" / "webfonts" / f).is_file() for f in fonts)
+
+
+def test_offline_page_rewrites_cdn_links_and_an_unknown_remote_asset_is_refused(tmp_path: Path):
+    from paywatch.dq import docs
+
+    page = ('<html><head><script src="https://code.jquery.com/jquery-3.7.1.min.js"></script>'
+            '<script src="https://cdnjs.cloudflare.com/ajax/libs/popper.js/1.12.9/umd/popper.min.js" '
+            'integrity="sha384-x" crossorigin="anonymous"></script>'
+            '<script src="https://cdn.jsdelivr.net/npm/vega@5"></script></head><body><p>x</p></body></html>')
+    out = docs.offline_page(page, 2)
+    assert '<script src="../../static/vendor/jquery-3.7.1/jquery.min.js"></script>' in out
+    assert '<script src="../../static/vendor/popper.js-1.12.9/popper.min.js"></script>' in out
+    assert "vega" not in out and "https:" not in out
+    assert '<a href="../../../finance_dq.html"' in out
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text('<html><body><img src="https://example.org/t.png"></body></html>',
+                                     encoding="utf-8")
+    with pytest.raises(docs.DocsError, match="example.org"):
+        docs.publish_site(site, tmp_path / "out" / "data_docs")
+
+
+def test_finance_page_is_a_template_that_escapes_every_value():
+    """Suite texts and values from the extract are text on the page, never markup; the page
+    allows no script and no remote asset (CSP), and links GX's pages relatively."""
+    from detectors.base import RunMeta
+    from paywatch.dq import finance
+
+    evil = '<img src=x onerror=alert(1)>'
+    checks = [{"name": "rt_wage_type_in_t512w", "severity": "warning", "success": False, "observed": "1 of 9",
+               "unexpected_count": 1, "staff_affected": 1, "sample": "10000001", "detail": f"wage type {evil}",
+               "engine": "gx", "suite": "paywatch_RT", "description": f"Wage types {evil}"},
+              {"name": "staff_active_have_pay", "severity": "critical", "success": True, "observed": "0 of 9",
+               "unexpected_count": 0, "staff_affected": 0, "sample": "", "detail": "ok", "engine": "gx",
+               "suite": "paywatch_staff", "description": "Active staff have pay"}]
+    texts = {"rt_wage_type_in_t512w": {"title": "payroll results file (RT)", "frame": "RT"}}
+    meta = RunMeta("GV-202601-SIM1", "GV", "202601", "SIM1")
+    hist = pl.DataFrame({"pos": [1, 1, 2, 2], "run_id": ["GV-202512-SIM1"] * 2 + ["GV-202601-SIM1"] * 2,
+                         "period": ["202512"] * 2 + ["202601"] * 2, "run_type": ["SIM1"] * 4,
+                         "status": ["verified"] * 4, "check_name": [c["name"] for c in checks] * 2,
+                         "severity": ["warning", "critical"] * 2, "success": [True, True, False, True],
+                         "unexpected_count": [0, 0, 1, 0]})
+    page = finance.html_page(meta, checks, False, texts, hist, "data_docs/index.html")
+    assert evil not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<script" not in page and "default-src 'none'" in page
+    assert 'href="data_docs/index.html"' in page and "Verified, with 1 data-quality warning." in page
+    assert "Payroll results file (RT)" in page and "GV-202512-SIM1: pass, 0 found" in page
+    assert "last 2 runs of payroll area GV" in page
+
+
+def test_a_site_that_would_still_load_from_the_web_is_not_published(base: Path, tmp_path: Path, monkeypatch):
+    """As if a new GX release linked jQuery from a new address: the run is verified all the same,
+    without Data Docs, and the Finance page says the technical detail is not available."""
+    from paywatch.dq import docs
+
+    vendored = {k: v for k, v in docs.VENDORED.items() if "jquery" not in k}
+    monkeypatch.setattr(docs, "VENDORED", vendored)
+    out = tmp_path / "out"
+    res = pipeline.verify_run(variant(tmp_path), db=copy_warehouse(base, tmp_path / "wh"), out=out)
+    assert res.exit_code == 0, res.message
+    assert not (out / "data_docs").exists()
+    page = (out / "finance_dq.html").read_text(encoding="utf-8")
+    assert "Technical detail: not available for this run." in page and "data_docs/" not in page

@@ -3,6 +3,7 @@
 - `frames`  builds the frames of a run from the warehouse (polars; pandas at the GX edge);
 - `catalog` loads the expectation suites, JSON files versioned in `paywatch/dq/suites/`;
 - `runner`  runs them with a file GX context next to the warehouse, and builds Data Docs;
+- `docs`    copies the run's Data Docs into its report folder, self-contained (no CDN);
 - `finance` writes the Finance data-quality report (one-page HTML and an .xlsx sheet).
 
 The pipeline calls `run_checks` (stage validate) and `publish` (stage deliver). Critical
@@ -13,6 +14,7 @@ Great Expectations is imported only when a run is validated.
 from __future__ import annotations
 
 import copy
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,6 +30,7 @@ from paywatch.warehouse.db import database_path
 __all__ = ["run_checks", "publish", "with_suites_version", "project_dir", "suites_folder"]
 
 DOCS_FOLDER = "data_docs"
+log = logging.getLogger(__name__)
 
 
 def project_dir(con: duckdb.DuckDBPyConnection) -> Path:
@@ -72,31 +75,12 @@ def run_checks(con: duckdb.DuckDBPyConnection, inp: DetectionInput, previous: De
     return runner.validate(rf, suites, project_dir(con), marker=_marker(con, inp, folder))
 
 
-def _copy_site(site: Path, dest: Path) -> Path:
-    """The Data Docs site into the report folder, without GX's large tutorial images and with
-    the logo served locally (GX links its logo from the web with the project's id)."""
-    import re
-
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(site, dest, ignore=shutil.ignore_patterns("*.gif", "iterative-dev-loop.png", "paywatch_run.json"))
-    beacon = re.compile(r"https://great-expectations-web-assets\.s3\.[^\"']*?logo-long\.png\?[^\"']*")
-    for page in dest.rglob("*.html"):
-        text = page.read_text(encoding="utf-8")
-        depth = len(page.relative_to(dest).parts) - 1
-        local = "../" * depth + "static/images/logo-long.png"
-        new = beacon.sub(local, text)
-        if new != text:
-            page.write_text(new, encoding="utf-8")
-    return dest / "index.html"
-
-
 def publish(out: Path, con: duckdb.DuckDBPyConnection, inp: DetectionInput, checks: list[dict], blocked: bool,
             cfg: dict, revalidate: Callable[[], list[dict]] | None = None) -> dict[str, Path]:
     """Data Docs of the run into `<out>/data_docs/`, and the Finance data-quality report
     (`finance_dq.html`, `finance_dq.xlsx`) linking them. When the GX site shows another run
     (a repeated verify answered from storage), the suites are run again to rebuild it."""
-    from paywatch.dq import finance, runner
+    from paywatch.dq import docs, finance, runner
 
     folder = suites_folder(cfg, con)
     project = project_dir(con)
@@ -106,7 +90,13 @@ def publish(out: Path, con: duckdb.DuckDBPyConnection, inp: DetectionInput, chec
             revalidate()
         with runner.project_lock(project):
             if runner.site_marker(project) == _marker(con, inp, folder):
-                written["data_docs"] = _copy_site(runner.site_dir(project), Path(out) / DOCS_FOLDER)
+                try:
+                    written["data_docs"] = docs.publish_site(runner.site_dir(project), Path(out) / DOCS_FOLDER)
+                    docs.make_offline(runner.site_dir(project), back_bar=False)  # GX's working copy too
+                except docs.DocsError as e:  # no page that loads from the web; the run itself stands
+                    shutil.rmtree(Path(out) / DOCS_FOLDER, ignore_errors=True)
+                    written.pop("data_docs", None)
+                    log.warning("Data Docs not published: %s", e)
     try:
         texts = catalog.descriptions(catalog.load_suites(folder))
     except catalog.SuiteError:

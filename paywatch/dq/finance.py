@@ -10,7 +10,7 @@ No names or bank accounts: staff are counted, and named by staff number (PERNR) 
 
 from __future__ import annotations
 
-import html
+import functools
 from pathlib import Path
 
 import duckdb
@@ -18,6 +18,7 @@ import polars as pl
 
 from detectors.base import RunMeta
 from paywatch.delivery.text import cell_text
+from paywatch.paths import write_private
 from paywatch.warehouse.dq_results import check_history
 
 TREND_RUNS = 12
@@ -93,135 +94,96 @@ def status_line(checks: list[dict], blocked: bool) -> tuple[str, str]:
 
 # ------------------------------------------------------------------------------ HTML
 
-def _e(v) -> str:
-    return html.escape("" if v is None else str(v))
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
-def _squares(trend: list[tuple[str, bool, int]], now: dict) -> str:
-    """Tiny inline SVG: one square per earlier run (green pass, red fail), then this run."""
+@functools.cache
+def _env():
+    import jinja2
+
+    # autoescape: every value (suite texts, codes from the extract) is text on the page
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def _squares(trend: list[tuple[str, bool, int]], now: dict) -> list[dict]:
+    """One square per earlier run (green pass, red/orange fail), then this run (outlined)."""
     items = [(r, ok, n) for r, ok, n in trend[-(TREND_RUNS - 1):]] + [("this run", now["success"],
                                                                       now.get("unexpected_count") or 0)]
-    parts = []
-    for i, (rid, ok, n) in enumerate(items):
-        colour = "#2e7d32" if ok else ("#c62828" if now["severity"] == "critical" else "#ef6c00")
-        stroke = ' stroke="#000" stroke-width="1.5"' if rid == "this run" else ""
-        parts.append(f'<rect x="{i * 12}" y="1" width="10" height="10" fill="{colour}"{stroke}>'
-                     f'<title>{_e(rid)}: {"pass" if ok else "fail"}, {n} found</title></rect>')
-    return f'<svg width="{len(items) * 12}" height="12" role="img" aria-label="trend">{"".join(parts)}</svg>'
+    return [{"x": i * 12, "outlined": rid == "this run",
+             "colour": "#2e7d32" if ok else ("#c62828" if now["severity"] == "critical" else "#ef6c00"),
+             "title": f"{rid}: {'pass' if ok else 'fail'}, {n} found"}
+            for i, (rid, ok, n) in enumerate(items)]
 
 
-def _bars(runs: pl.DataFrame, run_id: str) -> str:
-    """Inline SVG bar chart: failed checks per run (blocking red, warnings orange)."""
+def _bars(runs: pl.DataFrame, run_id: str) -> dict | None:
+    """Bar chart geometry: failed checks per run (blocking red, warnings orange)."""
     if runs.height == 0:
-        return ""
-    top = max(1, int((runs["blocking"] + runs["warnings"]).max()))
-    w, h, gap = 46, 70, 8
-    parts = []
+        return None
+    top_n = max(1, int((runs["blocking"] + runs["warnings"]).max()))
+    w, h, gap, top = 46, 70, 8, 12  # top: room for the count above the highest bar
+    items = []
     for i, r in enumerate(runs.iter_rows(named=True)):
-        x = i * (w + gap)
-        hb = r["blocking"] / top * h
-        hw = r["warnings"] / top * h
-        parts.append(f'<rect x="{x}" y="{h - hb:.1f}" width="{w}" height="{hb:.1f}" fill="#c62828"/>')
-        parts.append(f'<rect x="{x}" y="{h - hb - hw:.1f}" width="{w}" height="{hw:.1f}" fill="#ef6c00"/>')
-        weight = "bold" if r["run_id"] == run_id else "normal"
-        label = f'{r["period"][2:4]}-{r["period"][4:]} {r["run_type"]}'
-        parts.append(f'<text x="{x + w / 2}" y="{h + 12}" font-size="9" text-anchor="middle" '
-                     f'font-weight="{weight}">{_e(label)}</text>')
-        parts.append(f'<text x="{x + w / 2}" y="{h - hb - hw - 2:.1f}" font-size="9" text-anchor="middle">'
-                     f'{r["blocking"] + r["warnings"]}</text>')
-    width = runs.height * (w + gap)
-    return (f'<svg width="{width}" height="{h + 16}" role="img" aria-label="failed checks per run">'
-            f'{"".join(parts)}</svg>')
+        hb = r["blocking"] / top_n * h
+        hw = r["warnings"] / top_n * h
+        base = top + h
+        items.append({"x": i * (w + gap), "mid": i * (w + gap) + w / 2,
+                      "y_blocking": f"{base - hb:.1f}", "h_blocking": f"{hb:.1f}",
+                      "y_warnings": f"{base - hb - hw:.1f}", "h_warnings": f"{hw:.1f}",
+                      "y_total": f"{base - hb - hw - 2:.1f}", "total": r["blocking"] + r["warnings"],
+                      "label": f"{r['period'][2:4]}-{r['period'][4:]} {r['run_type']}", "this": r["run_id"] == run_id})
+    return {"runs": runs.height, "width": runs.height * (w + gap), "height": top + h + 16, "bar": w,
+            "label_y": top + h + 12, "axis_y": top + h + 0.5, "cols": items}
 
 
-CSS = """
-body{font-family:Segoe UI,Helvetica,Arial,sans-serif;font-size:13px;color:#222;max-width:1100px;margin:18px auto;padding:0 12px}
-h1{font-size:20px;margin:0 0 2px} h2{font-size:15px;margin:16px 0 6px} .sub{color:#555;margin-bottom:10px}
-.banner{padding:10px 14px;border-radius:6px;margin:10px 0;font-size:14px}
-.blocked{background:#fdecea;border:2px solid #c62828} .warning{background:#fff4e5;border:1px solid #ef6c00}
-.ok{background:#edf7ed;border:1px solid #2e7d32} .banner ul{margin:6px 0 0 18px;padding:0}
-.kpis{display:flex;gap:10px;margin:8px 0} .kpi{border:1px solid #ddd;border-radius:6px;padding:6px 12px;min-width:120px}
-.kpi b{font-size:18px;display:block}
-table{border-collapse:collapse;width:100%} th,td{border-bottom:1px solid #e3e3e3;padding:4px 6px;text-align:left;vertical-align:top}
-th{background:#f5f5f5;font-weight:600} td.n{text-align:right} .fail{color:#c62828;font-weight:600} .warn{color:#ef6c00;font-weight:600}
-.pass{color:#2e7d32} details summary{cursor:pointer} .small{font-size:11px;color:#666}
-@media print{details{display:none}}
-"""
+def _result_cls(r: dict) -> str:
+    return "pass" if r["success"] else ("fail" if r["severity"] == "critical" else "warn")
 
 
-def html_page(meta: RunMeta, checks: list[dict], blocked: bool, texts: dict[str, dict], hist: pl.DataFrame,
-              docs_link: str | None) -> str:
+def page_context(meta: RunMeta, checks: list[dict], blocked: bool, texts: dict[str, dict], hist: pl.DataFrame,
+                 docs_link: str | None) -> dict:
+    """What the Finance page shows, as plain values (the template lays them out)."""
     rows = _rows(checks, texts, hist, meta.run_id)
     kind, headline = status_line(checks, blocked)
     failed = [r for r in rows if not r["success"]]
     crit = [r for r in failed if r["severity"] == "critical"]
     warn = [r for r in failed if r["severity"] != "critical"]
-    staff = max([r.get("staff_affected") or 0 for r in failed], default=0)
-    period = f"{meta.period[:4]}-{meta.period[4:]}"
-    out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Data quality — {_e(meta.run_id)}"
-           f"</title><style>{CSS}</style></head><body>",
-           f"<h1>Payroll data quality — {_e(meta.run_id)}</h1>",
-           f"<div class='sub'>Run {_e(meta.run_type)} of {period}, payroll area {_e(meta.payroll_area)}. "
-           f"Before looking for pay errors, Paywatch checks that the extract received from Umoja is complete and "
-           f"consistent: {len(checks)} checks on the payroll results, the staff records and the reference tables.</div>"]
-    items = "".join(f"<li>{_e(r['detail'])}</li>" for r in (crit if kind == "blocked" else warn))
-    out.append(f"<div class='banner {kind}'><b>{_e(headline)}</b>{f'<ul>{items}</ul>' if items else ''}</div>")
-    out.append("<div class='kpis'>"
-               f"<div class='kpi'><b>{len(checks) - len(failed)} / {len(checks)}</b>checks passed</div>"
-               f"<div class='kpi'><b class='{'fail' if crit else ''}'>{len(crit)}</b>blocking failure"
-               f"{'' if len(crit) == 1 else 's'}</div>"
-               f"<div class='kpi'><b class='{'warn' if warn else ''}'>{len(warn)}</b>warning"
-               f"{'' if len(warn) == 1 else 's'}</div>"
-               f"<div class='kpi'><b>{staff}</b>staff affected (largest failed check)</div></div>")
-    if failed:
-        out.append("<h2>What failed</h2><table><tr><th>Check</th><th>Type</th><th>What we found</th>"
-                   "<th>Staff affected</th><th>Trend</th></tr>")
-        for r in failed:
-            cls = "fail" if r["severity"] == "critical" else "warn"
-            out.append(f"<tr><td>{_e(r['description'])}<div class='small'>{_e(r['name'])}</div></td>"
-                       f"<td class='{cls}'>{_kind(r)}</td><td>{_e(r['detail'])}</td>"
-                       f"<td class='n'>{_staff(r)}</td><td>{_squares(r['trend'], r)}</td></tr>")
-        out.append("</table>")
-    # every check, grouped by what it looks at
-    out.append("<h2>All checks, by file</h2><table><tr><th>Area</th><th>Checks</th><th>Passed</th>"
-               "<th>Blocking failures</th><th>Warnings</th></tr>")
+
+    def row(r: dict) -> dict:
+        return {"description": r["description"], "name": r["name"], "kind": _kind(r), "cls": _result_cls(r),
+                "detail": r["detail"], "staff": _staff(r), "result": _result_text(r), "result_cls": _result_cls(r),
+                "squares": _squares(r["trend"], r)}
+
     areas: dict[str, list[dict]] = {}
     for r in sorted(rows, key=lambda r: FRAME_ORDER.index(r["frame"]) if r["frame"] in FRAME_ORDER else 99):
         areas.setdefault(r["area"], []).append(r)
-    for area, rs in areas.items():
+    area_rows = []
+    for name, rs in areas.items():
         nb = sum(1 for r in rs if not r["success"] and r["severity"] == "critical")
         nw = sum(1 for r in rs if not r["success"] and r["severity"] != "critical")
-        detail = "".join(
-            f"<tr><td>{_e(r['description'])} <span class='small'>({_e(r['name'])})</span></td><td>{_kind(r)}</td>"
-            f"<td class='{'pass' if r['success'] else ('fail' if r['severity'] == 'critical' else 'warn')}'>"
-            f"{_result_text(r)}</td><td class='n'>{_staff(r)}</td>"
-            f"<td>{_squares(r['trend'], r)}</td></tr>" for r in rs)
-        out.append(f"<tr><td><details><summary>{_e(area)}</summary><table><tr><th>Check</th><th>Type</th>"
-                   f"<th>Result</th><th>Staff</th><th>Trend</th></tr>{detail}</table></details></td>"
-                   f"<td class='n'>{len(rs)}</td><td class='n'>{len(rs) - nb - nw}</td>"
-                   f"<td class='n {'fail' if nb else ''}'>{nb}</td><td class='n {'warn' if nw else ''}'>{nw}</td></tr>")
-    out.append("</table>")
+        area_rows.append({"name": name, "n": len(rs), "passed": len(rs) - nb - nw, "blocking": nb, "warnings": nw,
+                          "rows": [row(r) for r in rs]})
     runs = _runs_of(hist)
-    if runs.height:
-        out.append(f"<h2>Trend: failed checks in the last {runs.height} runs of payroll area "
-                   f"{_e(meta.payroll_area)}</h2>{_bars(runs, meta.run_id)}"
-                   "<div class='small'>Red: blocking failures; orange: warnings. Squares in the tables: one per "
-                   "run, oldest first, this run outlined.</div>")
-        month = runs.filter(pl.col("period") == meta.period)
-        out.append(f"<h2>This month ({period})</h2><table><tr><th>Run</th><th>Type</th><th>Status</th>"
-                   "<th>Blocking failures</th><th>Warnings</th></tr>")
-        for r in month.iter_rows(named=True):
-            st = "NOT VERIFIED — data quality" if r["status"] == "dq_blocked" else "verified"
-            out.append(f"<tr><td>{_e(r['run_id'])}</td><td>{_e(r['run_type'])}</td>"
-                       f"<td class='{'fail' if r['status'] == 'dq_blocked' else 'pass'}'>{st}</td>"
-                       f"<td class='n'>{r['blocking']}</td><td class='n'>{r['warnings']}</td></tr>")
-        out.append("</table>")
-    link = (f"<a href='{_e(docs_link)}'>technical detail of every check (Great Expectations Data Docs)</a>"
-            if docs_link else "technical detail: not available for this run")
-    out.append(f"<p class='small'>Staff are named by staff number only. Blocking checks stop the search for pay "
-               f"errors; warnings do not. {link}. The checks are kept in versioned files (paywatch/dq/suites); "
-               f"thresholds are changed there.</p></body></html>")
-    return "\n".join(out)
+    month = [{"run_id": m["run_id"], "run_type": m["run_type"], "blocked": m["status"] == "dq_blocked",
+              "blocking": m["blocking"], "warnings": m["warnings"]}
+             for m in runs.filter(pl.col("period") == meta.period).iter_rows(named=True)]
+    return {
+        "run_id": meta.run_id, "run_type": meta.run_type, "area": meta.payroll_area,
+        "period_text": f"{meta.period[:4]}-{meta.period[4:]}", "n_checks": len(checks),
+        "kind": kind, "headline": headline,
+        "banner_items": [r["detail"] for r in (crit if kind == "blocked" else warn)],
+        "n_passed": len(checks) - len(failed), "n_blocking": len(crit), "n_warnings": len(warn),
+        "staff_affected": max([r.get("staff_affected") or 0 for r in failed], default=0),
+        "failed": [row(r) for r in failed], "areas": area_rows, "bars": _bars(runs, meta.run_id), "month": month,
+        "docs_link": docs_link,
+    }
+
+
+def html_page(meta: RunMeta, checks: list[dict], blocked: bool, texts: dict[str, dict], hist: pl.DataFrame,
+              docs_link: str | None) -> str:
+    """The page (templates/finance_dq.html.j2, autoescaped)."""
+    ctx = page_context(meta, checks, blocked, texts, hist, docs_link)
+    return _env().get_template("finance_dq.html.j2").render(ctx)
 
 
 # ------------------------------------------------------------------------------ workbook
@@ -330,6 +292,6 @@ def write(out: Path, con: duckdb.DuckDBPyConnection, meta: RunMeta, checks: list
         except ValueError:
             link = docs.resolve().as_uri()
     page = out / "finance_dq.html"
-    page.write_text(html_page(meta, checks, blocked, texts, hist, link), encoding="utf-8")
+    write_private(page, html_page(meta, checks, blocked, texts, hist, link).encode("utf-8"))
     book = workbook(out / "finance_dq.xlsx", meta, checks, blocked, texts, hist, link)
     return {"finance_html": page, "finance_xlsx": book}

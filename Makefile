@@ -7,7 +7,7 @@ UV = $(PY) -m uv
 
 setup:
 	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
-	@$(UV) sync --frozen --quiet
+	@UV_COMPILE_BYTECODE=1 $(UV) sync --frozen --quiet  # bytecode shipped once, at install
 
 demo: setup
 	$(UV) run --frozen paywatch demo

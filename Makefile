@@ -1,7 +1,8 @@
 # Paywatch — the two commands a new machine needs (only Python 3.11+ required):
 #   make demo   set up, then simulate a payroll area and verify every run (embedded default)
 #   make test   set up, then run the whole test suite
-.PHONY: setup demo test bench
+#   make lab    set up, then open the notebooks in JupyterLab (paywatch lab)
+.PHONY: setup demo test bench lab
 PY ?= python3
 UV = $(PY) -m uv
 
@@ -17,3 +18,6 @@ test: setup
 
 bench: setup
 	$(UV) run --frozen python benchmarks/bench_scale.py
+
+lab: setup
+	$(UV) run --frozen --quiet paywatch lab

@@ -271,6 +271,31 @@ def demo(
     typer.echo(f"warehouse: {wh.db}  reports: {wh.paths.reports}  outbox: {wh.paths.outbox}")
 
 
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@app.command()
+def lab(
+    port: int = typer.Option(8888, "--port", help="Port of the JupyterLab server (the next free one if taken)."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser: print the address."),
+) -> None:
+    """Open the notebooks (notebooks/investigate.ipynb, notebooks/kpi.ipynb) in JupyterLab,
+    from this project's environment: its kernel imports paywatch. On 127.0.0.1 only;
+    Ctrl-C stops it. The notebooks read the sample warehouse unless DB is set in them, and
+    write nothing unless RECORD_DECISION = True."""
+    if not (NOTEBOOKS / "investigate.ipynb").is_file():
+        typer.echo(f"paywatch lab: no notebooks at {NOTEBOOKS} (run it from a checkout of Paywatch)", err=True)
+        raise typer.Exit(2)
+    argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={NOTEBOOKS}", "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}", "--ServerApp.default_url=/lab/tree/investigate.ipynb"]
+    if no_browser:
+        argv.append("--no-browser")
+    typer.echo(f"JupyterLab on {NOTEBOOKS} (Ctrl-C to stop; the address with its token follows)", err=True)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)  # the server replaces this process: Ctrl-C and exit codes are its own
+
+
 @app.command()
 def evaluate(
     staff: int = typer.Option(1_000, "--staff", help="Staff in the simulated payroll area."),

@@ -290,6 +290,8 @@ def lab(
             f"--ServerApp.port={port}", "--ServerApp.default_url=/lab/tree/investigate.ipynb"]
     if no_browser:
         argv.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers run as root; Jupyter refuses without this
+        argv.append("--allow-root")
     typer.echo(f"JupyterLab on {NOTEBOOKS} (Ctrl-C to stop; the address with its token follows)", err=True)
     sys.stderr.flush()
     sys.stdout.flush()

@@ -60,14 +60,15 @@ def _wait_healthy(api: str, server: subprocess.Popen) -> None:
     sys.exit("the Prefect server did not answer within four minutes")
 
 
-def _shoot(shots: list[tuple[Path, str, str]]) -> None:
-    """(png, url, text to wait for) each, in one headless Chromium."""
+def _shoot(shots: list[tuple[Path, str, str, int]]) -> None:
+    """(png, url, text to wait for, page height) each, in one headless Chromium."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1440, "height": 900}, device_scale_factor=1)
-        for path, url, text in shots:
+        for path, url, text, height in shots:
+            page.set_viewport_size({"width": 1440, "height": height})
             page.goto(url, wait_until="networkidle", timeout=120_000)
             page.get_by_text(text).first.wait_for(timeout=60_000)
             page.wait_for_timeout(2_000)  # charts and relative times settle
@@ -104,9 +105,10 @@ def main() -> None:
             arts = _get(f"{api}/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [last["id"]]}}})
             summary = next(a for a in arts if (a.get("key") or "").startswith("summary-"))
             _shoot([
-                (out / "prefect-runs.png", f"{ui}/runs", last["name"]),
-                (out / "prefect-flow-run.png", f"{ui}/runs/flow-run/{last['id']}", "stage detect"),
-                (out / "prefect-artifact.png", f"{ui}/artifacts/artifact/{summary['id']}", last["name"]),
+                (out / "prefect-runs.png", f"{ui}/runs", last["name"], 1000),
+                # tall enough for the stage log lines under the task graph
+                (out / "prefect-flow-run.png", f"{ui}/runs/flow-run/{last['id']}", "stage detect", 1900),
+                (out / "prefect-artifact.png", f"{ui}/artifacts/artifact/{summary['id']}", last["name"], 900),
             ])
         finally:
             server.terminate()

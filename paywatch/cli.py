@@ -24,7 +24,8 @@ from typer.core import TyperGroup
 class _OneLineErrors(TyperGroup):
     """Usage errors (unknown option, missing argument, bad value, missing file) as ONE line
     on stderr and exit 2 (docs/cli-contract.md), not Click's boxed usage panel:
-    `paywatch close: invalid value for 'PERIOD': period '2026-01' is not YYYYMM (see paywatch close --help)`."""
+    `paywatch close: invalid value for 'period': period '2026-01' is not YYYYMM (e.g. 202601) (see paywatch
+    close --help)`."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         prog_name = prog_name or "paywatch"

@@ -504,3 +504,42 @@ def test_paywatch_lab_serves_the_notebooks_from_the_project_environment(tmp_path
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+# ------------------------------------------------------------------------------ tables for people, writes when asked
+
+def test_show_renders_text_for_people():
+    frame = pl.DataFrame({"pernr": ["10000001", None], "amount": [Decimal("12345.5"), None],
+                          "lines": [1234567, 2], "ok": [True, None], "due_date": [date(2026, 3, 9), None]},
+                         schema={"pernr": pl.String, "amount": pl.Decimal(38, 2), "lines": pl.Int64,
+                                 "ok": pl.Boolean, "due_date": pl.Date})
+    text = inv.as_text(frame)
+    assert text.columns == ["PERNR", "amount", "lines", "ok", "due date"]
+    assert text.row(0) == ("10000001", "12,345.50", "1,234,567", "yes", "2026-03-09")
+    assert text.row(1) == ("", "", "2", "", "")  # never "null" / "None"
+    html = inv.show(frame, title="T").as_raw_html()
+    assert "12,345.50" in html and "null" not in html and "None" not in html and "i64" not in html
+    assert "nothing here" in inv.show(frame.clear(), empty="nothing here").as_raw_html()
+
+
+def test_decide_if_asked_writes_only_when_switched_on(db):
+    reader = inv.open_readonly(db)
+    run_id, pernr = inv.default_case(reader)
+    finding = inv.pick_finding(reader, run_id, pernr)
+    reader.close()
+
+    def count() -> int:
+        con = open_warehouse(db, read_only=True)
+        try:
+            return fetch_value(con, "SELECT count(*) FROM decisions")
+        finally:
+            con.close()
+
+    before = count()
+    decision = dict(finding_id=finding, action="false_positive", actor="t.tester", reason="checked")
+    for off in (False, None, "yes", 1):  # only True itself records
+        said = inv.decide_if_asked(db, off, **decision)
+        assert said.startswith("not recorded: set RECORD_DECISION = True to record"), off
+    assert count() == before
+    assert inv.decide_if_asked(db, True, **decision).startswith(f"decision {before + 1} recorded: false_positive")
+    assert count() == before + 1

@@ -6,16 +6,65 @@ Commands keep the contract of docs/cli-contract.md (verify, simulate); others ar
 from __future__ import annotations
 
 import functools
+import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from typer._click import exceptions as usage  # typer 0.29 carries its own copy of Click
+from typer.core import TyperGroup
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (unknown option, missing argument, bad value, missing file) as ONE line
+    on stderr and exit 2 (docs/cli-contract.md), not Click's boxed usage panel:
+    `paywatch close: invalid value for 'period': period '2026-01' is not YYYYMM (e.g. 202601) (see paywatch
+    close --help)`."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        prog_name = prog_name or "paywatch"
+        if not standalone_mode:  # a caller that handles exceptions itself (typer's CliRunner)
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except usage.NoArgsIsHelpError as e:  # bare `paywatch`: the help, as asked
+            typer.echo(e.ctx.get_help() if e.ctx else "paywatch --help")
+            sys.exit(0)
+        except usage.UsageError as e:
+            typer.echo(usage_line(e), err=True)
+            sys.exit(2)
+        except usage.ClickException as e:
+            typer.echo(f"{prog_name}: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)  # non-standalone click returns an Exit's code
+
+
+def usage_line(e: usage.UsageError) -> str:
+    """One line naming the command and the problem (Click's message, first letter lowered)."""
+    where = e.ctx.command_path if e.ctx else "paywatch"
+    msg = " ".join(e.format_message().split())  # Click's "Did you mean" hint stays on the line
+    msg = msg[:1].lower() + msg[1:] if msg[:2] != msg[:2].upper() else msg
+    return f"{where}: {msg.rstrip('.')} (see {where} --help)"
+
+
+def period(value: Optional[str]) -> Optional[str]:
+    """Typer callback for a YYYYMM argument or option: a malformed period is a usage error
+    named as such (exit 2, one line)."""
+    if value is None:
+        return value
+    if not (len(value) == 6 and value.isdigit() and 1 <= int(value[4:]) <= 12):
+        raise typer.BadParameter(f"period {value!r} is not YYYYMM (e.g. 202601)")
+    return value
+
 
 class _ContractApp(typer.Typer):
     """Every command registered here keeps the exit contract (docs/cli-contract.md 1.1): an
@@ -38,7 +87,8 @@ def _guarded(f):
     def run(*args, **kwargs):
         try:
             return f(*args, **kwargs)
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException, SystemExit, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort, usage.ClickException, SystemExit,
+                KeyboardInterrupt):
             raise
         except Exception as exc:  # noqa: BLE001 - the one place that turns any failure into exit 1
             from paywatch import crashlog
@@ -59,6 +109,7 @@ app = _ContractApp(
     "before the live run.",
     no_args_is_help=True,
     add_completion=False,
+    cls=_OneLineErrors,
 )
 err_console = Console(stderr=True)
 
@@ -73,7 +124,7 @@ def simulate(
     out: Path = typer.Option(..., "--out", help="Folder to write the simulated runs into."),
     staff: int = typer.Option(10_000, "--staff", help="Number of staff in the payroll area."),
     months: int = typer.Option(12, "--months", help="Number of months (periods) to simulate."),
-    start: str = typer.Option("202507", "--start", help="First period, YYYYMM."),
+    start: str = typer.Option("202507", "--start", help="First period, YYYYMM.", callback=period),
     seed: int = typer.Option(1, "--seed", help="Random seed: same arguments and seed give identical files."),
     error_rate: float = typer.Option(0.0275, "--error-rate", help="Share of staff with an injected error per month."),
     fix_rate: float = typer.Option(0.5, "--fix-rate", help="Share of errors present in a run that upstream fixes by the next regular run."),
@@ -81,9 +132,6 @@ def simulate(
     """Write a simulated Umoja payroll area: one folder per run, runs.txt and truth.csv."""
     from paywatch.simulate import SimConfig, simulate_to_folder
 
-    if len(start) != 6 or not start.isdigit() or not 1 <= int(start[4:]) <= 12:
-        err_console.print(f"--start must be YYYYMM, got {start!r}")
-        raise typer.Exit(2)
     cfg = SimConfig(staff=staff, months=months, start=start, seed=seed, error_rate=error_rate, fix_rate=fix_rate)
     with _progress() as progress:
         task = progress.add_task("simulating runs", total=months * 5)
@@ -104,17 +152,17 @@ def verify(
     Exit 0: processed (with or without exceptions); 2: extract not acceptable (one line on
     stderr says file, line and column); 3: loaded, but a critical data-quality failure
     stopped detection."""
-    from detectors.config import ConfigError
-    from paywatch.pipeline import verify_run
-
     from paywatch.warehouse.db import WarehouseBusy
 
     try:
-        result = verify_run(run_folder, db=db, out=out, wait_seconds=wait)
+        with _stage_display() as runner:
+            with runner.step("start-up (loading the checks and detectors)"):
+                from paywatch.pipeline import verify_run
+            result = verify_run(run_folder, db=db, out=out, wait_seconds=wait, runner=runner)
     except WarehouseBusy as e:
         typer.echo(f"warehouse busy: {e}", err=True)
         raise typer.Exit(4)
-    except ConfigError as e:
+    except _config_error() as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(1)
     if result.message:
@@ -122,11 +170,79 @@ def verify(
     raise typer.Exit(result.exit_code)
 
 
+def _config_error() -> type[Exception]:
+    from detectors.config import ConfigError
+
+    return ConfigError
+
+
+class _StageDisplay:
+    """A pipeline runner that shows each stage as it goes: a live display on stderr when
+    stderr is a terminal, else one line per stage on stdout (`stage read: 10 files, 5,000
+    rows in 0.1 s`) before the result line. stderr stays for the one line a refusal
+    writes (docs/cli-contract.md)."""
+
+    def __init__(self) -> None:
+        self.live = err_console.is_terminal
+        self.progress = Progress(SpinnerColumn(finished_text="[green]✓"), TextColumn("{task.description}"),
+                                 console=err_console, transient=False, disable=not self.live)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """A step that is not a pipeline stage (start-up): shown on a terminal only."""
+        task = self.progress.add_task(f"{name} …", total=1)
+        t0 = time.monotonic()
+        yield
+        self.progress.update(task, description=f"{name}: {time.monotonic() - t0:.1f} s", completed=1)
+
+    def __call__(self, stage, *args, **kwargs):
+        from paywatch import stages
+
+        task = self.progress.add_task(f"{stage.name} …", total=1)
+        t0 = time.monotonic()
+        result = stages.run(stage, *args, **kwargs)
+        line = f"{stage.name}: {stage_count(stage, result)} in {time.monotonic() - t0:.1f} s"
+        self.progress.update(task, description=line, completed=1)
+        if not self.live:
+            typer.echo(f"stage {line}")
+        return result
+
+
+@contextmanager
+def _stage_display() -> Iterator[_StageDisplay]:
+    display = _StageDisplay()
+    with display.progress:
+        yield display
+
+
+def stage_count(stage, result) -> str:
+    """What a stage gave, counted (counts only: never a name or an account)."""
+    what = stage.outputs[0].replace("_", " ") if stage.outputs else "result"
+    if hasattr(result, "height"):  # a frame
+        return f"{result.height:,} {what}"
+    if isinstance(result, tuple) and result and all(hasattr(r, "height") for r in result):
+        return ", ".join(f"{r.height:,} {o.replace('_', ' ')}" for r, o in zip(result, stage.outputs))
+    if isinstance(result, (list, tuple)):
+        return f"{len(result):,} {what}"
+    frames = getattr(result, "frames", None)
+    if isinstance(frames, dict):  # an extract: its files and rows
+        return f"{len(frames)} files, {sum(f.height for f in frames.values()):,} rows"
+    outcome = getattr(result, "outcome", None)
+    if isinstance(outcome, str):  # a load
+        words = {"loaded": "new delivery", "noop": "already received, nothing changed",
+                 "replaced": "replaces the earlier delivery"}
+        return f"{words.get(outcome, outcome)} (version {getattr(result, 'run_version', '-')})"
+    summary = getattr(result, "summary", None)
+    if callable(summary):  # a delivery report
+        return str(summary())
+    return "done"
+
+
 @app.command()
 def demo(
     staff: int = typer.Option(2_000, "--staff", help="Staff in the simulated payroll area."),
     months: int = typer.Option(2, "--months", help="Months to simulate."),
-    start: str = typer.Option("202512", "--start", help="First period, YYYYMM."),
+    start: str = typer.Option("202512", "--start", help="First period, YYYYMM.", callback=period),
     seed: int = typer.Option(7, "--seed", help="Random seed."),
 ) -> None:
     """The main job on the embedded default: simulated Umoja drops each run into the
@@ -156,11 +272,38 @@ def demo(
     typer.echo(f"warehouse: {wh.db}  reports: {wh.paths.reports}  outbox: {wh.paths.outbox}")
 
 
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@app.command()
+def lab(
+    port: int = typer.Option(8888, "--port", help="Port of the JupyterLab server (the next free one if taken)."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser: print the address."),
+) -> None:
+    """Open the notebooks (notebooks/investigate.ipynb, notebooks/kpi.ipynb) in JupyterLab,
+    from this project's environment: its kernel imports paywatch. On 127.0.0.1 only;
+    Ctrl-C stops it. The notebooks read the sample warehouse unless DB is set in them, and
+    write nothing unless RECORD_DECISION = True."""
+    if not (NOTEBOOKS / "investigate.ipynb").is_file():
+        typer.echo(f"paywatch lab: no notebooks at {NOTEBOOKS} (run it from a checkout of Paywatch)", err=True)
+        raise typer.Exit(2)
+    argv = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={NOTEBOOKS}", "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}", "--ServerApp.default_url=/lab/tree/investigate.ipynb"]
+    if no_browser:
+        argv.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers run as root; Jupyter refuses without this
+        argv.append("--allow-root")
+    typer.echo(f"JupyterLab on {NOTEBOOKS} (Ctrl-C to stop; the address with its token follows)", err=True)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)  # the server replaces this process: Ctrl-C and exit codes are its own
+
+
 @app.command()
 def evaluate(
     staff: int = typer.Option(1_000, "--staff", help="Staff in the simulated payroll area."),
     months: int = typer.Option(3, "--months", help="Months to simulate."),
-    start: str = typer.Option("202511", "--start", help="First period, YYYYMM."),
+    start: str = typer.Option("202511", "--start", help="First period, YYYYMM.", callback=period),
     seed: int = typer.Option(101, "--seed", help="Random seed (use one the tests do not use)."),
     check: bool = typer.Option(False, "--check", help="Exit 1 when a quality target is missed."),
     mutations: bool = typer.Option(False, "--mutations", help="Run the mutation harness on clean runs instead."),
@@ -251,7 +394,7 @@ def pilot(
     staff: int = typer.Option(10_000, "--staff", help="Staff in the simulated payroll area."),
     months: int = typer.Option(12, "--months", help="Months to simulate."),
     seed: int = typer.Option(1, "--seed", help="Random seed (the baseline uses the same)."),
-    start: str = typer.Option("202507", "--start", help="First period, YYYYMM."),
+    start: str = typer.Option("202507", "--start", help="First period, YYYYMM.", callback=period),
     fix_probability: float = typer.Option(0.6, "--fix-probability", help="Chance a reported error is fixed before the next regular run."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the KPI chart and the monthly table (CSV)."),
 ) -> None:
@@ -399,19 +542,9 @@ def decide(
         typer.echo(f"awaiting a second person's approval: paywatch decide approve {ids} --by NAME --reason TEXT")
 
 
-def _refuse(line: str, code: int = 2) -> None:
-    """A refused command line: one line on stderr, exit 2 (docs/cli-contract.md)."""
-    typer.echo(line, err=True)
-    raise typer.Exit(code)
-
-
-def _is_period(p: str) -> bool:
-    return len(p) == 6 and p.isdigit() and 1 <= int(p[4:]) <= 12
-
-
 @app.command()
 def close(
-    period: str = typer.Argument(..., help="Month to close, YYYYMM."),
+    period: str = typer.Argument(..., help="Month to close, YYYYMM.", callback=period),
     area: str = typer.Option("GV", "--area", help="Payroll area."),
     db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse file."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the monthly summary and KPI chart."),
@@ -425,8 +558,6 @@ def close(
     from paywatch.monthly import write_monthly_summary
     from paywatch.warehouse.db import transaction
 
-    if not _is_period(period):
-        _refuse(f"the period must be YYYYMM (e.g. 202601), got {period!r}")
     wh = _warehouse(db)
     # a dry close only reads: the readers' snapshot, never waiting for a verify
     connection = wh.reader() if dry else wh.writer(WRITER_WAIT_SECONDS)
@@ -508,9 +639,11 @@ def kpi(db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse f
 
 @app.command()
 def backtest(
-    config: Path = typer.Option(..., "--config", help="Alternative configuration (same layout as paywatch.toml)."),
+    config: Path = typer.Option(..., "--config", help="Alternative configuration (same layout as paywatch.toml).",
+                                exists=True, dir_okay=False),
     db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse file."),
-    truth: Optional[Path] = typer.Option(None, "--truth", help="Ground truth (truth.csv of a simulation), if any."),
+    truth: Optional[Path] = typer.Option(None, "--truth", help="Ground truth (truth.csv of a simulation), if any.",
+                                         exists=True, dir_okay=False),
 ) -> None:
     """Replay every run in the warehouse with another configuration, side by side with the
     current one: exceptions, excluded staff, errors caught and false alarms per month."""
@@ -520,9 +653,6 @@ def backtest(
     from paywatch.backtest import backtest as run_backtest
     from paywatch.warehouse.queries import count_current_runs
 
-    for what, path in (("--config", config), ("--truth", truth)):
-        if path is not None and not path.is_file():
-            _refuse(f"{what}: no such file: {path}")
     wh = _warehouse(db)
     try:
         configs = {"current": load_settings(wh.paths.config), "alternative": load_settings(config)}
@@ -594,8 +724,8 @@ def rebuild(
 
 @app.command()
 def backfill(
-    start: str = typer.Argument(..., help="First period to catch up (YYYYMM)."),
-    end: str = typer.Argument(..., help="Last period to catch up (YYYYMM), included."),
+    start: str = typer.Argument(..., help="First period to catch up (YYYYMM).", callback=period),
+    end: str = typer.Argument(..., help="Last period to catch up (YYYYMM), included.", callback=period),
     landing: Optional[Path] = typer.Option(None, "--landing", help="Landing folder (default: [landing] folder, "
                                            "else <PAYWATCH_HOME>/landing); its processed/ folder is searched too."),
     db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse file."),
@@ -604,15 +734,13 @@ def backfill(
     (and landing/processed) in contract order, each once, and name the calendar's runs of
     those periods still missing. Exit 0 when every delivery found was verified, else the
     worst verify exit code (2 rejected, 3 blocked)."""
-    import re
-
     from paywatch import landing as lnd
     from paywatch.pipeline import verify_run
     from paywatch.settings import load_settings
     from paywatch.warehouse.deliveries import delivery_received, run_received
 
-    if not all(re.fullmatch(r"\d{4}(0[1-9]|1[0-2])", p) for p in (start, end)) or start > end:
-        typer.echo(f"periods must be YYYYMM with START <= END (got {start} {end})", err=True)
+    if start > end:
+        typer.echo(f"paywatch backfill: START {start} is after END {end}", err=True)
         raise typer.Exit(2)
     wh = _warehouse(db)
     cfg = load_settings(wh.paths.config)

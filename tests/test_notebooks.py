@@ -35,24 +35,55 @@ LAST_FINAL = "GV-202602-FINAL"
 
 # ------------------------------------------------------------------------------ fixtures
 
+def _execute(nb) -> tuple:
+    client = NotebookClient(nb, timeout=600, startup_timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    try:
+        client.execute()
+        return nb, None
+    except CellExecutionError as e:
+        return nb, e
+
+
+def _decisions(db: Path) -> list[tuple]:
+    if not db.exists():
+        return []
+    con = open_warehouse(db, read_only=True)
+    try:
+        return con.execute("SELECT decision_id, action, actor, finding_id FROM decisions ORDER BY 1").fetchall()
+    finally:
+        con.close()
+
+
+def _switched_on(nb):
+    """The notebook with RECORD_DECISION = True in its parameters cell (as an analyst sets it)."""
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assert "RECORD_DECISION = False" in params.source
+    params.source = params.source.replace("RECORD_DECISION = False", "RECORD_DECISION = True")
+    return nb
+
+
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
-    """Both notebooks executed (nbclient, one kernel each) with a fresh PAYWATCH_HOME.
-    Returns (home, {name: (executed notebook, error or None)})."""
+    """The notebooks executed for real (nbclient, one kernel each) with a fresh PAYWATCH_HOME:
+    investigate as committed (it builds the sample warehouse), investigate with its switch
+    RECORD_DECISION set, investigate as committed again, then kpi (which sees the decision).
+    Returns (home, {name: (executed notebook, error or None)}, {name: decisions before and
+    after that execution})."""
     home = tmp_path_factory.mktemp("paywatch-home")
-    results = {}
+    db = home / "sample" / "warehouse.duckdb"
+    results, trail = {}, {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PAYWATCH_HOME", str(home))  # inherited by the kernels
-        for name in NAMES:
-            nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
-            client = NotebookClient(nb, timeout=600, startup_timeout=120, kernel_name="python3",
-                                    resources={"metadata": {"path": str(NOTEBOOKS)}})
-            try:
-                client.execute()
-                results[name] = (nb, None)
-            except CellExecutionError as e:
-                results[name] = (nb, e)
-    return home, results
+        for name, notebook in (("investigate", "investigate"), ("investigate-recording", "investigate"),
+                               ("investigate-again", "investigate"), ("kpi", "kpi")):
+            nb = nbformat.read(NOTEBOOKS / f"{notebook}.ipynb", as_version=4)
+            if name == "investigate-recording":
+                nb = _switched_on(nb)
+            before = _decisions(db)
+            results[name] = _execute(nb)
+            trail[name] = (before, _decisions(db))
+    return home, results, trail
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +147,7 @@ def _clean_staff(con, run_id: str) -> str:
 
 # ------------------------------------------------------------------------------ the notebooks
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ["investigate", "investigate-recording", "investigate-again", "kpi"])
 def test_notebook_runs_without_error(executed, name):
     nb, error = executed[1][name]
     assert error is None, f"{name}.ipynb failed:\n{error}"
@@ -125,12 +156,26 @@ def test_notebook_runs_without_error(executed, name):
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
 
 
-def test_investigate_records_the_decision_and_shows_the_trail(executed, built_db):
-    nb, error = executed[1]["investigate"]
+def test_investigate_top_to_bottom_writes_no_decision(executed, built_db):
+    """Issue #14: running the notebook as committed records nothing, on a fresh warehouse
+    and on one holding a reviewer's decision (which it leaves as it is)."""
+    for name in ("investigate", "investigate-again"):
+        nb, error = executed[1][name]
+        assert error is None, str(error)
+        before, after = executed[2][name]
+        assert before == after, name
+        assert "not recorded: set RECORD_DECISION = True to record" in _outputs_text(nb)
+    assert executed[2]["investigate"][1] == []  # the first run built the warehouse and wrote no decision
+    assert len(executed[2]["investigate-again"][0]) == 1  # ... the second met the recorded one
+
+
+def test_investigate_records_the_decision_when_switched_on(executed, built_db):
+    nb, error = executed[1]["investigate-recording"]
     assert error is None, str(error)
+    before, after = executed[2]["investigate-recording"]
+    assert before == [] and len(after) == 1
     con = open_warehouse(built_db, read_only=True)
     try:
-        assert fetch_value(con, "SELECT count(*) FROM decisions") == 1
         run_id, pernr = inv.default_case(con)
         action, who, d_pernr, finding = fetch_one(con, "SELECT action, actor, pernr, finding_id FROM decisions")
         # the default case is the latest FINAL's staff member with the most open holds
@@ -140,17 +185,64 @@ def test_investigate_records_the_decision_and_shows_the_trail(executed, built_db
     finally:
         con.close()
     text = _outputs_text(nb)
-    assert f"decision 1 recorded: confirm on finding {finding}" in text
-    assert text.count("notebook.reviewer") >= 2  # audit trail and the decided exception
+    assert f"decision 1 recorded: confirm on finding {finding} by notebook.reviewer" in text
+    assert "notebook.reviewer" in _outputs_text(executed[1]["investigate-again"][0])  # in its audit trail
     # charts rendered as images (pay history; KPI, scaled KPI and precision)
-    assert _images(executed[1]["investigate"][0]) == 1 and _images(executed[1]["kpi"][0]) == 3
+    assert _images(nb) == 1 and _images(executed[1]["kpi"][0]) == 3
+
+
+def test_investigate_opens_on_the_case(executed, built_db):
+    """The first output after the set-up is the case: cause, consequences, owner, status and
+    due date, as the cases table has them; the staff member's detail comes after."""
+    nb, error = executed[1]["investigate"]
+    assert error is None, str(error)
+    outputs = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.outputs]
+    first_html = next("".join(o["data"]["text/html"]) for _, c in outputs[1:] for o in c.outputs
+                      if "text/html" in o.get("data", {}))
+    con = open_warehouse(built_db, read_only=True)
+    try:
+        run_id, pernr = inv.default_case(con)
+        case = inv.staff_cases(con, run_id, pernr).row(0, named=True)
+        stored = fetch_one(con, "SELECT owner, due_date, root_cause FROM current_cases WHERE case_id = ? AND run_id = ?",
+                           [case["case_id"], run_id])
+    finally:
+        con.close()
+    for words in ("cause", "consequences", "owner", "status", "due date", case["case_id"], case["cause"],
+                  stored[0], str(stored[1])):
+        assert words in first_html, words
+    source = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert source.index(next(s for s in source if "case_overview" in s)) < source.index(
+        next(s for s in source if "staff_header" in s))
+
+
+def test_tables_are_rendered_for_people(executed):
+    """great_tables, not polars' text: no dtype row, no shape, no null, thousands separators."""
+    for name in ("investigate", "kpi"):
+        nb = executed[1][name][0]
+        html = [("".join(o["data"]["text/html"]), "".join(o["data"].get("text/plain", "")))
+                for c in nb.cells if c.cell_type == "code" for o in c.outputs if "text/html" in o.get("data", {})]
+        assert html, name
+        for h, _ in html:
+            assert 'class="gt_table"' in h and "shape:" not in h and "null" not in h and "&quot;" not in h
+            assert not re.search(r">(str|i64|i32|f64|decimal\[38,2\]|date)<", h)
+    text = _outputs_text(executed[1]["investigate"][0])
+    assert re.search(r"\b\d{1,3},\d{3}\.\d{2}\b", text)  # an amount with a thousands separator
+
+
+def test_first_build_shows_progress(executed):
+    nb = executed[1]["investigate"][0]
+    err = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if o.get("name") == "stderr")
+    assert "Building the sample warehouse" in err and f"{len(inv.sample_runs())}/{len(inv.sample_runs())}" in err
+    assert "sample warehouse ready" in err
+    again = executed[1]["investigate-again"][0]  # reused: no build, no bar
+    assert "Building" not in "".join(o.get("text", "") for c in again.cells for o in c.get("outputs", []))
 
 
 def test_executed_notebooks_show_no_unmasked_iban(executed, built_db):
     con = open_warehouse(built_db, read_only=True)
     ibans = {r[0] for r in con.execute("SELECT iban FROM stg_bank_details").fetchall()}
     con.close()
-    for name in NAMES:
+    for name in executed[1]:
         text = _outputs_text(executed[1][name][0])
         # finding ids are 20 lower-case hex digits and may look IBAN-shaped ("ce47f0…")
         assert not [m for m in IBAN_RE.findall(text) if not re.fullmatch(r"[0-9a-f]{20}", m)], name
@@ -368,3 +460,86 @@ def test_kpi_and_precision(con, tmp_path):
         assert "No reviewer decision yet" in " ".join(t.get_text() for t in fig.axes[0].texts)
     finally:
         empty.close()
+
+
+# ------------------------------------------------------------------------------ one command away
+
+def test_paywatch_lab_serves_the_notebooks_from_the_project_environment(tmp_path):
+    """`paywatch lab` starts JupyterLab on notebooks/ whose kernel is this environment's Python."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "paywatch-test-token"
+    env = os.environ | {"JUPYTER_TOKEN": token, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+                        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen([sys.executable, "-c", "from paywatch.cli import app; app()", "lab", "--no-browser",
+                             "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+    def get(path: str):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}?token={token}", timeout=10) as r:
+            return json.loads(r.read())
+
+    try:
+        for _ in range(120):
+            try:
+                contents = get("/api/contents")
+                break
+            except OSError:
+                assert proc.poll() is None, "paywatch lab stopped"
+                time.sleep(1)
+        else:
+            pytest.fail("JupyterLab did not answer within two minutes")
+        assert {"investigate.ipynb", "kpi.ipynb"} <= {c["name"] for c in contents["content"]}
+        specs = get("/api/kernelspecs")
+        argv0 = specs["kernelspecs"][specs["default"]]["spec"]["argv"][0]
+        assert argv0 in ("python", sys.executable) or Path(argv0).resolve() == Path(sys.executable).resolve()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+# ------------------------------------------------------------------------------ tables for people, writes when asked
+
+def test_show_renders_text_for_people():
+    frame = pl.DataFrame({"pernr": ["10000001", None], "amount": [Decimal("12345.5"), None],
+                          "lines": [1234567, 2], "ok": [True, None], "due_date": [date(2026, 3, 9), None]},
+                         schema={"pernr": pl.String, "amount": pl.Decimal(38, 2), "lines": pl.Int64,
+                                 "ok": pl.Boolean, "due_date": pl.Date})
+    text = inv.as_text(frame)
+    assert text.columns == ["PERNR", "amount", "lines", "ok", "due date"]
+    assert text.row(0) == ("10000001", "12,345.50", "1,234,567", "yes", "2026-03-09")
+    assert text.row(1) == ("", "", "2", "", "")  # never "null" / "None"
+    html = inv.show(frame, title="T").as_raw_html()
+    assert "12,345.50" in html and "null" not in html and "None" not in html and "i64" not in html
+    assert "nothing here" in inv.show(frame.clear(), empty="nothing here").as_raw_html()
+
+
+def test_decide_if_asked_writes_only_when_switched_on(db):
+    reader = inv.open_readonly(db)
+    run_id, pernr = inv.default_case(reader)
+    finding = inv.pick_finding(reader, run_id, pernr)
+    reader.close()
+
+    def count() -> int:
+        con = open_warehouse(db, read_only=True)
+        try:
+            return fetch_value(con, "SELECT count(*) FROM decisions")
+        finally:
+            con.close()
+
+    before = count()
+    decision = dict(finding_id=finding, action="false_positive", actor="t.tester", reason="checked")
+    for off in (False, None, "yes", 1):  # only True itself records
+        said = inv.decide_if_asked(db, off, **decision)
+        assert said.startswith("not recorded: set RECORD_DECISION = True to record"), off
+    assert count() == before
+    assert inv.decide_if_asked(db, True, **decision).startswith(f"decision {before + 1} recorded: false_positive")
+    assert count() == before + 1

@@ -4,11 +4,12 @@ is done in:
 
 - sample: the sample warehouse, built on first use; which warehouse a notebook reads
 - connect: read-only connections (`open_readonly`), table display
-- case: choosing a case; a staff member's record, exceptions, actions, dependants, peers,
+- case: choosing a case; the case (cause, consequences, owner, status, due date); a staff member's record, exceptions, actions, dependants, peers,
   audit trail
 - pay: pay history, comparison with the previous FINAL and with the pay model
 - kpi: KPI and per-rule precision frames and figures
-- decisions: the one write, `decide`
+- decisions: the one write, `decide`, and `decide_if_asked` (writes only when its switch is on)
+- present: `show` / `show_fields`, tables for people (great_tables)
 - frames: shared helpers (cents as decimals, master data as carried by a run)
 
 Every function takes a read-only DuckDB connection (`open_readonly`) and returns a polars
@@ -25,18 +26,20 @@ from paywatch.investigate.case import (
     MEMBER_TYPES,
     STATUS_NAMES,
     audit_trail,
+    case_overview,
     default_case,
     dependants,
     peers_typical,
     personnel_actions,
     pick_finding,
     runs_overview,
+    staff_cases,
     staff_exceptions,
     staff_header,
     staff_with_exceptions,
 )
 from paywatch.investigate.connect import WarehouseInUse, notebook_display, open_readonly
-from paywatch.investigate.decisions import decide
+from paywatch.investigate.decisions import decide, decide_if_asked
 from paywatch.investigate.frames import MASTER, REFERENCE, TOTALS, age_on
 from paywatch.investigate.kpi import (
     kpi_figure,
@@ -53,6 +56,7 @@ from paywatch.investigate.pay import (
     pay_history_chart,
     previous_final,
 )
+from paywatch.investigate.present import as_text, show, show_fields
 from paywatch.investigate.sample import (
     SAMPLE_DIR,
     default_sample_db,
@@ -74,10 +78,13 @@ __all__ = [
     "TOTALS",
     "WarehouseInUse",
     "age_on",
+    "as_text",
     "audit_trail",
+    "case_overview",
     "compare_with_pay_model",
     "compare_with_previous_final",
     "decide",
+    "decide_if_asked",
     "default_case",
     "default_sample_db",
     "dependants",
@@ -96,6 +103,9 @@ __all__ = [
     "runs_overview",
     "sample_runs",
     "sample_warehouse",
+    "show",
+    "show_fields",
+    "staff_cases",
     "staff_exceptions",
     "staff_header",
     "staff_paid_at_last_final",

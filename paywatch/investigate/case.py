@@ -83,12 +83,18 @@ def staff_header(con: duckdb.DuckDBPyConnection, run_id: str, pernr: str) -> pl.
 
 
 def staff_exceptions(con: duckdb.DuckDBPyConnection, run_id: str, pernr: str) -> pl.DataFrame:
-    """The staff member's exceptions in the run with their explanation and the reviewer's
-    latest decision (findings_decided). Grain: one row per finding, holds first."""
+    """The staff member's exceptions in the run with their case, explanation and the
+    reviewer's latest decision (findings_decided). Grain: one row per finding, holds first."""
     f = wh.staff_findings(con, run_id, pernr)
     f = f.with_columns(pl.col("explanation").map_elements(mask_ibans_in, return_dtype=pl.String))
     f = decimal_columns(f, {"amount_cents": "amount", "expected_cents": "expected", "difference_cents": "difference"})
-    return f.select("finding_id", "detector", "category", "severity", "owner", "wage_type", "for_period", "amount",
+    from paywatch.warehouse.decisions import run_findings
+
+    found = run_findings(con, run_id)
+    case_of = (found.select("finding_id", "case_id") if "case_id" in found.columns
+               else pl.DataFrame(schema={"finding_id": pl.String, "case_id": pl.String}))
+    f = f.join(case_of, on="finding_id", how="left", maintain_order="left")
+    return f.select("finding_id", "case_id", "detector", "category", "severity", "owner", "wage_type", "for_period", "amount",
                     "expected", "difference", "currency", "explanation", "first_seen_run", "decision", "decided_by",
                     "decision_reason", "decided_at")
 
@@ -183,3 +189,61 @@ def audit_trail(con: duckdb.DuckDBPyConnection, pernr: str, run_id: str | None =
     """Reviewers' decisions on the staff member (append-only), newest first; with `run_id`
     only those taken in that run. Grain: one row per decision."""
     return wh.decisions_on_staff(con, pernr, run_id)
+
+
+# ------------------------------------------------------------------------------ the case
+
+def staff_cases(con: duckdb.DuckDBPyConnection, run_id: str, pernr: str) -> pl.DataFrame:
+    """The staff member's cases in the run (one staff member + one root cause each), as the
+    reports show them: the cause in words, what it explains, who must fix it (and who is in
+    copy), status after the reviewers' decisions, due date and days open. Holds first, then
+    the largest amount at stake. Grain: one row per case."""
+    from paywatch.cases.status import with_decisions
+    from paywatch.titles import category_title
+    from paywatch.warehouse import cases as cases_db
+    from paywatch.warehouse.decisions import run_findings
+
+    cases = cases_db.current_cases(con, run_id).filter(pl.col("pernr") == pernr)
+    findings = run_findings(con, run_id)
+    if "case_id" in findings.columns:
+        cases = with_decisions(cases, findings.filter(pl.col("pernr") == pernr), cases_db.case_decisions(con, run_id),
+                               cases_db.DECISION_STATUS)
+    rank = {"hold": 0, "review": 1, "info": 2}
+    cases = cases.with_columns(
+        pl.col("root_cause").map_elements(category_title, return_dtype=pl.String).alias("cause"),
+        pl.col("severity").replace_strict(rank, default=3, return_dtype=pl.Int64).alias("_rank"),
+        (pl.col("n_findings") - 1).alias("consequences"),
+    ).sort("_rank", pl.col("amount_at_stake_cents").fill_null(0).abs(), "case_id", descending=[False, True, False])
+    cases = decimal_columns(cases, {"amount_at_stake_cents": "amount_at_stake"})
+    return cases.select("case_id", "cause", "root_wage_type", "consequences", "summary", "owner", "in_copy",
+                        "severity", "status", "due_date", "days_open", "first_seen_run", "amount_at_stake",
+                        "currency")
+
+
+def case_overview(con: duckdb.DuckDBPyConnection, run_id: str, pernr: str) -> pl.DataFrame:
+    """The staff member's first case (holds first, largest amount at stake) as a card:
+    cause, consequences, owner, status, due date. Grain: one row per field (field, value)."""
+    cases = staff_cases(con, run_id, pernr)
+    if cases.height == 0:
+        return pl.DataFrame({"field": ["case"], "value": [f"no case for staff member {pernr} in {run_id}"]})
+    c = cases.row(0, named=True)
+    n = c["consequences"] or 0
+    amount = "" if c["amount_at_stake"] is None else f"{c['amount_at_stake']:,.2f} {c['currency'] or ''}".strip()
+    rows = [
+        ("case", c["case_id"]),
+        ("cause", f"{c['cause']}" + (f" (wage type {c['root_wage_type']})" if c["root_wage_type"] else "")),
+        ("what happened", c["summary"]),
+        ("consequences", "none besides the cause" if n == 0 else f"{n} other finding(s) explained by this cause"),
+        ("amount at stake", amount),
+        ("owner (must fix the source)", c["owner"]),
+        ("in copy", c["in_copy"] or ""),
+        ("severity", {"hold": "hold: excluded from pay at FINAL", "review": "review"}.get(c["severity"], c["severity"])),
+        ("status", c["status"]),
+        ("due date", "" if c["due_date"] is None else str(c["due_date"])),
+        ("days open", str(c["days_open"])),
+        ("first seen in", c["first_seen_run"]),
+        ("other cases of this staff member", str(cases.height - 1)),
+    ]
+    rows = [(k, mask_ibans_in(v) if isinstance(v, str) else v) for k, v in rows]
+    return pl.DataFrame({"field": [r[0] for r in rows], "value": [None if r[1] is None else str(r[1]) for r in rows]},
+                        schema={"field": pl.String, "value": pl.String})

@@ -41,3 +41,17 @@ def decide(db: str | os.PathLike, *, wait_seconds: float = 30.0, **decision) -> 
             raise
         raise WarehouseInUse(f"another process has {wh.db} open (another notebook or report?): close it "
                              f"there first ({e})") from e
+
+
+def decide_if_asked(db: str | os.PathLike, record: bool, switch: str = "RECORD_DECISION", **decision) -> str:
+    """The notebook's decision cell: records the decision (`decide`) only when `record` is
+    True — running a notebook top to bottom must never write. Returns what happened, in
+    words: 'not recorded: set RECORD_DECISION = True to record' by default."""
+    what = f"{decision.get('action')} on finding {decision.get('finding_id')} by {decision.get('actor')}"
+    if record is not True:
+        return f"not recorded: set {switch} = True to record ({what})"
+    did = decide(db, **decision)
+    if did is None:
+        return f"unchanged: the same decision is already in force or awaits approval ({what})"
+    note = " (a release takes effect once someone else approves it)" if decision.get("action") == "release" else ""
+    return f"decision {did} recorded: {what}{note}"

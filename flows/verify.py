@@ -30,7 +30,8 @@ from paywatch import landing as lnd
 from paywatch import pipeline, stages
 from detectors.money import plain
 from paywatch.report import staff_outcomes
-from paywatch.stages import Stage
+from paywatch.stages import Stage, stage_count
+from paywatch.titles import category_title
 from paywatch.warehouse.deliveries import delivery_received, run_received
 from paywatch.warehouse.resource import Warehouse
 
@@ -83,25 +84,6 @@ def _attempted(stage: Stage):
 # one task per declared stage, named after it
 TASKS = {s: task(_attempted(s), name=s.name, cache_policy=NO_CACHE, persist_result=False, log_prints=False)
          for s in pipeline.STAGES}
-
-
-def stage_count(stage: Stage, result) -> str:
-    """What a stage gave, counted for a log line (counts only: never a name or an account)."""
-    what = stage.outputs[0].replace("_", " ") if stage.outputs else "result"
-    if isinstance(result, pl.DataFrame):
-        return f"{result.height} {what}"
-    if isinstance(result, (list, tuple)):
-        return f"{len(result)} {what}"
-    frames = getattr(result, "frames", None)
-    if isinstance(frames, dict):  # an extract: its files and rows
-        return f"{len(frames)} files, {sum(f.height for f in frames.values())} rows"
-    outcome = getattr(result, "outcome", None)
-    if isinstance(outcome, str):  # a load
-        return f"{outcome}, version {getattr(result, 'run_version', '-')}"
-    summary = getattr(result, "summary", None)
-    if callable(summary):  # a delivery report
-        return str(summary())
-    return "done" if result is None else what
 
 
 def prefect_runner(stage: Stage, *args, **kwargs):
@@ -166,7 +148,8 @@ def rejected_key(run_folder: str) -> str:
 def _artifacts(res: pipeline.VerifyResult, paths, db) -> None:
     """The run's exceptions (PERNR only: no names, no IBANs) and a summary in the UI."""
     f = res.findings if res.findings is not None else pl.DataFrame()
-    rows = [{"PERNR": r["pernr"], "detector": r["detector"], "category": r["category"], "severity": r["severity"],
+    rows = [{"PERNR": r["pernr"], "case": r.get("case_id") or "", "detector": r["detector"],
+             "category": category_title(r["category"]), "severity": r["severity"],
              "owner": r["owner"], "LGART": r["wage_type"] or "", "FPPER": r["for_period"] or "",
              "amount": plain(r["amount_cents"]), "expected": plain(r.get("expected_cents")),
              "difference": _difference(r.get("amount_cents"), r.get("expected_cents")), "WAERS": r["currency"] or "",
@@ -177,12 +160,12 @@ def _artifacts(res: pipeline.VerifyResult, paths, db) -> None:
                           description=f"Exceptions of {res.run_id}")
     outcomes = staff_outcomes(f) if f.height else None
     counts = (f.group_by("severity", "owner", "category").len().sort("len", descending=True) if f.height else None)
-    lines = [f"# {res.run_id}", "", f"**Exit status {res.exit_code}** — load: {res.load_outcome or '-'}", ""]
+    lines = [f"# {res.run_id}", "", f"**Exit status {res.exit_code}** — {pipeline.OUTCOME_WORDS.get(res.load_outcome, res.load_outcome or '-')}", ""]
     if outcomes is not None:
         for sev in ("hold", "review", "info"):
             lines.append(f"- staff with outcome **{sev}**: {outcomes.filter(pl.col('outcome') == sev).height}")
         lines += ["", "| severity | owner | category | exceptions |", "|---|---|---|---|"]
-        lines += [f"| {s} | {o} | {c} | {n} |" for s, o, c, n in counts.iter_rows()]
+        lines += [f"| {s} | {o} | {category_title(c)} | {n} |" for s, o, c, n in counts.iter_rows()]
     delivery = getattr(res, "delivery", None)
     if delivery is not None:
         lines += ["", f"Delivery: {delivery.summary()}"]

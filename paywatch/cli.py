@@ -201,7 +201,7 @@ class _StageDisplay:
         task = self.progress.add_task(f"{stage.name} …", total=1)
         t0 = time.monotonic()
         result = stages.run(stage, *args, **kwargs)
-        line = f"{stage.name}: {stage_count(stage, result)} in {time.monotonic() - t0:.1f} s"
+        line = f"{stage.name}: {stages.stage_count(stage, result)} in {time.monotonic() - t0:.1f} s"
         self.progress.update(task, description=line, completed=1)
         if not self.live:
             typer.echo(f"stage {line}")
@@ -213,29 +213,6 @@ def _stage_display() -> Iterator[_StageDisplay]:
     display = _StageDisplay()
     with display.progress:
         yield display
-
-
-def stage_count(stage, result) -> str:
-    """What a stage gave, counted (counts only: never a name or an account)."""
-    what = stage.outputs[0].replace("_", " ") if stage.outputs else "result"
-    if hasattr(result, "height"):  # a frame
-        return f"{result.height:,} {what}"
-    if isinstance(result, tuple) and result and all(hasattr(r, "height") for r in result):
-        return ", ".join(f"{r.height:,} {o.replace('_', ' ')}" for r, o in zip(result, stage.outputs))
-    if isinstance(result, (list, tuple)):
-        return f"{len(result):,} {what}"
-    frames = getattr(result, "frames", None)
-    if isinstance(frames, dict):  # an extract: its files and rows
-        return f"{len(frames)} files, {sum(f.height for f in frames.values()):,} rows"
-    outcome = getattr(result, "outcome", None)
-    if isinstance(outcome, str):  # a load
-        words = {"loaded": "new delivery", "noop": "already received, nothing changed",
-                 "replaced": "replaces the earlier delivery"}
-        return f"{words.get(outcome, outcome)} (version {getattr(result, 'run_version', '-')})"
-    summary = getattr(result, "summary", None)
-    if callable(summary):  # a delivery report
-        return str(summary())
-    return "done"
 
 
 @app.command()
@@ -399,7 +376,7 @@ def pilot(
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the KPI chart and the monthly table (CSV)."),
 ) -> None:
     """Run a simulated year with the feedback loop closed, against the late-detection
-    baseline: how many staff are held at FINAL each month, toward the target ([kpi])."""
+    baseline: how many staff are held at FINAL each month, toward the KPI target (section kpi of the settings)."""
     from rich.table import Table
 
     from paywatch.settings import kpi_targets, load_settings

@@ -101,3 +101,27 @@ def run(stage: Stage, *args, **kwargs):
                 raise
         time.sleep(delays[number - 1])
     raise AssertionError("unreachable")
+
+
+def stage_count(stage: Stage, result) -> str:
+    """What a stage gave, counted for its progress or log line (counts only: never a name or an
+    account). One wording for `paywatch verify` and the Prefect task logs."""
+    what = stage.outputs[0].replace("_", " ") if stage.outputs else "result"
+    if hasattr(result, "height"):  # a frame
+        return f"{result.height:,} {what}"
+    if isinstance(result, tuple) and result and all(hasattr(r, "height") for r in result):
+        return ", ".join(f"{r.height:,} {o.replace('_', ' ')}" for r, o in zip(result, stage.outputs))
+    if isinstance(result, (list, tuple)):
+        return f"{len(result):,} {what}"
+    frames = getattr(result, "frames", None)
+    if isinstance(frames, dict):  # an extract: its files and rows
+        return f"{len(frames)} files, {sum(f.height for f in frames.values()):,} rows"
+    outcome = getattr(result, "outcome", None)
+    if isinstance(outcome, str):  # a load
+        words = {"loaded": "new delivery", "noop": "already received, nothing changed",
+                 "replaced": "replaces the earlier delivery"}
+        return f"{words.get(outcome, outcome)} (version {getattr(result, 'run_version', '-')})"
+    summary = getattr(result, "summary", None)
+    if callable(summary):  # a delivery report
+        return str(summary())
+    return "done"

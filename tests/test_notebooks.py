@@ -187,8 +187,17 @@ def test_investigate_records_the_decision_when_switched_on(executed, built_db):
     text = _outputs_text(nb)
     assert f"decision 1 recorded: confirm on finding {finding} by notebook.reviewer" in text
     assert "notebook.reviewer" in _outputs_text(executed[1]["investigate-again"][0])  # in its audit trail
-    # charts rendered as images (pay history; KPI, scaled KPI and precision)
+    # charts rendered as images (pay history; KPI, KPI per 1,000 staff and precision)
     assert _images(nb) == 1 and _images(executed[1]["kpi"][0]) == 3
+
+
+def test_kpi_notebook_shows_the_case_figures(executed):
+    """Issue #14: beside staff held, cases fixed before FINAL, days to fix, per owner and entity."""
+    nb, error = executed[1]["kpi"]
+    assert error is None, str(error)
+    text = _outputs_text(nb)
+    for words in ("Cases per month", "Cases per owner", "Cases per client entity", "per 1,000 staff paid"):
+        assert words in text, words
 
 
 def test_investigate_opens_on_the_case(executed, built_db):

@@ -189,7 +189,7 @@ def workbook_bytes(recipient: Recipient, meta: dict, frame: pl.DataFrame, counts
         ws.write_string(r, 0, k, fm.bold)
         ws.write_string(r, 1, cell_text(v), fm.alert if k == "Data quality" and meta.get("blocked") else fm.wrap)
         r += 1
-    numbers = [("Cases to act on", counts.get("act", 0)), ("Cases", counts.get("cases", 0)),
+    numbers = [("Cases to act on", counts.get("act", 0)), ("Cases, new and still open", counts.get("cases", 0)),
                *((PART_TITLES[p], counts.get(f"part_{p}", 0)) for p in PART_TITLES),
                ("Exceptions", counts["exceptions"]), ("Staff concerned", counts["staff"])]
     for k, v in numbers:

@@ -294,3 +294,40 @@ def test_a_daily_digest_instead_of_no_mail(tmp_path):
     assert not [p for p in msg.iter_attachments() if p.get_filename()]
     # the notes of the 10th went out once; the 11th waits for a later day
     assert due_digests("GV-202503-SIM3", tmp_path / "outbox", routing, tmp_path / "r", date(2025, 3, 11)) == []
+
+
+def test_mail_ranks_by_amount_at_stake_escapes_and_masks_on_inline_cases():
+    """Small inline cases: a 73.40 difference ranks below a 5,402.66 one whatever the gross
+    amounts; a reviewer's text is escaped in HTML and its IBAN masked in both parts."""
+    import polars as pl
+
+    from paywatch.delivery.cases import REPORT_CASE_SCHEMA, cases_for
+    from paywatch.delivery.mail import html_body, mail_context, text_body
+    from paywatch.privacy import mask_iban
+    from paywatch.routing import parse_routing
+
+    iban = "CH9300762011623852957"
+    base = {k: None for k in REPORT_CASE_SCHEMA} | {"part": "new", "owner": "HR", "in_copy": "", "severity": "hold",
+                                                    "status": "new", "currency": "USD", "n_findings": 1,
+                                                    "due_date": date(2025, 3, 14), "entity": "OHCHR"}
+    rows = [base | {"case_id": "C-small", "pernr": "10000001", "cause_title": "Overtime amount mismatch",
+                    "amount_at_stake_cents": 7340},
+            base | {"case_id": "C-large", "pernr": "00000002", "cause_title": "Salary scale mismatch",
+                    "amount_at_stake_cents": 540266, "assignee": "O'Brien & Co",
+                    "latest_decision": f"hold confirmed by <script>alert(1)</script> on 2025-03-11: paid to {iban}"},
+            base | {"case_id": "C-fin", "pernr": "10000003", "owner": "FINANCE", "cause_title": "Deduction changed",
+                    "amount_at_stake_cents": 999999}]
+    routing = parse_routing(ROUTING)
+    hr = routing.owner("HR")
+    mine = cases_for(pl.DataFrame(rows, schema=REPORT_CASE_SCHEMA), hr, routing)
+    assert mine["case_id"].to_list() == ["C-small", "C-large"]  # Finance's case is not HR's
+    counts = {"act": 2, "act_new": 2, "held": 0, "exceptions": 2, "staff": 2, "hold": 2, "review": 0, "info": 0}
+    meta = {"run_id": "GV-202503-SIM1", "run_type": "SIM1", "period": "202503", "payroll_area": "GV",
+            "dq_status": "verified", "dq_notes": [], "blocked": False, "due_date": date(2025, 3, 14)}
+    ctx = mail_context(hr, meta, mine, counts)
+    html, text = html_body(ctx), text_body(ctx)
+    assert ctx["subject"] == "GV-202503-SIM1: 2 case(s) to fix by 2025-03-14 (2 new) — Payroll HR unit"
+    assert html.index("C-large") < html.index("C-small") and text.index("C-large") < text.index("C-small")
+    assert "5,402.66" in html and ">00000002<" in html  # the PERNR as written, leading zeros kept
+    assert "<script>" not in html and "&lt;script&gt;" in html and "O&#39;Brien &amp; Co" in html
+    assert iban not in html and iban not in text and mask_iban(iban) in text

@@ -643,8 +643,12 @@ def test_data_quality_status_line():
     crit = {"name": "reference_data_for_period", "severity": "critical", "success": False, "detail": "no T510"}
     assert delivery.dq_status_text("verified", [ok]) == "verified — all 1 data-quality checks passed"
     assert delivery.dq_status_text("verified", [ok, warn]).startswith("verified, with data-quality warnings: volume")
-    assert delivery.dq_status_text("dq_blocked", [ok, crit]).startswith("NOT VERIFIED")
+    blocked = delivery.dq_status_text("dq_blocked", [ok, crit])
+    assert blocked.startswith("NOT VERIFIED") and "reference_data_for_period" not in blocked, "no check id"
     assert delivery.dq_details([ok, warn]) == ["volume (warning): fewer lines"]
+    # mails and workbooks say what failed in words: the critical failures of a blocked run
+    assert delivery.dq_lines([ok, warn, crit], blocked=True) == ["no T510"]
+    assert delivery.dq_lines([ok, warn]) == ["fewer lines"]
 
 
 def test_broken_routing_file_is_surfaced_not_raised(verified: Verified, tmp_path: Path):

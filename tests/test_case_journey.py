@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import email
+import json
 import os
 import socket
 from datetime import date
@@ -331,3 +332,36 @@ def test_mail_ranks_by_amount_at_stake_escapes_and_masks_on_inline_cases():
     assert "5,402.66" in html and ">00000002<" in html  # the PERNR as written, leading zeros kept
     assert "<script>" not in html and "&lt;script&gt;" in html and "O&#39;Brien &amp; Co" in html
     assert iban not in html and iban not in text and mask_iban(iban) in text
+
+
+def test_digest_setting_end_to_end_quiet_recipients_get_the_earlier_days_digest(journey, tmp_path):
+    """routing `[mail] empty = "digest"`: delivering a run notes its quiet recipients and sends
+    the digest of earlier days' notes (outbox only: no SMTP settings given)."""
+    import duckdb
+    import polars as pl
+
+    from paywatch import delivery
+    from paywatch.paths import Paths
+
+    _, home, _, _ = journey
+    routing = tmp_path / "routing.toml"
+    routing.write_text(ROUTING + '[mail]\nempty = "digest"\n', encoding="utf-8")
+    pending = tmp_path / "outbox" / "digest" / "owner-FINANCE" / "pending.json"
+    pending.parent.mkdir(parents=True)
+    pending.write_text('[{"run_id": "GV-202503-SIM1", "day": "2025-03-10", "dq": "verified", "in_copy": 0, '
+                       '"resolved": 0}]', encoding="utf-8")
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        rep = delivery.deliver_run_reports(con, "GV-202503-FINAL", pl.DataFrame(), "verified", [], tmp_path / "r",
+                                           Paths(tmp_path), env={"PAYWATCH_ROUTING": str(routing)})
+    finally:
+        con.close()
+    assert rep.ok, rep.summary()
+    sent = {o.recipient for o in rep.outcomes}
+    assert "digest-owner-FINANCE" in sent and "owner-FINANCE" not in sent
+    eml = (tmp_path / "outbox" / "GV-202503-FINAL" / "digest-owner-FINANCE" / "message.eml").read_bytes()
+    msg = email.message_from_bytes(eml, policy=policy.default)
+    assert "Paywatch digest 2025-03-10: 1 run(s) checked" in msg["Subject"]
+    assert "GV-202503-SIM1" in msg.get_body(("plain",)).get_content()
+    # this run is noted for the next digest (no case to act on for either unit here)
+    assert [e["run_id"] for e in json.loads(pending.read_text(encoding="utf-8"))] == ["GV-202503-FINAL"]

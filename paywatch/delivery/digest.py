@@ -49,7 +49,9 @@ def note_quiet(outbox: Path, run_id: str, dq_status: str, quiet: list, today: da
     """Note the run for every recipient that had nothing to act on in it (once per run)."""
     for recipient, counts in quiet:
         path = _pending_path(outbox, recipient.key)
-        entries = [e for e in _load(path) if e["run_id"] != run_id]
+        entries = _load(path)
+        if any(e["run_id"] == run_id for e in entries):
+            continue  # noted already (a repeated verify)
         entries.append({"run_id": run_id, "day": today.isoformat(), "dq": dq_status,
                         "in_copy": int(counts.get("cases", 0)) - int(counts.get("act", 0)),
                         "resolved": int(counts.get("part_resolved", 0))})

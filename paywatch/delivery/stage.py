@@ -21,7 +21,7 @@ from paywatch.paths import Paths, private_dir
 from paywatch.routing import RoutingError, load_routing
 from paywatch.settings import load_settings
 from paywatch.warehouse.db import make_private_dir
-from paywatch.warehouse.queries import run_info
+from paywatch.warehouse.queries import run_info, run_order
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,11 @@ def _calendar_due(con, run_id: str, paths: Paths) -> date | None:
     """The due date of the run from the payroll calendar (when it has no case to carry one)."""
     try:
         info = run_info(con, run_id)
-        return due_date(info["period"], info["run_type"], load_settings(paths.config)["calendar"])
+        runs = run_order(con, info["payroll_area"])
+        mine = runs.filter(pl.col("run_id") == run_id)["seq"]
+        earlier = (runs.filter((pl.col("period") == info["period"]) & (pl.col("seq") < mine[0]))["run_type"].to_list()
+                   if mine.len() else [])
+        return due_date(info["period"], info["run_type"], load_settings(paths.config)["calendar"], earlier)
     except Exception:  # noqa: BLE001 — a mail without a due date beats no mail
         return None
 

@@ -249,7 +249,7 @@ def test_workbook_is_laid_out_for_a_payroll_officer(journey):
     fmt, fill, wrap = allf["formats"][i], allf["fills"][i], allf["wrapped"][i]
     assert fmt[col["PERNR"]] == "00000000" and fmt[col["Wage type"]] == "0000"
     assert fmt[col["Difference"]] == "#,##0.00;-#,##0.00" and "Red" not in fmt[col["Found"]]
-    assert wrap[col["Explanation"]] and not wrap[col["Case ID"]]
+    assert wrap[col["Explanation"]] and not wrap[col["Found"]]
     assert fill[col["Severity"]] == "FFF4B6B6"  # hold
 
 

@@ -13,6 +13,7 @@ through `cell_text` (IBANs masked, a leading = + - @ quoted), so nothing becomes
 from __future__ import annotations
 
 import io
+import math
 import re
 from datetime import date, datetime
 
@@ -30,25 +31,25 @@ CASES_SHEET = "Cases"
 ALL_SHEET = "All findings"
 # Columns of the Cases sheet: (header, frame column, kind, width)
 CASE_COLUMNS = (
-    ("Part", "part", "part", 24), ("Case ID", "case_id", "text", 34), ("PERNR", "pernr", "pernr", 10),
-    ("Name", "full_name", "text", 24), ("Entity", "entity", "text", 10), ("Cause", "cause_title", "text", 28),
-    ("Your role", "role", "text", 12), ("Owner", "owner", "text", 9), ("In copy", "in_copy", "text", 9),
-    ("Severity", "severity", "severity", 9), ("Status", "status", "text", 14), ("Assignee", "assignee", "text", 16),
-    ("Due date", "due_date", "date", 11), ("Days open", "days_open", "int", 6),
-    ("Amount at stake", "amount_at_stake_cents", "money", 14), ("Currency", "currency", "text", 8),
-    ("Findings", "n_findings", "int", 8), ("Latest decision", "latest_decision", "wrap", 40),
-    ("First seen in run", "first_seen_run", "text", 18),
+    ("Part", "part", "part", 12), ("Case ID", "case_id", "wrap", 24), ("PERNR", "pernr", "pernr", 9),
+    ("Name", "full_name", "wrap", 18), ("Entity", "entity", "text", 9), ("Cause", "cause_title", "wrap", 20),
+    ("Your role", "role", "wrap", 8), ("Owner", "owner", "text", 8), ("In copy", "in_copy", "wrap", 8),
+    ("Severity", "severity", "severity", 8), ("Status", "status", "wrap", 10), ("Assignee", "assignee", "wrap", 12),
+    ("Due date", "due_date", "date", 10), ("Days open", "days_open", "int", 5),
+    ("Amount at stake", "amount_at_stake_cents", "money", 12), ("Currency", "currency", "text", 6),
+    ("Findings", "n_findings", "int", 6), ("Latest decision", "latest_decision", "wrap", 30),
+    ("First seen in run", "first_seen_run", "wrap", 14),
 )
 # Columns of the findings sheets
 SHEET_COLUMNS = (
-    ("PERNR", "pernr", "pernr", 10), ("Name", "full_name", "text", 24), ("Entity", "entity", "text", 10),
-    ("Severity", "severity", "severity", 9), ("Case ID", "case_id", "text", 34), ("Category", "category_title",
-                                                                                  "text", 26),
-    ("Owner", "owner", "text", 9), ("Wage type", "wage_type", "code", 9), ("Wage type text", "wage_type_text", "text", 22),
-    ("For-period", "for_period", "period", 10), ("Found", "amount_cents", "money", 13),
-    ("Expected", "expected_cents", "money", 13), ("Difference", "difference_cents", "money", 13),
-    ("Currency", "currency", "text", 8), ("Explanation", "explanation", "wrap", 70),
-    ("First seen in run", "first_seen_run", "text", 18), ("Finding ID", "finding_id", "text", 22),
+    ("PERNR", "pernr", "pernr", 9), ("Name", "full_name", "wrap", 18), ("Entity", "entity", "text", 9),
+    ("Severity", "severity", "severity", 8), ("Case ID", "case_id", "wrap", 22),
+    ("Category", "category_title", "wrap", 18), ("Owner", "owner", "text", 8), ("Wage type", "wage_type", "code", 6),
+    ("Wage type text", "wage_type_text", "wrap", 14), ("For-period", "for_period", "period", 8),
+    ("Found", "amount_cents", "money", 11), ("Expected", "expected_cents", "money", 11),
+    ("Difference", "difference_cents", "money", 11), ("Currency", "currency", "text", 6),
+    ("Explanation", "explanation", "wrap", 50), ("First seen in run", "first_seen_run", "wrap", 14),
+    ("Finding ID", "finding_id", "wrap", 12),
 )
 SEVERITY_COLOURS = {"hold": "#F4B6B6", "review": "#FFE08A", "info": "#DDEBF7"}
 _SHEET_BAD = re.compile(r"[\[\]:*?/\\']")
@@ -97,8 +98,9 @@ class _Formats:
         self.wb = wb
         self.severity = {s: wb.add_format({**base, "bg_color": c, "bold": s == "hold"})
                          for s, c in SEVERITY_COLOURS.items()}
-        self.part = {p: wb.add_format({**base, "bold": p == "new", "italic": p == "resolved"}) for p in PART_TITLES}
-        self.bold = wb.add_format({"bold": True})
+        self.part = {p: wb.add_format({**base, "text_wrap": True, "bold": p == "new", "italic": p == "resolved"})
+                     for p in PART_TITLES}
+        self.bold = wb.add_format({"bold": True, "valign": "top"})
         self.title = wb.add_format({"bold": True, "font_size": 14})
         self.alert = wb.add_format({"bold": True, "font_color": "#C00000", "text_wrap": True})
         self.link = wb.add_format({"font_color": "#0563C1", "underline": 1})
@@ -128,9 +130,21 @@ def _cell(ws, fm: _Formats, r: int, j: int, kind: str, v) -> None:
     elif kind == "severity":
         ws.write_string(r, j, cell_text(v), fm.severity.get(v, fm.text))
     elif kind == "part":
-        ws.write_string(r, j, PART_TITLES.get(v, cell_text(v)), fm.part.get(v, fm.text))
+        ws.write_string(r, j, PART_TITLES.get(v, cell_text(v)), fm.part.get(v, fm.wrap))
     else:
         ws.write_string(r, j, cell_text(v), fm.wrap if kind == "wrap" else fm.text)
+
+
+def _lines(text, width: int) -> int:
+    """How many lines a wrapped text takes in a column `width` characters wide: rows are given
+    their height when written, since not every spreadsheet fits wrapped rows on opening."""
+    if text is None or text == "":
+        return 1
+    per = max(width - 1, 1)
+    return sum(max(1, math.ceil(len(part) / per)) for part in str(text).split("\n"))
+
+
+ROW_HEIGHT = 15  # points per line of 11-point text
 
 
 def _print_setup(ws) -> None:
@@ -146,11 +160,17 @@ def _table(wb, fm: _Formats, name: str, columns, frame: pl.DataFrame) -> None:
     for j, (header, _, kind, width) in enumerate(columns):
         ws.set_column(j, j, width)
         ws.write_string(0, j, header, fm.head)
+    ws.set_row(0, ROW_HEIGHT * max(_lines(h, w) for h, _, _, w in columns))
     have = [c for _, c, _, _ in columns]
     rows = frame.select([pl.col(c) if c in frame.columns else pl.lit(None).alias(c) for c in have])
     for i, row in enumerate(rows.iter_rows(), start=1):
-        for j, ((_, _, kind, _), v) in enumerate(zip(columns, row, strict=True)):
+        lines = 1
+        for j, ((_, _, kind, width), v) in enumerate(zip(columns, row, strict=True)):
             _cell(ws, fm, i, j, kind, v)
+            if kind in ("wrap", "part") and v is not None:
+                lines = max(lines, _lines(PART_TITLES.get(v, v) if kind == "part" else v, width))
+        if lines > 1:
+            ws.set_row(i, ROW_HEIGHT * lines)
     ws.freeze_panes(1, 0)
     ws.autofilter(0, 0, max(frame.height, 1), len(columns) - 1)
     _print_setup(ws)
@@ -188,6 +208,7 @@ def workbook_bytes(recipient: Recipient, meta: dict, frame: pl.DataFrame, counts
     for k, v in pairs:
         ws.write_string(r, 0, k, fm.bold)
         ws.write_string(r, 1, cell_text(v), fm.alert if k == "Data quality" and meta.get("blocked") else fm.wrap)
+        ws.set_row(r, ROW_HEIGHT * _lines(v, 60))
         r += 1
     numbers = [("Cases to act on", counts.get("act", 0)), ("Cases, new and still open", counts.get("cases", 0)),
                *((PART_TITLES[p], counts.get(f"part_{p}", 0)) for p in PART_TITLES),
@@ -206,6 +227,7 @@ def workbook_bytes(recipient: Recipient, meta: dict, frame: pl.DataFrame, counts
     for note in notes + list(meta.get("dq_notes") or []):
         ws.write_string(r, 0, "Note", fm.bold)
         ws.write_string(r, 1, cell_text(note), fm.wrap)
+        ws.set_row(r, ROW_HEIGHT * _lines(note, 60))
         r += 1
 
     r += 1
@@ -217,6 +239,7 @@ def workbook_bytes(recipient: Recipient, meta: dict, frame: pl.DataFrame, counts
         r += 1
         ws.write_url(r, 0, f"internal:'{name}'!A1", fm.link, string=name)
         ws.write_string(r, 1, cell_text(what), fm.wrap)
+        ws.set_row(r, ROW_HEIGHT * _lines(what, 60))
         for j, s in enumerate(SEVERITY_RANK):
             ws.write_number(r, 2 + j, sub.filter(pl.col("severity") == s).height if sub.height else 0, fm.int)
         ws.write_number(r, 5, sub.height, fm.int)

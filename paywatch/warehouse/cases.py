@@ -3,8 +3,10 @@
 Grains: `cases` one row per case per run version per configuration version; the view
 `current_cases` one row per case of the current version of each run under its latest
 verification's configuration. The reviewers' decisions on cases are read here
-(`case_decisions`), from the decisions trail as it is stored: one place to change when
-decisions on cases are recorded another way.
+(`case_decisions`: the one in force, for the status; `case_decision_trail`: the latest of any
+kind and the assignee, for the reports), from the decisions trail as it is stored: one place to
+change when decisions on cases are recorded another way. What the reports compare with the last
+run of the period: `previous_run_case_ids`, `resolved_since`.
 """
 
 from __future__ import annotations

@@ -17,6 +17,11 @@ The routing file (TOML) names the recipients:
   inside an explanation (e.g. who shares a bank account) are replaced by "[other staff]":
   they may belong to another entity.
 
+- optional **mail** (`[mail]`): `empty = "skip"` (the default) or `"digest"` — what a
+  recipient with nothing to act on in a run gets: no mail, or one digest a day listing the
+  runs checked that had nothing for it (paywatch/delivery/digest.py). A run blocked by the
+  data-quality gate is always mailed to both owners.
+
 - optional **alerts** (`[alerts]`): the payroll unit's alert address. Late runs, rejected
   deliveries, runs blocked by the data-quality gate and failed mails are mailed there
   (paywatch/alerts.py); without it alerts go to the FINANCE unit, which runs the payroll.
@@ -37,6 +42,7 @@ from pathlib import Path
 import polars as pl
 
 OWNERS = ("HR", "FINANCE")
+MAIL_EMPTY = ("skip", "digest")  # [mail] empty
 REPO_ROUTING = Path(__file__).resolve().parents[1] / "routing.toml"
 DEFAULT_ROUTING_TEXT = """
 focal_points_see_details_of = ["HR"]
@@ -82,6 +88,7 @@ class Routing:
     focal_points_see_details_of: frozenset[str] = field(default_factory=lambda: frozenset({"HR"}))
     source: str = "built-in default"
     alerts: Recipient | None = None  # where alerts go (None: the FINANCE unit)
+    mail_empty: str = "skip"  # [mail] empty: a recipient with nothing to act on gets no mail, or a daily digest
 
     @property
     def alert_recipient(self) -> Recipient:
@@ -122,7 +129,7 @@ def parse_routing(text: str, source: str = "<text>") -> Routing:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise RoutingError(f"{source}: not valid TOML ({e})") from None
-    unknown = set(doc) - {"owners", "entities", "focal_points_see_details_of", "version", "alerts"}
+    unknown = set(doc) - {"owners", "entities", "focal_points_see_details_of", "version", "alerts", "mail"}
     if unknown:
         raise RoutingError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}")
     recipients: list[Recipient] = []
@@ -142,7 +149,14 @@ def parse_routing(text: str, source: str = "<text>") -> Routing:
     if not isinstance(see, list) or any(o not in OWNERS for o in see):
         raise RoutingError(f"{source}: focal_points_see_details_of must be a list of {', '.join(OWNERS)}")
     alerts = _recipient(source, "alerts", "alerts", doc["alerts"]) if "alerts" in doc else None
-    return Routing(tuple(recipients), frozenset(see), source, alerts)
+    mail = doc.get("mail", {})
+    if not isinstance(mail, dict) or set(mail) - {"empty"}:
+        raise RoutingError(f"{source}: [mail] takes one key, empty = \"skip\" or \"digest\"")
+    empty = mail.get("empty", "skip")
+    if empty not in MAIL_EMPTY:
+        raise RoutingError(f"{source}: [mail] empty must be one of {', '.join(repr(x) for x in MAIL_EMPTY)}, "
+                           f"not {empty!r}")
+    return Routing(tuple(recipients), frozenset(see), source, alerts, empty)
 
 
 def _recipient(source: str, kind: str, scope: str, entry) -> Recipient:

@@ -19,11 +19,9 @@ import io
 import json
 import logging
 import os
-import re
 import shutil
 import socket
 import stat
-import xml.etree.ElementTree as ET
 import zipfile
 from collections import Counter
 from datetime import date
@@ -40,6 +38,8 @@ from paywatch import delivery  # noqa: E402
 from paywatch.pipeline import verify_run  # noqa: E402
 from paywatch.privacy import IBAN_RE, mask_iban  # noqa: E402
 from paywatch.routing import REPO_ROUTING, load_routing, parse_routing, route  # noqa: E402
+from paywatch.titles import category_title  # noqa: E402
+from xlsx_read import read_xlsx  # noqa: E402
 from paywatch.warehouse.db import warehouse_digest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,9 +47,6 @@ SAMPLE = ROOT / "data_samples" / "gv-300"
 ALL_RUNS = (SAMPLE / "runs.txt").read_text(encoding="utf-8").split()
 RUNS = ALL_RUNS[:2]  # GV-202512-OC1 (no exceptions), GV-202512-SIM1: verified with the mail server up
 DOWN_RUN = ALL_RUNS[2]  # GV-202512-SIM2: verified on a copy of that warehouse with the mail server down
-M = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-R = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-NS = {"m": M}
 
 FOCAL = ("OHCHR", "ICSC-GVA", "DSS-GVA", "UNCTAD")  # UNCTAD: no exceptions in these runs
 ROUTING = """
@@ -196,60 +193,39 @@ def exceptions(v: Verified, run: str) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def cases_of(v: Verified, run: str) -> list[dict]:
+    with (v.home / "out" / run / "cases.csv").open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def expected(v: Verified, run: str) -> dict[str, Counter]:
-    """recipient address -> multiset of (PERNR, category, LGART, FPPER, owner) it must get."""
+    """recipient address -> multiset of (PERNR, category title, LGART, FPPER, owner) it must get,
+    for the recipients that must be mailed: those with a case to act on (cases.csv: an owner's
+    hold/review cases; a focal point's cases of its entity's staff owned by HR, whose details
+    it sees). A recipient with nothing to act on gets no mail."""
     rows = exceptions(v, run)
     ent = entities(run)
-    key = lambda r: (r["PERNR"], r["category"], r["LGART"], r["FPPER"], r["owner"])  # noqa: E731
-    out = {"hr-unit@example.org": Counter(key(r) for r in rows if r["owner"] == "HR"),
-           "finance-unit@example.org": Counter(key(r) for r in rows if r["owner"] == "FINANCE")}
+    acting = [c for c in cases_of(v, run) if c["severity"] in ("hold", "review")
+              and c["status"] not in ("released", "false_positive", "expected")]
+    key = lambda r: (r["PERNR"], category_title(r["category"]), r["LGART"], r["FPPER"], r["owner"])  # noqa: E731
+    out = {}
+    for owner, addr in (("HR", "hr-unit@example.org"), ("FINANCE", "finance-unit@example.org")):
+        if any(c["owner"] == owner for c in acting):
+            out[addr] = Counter(key(r) for r in rows if r["owner"] == owner)
     for e in FOCAL:
-        mine = Counter(key(r) for r in rows if ent.get(r["PERNR"]) == e)
-        if mine:
-            out[f"{e.lower()}-focal@example.org"] = mine
+        if any(c["owner"] == "HR" and ent.get(c["PERNR"]) == e for c in acting):
+            out[f"{e.lower()}-focal@example.org"] = Counter(key(r) for r in rows if ent.get(r["PERNR"]) == e)
     return out
+
+
+def code(value, width: int = 0) -> str:
+    """A cell stored as a number (PERNR, wage type, period) as the extract writes it."""
+    if isinstance(value, float):
+        return f"{int(value):0{width}d}"
+    return "" if value is None else str(value)
 
 
 # ------------------------------------------------------------------------------ xlsx reading
-
-
-def read_xlsx(data: bytes) -> dict[str, dict]:
-    """sheet name -> {'rows': [ {header: value} ], 'frozen', 'autofilter', 'formulas'}."""
-    z = zipfile.ZipFile(io.BytesIO(data))
-    assert z.testzip() is None
-    assert "[Content_Types].xml" in z.namelist()
-    shared = []
-    if "xl/sharedStrings.xml" in z.namelist():
-        for si in ET.fromstring(z.read("xl/sharedStrings.xml")).findall("m:si", NS):
-            shared.append("".join(t.text or "" for t in si.iter(f"{{{M}}}t")))
-    rels = {r.get("Id"): r.get("Target") for r in ET.fromstring(z.read("xl/_rels/workbook.xml.rels"))}
-    out = {}
-    for s in ET.fromstring(z.read("xl/workbook.xml")).find("m:sheets", NS):
-        root = ET.fromstring(z.read("xl/" + rels[s.get(f"{{{R}}}id")].lstrip("/").removeprefix("xl/")))
-        grid = []
-        for row in root.iter(f"{{{M}}}row"):
-            cells = {}
-            for c in row.findall("m:c", NS):
-                col = re.match(r"[A-Z]+", c.get("r")).group()
-                v = c.find("m:v", NS)
-                if c.find("m:f", NS) is not None:
-                    cells[col] = ("FORMULA", v.text if v is not None else None)
-                elif v is None:
-                    continue
-                elif c.get("t") == "s":
-                    cells[col] = shared[int(v.text)]
-                elif c.get("t") in (None, "n"):
-                    cells[col] = float(v.text)
-                else:
-                    cells[col] = v.text
-            grid.append(cells)
-        pane = root.find(".//m:pane", NS)
-        header = grid[0] if grid else {}
-        rows = [{header.get(k, k): val for k, val in g.items()} for g in grid[1:]]
-        out[s.get("name")] = {"grid": grid, "rows": rows, "frozen": pane is not None and pane.get("state") == "frozen"
-                              and pane.get("ySplit") == "1", "autofilter": root.find("m:autoFilter", NS) is not None,
-                              "formulas": sum(1 for g in grid for x in g.values() if isinstance(x, tuple))}
-    return out
 
 
 def attachment(msg) -> tuple[str, bytes]:
@@ -258,8 +234,11 @@ def attachment(msg) -> tuple[str, bytes]:
     return parts[0].get_filename(), parts[0].get_payload(decode=True)
 
 
+DETAIL_SHEETS = (delivery.COVER_SHEET, "Cases", "All findings")
+
+
 def category_rows(book: dict) -> list[tuple[str, dict]]:
-    return [(name, r) for name, sh in book.items() if name != delivery.COVER_SHEET for r in sh["rows"]]
+    return [(name, r) for name, sh in book.items() if name not in DETAIL_SHEETS for r in sh["rows"]]
 
 
 def all_text(msg) -> list[bytes]:
@@ -318,8 +297,11 @@ def test_each_recipient_gets_exactly_its_own_exceptions(verified: Verified):
         name, data = attachment(msg)
         assert name.endswith(".xlsx")
         book = read_xlsx(data)
-        got = Counter((r["PERNR"], sheet, r.get("Wage type", ""), r.get("For-period", ""), r["Owner"])
-                      for sheet, r in category_rows(book))
+        got = Counter((code(r["PERNR"], 8), sheet, code(r.get("Wage type"), 4), code(r.get("For-period")),
+                       r["Owner"]) for sheet, r in category_rows(book))
+        assert sorted(got.elements()) == sorted(
+            (code(r["PERNR"], 8), r["Category"], code(r.get("Wage type"), 4), code(r.get("For-period")), r["Owner"])
+            for r in book["All findings"]["rows"]), "All findings holds the rows of the category sheets"
         assert to[0] not in by_run.setdefault(run, {}), f"{to[0]} got two messages for {run}"
         by_run[run][to[0]] = got
         if to[0] == "finance-unit@example.org":
@@ -330,8 +312,10 @@ def test_each_recipient_gets_exactly_its_own_exceptions(verified: Verified):
         assert set(got) == set(want), f"{run}: recipients {sorted(got)} != {sorted(want)}"
         for addr, rows in want.items():
             assert got[addr] == rows, f"{run}: {addr} did not get exactly its exceptions"
-        assert all(o == "HR" for *_, o in got["hr-unit@example.org"]), "HR got a FINANCE row"
-    # the test is not vacuous: focal points got mail, HR and Finance had rows
+        assert all(o == "HR" for *_, o in got.get("hr-unit@example.org", ())), "HR got a FINANCE row"
+    # the test is not vacuous: focal points got mail, HR and Finance had rows; a run with
+    # nothing to act on mailed no one
+    assert "GV-202512-OC1" not in by_run and not expected(verified, "GV-202512-OC1")
     sim1 = by_run["GV-202512-SIM1"]
     assert sum(sim1["hr-unit@example.org"].values()) and sum(sim1["finance-unit@example.org"].values())
     assert "ohchr-focal@example.org" in sim1 and "unctad-focal@example.org" not in sim1
@@ -350,55 +334,74 @@ def test_focal_points_see_no_finance_amounts_and_only_their_entity(verified: Ver
         rows = category_rows(book)
         assert rows
         for _, r in rows:
-            assert ent[r["PERNR"]] == entity and r["Entity"] == entity
+            assert ent[code(r["PERNR"], 8)] == entity and r["Entity"] == entity
             if r["Owner"] == "FINANCE":
-                assert "Amount" not in r and "Expected" not in r, "a focal point saw a Finance amount"
+                assert not {"Found", "Expected", "Difference"} & set(r), "a focal point saw a Finance amount"
                 assert "Finance payroll unit" in r["Explanation"]
+        for r in book["Cases"]["rows"]:
+            assert ent[code(r["PERNR"], 8)] == entity
+            if r["Owner"] == "FINANCE":
+                assert "Amount at stake" not in r, "a focal point saw a Finance amount"
         body = msg.get_body(("html",)).get_content()
         assert entity in body
 
 
-def test_workbook_layout_cover_and_one_sheet_per_category(verified: Verified):
+def test_workbook_layout_summary_cases_findings_and_one_sheet_per_category(verified: Verified):
     for msg in verified.received():
         run = msg["X-Paywatch-Run"]
         book = read_xlsx(attachment(msg)[1])
         names_ = list(book)
-        assert names_[0] == delivery.COVER_SHEET
+        assert names_[:3] == [delivery.COVER_SHEET, "Cases", "All findings"]
         cover = {g.get("A"): g.get("B") for g in book[delivery.COVER_SHEET]["grid"]}
         manifest = json.loads((SAMPLE / run / "manifest.json").read_text(encoding="utf-8"))
         assert (cover["Run"], cover["Period"], cover["Run type"]) == (run, manifest["period"], manifest["run_type"])
         assert cover["Data quality"].startswith("verified")
+        assert cover["Fix the source by"] == {c["due_date"] for c in cases_of(verified, run)}.pop()
         rows = category_rows(book)
-        assert cover["Exceptions"] == len(rows)
+        assert cover["Exceptions"] == len(rows) == len(book["All findings"]["rows"])
+        assert cover["Cases, new and still open"] == len([r for r in book["Cases"]["rows"] if r["Part"] != "Resolved since the last run"])
         cats = {sheet for sheet, _ in rows}
-        assert set(names_[1:]) == cats, "one sheet per category, none empty"
-        for name in names_[1:]:
+        assert set(names_[3:]) == cats, "one sheet per category, none empty"
+        assert all(len(n) <= 31 for n in names_)
+        ex = {r["PERNR"]: r for r in exceptions(verified, run)}
+        assert {category_title(r["category"]) for r in exceptions(verified, run)} >= cats
+        for name in names_:
             sh = book[name]
             assert sh["frozen"] and sh["autofilter"], f"{name}: header not frozen or no filter"
-            assert list(sh["grid"][0].values())[:4] == ["PERNR", "Name", "Entity", "Severity"]
+            assert sh["landscape"] and sh["fit_width"] and sh["repeat_header"], f"{name}: print set-up"
+        for name in names_[2:]:
+            sh = book[name]
+            assert list(sh["grid"][0].values())[:5] == ["PERNR", "Name", "Entity", "Severity", "Case ID"]
             for r in sh["rows"]:
                 assert r["Name"], "staff are identified by PERNR and name"
-                if "Amount" in r:
-                    assert isinstance(r["Amount"], float), "amounts are numbers, formatted"
+                assert code(r["PERNR"], 8) in ex and r["Case ID"]
+                if "Found" in r and "Expected" in r:
+                    assert isinstance(r["Found"], float), "amounts are numbers, formatted"
+                    assert abs(r["Difference"] - (r["Found"] - r["Expected"])) < 0.005
         assert all(sh["formulas"] == 0 for sh in book.values())
 
 
-def test_html_body_lists_top_items_with_pernr_and_name(verified: Verified):
+def test_mail_leads_with_cases_ranked_by_amount_at_stake(verified: Verified):
     for msg in verified.received():
         if msg["To"] != "hr-unit@example.org" or msg["X-Paywatch-Run"] != "GV-202512-SIM1":
             continue
         html = msg.get_body(("html",)).get_content()
         text = msg.get_body(("plain",)).get_content()
-        rows = [r for r in exceptions(verified, "GV-202512-SIM1") if r["owner"] == "HR"]
-        assert 0 < len(rows) <= delivery.TOP_N
-        pa = {}
-        with (SAMPLE / "GV-202512-SIM1" / "PA0001.csv").open(encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh):
-                pa[row["PERNR"]] = row["ENAME"]
-        for r in rows:
-            assert f">{r['PERNR']}<" in html and html_mod.escape(pa[r["PERNR"]]) in html, "PERNR and name listed"
-        assert "GV-202512-SIM1" in msg["Subject"] and "hold" in msg["Subject"]
-        assert "hold" in text
+        cases = [c for c in cases_of(verified, "GV-202512-SIM1") if c["owner"] == "HR"]
+        assert 0 < len(cases) <= delivery.TOP_N
+        due = cases[0]["due_date"]
+        assert "GV-202512-SIM1" in msg["Subject"] and f"to fix by {due}" in msg["Subject"]
+        assert f"by {due}" in text.splitlines()[0]
+        for c in cases:
+            assert f">{c['PERNR']}<" in html and c["case_id"] in html and c["case_id"] in text
+        # ranked by amount at stake, not by gross amount: the order of the case ids in the text part
+        listed = [line for line in text.splitlines() if line.startswith("- ")]
+        stakes = {c["case_id"]: float(c["amount_at_stake"] or 0) for c in cases}
+        order = [stakes[next(cid for cid in stakes if cid in line)] for line in listed if any(c in line for c in stakes)]
+        assert order == sorted(order, reverse=True) and len(order) == len(cases)
+        # names are in the workbook, not in the mail body
+        people = names("GV-202512-SIM1")
+        assert not any(html_mod.escape(n) in html or n in text for n in people if len(n) > 3)
         break
     else:
         pytest.fail("no HR message for GV-202512-SIM1")
@@ -640,8 +643,12 @@ def test_data_quality_status_line():
     crit = {"name": "reference_data_for_period", "severity": "critical", "success": False, "detail": "no T510"}
     assert delivery.dq_status_text("verified", [ok]) == "verified — all 1 data-quality checks passed"
     assert delivery.dq_status_text("verified", [ok, warn]).startswith("verified, with data-quality warnings: volume")
-    assert delivery.dq_status_text("dq_blocked", [ok, crit]).startswith("NOT VERIFIED")
+    blocked = delivery.dq_status_text("dq_blocked", [ok, crit])
+    assert blocked.startswith("NOT VERIFIED") and "reference_data_for_period" not in blocked, "no check id"
     assert delivery.dq_details([ok, warn]) == ["volume (warning): fewer lines"]
+    # mails and workbooks say what failed in words: the critical failures of a blocked run
+    assert delivery.dq_lines([ok, warn, crit], blocked=True) == ["no T510"]
+    assert delivery.dq_lines([ok, warn]) == ["fewer lines"]
 
 
 def test_broken_routing_file_is_surfaced_not_raised(verified: Verified, tmp_path: Path):

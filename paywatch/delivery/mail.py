@@ -1,24 +1,37 @@
-"""The e-mail of a package: HTML and plain-text bodies with the top items (PERNR + name,
-every text through `mask_ibans_in`), and the MIME message with the workbook attached."""
+"""The e-mail of a package: the subject and first line say what the run is and what to do by
+when; the body lists the recipient's cases in three parts (new since the last run, still
+open, resolved since the last run), each ranked by amount at stake. HTML and plain text are
+rendered from Jinja2 templates (templates/, HTML autoescaped); every text is IBAN-masked
+first. Staff appear by PERNR only: names are in the attached workbook."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from pathlib import Path
 
 import polars as pl
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from detectors.base import SEVERITY_RANK
 from detectors.money import money
-from paywatch.delivery.text import html_text as _h
+from paywatch.cases.due import next_regular
+from paywatch.delivery.cases import PART_TITLES
 from paywatch.delivery.text import safe_name
+from paywatch.delivery.workbook import SEVERITY_COLOURS
 from paywatch.privacy import mask_ibans_in
 from paywatch.routing import Recipient
 
-TOP_N = 25
+TOP_N = 25  # rows per part in the mail; the workbook has them all
 DEFAULT_SENDER = "paywatch@localhost"
 XLSX_MIME = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+HEADERS = ("PERNR", "Cause", "Severity", "Status", "Amount at stake", "Due", "Assignee / decision", "Case")
+MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December")
+
+_ENV = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), undefined=StrictUndefined,
+                   autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+                   keep_trailing_newline=True, trim_blocks=False)
 
 
 def build_message(pkg, sender: str = DEFAULT_SENDER) -> EmailMessage:
@@ -36,75 +49,99 @@ def build_message(pkg, sender: str = DEFAULT_SENDER) -> EmailMessage:
     msg["X-Paywatch-Content"] = pkg.content_sha256
     msg.set_content(pkg.text)
     msg.add_alternative(pkg.html, subtype="html")
-    msg.add_attachment(pkg.workbook_bytes, maintype=XLSX_MIME[0], subtype=XLSX_MIME[1],
-                       filename=pkg.attachment_name)
+    if pkg.workbook_bytes:
+        msg.add_attachment(pkg.workbook_bytes, maintype=XLSX_MIME[0], subtype=XLSX_MIME[1],
+                           filename=pkg.attachment_name)
     return msg
 
 
-def _top(frame: pl.DataFrame, n: int) -> pl.DataFrame:
-    if frame.height == 0:
-        return frame
-    return (frame.with_columns(pl.col("severity").replace_strict(SEVERITY_RANK, default=9, return_dtype=pl.Int64)
-                               .alias("_r"),
-                               pl.coalesce(pl.col("amount_cents").abs(), pl.col("expected_cents").abs(), pl.lit(-1))
-                               .alias("_a"))
-            .sort(["_r", "_a", "pernr"], descending=[False, True, False], nulls_last=True).head(n).drop("_r", "_a"))
+def period_text(period: str) -> str:
+    """'202503' -> 'March 2025'."""
+    try:
+        return f"{MONTHS[int(period[4:6]) - 1]} {period[:4]}"
+    except (ValueError, IndexError):
+        return period
+
+
+def headline(recipient: Recipient, meta: dict, counts: dict) -> tuple[str, str]:
+    """(subject, first line): what the run is and what to do by when."""
+    run, rt, month = meta["run_id"], meta["run_type"], period_text(meta["period"])
+    due: date | None = meta.get("due_date")
+    by = f" by {due.isoformat()}" if due else ""
+    if meta.get("blocked"):
+        n = len(meta.get("dq_notes") or [])
+        return (f"NOT CHECKED: {run} ({rt} {month}) — the extract failed the data-quality checks; "
+                f"ask for a corrected extract{by}",
+                f"Run {run} ({rt}, {month}) was NOT checked: the extract failed {n or 'its'} critical data-quality "
+                f"check{'s' if n != 1 else ''}, so Paywatch did not look for exceptions. Ask Umoja for a corrected "
+                f"extract{by}.")
+    nxt_period, nxt = next_regular(meta["period"], rt)
+    nxt_text = nxt if nxt_period == meta["period"] else f"{nxt} of {period_text(nxt_period)}"
+    act = counts.get("act", 0)
+    if rt == "FINAL":
+        held = counts.get("held", 0)
+        return (f"{run} FINAL {month}: {held} staff held — excluded from this month's pay; "
+                f"{act} case(s) to fix{by} — {recipient.name}",
+                f"FINAL run {run}: {held} staff member(s) with an open hold are excluded from this month's pay. "
+                f"Fix the source of your {act} case(s) in Umoja{by}, before {nxt_text}.")
+    if act:
+        return (f"{run}: {act} case(s) to fix{by} ({counts.get('act_new', 0)} new) — {recipient.name}",
+                f"{rt} run {run} ({month}): {act} case(s) for you to act on ({counts.get('act_new', 0)} new since "
+                f"the last run). Fix the source in Umoja{by} so that {nxt_text} pays correctly.")
+    return (f"{run}: nothing for you to act on — {recipient.name}",
+            f"{rt} run {run} ({month}) was checked: nothing for you to act on.")
 
 
 def _amount(cents, currency) -> str:
     return "" if cents is None else money(cents, currency or "")
 
 
-def html_body(recipient: Recipient, meta: dict, frame: pl.DataFrame, counts: dict, top_n: int = TOP_N) -> str:
-    """The e-mail body: run, data quality, counts and the top items (PERNR + name)."""
-    top = _top(frame, top_n)
-    blocked = meta["dq_status"].startswith("NOT VERIFIED")
-    cell = 'style="border:1px solid #bbb;padding:3px 6px;vertical-align:top"'
-    red = ' style="color:#C00000"'
-    parts = ["<!DOCTYPE html>", '<html><head><meta charset="utf-8">',
-             f"<title>{_h('Paywatch ' + meta['run_id'])}</title></head>",
-             '<body style="font-family:Arial,Helvetica,sans-serif;font-size:13px">',
-             f"<h2>Paywatch — {_h(meta['run_id'])}</h2>",
-             f"<p>For <b>{_h(recipient.name)}</b>: {_h(recipient.scope_text)}.</p>",
-             f"<p>Run {_h(meta['run_type'])} of period {_h(meta['period'])} (payroll area "
-             f"{_h(meta['payroll_area'])}). Data quality: <b{red if blocked else ''}>"
-             f"{_h(meta['dq_status'])}</b>.</p>",
-             f"<p><b>{counts['exceptions']}</b> exception(s) for <b>{counts['staff']}</b> staff member(s): "
-             f"{counts['hold']} hold, {counts['review']} review, {counts['info']} info.</p>"]
-    if meta.get("dq_notes"):
-        parts.append("<ul>" + "".join(f"<li>{_h(n)}</li>" for n in meta["dq_notes"]) + "</ul>")
-    if top.height:
-        heads = ("Severity", "PERNR", "Name", "Category", "Wage type", "For-period", "Amount", "Expected", "Explanation")
-        parts.append('<table style="border-collapse:collapse">')
-        parts.append("<tr>" + "".join(f'<th {cell} bgcolor="#D9E1F2">{h}</th>' for h in heads) + "</tr>")
-        for r in top.iter_rows(named=True):
-            wt = " ".join(x for x in (r["wage_type"], r["wage_type_text"] and f"({r['wage_type_text']})") if x)
-            vals = (r["severity"], r["pernr"], r["full_name"], r["category"], wt, r["for_period"],
-                    _amount(r["amount_cents"], r["currency"]), _amount(r["expected_cents"], r["currency"]),
-                    r["explanation"])
-            parts.append("<tr>" + "".join(f"<td {cell}>{_h(v)}</td>" for v in vals) + "</tr>")
-        parts.append("</table>")
-        more = (f"The top {top.height} of {counts['exceptions']}, by severity then amount. " if counts["exceptions"] > top.height
-                else "")
-        parts.append(f"<p>{more}All exceptions are in the attached workbook, one sheet per category.</p>")
-    else:
-        parts.append("<p>No exceptions for you in this run.</p>")
-    parts.append('<p style="color:#666;font-size:11px">Sent by Paywatch. Staff are identified by PERNR and name; '
-                 "bank accounts are masked. Please fix the source in Umoja before the FINAL run. A copy of this "
-                 "message is kept in the Paywatch outbox.</p></body></html>")
-    return "\n".join(parts) + "\n"
+def _rows(sub: pl.DataFrame) -> list[dict]:
+    out = []
+    for r in sub.iter_rows(named=True):
+        note = " · ".join(x for x in (f"assigned to {r['assignee']}" if r.get("assignee") else "",
+                                      r.get("latest_decision") or "") if x)
+        due = r.get("due_date")
+        out.append({k: mask_ibans_in(str(v)) if isinstance(v, str) else v for k, v in {
+            "pernr": r["pernr"] or "", "cause": r["cause_title"] or r["root_cause"] or "",
+            "role": r["role"] if r.get("role") in ("in copy", "for information") else "",
+            "severity": r["severity"] or "", "colour": SEVERITY_COLOURS.get(r["severity"], "#FFFFFF"),
+            "status": r["status"] or "", "amount": _amount(r["amount_at_stake_cents"], r["currency"]),
+            "due": due.isoformat() if isinstance(due, date) and r["part"] != "resolved" else "",
+            "note": note, "case_id": r["case_id"]}.items()})
+    return out
 
 
-def text_body(recipient: Recipient, meta: dict, frame: pl.DataFrame, counts: dict, top_n: int = TOP_N) -> str:
-    top = _top(frame, top_n)
-    lines = [f"Paywatch — {meta['run_id']}", f"For {recipient.name}: {recipient.scope_text}.",
-             f"Run {meta['run_type']} of period {meta['period']} (payroll area {meta['payroll_area']}).",
-             f"Data quality: {meta['dq_status']}.",
-             f"{counts['exceptions']} exception(s) for {counts['staff']} staff member(s): {counts['hold']} hold, "
-             f"{counts['review']} review, {counts['info']} info.", ""]
-    for r in top.iter_rows(named=True):
-        amount = _amount(r["amount_cents"], r["currency"])
-        lines.append(f"- [{r['severity']}] {r['pernr']} {r['full_name'] or ''} — {r['category']}"
-                     f"{' ' + r['wage_type'] if r['wage_type'] else ''}{' ' + amount if amount else ''}: {r['explanation']}")
-    lines += ["", "All exceptions are in the attached workbook, one sheet per category."]
-    return mask_ibans_in("\n".join(lines)) + "\n"
+def rank_by_stake(cases: pl.DataFrame) -> pl.DataFrame:
+    """Largest amount at stake first (none last), then the cases to act on, then PERNR."""
+    if cases.height == 0:
+        return cases
+    return cases.sort(["amount_at_stake_cents", "act", "pernr", "case_id"], descending=[True, True, False, False],
+                      nulls_last=True)
+
+
+def mail_context(recipient: Recipient, meta: dict, cases: pl.DataFrame, counts: dict, top_n: int = TOP_N) -> dict:
+    """Everything the templates show (texts IBAN-masked; HTML escaping is the template's)."""
+    subject, first = headline(recipient, meta, counts)
+    parts = []
+    for p, title in PART_TITLES.items():
+        sub = rank_by_stake(cases.filter(pl.col("part") == p)) if cases.height else cases
+        parts.append({"title": title, "total": sub.height, "rows": _rows(sub.head(top_n)),
+                      "more": max(sub.height - top_n, 0)})
+    due = meta.get("due_date")
+    return {"subject": mask_ibans_in(subject), "first_line": mask_ibans_in(first), "blocked": bool(meta.get("blocked")),
+            "final": meta["run_type"] == "FINAL", "recipient_name": recipient.name, "scope": recipient.scope_text,
+            "run_type": meta["run_type"], "period": meta["period"], "payroll_area": meta["payroll_area"],
+            "dq_status": mask_ibans_in(meta["dq_status"]), "dq_lines": [mask_ibans_in(x) for x in meta.get("dq_notes") or []],
+            "counts": counts, "due": due.isoformat() if due else "", "parts": [] if meta.get("blocked") else parts,
+            "headers": HEADERS}
+
+
+def html_body(ctx: dict) -> str:
+    """The HTML body (autoescaped template)."""
+    return _ENV.get_template("mail.html.j2").render(**ctx)
+
+
+def text_body(ctx: dict) -> str:
+    """The plain-text body."""
+    return mask_ibans_in(_ENV.get_template("mail.txt.j2").render(**ctx))

@@ -106,7 +106,8 @@ def write_to_outbox(pkg: Package, folder: Path, msg: EmailMessage) -> Path:
     """The package as files: message.eml (exactly what is mailed), the workbook, body.html,
     and package.json last (its presence says the package is complete)."""
     private_dir(folder)
-    write_private(folder / pkg.attachment_name, pkg.workbook_bytes)
+    if pkg.workbook_bytes:  # a digest has no workbook
+        write_private(folder / pkg.attachment_name, pkg.workbook_bytes)
     write_private(folder / "body.html", pkg.html.encode("utf-8"))
     write_private(folder / "message.eml", msg.as_bytes())
     marker = {"run_id": pkg.run_id, "recipient": pkg.recipient.key, "content_sha256": pkg.content_sha256,

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import date
 from pathlib import Path
 
 import polars as pl
 
-from paywatch.paths import private_dir
+from paywatch.cases.due import due_date
+from paywatch.delivery.digest import digest_packages
 from paywatch.delivery.outbox import DeliveryOutcome, DeliveryReport, deliver, record_outcomes, write_failure_note
 from paywatch.delivery.package import build_packages
 from paywatch.delivery.smtp import SmtpConfigError, smtp_settings_from_env
-from paywatch.delivery.text import dq_details, dq_status_text, safe_name
-from paywatch.paths import Paths
+from paywatch.delivery.text import dq_lines, dq_status_text, safe_name
+from paywatch.paths import Paths, private_dir
 from paywatch.routing import RoutingError, load_routing
+from paywatch.settings import load_settings
 from paywatch.warehouse.db import make_private_dir
+from paywatch.warehouse.queries import run_info, run_order
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +34,14 @@ def deliver_run_reports(con, run_id: str, findings: pl.DataFrame, status: str, c
     env = os.environ if env is None else env
     try:
         routing = load_routing(paths.home, env)
-        packages = build_packages(con, run_id, findings, dq_status_text(status, checks), Path(out_dir),
-                                  routing=routing, dq_notes=dq_details(checks))
+        blocked = status == "dq_blocked"
+        quiet: list = []
+        dq_status = dq_status_text(status, checks)
+        packages = build_packages(con, run_id, findings, dq_status, Path(out_dir),
+                                  routing=routing, dq_notes=dq_lines(checks, blocked), blocked=blocked,
+                                  due=_calendar_due(con, run_id, paths), quiet=quiet)
+        if routing.mail_empty == "digest":
+            packages += digest_packages(con, run_id, quiet, paths.outbox, Path(out_dir), routing, dq_status)
     except Exception as e:  # noqa: BLE001 — reports must not lose the run
         reason = str(e) if isinstance(e, RoutingError) else f"{type(e).__name__} while building the reports"
         return _not_delivered(run_id, paths, reason, con)
@@ -44,6 +54,19 @@ def deliver_run_reports(con, run_id: str, findings: pl.DataFrame, status: str, c
     except Exception as e:  # noqa: BLE001 — e.g. the outbox folder cannot be created
         return _not_delivered(run_id, paths, f"{type(e).__name__} while delivering: {getattr(e, 'strerror', '') or ''}",
                               con)
+
+
+def _calendar_due(con, run_id: str, paths: Paths) -> date | None:
+    """The due date of the run from the payroll calendar (when it has no case to carry one)."""
+    try:
+        info = run_info(con, run_id)
+        runs = run_order(con, info["payroll_area"])
+        mine = runs.filter(pl.col("run_id") == run_id)["seq"]
+        earlier = (runs.filter((pl.col("period") == info["period"]) & (pl.col("seq") < mine[0]))["run_type"].to_list()
+                   if mine.len() else [])
+        return due_date(info["period"], info["run_type"], load_settings(paths.config)["calendar"], earlier)
+    except Exception:  # noqa: BLE001 — a mail without a due date beats no mail
+        return None
 
 
 def _not_delivered(run_id: str, paths: Paths, reason: str, con=None) -> DeliveryReport:

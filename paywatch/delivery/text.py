@@ -39,7 +39,9 @@ def dq_status_text(status: str, checks: Iterable[dict]) -> str:
     failed_crit = [c["name"] for c in checks if c.get("severity") == "critical" and not c.get("success")]
     warns = [c["name"] for c in checks if c.get("severity") != "critical" and not c.get("success")]
     if status == "dq_blocked" or failed_crit:
-        return "NOT VERIFIED — critical data-quality failure: " + (", ".join(failed_crit) or "see report")
+        n = len(failed_crit)
+        return (f"NOT VERIFIED — the extract failed {n or 'a'} critical data-quality check{'s' if n > 1 else ''}; "
+                "no exceptions were looked for")
     if warns:
         return f"verified, with data-quality warnings: {', '.join(warns)}"
     return f"verified — all {len(checks)} data-quality checks passed" if checks else "verified"
@@ -48,3 +50,12 @@ def dq_status_text(status: str, checks: Iterable[dict]) -> str:
 def dq_details(checks: Iterable[dict]) -> list[str]:
     """The sentences of the failed checks (no personal data: checks name no one)."""
     return [f"{c['name']} ({c['severity']}): {c['detail']}" for c in (checks or []) if not c.get("success")]
+
+
+def dq_lines(checks: Iterable[dict], blocked: bool = False) -> list[str]:
+    """The failed checks in words for mails and workbooks (no internal check names): the
+    critical ones when the run was blocked, else the warnings."""
+    failed = [c for c in (checks or []) if not c.get("success")]
+    crit = [c for c in failed if c.get("severity") == "critical"]
+    return [str(c.get("detail") or c.get("description") or "a data-quality check failed")
+            for c in (crit if blocked and crit else failed)]

@@ -3,8 +3,10 @@
 Grains: `cases` one row per case per run version per configuration version; the view
 `current_cases` one row per case of the current version of each run under its latest
 verification's configuration. The reviewers' decisions on cases are read here
-(`case_decisions`), from the decisions trail as it is stored: one place to change when
-decisions on cases are recorded another way.
+(`case_decisions`: the one in force, for the status; `case_decision_trail`: the latest of any
+kind and the assignee, for the reports), from the decisions trail as it is stored: one place to
+change when decisions on cases are recorded another way. What the reports compare with the last
+run of the period: `previous_run_case_ids`, `resolved_since`.
 """
 
 from __future__ import annotations
@@ -67,19 +69,55 @@ def current_cases(con: duckdb.DuckDBPyConnection, run_id: str) -> pl.DataFrame:
                        [run_id])
 
 
-def resolved_since(con: duckdb.DuckDBPyConnection, run_id: str) -> pl.DataFrame:
-    """Cases of the previous regular run of the same period that this run no longer has —
-    resolved since the last run (grain: one row per case, CASE_COLUMNS of that earlier run)."""
-    return query_frame(con, f"""
+# the previous regular run of the same payroll area and period, in contract order
+_PREVIOUS_RUN = """
 WITH this AS (SELECT payroll_area, period, order_extracted_at, run_id FROM runs WHERE run_id = ? AND is_current),
 prev AS (SELECT r.run_id FROM runs r, this t
          WHERE r.is_current AND r.run_type <> 'OFFCYCLE' AND r.payroll_area = t.payroll_area AND r.period = t.period
            AND (r.order_extracted_at < t.order_extracted_at
                 OR (r.order_extracted_at = t.order_extracted_at AND r.run_id < t.run_id))
-         ORDER BY r.order_extracted_at DESC, r.run_id DESC LIMIT 1)
+         ORDER BY r.order_extracted_at DESC, r.run_id DESC LIMIT 1)"""
+
+
+def resolved_since(con: duckdb.DuckDBPyConnection, run_id: str) -> pl.DataFrame:
+    """Cases of the previous regular run of the same period that this run no longer has —
+    resolved since the last run (grain: one row per case, CASE_COLUMNS of that earlier run)."""
+    return query_frame(con, f"""{_PREVIOUS_RUN}
 SELECT {', '.join('c.' + c for c in CASE_COLUMNS)} FROM current_cases c JOIN prev USING (run_id)
 WHERE c.case_id NOT IN (SELECT case_id FROM current_cases WHERE run_id = ?)
 ORDER BY c.case_id""", [run_id, run_id])
+
+
+def previous_run_case_ids(con: duckdb.DuckDBPyConnection, run_id: str) -> list[str]:
+    """Case ids of the previous regular run of the same period (none before its first run):
+    what "new since the last run" is measured against."""
+    return query_frame(con, f"""{_PREVIOUS_RUN}
+SELECT c.case_id FROM current_cases c JOIN prev USING (run_id) ORDER BY c.case_id""", [run_id])["case_id"].to_list()
+
+
+def case_decision_trail(con: duckdb.DuckDBPyConnection, run_id: str) -> pl.DataFrame:
+    """The latest decision of any kind on the findings of each case of the run (within the
+    run's period, or an 'expected' still valid), and the latest assignee (grain: one row per
+    case that has a decision). Columns case_id, action, decided_by, decided_at, reason,
+    awaiting_approval, approved_by, assignee."""
+    return query_frame(con, """
+WITH d AS (
+    SELECT f.case_id, k.decision_id, k.action, k.actor, k.decided_at, k.reason, k.awaiting_approval,
+           k.approved_by, k.assignee
+    FROM current_findings f JOIN decision_keys k
+      ON (k.identity = f.identity AND (k.decided_in_period IS NULL OR k.decided_in_period = f.period)
+          AND k.action <> 'expected')
+      OR (k.action = 'expected' AND k.pernr = f.pernr AND k.detector = f.detector
+          AND coalesce(k.wage_type, '') = coalesce(f.wage_type, '')
+          AND (k.expires_on IS NULL OR k.expires_on >= strptime(f.period || '01', '%Y%m%d')::DATE))
+    WHERE f.run_id = ? AND f.case_id IS NOT NULL)
+SELECT case_id, arg_max(action, (decided_at, decision_id)) AS action,
+       arg_max(actor, (decided_at, decision_id)) AS decided_by, max(decided_at) AS decided_at,
+       arg_max(reason, (decided_at, decision_id)) AS reason,
+       arg_max(awaiting_approval, (decided_at, decision_id)) AS awaiting_approval,
+       arg_max(approved_by, (decided_at, decision_id)) AS approved_by,
+       arg_max(assignee, (decided_at, decision_id)) FILTER (WHERE action = 'assign') AS assignee
+FROM d GROUP BY case_id ORDER BY case_id""", [run_id])
 
 
 def case_decisions(con: duckdb.DuckDBPyConnection, run_id: str) -> pl.DataFrame:

@@ -112,7 +112,7 @@ def verify(root: Path, db: Path, run_type: str, day: str, rt: str | None, files:
 
 @pytest.fixture(scope="module")
 def journey(tmp_path_factory, mail_env):
-    """SIM1 -> decide (assign, confirm) -> SIM2 -> FINAL (source fixed): the mails of each run."""
+    """SIM1 -> decide (confirm, then assign) -> SIM2 -> FINAL (source fixed): the mails of each run."""
     inbox = mail_env
     root = tmp_path_factory.mktemp("journey")
     home = root / "home"
@@ -128,10 +128,11 @@ def journey(tmp_path_factory, mail_env):
         mails[run_type] = inbox.messages()[seen:]
         if run_type == "SIM1":
             run = f"GV-{PERIOD}-SIM1"
-            decided += paywatch("decide", "assign", "--case", CASE, "--run", run, "--assignee", "J. Martin",
-                                "--by", "A. Reviewer", "--reason", "J. Martin corrects PA0021", "--db", str(db))
+            # confirmed first, assigned after: naming who fixes it leaves the hold confirmed
             decided += paywatch("decide", "confirm", "--case", CASE, "--run", run, "--by", "A. Reviewer",
                                 "--reason", "spouse allowance paid twice the rate", "--db", str(db))
+            decided += paywatch("decide", "assign", "--case", CASE, "--run", run, "--assignee", "J. Martin",
+                                "--by", "A. Reviewer", "--reason", "J. Martin corrects PA0021", "--db", str(db))
     return root, home, mails, decided
 
 

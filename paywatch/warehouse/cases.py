@@ -96,8 +96,9 @@ SELECT c.case_id FROM current_cases c JOIN prev USING (run_id) ORDER BY c.case_i
 
 
 def case_decision_trail(con: duckdb.DuckDBPyConnection, run_id: str) -> pl.DataFrame:
-    """The latest decision of any kind on the findings of each case of the run (within the
-    run's period, or an 'expected' still valid), and the latest assignee (grain: one row per
+    """The latest decision on the findings of each case of the run (within the run's period, or
+    an 'expected' still valid) — an 'assign' only when nothing else was decided, since naming
+    who fixes it changes no status — and the latest assignee (grain: one row per
     case that has a decision). Columns case_id, action, decided_by, decided_at, reason,
     awaiting_approval, approved_by, assignee."""
     return query_frame(con, """
@@ -111,11 +112,11 @@ WITH d AS (
           AND coalesce(k.wage_type, '') = coalesce(f.wage_type, '')
           AND (k.expires_on IS NULL OR k.expires_on >= strptime(f.period || '01', '%Y%m%d')::DATE))
     WHERE f.run_id = ? AND f.case_id IS NOT NULL)
-SELECT case_id, arg_max(action, (decided_at, decision_id)) AS action,
-       arg_max(actor, (decided_at, decision_id)) AS decided_by, max(decided_at) AS decided_at,
-       arg_max(reason, (decided_at, decision_id)) AS reason,
-       arg_max(awaiting_approval, (decided_at, decision_id)) AS awaiting_approval,
-       arg_max(approved_by, (decided_at, decision_id)) AS approved_by,
+SELECT case_id, arg_max(action, (action <> 'assign', decided_at, decision_id)) AS action,
+       arg_max(actor, (action <> 'assign', decided_at, decision_id)) AS decided_by, arg_max(decided_at, (action <> 'assign', decided_at, decision_id)) AS decided_at,
+       arg_max(reason, (action <> 'assign', decided_at, decision_id)) AS reason,
+       arg_max(awaiting_approval, (action <> 'assign', decided_at, decision_id)) AS awaiting_approval,
+       arg_max(approved_by, (action <> 'assign', decided_at, decision_id)) AS approved_by,
        arg_max(assignee, (decided_at, decision_id)) FILTER (WHERE action = 'assign') AS assignee
 FROM d GROUP BY case_id ORDER BY case_id""", [run_id])
 

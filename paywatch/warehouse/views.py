@@ -54,7 +54,7 @@ SELECT f.*, d.action AS decision, d.actor AS decided_by, d.reason AS decision_re
 FROM current_findings f
 LEFT JOIN LATERAL (
     SELECT * FROM decision_keys k
-    WHERE NOT k.awaiting_approval AND ((k.identity = f.identity AND (k.decided_in_period IS NULL OR k.decided_in_period = f.period)
+    WHERE NOT k.awaiting_approval AND k.action <> 'assign' AND ((k.identity = f.identity AND (k.decided_in_period IS NULL OR k.decided_in_period = f.period)
            AND k.action <> 'expected')
        OR (k.action = 'expected' AND k.pernr = f.pernr AND k.detector = f.detector
            AND coalesce(k.wage_type, '') = coalesce(f.wage_type, '')

@@ -21,6 +21,7 @@ import duckdb
 
 from detectors.models.cache import MemoryCache
 from paywatch.paths import private_dir, write_private
+from paywatch.warehouse.db import database_path
 
 FOLDER = "models"
 KEEP = 200  # files kept (a few per month: the pooled forest and one per peer group)
@@ -69,21 +70,15 @@ class ModelFolder:
                 old.unlink()
 
 
-def database_file(con: duckdb.DuckDBPyConnection) -> Path | None:
-    """The file of the connection's warehouse (None for an in-memory database)."""
-    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
-    return Path(row[0]).resolve() if row and row[0] else None
-
-
 def model_cache(con: duckdb.DuckDBPyConnection) -> ModelFolder | MemoryCache | None:
     """The model cache of the connection's warehouse: `<its folder>/models/`, one per folder
     per process (so a warm process keeps its memory); PAYWATCH_MODEL_CACHE=off: none."""
     if os.environ.get("PAYWATCH_MODEL_CACHE", "").lower() in ("off", "0", "false", "no"):
         return None
-    db = database_file(con)
+    db = database_path(con)
     if db is None:
         return _MEMORY
-    folder = db.parent / FOLDER
+    folder = db.resolve().parent / FOLDER
     cache = _FOLDERS.get(folder)
     if cache is None:
         cache = _FOLDERS[folder] = ModelFolder(folder)

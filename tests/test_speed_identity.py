@@ -130,3 +130,32 @@ def test_a_cached_forest_scores_as_the_one_just_fitted(verified):
     x = pw202_isolation.staff_run_features(inp.history.final_lines).select(pw202_isolation.FEATURES).to_numpy()
     assert (again.decision_function(x) == fresh.decision_function(x)).all()
     assert again.threshold_ == fresh.threshold_
+
+
+@pytest.mark.parametrize("iban, bank_country", [
+    ("GB82WEST12345698765432", "GB"),   # valid, the bank's country: settled in polars
+    ("GB82WEST12345698765432", "FR"),   # valid, another country's bank
+    ("GB82WEST12345698765432", None),
+    ("GB83WEST12345698765432", "GB"),   # check digits wrong
+    ("GB82WEST1234569876543", "GB"),    # too short for GB
+    ("GB82 WEST 1234 5698 7654 32", "GB"),
+    ("gb82west12345698765432", "GB"),
+    ("FR1420041010050500013M02606", "FR"),
+    ("FR1420041010050500013M02607", "FR"),
+    ("BE68539007547034", "BE"),         # a country with its own module: stdnum decides
+    ("US12345678", "US"),
+    ("CH9300762011623852957", "CH"),
+    ("CH9300762011623852957", "ch"),
+    ("", "GB"),
+])
+def test_vectorised_iban_check_never_passes_what_stdnum_rejects(iban, bank_country):
+    from detectors.iban import surely_fine
+    from detectors.rules.pw115_bank_integrity import iban_problem
+
+    fine = surely_fine(pl.DataFrame({"iban": [iban], "bank_country": [bank_country]},
+                                    schema={"iban": pl.String, "bank_country": pl.String}))[0]
+    if fine:
+        assert iban_problem(iban, bank_country) is None
+    # the common case is settled without stdnum
+    assert fine == (iban in ("GB82WEST12345698765432", "FR1420041010050500013M02606", "CH9300762011623852957")
+                    and bank_country == iban[:2])

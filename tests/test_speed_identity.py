@@ -130,6 +130,9 @@ def test_a_cached_forest_scores_as_the_one_just_fitted(verified):
     x = pw202_isolation.staff_run_features(inp.history.final_lines).select(pw202_isolation.FEATURES).to_numpy()
     assert (again.decision_function(x) == fresh.decision_function(x)).all()
     assert again.threshold_ == fresh.threshold_
+    # the direct scoring gives scikit-learn's floats exactly (and the rows it was fitted on)
+    assert (fresh.decision_function(x) == -fresh.forest_.score_samples(x)).all()
+    assert (fresh.decision_function(x[:7]) == -fresh.forest_.score_samples(x[:7])).all()
 
 
 @pytest.mark.parametrize("iban, bank_country", [

@@ -26,7 +26,9 @@ from paywatch.warehouse.db import database_path
 FOLDER = "models"
 KEEP = 200  # files kept (a few per month: the pooled forest and one per peer group)
 _FOLDERS: dict[Path, "ModelFolder"] = {}
-_MEMORY = MemoryCache(64)  # processes without a warehouse file (in-memory DuckDB)
+# this process's models, shared by every folder (keys are content-addressed, so a model is
+# the same whichever warehouse asked for it): memory stays bounded however many warehouses
+_MEMORY = MemoryCache(64)
 
 
 class ModelFolder:
@@ -81,5 +83,5 @@ def model_cache(con: duckdb.DuckDBPyConnection) -> ModelFolder | MemoryCache | N
     folder = db.resolve().parent / FOLDER
     cache = _FOLDERS.get(folder)
     if cache is None:
-        cache = _FOLDERS[folder] = ModelFolder(folder)
+        cache = _FOLDERS[folder] = ModelFolder(folder, _MEMORY)
     return cache

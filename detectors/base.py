@@ -85,7 +85,9 @@ class DetectionInput:
     lines: this run's pay lines (pernr, for_period, in_period, wage_type, amount_cents,
     currency, quantity). md: master data as carried by this run (actions, assignments,
     basic_pay, bank_details, family). ref: reference tables (pay_scale, post_adjustment,
-    rates, wage_types). history: earlier runs of the payroll area (`History`).
+    rates, wage_types). history: earlier runs of the payroll area (`History`). models: where
+    fitted models are kept between runs (detectors/models/cache.py `ModelCache`; None = every
+    model is fitted again — the findings are the same either way).
     """
 
     meta: RunMeta
@@ -93,6 +95,7 @@ class DetectionInput:
     md: dict[str, pl.DataFrame]
     ref: dict[str, pl.DataFrame]
     history: History = field(default_factory=History)
+    models: Any = None
 
 
 @dataclass(frozen=True)

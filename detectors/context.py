@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from fractions import Fraction
 
 import polars as pl
 
@@ -56,11 +55,9 @@ def overtime_hours(current: pl.DataFrame) -> pl.DataFrame:
     if ot.height == 0:
         return pl.DataFrame(schema={"pernr": pl.String, "hours_num": pl.Int64, "hours_den": pl.Int64})
     ot = ot.group_by("pernr").agg(pl.col("quantity").first())
-    conv = {v: Fraction(str(v)) for v in ot["quantity"].unique().to_list()}
-    return ot.with_columns(
-        pl.col("quantity").map_elements(lambda v: conv[v].numerator, return_dtype=pl.Int64).alias("hours_num"),
-        pl.col("quantity").map_elements(lambda v: conv[v].denominator, return_dtype=pl.Int64).alias("hours_den"),
-    ).select("pernr", "hours_num", "hours_den")
+    # exact fractions computed once per distinct value (a few dozen), joined to the staff
+    return ot.join(pm.hours_fraction(ot["quantity"]), on="quantity", how="left").select(
+        "pernr", "hours_num", "hours_den")
 
 
 def status_days(actions: pl.DataFrame, period: str, pernrs: pl.Series) -> pl.DataFrame:

@@ -41,10 +41,8 @@ def final_runs_needed(lines: pl.DataFrame, final_lines: pl.DataFrame, runs: pl.D
     """Which earlier FINAL runs' master data the retro check needs, for which staff."""
     paid = lines["pernr"].unique()
     last = last_final_with_pay(final_lines, runs, paid)
-    out: dict[str, list[str]] = {}
-    for pernr, run_id in last.iter_rows():
-        out.setdefault(run_id, []).append(pernr)
-    return out
+    # one row per FINAL run (a handful), not per staff member
+    return dict(last.group_by("run_id", maintain_order=True).agg("pernr").iter_rows())
 
 
 def _effective_changes(now: pl.DataFrame, then: pl.DataFrame, key: list[str]) -> pl.DataFrame:

@@ -32,8 +32,7 @@ def overlaps(frame: pl.DataFrame, keys: tuple[str, ...] | list[str], since: date
     `overlap_to`; null when it does not). Grain: the frame's own (one row per record)."""
     keys = list(keys)
     f = frame.sort([*keys, "valid_from", "valid_to"])
-    prev_end = pl.col("valid_to").cum_max().shift(1).over(keys)
-    f = f.with_columns(prev_end.alias("_prev_end"))
+    f = f.with_columns(_running_end(f, keys).alias("_prev_end"))
     hit = (pl.col("_prev_end") >= pl.col("valid_from")).fill_null(False)
     f = f.with_columns(
         pl.when(hit).then(pl.col("valid_from")).alias("overlap_from"),
@@ -47,3 +46,26 @@ def overlaps(frame: pl.DataFrame, keys: tuple[str, ...] | list[str], since: date
     return f.with_columns(touches.fill_null(False).alias("overlaps")).with_columns(
         [pl.when(pl.col("overlaps")).then(pl.col(c)).alias(c) for c in ("overlap_from", "overlap_to")]
     ).drop("_prev_end")
+
+
+def _running_end(f: pl.DataFrame, keys: list[str]) -> pl.Series:
+    """For each row of `f` (sorted by `keys`, then start): the latest end among the earlier rows
+    of its key (null for a key's first row) — `valid_to.cum_max().shift(1).over(keys)`,
+    computed without a window per key (thousands of small windows cost seconds): the rows of
+    a key are contiguous, so one running maximum over the frame, with each key's ends lifted
+    above every earlier key's, gives each key's own running maximum."""
+    if f.height == 0:
+        return pl.Series("_prev_end", [], dtype=f.schema["valid_to"])
+    new_key = pl.lit(False)
+    for k in keys:
+        new_key = new_key | pl.col(k).ne_missing(pl.col(k).shift(1))
+    days = pl.col("valid_to").cast(pl.Int64)
+    span = f.select((days.max() - days.min() + 1).fill_null(1)).item()
+    low = f.select(days.min().fill_null(0)).item()
+    segment = new_key.fill_null(True).cum_sum().cast(pl.Int64)  # first row: shift gives null
+    lifted = segment * span + (days - low)
+    out = f.select(
+        pl.when(new_key.fill_null(True)).then(None)
+        .otherwise(lifted.cum_max().shift(1) - segment * span + low)
+        .cast(pl.Int64).cast(pl.Date).alias("_prev_end"))
+    return out["_prev_end"].cast(f.schema["valid_to"])

@@ -37,6 +37,7 @@ from paywatch.warehouse import queries as q
 from paywatch.warehouse.db import make_private_dir, transaction
 from paywatch.warehouse.findings import FINDING_COLUMNS, first_seen, store_verification, stored_verification
 from paywatch.warehouse.load import LoadResult, load_run, quarantine
+from paywatch.warehouse.models import model_cache
 from paywatch.warehouse.resource import Warehouse
 
 MASTER = ("actions", "assignments", "basic_pay", "bank_details", "family")
@@ -88,7 +89,7 @@ def detection_input(con: duckdb.DuckDBPyConnection, run_id: str) -> DetectionInp
         pay_date=info["pay_date"],
         extracted_at=str(info["extracted_at"]),
     )
-    return DetectionInput(meta, lines, md, ref, history)
+    return DetectionInput(meta, lines, md, ref, history, models=model_cache(con))
 
 
 def _master_data(con, run_id: str, pernrs: list[str] | None = None) -> dict[str, pl.DataFrame]:

@@ -36,7 +36,10 @@ def _t(value) -> str:
 
 def exceptions_csv_text(run_id: str, findings: pl.DataFrame) -> str:
     """The contract's projection of findings: header, one row per exception, sorted."""
-    rows = findings.sort(["pernr", "detector", "wage_type", "for_period"], nulls_last=False).iter_rows(named=True)
+    # the contract's order, then category and text: rows of one PERNR, detector, LGART and FPPER
+    # (a detector raising two categories on one line) come out the same every time
+    rows = findings.sort(["pernr", "detector", "wage_type", "for_period", "category", "explanation"],
+                         nulls_last=False).iter_rows(named=True)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(EXCEPTIONS_HEADER)

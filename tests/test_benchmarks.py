@@ -18,7 +18,8 @@ import duckdb
 from detectors.registry import ALL_DETECTORS
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("simulate_s", "read_s", "load_s", "validate_s", "detect_s", "report_s", "verify_wall_s", "floor_s")
+STAGES = ("simulate_s", "read_s", "load_s", "validate_s", "detect_fit_s", "detect_s", "report_s", "verify_wall_s",
+          "warm_verify_s", "floor_s")
 
 
 def _run(*args: str) -> str:
@@ -38,6 +39,8 @@ def test_scale_benchmark_measures_every_stage(tmp_path):
     assert 50 < float(row["verify_peak_rss_mb"]) < 4096
     assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "detect/floor" in out and "Detection by detector" in out
+    # the one line issue #17 asks for, last: no size of 10,000 staff or more was run here
+    assert out.strip().splitlines()[-1] == "detect_floor_ratio_max=nan warm_verify_10k_s=nan cold_verify_10k_s=nan"
 
 
 def test_query_benchmark_builds_times_and_runs_the_notebooks(tmp_path):

@@ -56,10 +56,10 @@ def windows(ctx: Context) -> dict[str, str]:
     period = ctx.meta.period
     paid_now = ctx.current.filter(~pl.col("wage_type").str.starts_with("/"))["pernr"].unique()
     last = h.last_final_with_pay(hist.final_lines, hist.runs, paid_now)
-    by_run: dict[str | None, list[str]] = {}
-    known = dict(last.iter_rows())
-    for p in paid_now.to_list():
-        by_run.setdefault(known.get(p), []).append(p)
+    # staff by the FINAL that last paid them (None: never paid), grouped in polars
+    by_run: dict[str | None, list[str]] = dict(
+        pl.DataFrame({"pernr": paid_now}).join(last, on="pernr", how="left")
+        .group_by("run_id", maintain_order=True).agg("pernr").iter_rows())
     out: dict[str, str] = {}
     first_allowed = h.window_start(period)
     for run_id, pernrs in by_run.items():

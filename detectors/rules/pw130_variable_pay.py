@@ -5,7 +5,11 @@ a share of the month's net base salary (1000), so proration by days cancels out:
 (and an amount) above `spike_ratio` x the usual one — the lower median of the look-back
 FINAL runs, so that an earlier spike paid at FINAL does not become the yardstick — is a
 spike (review), unless it repeats the latest FINAL's amount (a raise kept is the new usual).
-Changes of other deductions (3300) are reported as info, for context.
+Changes of other deductions (3300) are reported as info, for context — as review when the
+share is `jump_ratio` x its usual one or more (a garnishment tripled). A recurring variable
+line (1500 or 3300 in each of the last `recurring_runs` FINALs that paid the staff member)
+missing from a run that pays them is `variable_pay_stopped` (review): an allowance or
+deduction that ends is a change someone decided, and nothing in the run says who.
 """
 
 from __future__ import annotations
@@ -26,7 +30,12 @@ CONFIG = (ENABLED,
           Key("change_tolerance", float, "relative changes of 3300 within this of its past range are not reported"),
           Key("no_history_max_share", float, "without FINAL history: 1500 above this share of 1000 is a spike"),
           Key("spike_severity", str, "severity of a 1500 spike", SEVERITY.choices),
-          Key("change_severity", str, "severity of a 3300 change", SEVERITY.choices))
+          Key("change_severity", str, "severity of a 3300 change", SEVERITY.choices),
+          Key("jump_ratio", float, "a 3300 share at least this multiple of its usual one is a jump ..."),
+          Key("jump_severity", str, "... reported with this severity", SEVERITY.choices),
+          Key("recurring_runs", int, "1500/3300 in each of this many latest FINALs that paid the staff member "
+              "is recurring"),
+          Key("stopped_severity", str, "severity of a recurring 1500/3300 line missing", SEVERITY.choices))
 
 
 def _relative(lines: pl.DataFrame, wts: list[str]) -> pl.DataFrame:
@@ -90,6 +99,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
         if not is_spa and r["past_min"] * (1 - tol) <= rel <= r["past_max"] * (1 + tol):
             continue
         category = "special_allowance_spike" if spike else "deduction_change"
+        jump = not is_spa and rel >= r["usual"] * params.jump_ratio and abs(r["amount"]) >= r["usual_amount"] * \
+            params.jump_ratio
         text = (f"{ctx.text(r['wage_type'])} ({r['wage_type']}) is {money(r['amount'], r['currency'])}, "
                 f"{rel:.1%} of net base salary; in the last FINAL runs it was {r['past_min']:.1%} to {r['past_max']:.1%}"
                 + (f", usually {r['usual']:.1%} — {rel / max(r['usual'], 1e-9):.1f} times that." if spike else "."))
@@ -99,11 +110,44 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                  calibrated(max(rel / max(r["past_max"], 1e-9) - 1, 1 - rel / max(r["past_min"], 1e-9)), tol))
         rows.append(finding(ctx, params, r["pernr"], category, text, owner="HR" if is_spa else "FINANCE",
                             wage_type=r["wage_type"], amount_cents=r["amount"], currency=r["currency"], score=score,
-                            severity=params.spike_severity if spike else params.change_severity,
+                            severity=params.spike_severity if spike else (params.jump_severity if jump
+                                                                           else params.change_severity),
                             evidence={"share_of_base": round(rel, 4), "past_min_share": round(r["past_min"], 4),
                                       "past_max_share": round(r["past_max"], 4), "usual_share": round(r["usual"], 4)}))
+    rows.extend(_stopped(ctx, hist, params, wts))
     return findings_frame(rows)
 
 
-DETECTOR = Detector(CODE, "variable_pay_change", ("special_allowance_spike", "deduction_change"), run, config=CONFIG,
+def _stopped(ctx: Context, hist: pl.DataFrame, params: Params, wts: list[str]) -> list[dict]:
+    """Recurring 1500/3300 lines missing this run: the wage type in each of the latest
+    `recurring_runs` FINALs that paid the staff member, none of it now though they are paid."""
+    n = params.recurring_runs
+    paid_now = ctx.current.filter(pl.col("wage_type") == pm.WT_BASE).select("pernr").unique()
+    if hist.height == 0 or paid_now.height == 0:
+        return []
+    cur = hist.filter(pl.col("for_period") == pl.col("in_period"))
+    # the latest n FINALs that paid each staff member (their runs in contract order = in_period)
+    their = (cur.filter(pl.col("wage_type") == pm.WT_BASE).select("pernr", "run_id", "in_period").unique()
+             .join(paid_now, on="pernr").sort("in_period", descending=True)
+             .group_by("pernr").head(n))
+    counts = their.group_by("pernr").agg(pl.len().alias("_runs"))
+    have = (cur.filter(pl.col("wage_type").is_in(wts)).join(their.select("pernr", "run_id"), on=["pernr", "run_id"])
+            .group_by("pernr", "wage_type").agg(pl.col("run_id").n_unique().alias("_with"),
+                                                 pl.col("amount_cents").sort_by("in_period").last().alias("last"),
+                                                 pl.col("currency").last(), pl.col("in_period").max().alias("month")))
+    now = ctx.current.filter(pl.col("wage_type").is_in(wts)).select("pernr", "wage_type").unique()
+    gone = (have.join(counts, on="pernr").filter((pl.col("_runs") >= n) & (pl.col("_with") >= n))
+            .join(now, on=["pernr", "wage_type"], how="anti").sort("pernr", "wage_type"))
+    return [finding(ctx, params, r["pernr"], "variable_pay_stopped",
+                    (f"{ctx.text(r['wage_type'])} ({r['wage_type']}) of {money(r['last'], r['currency'])} was paid "
+                     f"in each of the last {n} FINAL runs (latest {r['month']}) and is missing from this run, "
+                     f"which pays the staff member."),
+                    owner="HR" if r["wage_type"] == pm.WT_SPECIAL_POST else "FINANCE", wage_type=r["wage_type"],
+                    amount_cents=0, expected_cents=r["last"], currency=r["currency"], severity=params.stopped_severity,
+                    evidence={"recurring_runs": n, "last_cents": r["last"], "last_period": r["month"]})
+            for r in gone.iter_rows(named=True)]
+
+
+DETECTOR = Detector(CODE, "variable_pay_change", ("special_allowance_spike", "deduction_change", "variable_pay_stopped"),
+                    run, config=CONFIG,
                     description="Compares variable wage types with the staff member's own FINAL history.")

@@ -366,6 +366,8 @@ def mutate(inp, kind: str, pernrs: list[str], rng, usual: dict[str, dict[str, fl
         for p in pernrs:
             # deterministic wage types only (the pay model's): variable pay is group (b)
             own = body.filter((pl.col("pernr") == p) & pl.col("wage_type").is_in(list(pm.MODEL_WAGE_TYPES)))
+            if kind == "drop_line":  # an overtime line gone is a claim not made: nothing says it was
+                own = own.filter(pl.col("wage_type") != pm.WT_OVERTIME)
             if own.height == 0:
                 continue
             wt = own["wage_type"][int(rng.integers(own.height))]

@@ -54,3 +54,35 @@ def test_quality_on_a_fresh_seed():
     print(f"seed {seed}: recall {full.recall:.4f}, hold precision {full.hold_precision:.4f}, "
           f"peak months {full.peak_periods}, by kind {full.by_kind}")
     _assert_quality(full)
+
+
+def test_regimes_put_their_events_in_the_runs():
+    """Each regime shows in the extract (a simulation only, no detection): session peaks; a second
+    off-cycle run that pays new advances and some of the first run's again, fewer duplicates
+    than legitimate payments; corrections re-delivered under the same run_id; a hiring wave."""
+    from paywatch.simulate import Simulation
+    from paywatch.simulate.engine import REGIMES
+
+    sim = Simulation(SimConfig(staff=600, months=3, start="202511", seed=4242, regimes=REGIMES,
+                               session_month_share=1.0, second_offcycle_share=1.0, duplicate_advance_share=1.0,
+                               correction_share=0.3))
+    runs = list(sim.iter_runs())
+    assert sim.session_periods == sim.periods
+    oc2 = [o for o in runs if o.plan.run_id.endswith("-OC2")]
+    assert len(oc2) == 3
+    seen = 0
+    for o in oc2:
+        payees = o.frames["pay_lines"].filter(o.frames["pay_lines"]["wage_type"] == "2000")["pernr"].to_list()
+        dups = {p for _, p, k in o.truth if k == "duplicate_advance"}
+        assert len(dups) < len(payees) - len(dups)  # legitimate advances outnumber the errors
+        oc1 = [r for r in runs if r.plan.run_id == o.plan.run_id.replace("OC2", "OC1")]
+        assert not dups or dups <= set(oc1[-1].frames["pay_lines"]["pernr"].to_list())
+        seen += len(dups)
+    # and in regular runs: the off-cycle run's advance paid again by the regular payroll
+    seen += sum(k == "duplicate_advance" for o in runs if o.plan.run_type != "OFFCYCLE" for _, _, k in o.truth)
+    assert seen
+    again = [o for o in runs if o.version == 2]
+    assert again and all(sum(r.plan.run_id == o.plan.run_id for r in runs) == 2 for o in again)
+    assert sim.wave_periods and sum(m in sim.wave_periods for m in sim.newcomers.values()) >= 600 * 0.02
+    # the default area keeps to the plain regime (the committed sample and the pilot rely on it)
+    assert SimConfig().regimes == ("peaks",)

@@ -5,6 +5,8 @@ a share of the month's net base salary (1000), so proration by days cancels out:
 (and an amount) above `spike_ratio` x the usual one — the lower median of the look-back
 FINAL runs, so that an earlier spike paid at FINAL does not become the yardstick — is a
 spike (review), unless it repeats the latest FINAL's amount (a raise kept is the new usual).
+Without FINAL history, the same jump against the latest earlier run of this month (a
+simulation: `History.period_lines`) is a spike, and so is a share above `no_history_max_share`.
 Changes of other deductions (3300) are reported as info, for context — as review when the
 share is `jump_ratio` x its usual one or more (a garnishment tripled). A recurring variable
 line (1500 or 3300 in each of the last `recurring_runs` FINALs that paid the staff member)
@@ -57,7 +59,7 @@ def _without_history(ctx: Context, hist: pl.DataFrame, params: Params) -> list[d
     seen = hist.filter(pl.col("wage_type") == pm.WT_SPECIAL_POST).select("pernr").unique()
     now = (_relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), [pm.WT_SPECIAL_POST])
            .join(seen, on="pernr", how="anti").filter(pl.col("rel") > limit))
-    return [finding(ctx, params, r["pernr"], "special_allowance_spike",
+    rows = [finding(ctx, params, r["pernr"], "special_allowance_spike",
                     (f"{ctx.text(pm.WT_SPECIAL_POST)} ({pm.WT_SPECIAL_POST}) is {money(r['amount'], r['currency'])}, "
                      f"{r['rel']:.0%} of net base salary, with no earlier FINAL to compare with; more than "
                      f"{limit:.0%} is not plausible for a special post allowance."),
@@ -65,6 +67,30 @@ def _without_history(ctx: Context, hist: pl.DataFrame, params: Params) -> list[d
                     score=calibrated(r["rel"], limit), severity=params.spike_severity,
                     evidence={"share_of_base": round(r["rel"], 4), "limit_share": limit})
             for r in now.iter_rows(named=True)]
+    # no FINAL yet, but an earlier run of this very month (a simulation) paid it: an allowance
+    # that is usually the same every month does not jump between rehearsals of one month
+    prev_lines = ctx.inp.history.period_lines
+    if prev_lines.height == 0:
+        return rows
+    ratio = params.spike_ratio
+    prev = (_relative(prev_lines.filter(pl.col("for_period") == pl.col("in_period")), [pm.WT_SPECIAL_POST])
+            .join(seen, on="pernr", how="anti")
+            .select("pernr", pl.col("rel").alias("prev_rel"), pl.col("amount").alias("prev_amount"), "run_id"))
+    cur = (_relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), [pm.WT_SPECIAL_POST])
+           .join(seen, on="pernr", how="anti").filter(pl.col("rel") <= limit).drop("run_id")
+           .join(prev, on="pernr")
+           .filter((pl.col("rel") > pl.col("prev_rel") * ratio) & (pl.col("amount") > pl.col("prev_amount") * ratio)))
+    rows += [finding(ctx, params, r["pernr"], "special_allowance_spike",
+                     (f"{ctx.text(pm.WT_SPECIAL_POST)} ({pm.WT_SPECIAL_POST}) is {money(r['amount'], r['currency'])}, "
+                      f"{r['rel']:.1%} of net base salary, {r['rel'] / max(r['prev_rel'], 1e-9):.1f} times the "
+                      f"{r['prev_rel']:.1%} ({money(r['prev_amount'], r['currency'])}) of {r['run_id']} for the same "
+                      f"month (no earlier FINAL)."),
+                     owner="HR", wage_type=pm.WT_SPECIAL_POST, amount_cents=r["amount"], currency=r["currency"],
+                     score=calibrated(r["rel"] / max(r["prev_rel"], 1e-9), ratio), severity=params.spike_severity,
+                     evidence={"share_of_base": round(r["rel"], 4), "earlier_run": r["run_id"],
+                               "earlier_share": round(r["prev_rel"], 4), "earlier_cents": r["prev_amount"]})
+             for r in cur.iter_rows(named=True)]
+    return rows
 
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:

@@ -9,7 +9,8 @@ Without FINAL history, the same jump against the latest earlier run of this mont
 simulation: `History.period_lines`) is a spike, and so is a share above `no_history_max_share`.
 Changes of other deductions (3300) are reported as info, for context — as review when the
 share is `jump_ratio` x its usual one or more (a garnishment tripled). A recurring variable
-line (1500 or 3300 in each of the last `recurring_runs` FINALs that paid the staff member)
+line (1500 or 3300 in each of the last `recurring_runs` FINALs that paid the staff member, or
+in each there is when the history is shorter)
 missing from a run that pays them is `variable_pay_stopped` (review): an allowance or
 deduction that ends is a change someone decided, and nothing in the run says who.
 """
@@ -146,7 +147,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
 
 def _stopped(ctx: Context, hist: pl.DataFrame, params: Params, wts: list[str]) -> list[dict]:
     """Recurring 1500/3300 lines missing this run: the wage type in each of the latest
-    `recurring_runs` FINALs that paid the staff member, none of it now though they are paid."""
+    `recurring_runs` FINALs that paid the staff member (each of those there are, when fewer),
+    none of it now though they are paid."""
     n = params.recurring_runs
     paid_now = ctx.current.filter(pl.col("wage_type") == pm.WT_BASE).select("pernr").unique()
     if hist.height == 0 or paid_now.height == 0:
@@ -162,15 +164,16 @@ def _stopped(ctx: Context, hist: pl.DataFrame, params: Params, wts: list[str]) -
                                                  pl.col("amount_cents").sort_by("in_period").last().alias("last"),
                                                  pl.col("currency").last(), pl.col("in_period").max().alias("month")))
     now = ctx.current.filter(pl.col("wage_type").is_in(wts)).select("pernr", "wage_type").unique()
-    gone = (have.join(counts, on="pernr").filter((pl.col("_runs") >= n) & (pl.col("_with") >= n))
+    # in every one of those FINALs (fewer than n when the history is shorter: as far as it goes)
+    gone = (have.join(counts, on="pernr").filter(pl.col("_with") >= pl.col("_runs"))
             .join(now, on=["pernr", "wage_type"], how="anti").sort("pernr", "wage_type"))
     return [finding(ctx, params, r["pernr"], "variable_pay_stopped",
                     (f"{ctx.text(r['wage_type'])} ({r['wage_type']}) of {money(r['last'], r['currency'])} was paid "
-                     f"in each of the last {n} FINAL runs (latest {r['month']}) and is missing from this run, "
+                     f"in each of the last {r['_runs']} FINAL runs that paid the staff member (latest {r['month']}) and is missing from this run, "
                      f"which pays the staff member."),
                     owner="HR" if r["wage_type"] == pm.WT_SPECIAL_POST else "FINANCE", wage_type=r["wage_type"],
                     amount_cents=0, expected_cents=r["last"], currency=r["currency"], severity=params.stopped_severity,
-                    evidence={"recurring_runs": n, "last_cents": r["last"], "last_period": r["month"]})
+                    evidence={"recurring_runs": r["_runs"], "last_cents": r["last"], "last_period": r["month"]})
             for r in gone.iter_rows(named=True)]
 
 

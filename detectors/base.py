@@ -66,8 +66,8 @@ class History:
     the earlier OFFCYCLE runs (advances paid between regular runs). final_md: master data as
     carried by the earlier FINALs the retro check needs (run_id -> same keys as
     DetectionInput.md), for the staff it needs. pay_date and extracted_at: this run's.
-    period_lines: pay lines of the latest earlier regular run of this run's own period (SIM1..
-    FINAL; what the month looked like one rehearsal ago), with `run_id`; empty when none.
+    period_lines: pay lines of the earlier regular runs of this run's own period (SIM1..FINAL;
+    what the month looked like at its earlier rehearsals), with `run_id`; empty when none.
     """
 
     runs: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RUN_SCHEMA))

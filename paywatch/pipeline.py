@@ -90,7 +90,7 @@ def detection_input(con: duckdb.DuckDBPyConnection, run_id: str) -> DetectionInp
         pay_date=info["pay_date"],
         extracted_at=str(info["extracted_at"]),
         period_lines=q.lines_of_runs(con, runs.filter((pl.col("period") == meta.period)
-                                                      & pl.col("run_type").is_in(REGULAR_RUNS)).tail(1)),
+                                                      & pl.col("run_type").is_in(REGULAR_RUNS))),
     )
     return DetectionInput(meta, lines, md, ref, history)
 

@@ -5,8 +5,8 @@ a share of the month's net base salary (1000), so proration by days cancels out:
 (and an amount) above `spike_ratio` x the usual one — the lower median of the look-back
 FINAL runs, so that an earlier spike paid at FINAL does not become the yardstick — is a
 spike (review), unless it repeats the latest FINAL's amount (a raise kept is the new usual).
-Without FINAL history, the same jump against the latest earlier run of this month (a
-simulation: `History.period_lines`) is a spike, and so is a share above `no_history_max_share`.
+Without FINAL history, the same jump against the earlier runs of this month (simulations:
+`History.period_lines`, the lowest of them) is a spike, and so is a share above `no_history_max_share`.
 Changes of other deductions (3300) are reported as info, for context — as review when the
 share is `jump_ratio` x its usual one or more (a garnishment tripled). A recurring variable
 line (1500 or 3300 in each of the last `recurring_runs` FINALs that paid the staff member, or
@@ -74,9 +74,11 @@ def _without_history(ctx: Context, hist: pl.DataFrame, params: Params) -> list[d
     if prev_lines.height == 0:
         return rows
     ratio = params.spike_ratio
+    # the lowest of the month's earlier runs: a spike that arrived at SIM2 is still one at SIM3
     prev = (_relative(prev_lines.filter(pl.col("for_period") == pl.col("in_period")), [pm.WT_SPECIAL_POST])
-            .join(seen, on="pernr", how="anti")
-            .select("pernr", pl.col("rel").alias("prev_rel"), pl.col("amount").alias("prev_amount"), "run_id"))
+            .join(seen, on="pernr", how="anti").sort("rel", "run_id")
+            .group_by("pernr").agg(pl.col("rel").first().alias("prev_rel"), pl.col("amount").first().alias("prev_amount"),
+                                   pl.col("run_id").first()))
     cur = (_relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), [pm.WT_SPECIAL_POST])
            .join(seen, on="pernr", how="anti").filter(pl.col("rel") <= limit).drop("run_id")
            .join(prev, on="pernr")
@@ -155,9 +157,12 @@ def _stopped(ctx: Context, hist: pl.DataFrame, params: Params, wts: list[str]) -
         return []
     cur = hist.filter(pl.col("for_period") == pl.col("in_period"))
     # the latest n FINALs that paid each staff member (their runs in contract order = in_period)
+    # a FINAL that paid the staff member a negative net was no usual month (a deduction that
+    # wrong is not one whose end is news)
+    negative = hist.filter((pl.col("wage_type") == "/560") & (pl.col("amount_cents") < 0)).select("pernr", "run_id")
     their = (cur.filter(pl.col("wage_type") == pm.WT_BASE).select("pernr", "run_id", "in_period").unique()
-             .join(paid_now, on="pernr").sort("in_period", descending=True)
-             .group_by("pernr").head(n))
+             .join(paid_now, on="pernr").join(negative, on=["pernr", "run_id"], how="anti")
+             .sort("in_period", descending=True).group_by("pernr").head(n))
     counts = their.group_by("pernr").agg(pl.len().alias("_runs"))
     have = (cur.filter(pl.col("wage_type").is_in(wts)).join(their.select("pernr", "run_id"), on=["pernr", "run_id"])
             .group_by("pernr", "wage_type").agg(pl.col("run_id").n_unique().alias("_with"),

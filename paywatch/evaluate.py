@@ -175,8 +175,10 @@ def regime_line(name: str, s: Summary, target: dict) -> str:
             f"worst_kind={worst[0]}:{worst[1]:.3f}{extra} targets={'met' if meets(s, target) else 'MISSED'}")
 
 
-def month_noise(summary: Summary, special_periods: list[str]) -> dict[str, tuple[float, float, bool]]:
-    """False-alarm rate of each special month against the others' mean + 2 sd.
+def month_noise(summary: Summary, special_periods: list[str], floor: float = 0.001
+                ) -> dict[str, tuple[float, float, bool]]:
+    """False-alarm rate of each special month against the others' mean + 2 sd (at least
+    `floor`: one review among a thousand staff is no population flagged).
     Returns {period: (rate, limit, within)}; regular runs only."""
     per_period: dict[str, list[float]] = {}
     for r in summary.runs:
@@ -188,7 +190,7 @@ def month_noise(summary: Summary, special_periods: list[str]) -> dict[str, tuple
         others = [v for q, v in rates.items() if q not in special_periods]
         if p not in rates or len(others) < 2:
             continue
-        limit = statistics.mean(others) + 2 * statistics.stdev(others)
+        limit = max(statistics.mean(others) + 2 * statistics.stdev(others), floor)
         out[p] = (rates[p], limit, rates[p] <= limit + 1e-12)
     return out
 

@@ -8,8 +8,14 @@ from __future__ import annotations
 import os
 import random
 
-from paywatch.evaluate import evaluate, month_noise
+from paywatch.evaluate import (DETERMINISTIC, MUTATIONS, VARIABLE, evaluate, evaluate_mutations, group_score,
+                               month_fa, month_noise)
 from paywatch.simulate import SimConfig
+from paywatch.simulate.engine import REGIMES
+
+RECALL_BAR = 0.95
+DETERMINISTIC_BAR = 0.99
+VARIABLE_BAR = 0.8
 
 
 def _fresh_seed() -> int:
@@ -21,24 +27,30 @@ def _fresh_seed() -> int:
 
 def _assert_quality(full) -> None:
     """Hold precision 0.95 and false alarms <= 0.3 % of clean staff in every month, unit-wide
-    overtime peaks (session months) included. Recall is held below the issue's 0.99 because
-    of the first month without any FINAL (README, Detection quality): a special post
-    allowance tripled from a small amount, or an overtime claim in a unit that is itself
-    peaking, can sit inside what peers are paid, so those two kinds are left out of the
-    per-kind bar."""
+    overtime peaks (session months) included — overall and in every regime (peaks, advances
+    paid twice, corrections, hiring waves, the first month). Recall is held below the issue's
+    0.99 because of the first month without any FINAL (README, Detection quality): a special
+    post allowance tripled from a small amount before the month's first simulation can sit
+    inside what peers are paid, so that kind has the lower bar."""
     assert full.hold_precision >= 0.95
     assert max(full.false_alarm_rates_by_month().values()) <= 0.003, full.false_alarm_rates()
     assert full.worst_false_alarm_rate(full.peak_periods) <= 0.003
-    assert full.recall >= 0.95
-    others = {k: v for k, v in full.by_kind.items() if k not in ("special_allowance_spike", "overtime_outlier")}
+    assert full.recall >= RECALL_BAR
+    for name, r in full.regimes.items():
+        assert r.hold_precision >= 0.95, name
+        assert month_fa(r) <= 0.003, name
+    spa = full.by_kind.get("special_allowance_spike", 1.0)
+    assert spa >= 0.5, full.by_kind  # present ~10 times in 1,000 x 3; first-month ones may sit inside peers
+    others = {k: v for k, v in full.by_kind.items() if k != "special_allowance_spike"}
     assert min(others.values()) >= 0.75, others  # a kind present 4-8 times: one miss is 0.8-0.875
 
 
 def test_quality_targets_on_a_small_area():
-    full, rules = evaluate(SimConfig(staff=1000, months=3, start="202511", seed=202))
+    full, rules = evaluate(SimConfig(staff=1000, months=3, start="202511", seed=202, regimes=REGIMES))
     print(f"seed 202: recall {full.recall:.4f}, peak months {full.peak_periods}, by kind {full.by_kind}")
     _assert_quality(full)
     assert len(full.by_kind) >= 15  # nearly every error kind occurred
+    assert set(full.regimes) >= {"first_month", "advances", "corrections"}
     # the January scale revision does not flag the population
     noise = month_noise(full, ["202601"])
     assert all(ok for *_, ok in noise.values())
@@ -50,10 +62,26 @@ def test_quality_targets_on_a_small_area():
 
 def test_quality_on_a_fresh_seed():
     seed = _fresh_seed()
-    full, _ = evaluate(SimConfig(staff=1000, months=3, start="202511", seed=seed))
+    full, _ = evaluate(SimConfig(staff=1000, months=3, start="202511", seed=seed, regimes=REGIMES))
     print(f"seed {seed}: recall {full.recall:.4f}, hold precision {full.hold_precision:.4f}, "
           f"peak months {full.peak_periods}, by kind {full.by_kind}")
     _assert_quality(full)
+
+
+def test_mutation_harness_groups():
+    """Generic mutations of clean runs (400 staff, the second month, 5 per class): group (a),
+    deterministic wage types and master data, all caught; group (b), variable pay scaled to
+    3x the usual amount or more or a recurring variable line dropped, mostly; no false alarm
+    above 0.3 %."""
+    scores = evaluate_mutations(SimConfig(staff=400, months=2, start="202511", seed=31, regimes=REGIMES),
+                                per_class=5, seed=31)
+    det, var = group_score(scores, DETERMINISTIC), group_score(scores, VARIABLE)
+    print({k: (s.applied, s.caught) for k, s in scores.items()})
+    assert det.applied >= 50 and var.applied >= 10
+    assert det.caught / det.applied >= DETERMINISTIC_BAR
+    assert var.caught / var.applied >= VARIABLE_BAR
+    allm = group_score(scores, MUTATIONS)
+    assert allm.false_alarms / allm.clean_staff <= 0.003
 
 
 def test_regimes_put_their_events_in_the_runs():
@@ -86,3 +114,13 @@ def test_regimes_put_their_events_in_the_runs():
     assert sim.wave_periods and sum(m in sim.wave_periods for m in sim.newcomers.values()) >= 600 * 0.02
     # the default area keeps to the plain regime (the committed sample and the pilot rely on it)
     assert SimConfig().regimes == ("peaks",)
+
+
+def test_evaluate_refuses_an_unknown_regime():
+    from typer.testing import CliRunner
+
+    from paywatch.cli import app
+
+    res = CliRunner().invoke(app, ["evaluate", "--regimes", "peaks,holidays"])
+    assert res.exit_code == 2
+    assert "unknown regime 'holidays'" in res.output and "Traceback" not in res.output

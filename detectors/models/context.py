@@ -76,17 +76,22 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
                    floor_rel: float, upper_iqr: float = 1.0) -> pl.DataFrame:
     """`now` (pernr, value, ...) with the peer reference of each row: peer_median, peer_scale,
     peer_upper (the top of the group's usual range: third quartile + `upper_iqr` x the
-    interquartile range), peer_n and peer_group (the most specific group of at least
-    `min_group`; null when even the category is smaller). Staff without facts this month (no
-    assignment) get none."""
+    interquartile range) — each over the group's other members —, peer_n (the group's size)
+    and peer_group (the most specific group of at least `min_group`; null when even the
+    category is smaller). Staff without facts this month (no assignment) get none."""
     who = facts.select("pernr", "entity", "staff_category", "grade").unique("pernr", keep="first")
     x = now.join(who, on="pernr", how="left").with_columns(band(split))
-    med_e, spread_e = _robust(pl.col("value"), floor, floor_rel)
-    q1, q3 = pl.col("value").quantile(0.25, "linear"), pl.col("value").quantile(0.75, "linear")
+    # the statistics of the OTHER members of the group (leave one out): in a group of five,
+    # one claim of 79 h must not widen the very spread it is measured against
+    med_e, spread_e = _robust(pl.col("_ov"), floor, floor_rel)
+    q1, q3 = pl.col("_ov").quantile(0.25, "linear"), pl.col("_ov").quantile(0.75, "linear")
     upper_e = q3 + upper_iqr * (q3 - q1)
     for i, keys in enumerate(LEVELS):
-        x = x.with_columns(med_e.over(keys).alias(f"_m{i}"), spread_e.over(keys).alias(f"_s{i}"),
-                           upper_e.over(keys).alias(f"_u{i}"), pl.len().over(keys).alias(f"_n{i}"))
+        keys = list(keys)
+        others = x.select(*keys, pl.col("pernr").alias("_op"), pl.col("value").alias("_ov"))
+        stats = (x.select("pernr", *keys).join(others, on=keys).filter(pl.col("pernr") != pl.col("_op"))
+                 .group_by("pernr").agg(med_e.alias(f"_m{i}"), spread_e.alias(f"_s{i}"), upper_e.alias(f"_u{i}")))
+        x = x.join(stats, on="pernr", how="left").with_columns(pl.len().over(keys).alias(f"_n{i}"))
     def pick(kind: str) -> pl.Expr:
         expr = pl.lit(None)
         for i in reversed(range(len(LEVELS))):

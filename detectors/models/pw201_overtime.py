@@ -8,7 +8,10 @@ staff of the same client entity, category and grade band who claim overtime this
 unusual against both references (z >= `threshold`) where both exist: a peak a whole unit shares this month is
 normal, and so is a habit. A claim of `own_ratio` x the own usual hours or more that is also
 above the peers' usual range (third quartile + `upper_iqr` x IQR) is unusual as well: eleven
-times one's own 3.5 h sits inside a peaking unit's spread, but not above its range. Without own history (a newcomer, an area's first month) the
+times one's own 3.5 h sits inside a peaking unit's spread, but not above its range. Without
+own history, `cold_upper` x the top of the peers' usual range (at least two spreads above
+their median) is unusual too: a category group that mixes peaking units with quiet ones has
+a wide spread, but its range still ends. Peer statistics leave the staff member out. Without own history (a newcomer, an area's first month) the
 peers stand alone against the stricter `threshold_alone`. Far beyond with a large amount at
 stake (`hold_factor`, `hold_min_cents`) is hold, otherwise review.
 """

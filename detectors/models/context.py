@@ -112,7 +112,8 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
 
 
 def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_ratio: float,
-           own_ratio: float | None = None, cold_upper: float | None = None) -> pl.DataFrame:
+           own_ratio: float | None = None, cold_upper: float | None = None, cold_min_peers: int = 20
+           ) -> pl.DataFrame:
     """Adds z_own, z_peer, `raw` (unusualness in thresholds: 1 = at the threshold) and
     `unusual`. With both references a row must be unusual against BOTH (a level the whole
     unit shares is not, nor one that is this person's habit); with one, it stands alone
@@ -120,8 +121,9 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     With both references, `own_ratio` x the own usual level or more that is also above the
     peers' usual range (`peer_upper`) is unusual too (`by_ratio`): a peak the unit shares
     stays inside its range, a jump of one person's own does not. Without own history (cold
-    start), `cold_upper` x the top of the peers' usual range or more is unusual as well: in a
-    group that mixes a peaking unit with quiet ones the spread is wide, its range still ends."""
+    start), `cold_upper` x the top of the peers' usual range or more is unusual as well, in a
+    group of at least `cold_min_peers` (a range needs peers to be read): in a group that mixes
+    a peaking unit with quiet ones the spread is wide, its range still ends."""
     own, peer = pl.col("own_median").is_not_null(), pl.col("peer_median").is_not_null()
     z_own = (pl.col("value") - pl.col("own_median")) / pl.col("own_scale")
     z_peer = (pl.col("value") - pl.col("peer_median")) / pl.col("peer_scale")
@@ -140,7 +142,7 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
         # the range's top at least two spreads above the median: a group that is all alike has
         # no interquartile range, and a value just above it is no outlier
         top = pl.max_horizontal(pl.col("peer_upper"), pl.col("peer_median") + 2 * pl.col("peer_scale"))
-        by_ratio = by_ratio | (~own & peer & (pl.col("value") >= top * cold_upper)
+        by_ratio = by_ratio | (~own & peer & (pl.col("peer_n") >= cold_min_peers) & (pl.col("value") >= top * cold_upper)
                                & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
     # raw for a row unusual by ratio: how far past the peers' range, in those ranges (>= 1)
     raw_ratio = pl.max_horizontal(pl.lit(1.0), pl.col("value") / pl.col("peer_upper"))
@@ -177,7 +179,8 @@ class ContextModel:
         now = measured(lines, self.wage_type, self.measure).drop("run_id").filter(pl.col("value") > 0)
         x = peer_reference(now, facts, p.band_split, p.min_group, self.floor, p.min_scale_rel, p.upper_iqr)
         x = x.join(self.own_, on="pernr", how="left")
-        return scored(x, p.threshold, p.threshold, p.threshold_alone, p.min_ratio, p.own_ratio, p.cold_upper)
+        return scored(x, p.threshold, p.threshold, p.threshold_alone, p.min_ratio, p.own_ratio, p.cold_upper,
+                      p.cold_min_peers)
 
     def decision_function(self, lines: pl.DataFrame, facts: pl.DataFrame) -> pl.Series:
         return self.score(lines, facts)["raw"].fill_null(0.0)

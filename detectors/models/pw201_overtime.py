@@ -42,7 +42,8 @@ CONTEXT_KEYS = (
         "peers' usual range, is unusual too"),
     Key("upper_iqr", float, "the peers' usual range ends at the third quartile + this many interquartile ranges"),
     Key("cold_upper", float, "without own history: this multiple of the top of the peers' usual range or more "
-        "is unusual too"),
+        "is unusual too ..."),
+    Key("cold_min_peers", int, "... in a peer group of at least this many"),
     Key("min_scale_rel", float, "floor of the spread as a share of the median"),
     Key("hold_factor", float, "hold when this many times beyond the thresholds ..."),
     Key("hold_min_cents", int, "... and at least this much above the usual level is at stake"),

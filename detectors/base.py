@@ -66,6 +66,8 @@ class History:
     the earlier OFFCYCLE runs (advances paid between regular runs). final_md: master data as
     carried by the earlier FINALs the retro check needs (run_id -> same keys as
     DetectionInput.md), for the staff it needs. pay_date and extracted_at: this run's.
+    period_lines: pay lines of the earlier regular runs of this run's own period (SIM1..FINAL;
+    what the month looked like at its earlier rehearsals), with `run_id`; empty when none.
     """
 
     runs: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RUN_SCHEMA))
@@ -76,6 +78,8 @@ class History:
     final_md: Mapping[str, dict[str, pl.DataFrame]] = field(default_factory=dict)
     pay_date: date | None = None
     extracted_at: str = ""
+    period_lines: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={"run_id": pl.String,
+                                                                                    **LINE_SCHEMA}))
 
 
 @dataclass

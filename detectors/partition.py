@@ -37,6 +37,7 @@ def split(inp: DetectionInput, key: str = "duty_station") -> dict[str, Detection
         pernrs = parts.filter(pl.col("partition") == name)["pernr"]
         hist = replace(inp.history, final_lines=_only(inp.history.final_lines, pernrs),
                        offcycle_lines=_only(inp.history.offcycle_lines, pernrs),
+                       period_lines=_only(inp.history.period_lines, pernrs),
                        final_md={r: {t: _only(f, pernrs) for t, f in md.items()}
                                  for r, md in inp.history.final_md.items()})
         out[name] = replace(inp, lines=_only(inp.lines, pernrs), md={t: _only(f, pernrs) for t, f in inp.md.items()},

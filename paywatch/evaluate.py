@@ -12,12 +12,14 @@ from __future__ import annotations
 import statistics
 import tempfile
 from datetime import timedelta
+from fractions import Fraction
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import polars as pl
 
+from detectors import paymodel as pm
 from paywatch.cases import group_cases, rules_of
 from paywatch.settings import load_settings
 from detectors.registry import detect_with_artifacts
@@ -45,6 +47,7 @@ class RunScore:
     held_with_error: int
     false_alarms: int
     by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind -> (present, caught)
+    version: int = 1  # 2: a correction delivered under the same run_id
 
     @property
     def clean_staff(self) -> int:
@@ -52,8 +55,10 @@ class RunScore:
 
 
 def score_run(run_id: str, run_type: str, period: str, staff: set[str], findings: pl.DataFrame,
-              truth: list[tuple[str, str, str]]) -> RunScore:
-    """Compare one run's findings with its injected errors (truth rows run_id, PERNR, kind)."""
+              truth: list[tuple[str, str, str]], neutral: set[str] = frozenset()) -> RunScore:
+    """Compare one run's findings with its injected errors (truth rows run_id, PERNR, kind).
+    `neutral`: staff with an error the run is not scored on (flagging them is no false alarm)."""
+    findings = findings.filter(~pl.col("pernr").is_in(list(neutral)))
     flagged = findings.filter(pl.col("severity").is_in(FLAGGED))
     flagged_staff = set(flagged["pernr"].to_list())
     held = set(findings.filter(pl.col("severity") == "hold")["pernr"].to_list())
@@ -77,6 +82,8 @@ class Summary:
     peak_periods: list[str] = field(default_factory=list)  # months with a unit-wide overtime peak
 
     cases: CaseSummary | None = None  # grouping into cases (all detectors only)
+    regimes: dict[str, "Summary"] = field(default_factory=dict)  # per regime (all detectors only)
+    fa_reference: "Summary | None" = None  # a cohort's months, whose false alarms per month count
 
     def worst_false_alarm_rate(self, periods: list[str]) -> float:
         """The worst month's false-alarm rate among `periods`."""
@@ -113,8 +120,65 @@ def summarise(scores: list[RunScore]) -> Summary:
                    {k: c / n for k, (n, c) in sorted(kinds.items())}, scores)
 
 
-def month_noise(summary: Summary, special_periods: list[str]) -> dict[str, tuple[float, float, bool]]:
-    """False-alarm rate of each special month against the others' mean + 2 sd.
+REGIME_NAMES = ("first_month", "peaks", "advances", "corrections", "hires")
+
+
+def regime_summaries(scores: list[RunScore], first_period: str, sim, newcomer_scores: list[RunScore]) -> dict[str, Summary]:
+    """Each regime's slice of the runs (README, Detection quality):
+    - first_month: the runs of the first month (no FINAL history at all);
+    - peaks: the runs of months where whole units work heavy overtime (session months);
+    - advances: the runs of months with a second off-cycle run, and every run with a
+      duplicate advance;
+    - corrections: the corrected versions (a run delivered again under its run_id);
+    - hires: staff hired during the simulation, in their month of hire and the next (cold
+      start): recall and hold precision on them; false alarms per month over all clean staff
+      of those months (a newcomer cohort of ~50 cannot measure 0.3 %; `newcomer_false_alarms`)."""
+    ledger_months = {r.period for r in scores if r.run_id.endswith("-OC2")}
+    out = {
+        "first_month": [r for r in scores if r.period == first_period],
+        "peaks": [r for r in scores if r.period in set(sim.session_periods)],
+        "advances": [r for r in scores if r.period in ledger_months or "duplicate_advance" in r.by_kind],
+        "corrections": [r for r in scores if r.version > 1],
+    }
+    res = {k: summarise(v) for k, v in out.items() if v}
+    if newcomer_scores and any(r.error_staff for r in newcomer_scores):
+        h = summarise(newcomer_scores)
+        months = {r.period for r in newcomer_scores}
+        h.fa_reference = summarise([r for r in scores if r.period in months])
+        res["hires"] = h
+    return res
+
+
+def month_fa(summary: Summary) -> float:
+    """The worst month's false-alarm rate of a regime (for hires: over all clean staff of its months)."""
+    ref = summary.fa_reference or summary
+    return max(ref.false_alarm_rates_by_month().values(), default=0.0)
+
+
+def meets(summary: Summary, target: dict) -> bool:
+    """Issue #13's targets on one summary (overall or a regime)."""
+    worst = min(summary.by_kind.values(), default=1.0)
+    return (summary.recall >= target["min_recall"] and worst >= target["min_kind_recall"]
+            and summary.hold_precision >= target["min_hold_precision"]
+            and month_fa(summary) <= target["max_false_alarm_rate"])
+
+
+def regime_line(name: str, s: Summary, target: dict) -> str:
+    """The line `paywatch evaluate` prints per regime."""
+    worst = min(s.by_kind.items(), key=lambda kv: kv[1], default=("-", 1.0))
+    errs = sum(r.error_staff for r in s.runs)
+    extra = ""
+    if s.fa_reference is not None:
+        extra = f" newcomer_false_alarms={sum(r.false_alarms for r in s.runs)}"
+    return (f"regime={name} runs={len(s.runs)} error_staff={errs} recall={s.recall:.4f} "
+            f"hold_precision={s.hold_precision:.4f} worst_month_false_alarm_rate={month_fa(s):.4%} "
+            f"worst_kind={worst[0]}:{worst[1]:.3f}{extra} targets={'met' if meets(s, target) else 'MISSED'}")
+
+
+def month_noise(summary: Summary, special_periods: list[str], floor: float = 0.001
+                ) -> dict[str, tuple[float, float, bool]]:
+    """False-alarm rate of each special month against the others' mean + 2 sd (at least
+    `floor`: one review among a thousand staff is no population flagged).
     Returns {period: (rate, limit, within)}; regular runs only."""
     per_period: dict[str, list[float]] = {}
     for r in summary.runs:
@@ -126,7 +190,7 @@ def month_noise(summary: Summary, special_periods: list[str]) -> dict[str, tuple
         others = [v for q, v in rates.items() if q not in special_periods]
         if p not in rates or len(others) < 2:
             continue
-        limit = statistics.mean(others) + 2 * statistics.stdev(others)
+        limit = max(statistics.mean(others) + 2 * statistics.stdev(others), floor)
         out[p] = (rates[p], limit, rates[p] <= limit + 1e-12)
     return out
 
@@ -138,7 +202,7 @@ def evaluate(cfg: SimConfig, work: Path | None = None,
     tmp = tempfile.TemporaryDirectory() if work is None else None
     root = Path(tmp.name) if tmp else work
     wh = Warehouse.in_folder(root / "wh")
-    all_scores, rule_scores = [], []
+    all_scores, rule_scores, newcomer_scores = [], [], []
     case_rules, case_scores = rules_of(det_cfg), []  # cases: the configured grouping rules
     try:
         with wh.writer() as con:
@@ -156,8 +220,15 @@ def evaluate(cfg: SimConfig, work: Path | None = None,
                                    "verified")
                 staff = set(out.frames["pay_lines"]["pernr"].unique().to_list())
                 plan = out.plan
-                s_all = score_run(plan.run_id, plan.run_type, plan.period, staff, full, out.truth)
-                s_rules = score_run(plan.run_id, plan.run_type, plan.period, staff, rules, out.truth)
+                s_all = score_run(plan.run_id, plan.run_type, plan.period, staff, full, out.truth, out.neutral)
+                s_rules = score_run(plan.run_id, plan.run_type, plan.period, staff, rules, out.truth, out.neutral)
+                s_all.version = s_rules.version = out.version
+                # hires regime: the newcomers of this month and the last (no history of their own)
+                fresh = {p for p, m in sim.newcomers.items() if m in (plan.period, pm.shift_period(plan.period, -1))}
+                if fresh & staff:
+                    newcomer_scores.append(score_run(plan.run_id, plan.run_type, plan.period, staff & fresh,
+                                                     full.filter(pl.col("pernr").is_in(list(fresh))),
+                                                     [t for t in out.truth if t[1] in fresh], out.neutral))
                 all_scores.append(s_all)
                 rule_scores.append(s_rules)
                 if on_run:
@@ -168,6 +239,7 @@ def evaluate(cfg: SimConfig, work: Path | None = None,
     full, rules = summarise(all_scores), summarise(rule_scores)
     full.peak_periods = rules.peak_periods = list(sim.session_periods)
     full.cases = summarise_cases(case_scores)
+    full.regimes = regime_summaries(all_scores, sim.periods[0], sim, newcomer_scores)
     return full, rules
 
 
@@ -177,7 +249,16 @@ def evaluate(cfg: SimConfig, work: Path | None = None,
 # Totals are rebuilt after a line change, so that a mutation is not caught by its totals.
 
 MUTATIONS = ("scale_line", "duplicate_line", "move_period", "drop_line", "master_data_without_action",
-             "pay_inactive", "shared_account")
+             "pay_inactive", "shared_account", "variable_scale", "variable_drop")
+# Two groups, each with its own target (issue #13): (a) deterministic wage types (the pay
+# model's, computed exactly) and master data that change pay: >= 0.99 caught; (b) variable pay
+# (overtime hours, special post allowance, other deductions) scaled to >= 3x the staff member's
+# usual amount, or a recurring variable line dropped: >= 0.90 caught.
+DETERMINISTIC = ("scale_line", "duplicate_line", "move_period", "drop_line", "master_data_without_action",
+                 "pay_inactive", "shared_account")
+VARIABLE = ("variable_scale", "variable_drop")
+VARIABLE_WAGE_TYPES = ("1400", "1500", "3300")
+VARIABLE_FACTORS = (3.0, 4.0, 6.0, 10.0)
 
 
 @dataclass
@@ -189,6 +270,31 @@ class MutationScore:
     caught: int = 0
     false_alarms: int = 0
     clean_staff: int = 0
+    by_wage_type: dict[str, list[int]] = field(default_factory=dict)  # wage type -> [applied, caught]
+
+
+def group_score(scores: dict[str, MutationScore], kinds: tuple[str, ...]) -> MutationScore:
+    """The classes of one group added up."""
+    out = MutationScore()
+    for k in kinds:
+        s = scores[k]
+        out.applied += s.applied
+        out.caught += s.caught
+        out.false_alarms += s.false_alarms
+        out.clean_staff += s.clean_staff
+    return out
+
+
+def _usual(inp, wage_type: str) -> pl.DataFrame:
+    """Each staff member's usual level of a variable wage type: the lower median over the
+    earlier FINALs (hours for overtime, else the amount). Grain: one row per staff member."""
+    fl = inp.history.final_lines
+    if fl.height == 0:
+        return pl.DataFrame(schema={"pernr": pl.String, "usual": pl.Float64})
+    cur = fl.filter((pl.col("for_period") == pl.col("in_period")) & (pl.col("wage_type") == wage_type))
+    v = (pl.col("quantity").cast(pl.Float64) if wage_type == "1400" else pl.col("amount_cents").abs().cast(pl.Float64))
+    per = cur.group_by("run_id", "pernr").agg(v.sum().alias("v")).filter(pl.col("v") > 0)
+    return per.group_by("pernr").agg(pl.col("v").sort().gather((pl.len() - 1) // 2).first().alias("usual"))
 
 
 def _rebuild_totals(lines: pl.DataFrame, classes: pl.DataFrame, pernrs: list[str]) -> pl.DataFrame:
@@ -207,9 +313,13 @@ def _rebuild_totals(lines: pl.DataFrame, classes: pl.DataFrame, pernrs: list[str
     return pl.concat([keep, tot.select(lines.columns)], how="vertical_relaxed")
 
 
-def mutate(inp, kind: str, pernrs: list[str], rng) -> tuple[object, list[str]]:
+def mutate(inp, kind: str, pernrs: list[str], rng, usual: dict[str, dict[str, float]] | None = None,
+           record: dict[str, str] | None = None) -> tuple[object, list[str]]:
     """`inp` with mutation `kind` applied to each of `pernrs` (where it applies); returns the
-    mutated input and the staff actually changed."""
+    mutated input and the staff actually changed. `usual`: wage type -> PERNR -> usual level
+    (`_usual`), for the variable-pay classes; `record` receives PERNR -> wage type changed."""
+    usual = usual or {}
+    record = {} if record is None else record
     from dataclasses import replace as dc_replace
 
     from detectors import paymodel as pm
@@ -218,25 +328,68 @@ def mutate(inp, kind: str, pernrs: list[str], rng) -> tuple[object, list[str]]:
     classes = inp.ref["wage_types"].select("wage_type", "wage_class")
     body = lines.filter(~pl.col("wage_type").str.starts_with("/") & (pl.col("for_period") == pl.col("in_period")))
     changed: list[str] = []
-    if kind in ("scale_line", "duplicate_line", "move_period", "drop_line"):
+    if kind in VARIABLE:
+        # one of the staff member's variable lines that has a usual level in the history
         for p in pernrs:
-            own = body.filter(pl.col("pernr") == p)
+            own = body.filter((pl.col("pernr") == p) & pl.col("wage_type").is_in(list(VARIABLE_WAGE_TYPES)))
+            if kind == "variable_drop":  # recurring lines only: overtime is claimed some months, not others
+                own = own.filter(pl.col("wage_type") != "1400")
+            options = []
+            for wt in own["wage_type"].unique().sort().to_list():
+                u = usual.get(wt, {}).get(p)
+                if u:
+                    options.append((wt, u))
+            if not options:
+                continue
+            wt, u = options[int(rng.integers(len(options)))]
+            sel = (pl.col("pernr") == p) & (pl.col("wage_type") == wt) & (pl.col("for_period") == pl.col("in_period"))
+            if kind == "variable_drop":
+                lines = lines.filter(~sel)
+            elif wt == "1400":
+                # hours to factor x the usual hours; the amount follows at the staff member's own
+                # hourly rate, so the line stays consistent (no pay-model finding)
+                row = lines.filter(sel).row(0, named=True)
+                hours = float(row["quantity"])
+                rate = pm.round_half_away(Fraction(int(row["amount_cents"])) / Fraction(str(hours)))
+                new_h = Fraction(round(2 * u * float(rng.choice(VARIABLE_FACTORS))), 2)
+                amount = pm.round_half_away(new_h * rate)
+                q = str(float(new_h)).removesuffix(".0")
+                lines = lines.with_columns(
+                    pl.when(sel).then(pl.lit(amount)).otherwise(pl.col("amount_cents")).alias("amount_cents"),
+                    pl.when(sel).then(pl.lit(q)).otherwise(pl.col("quantity")).alias("quantity"))
+            else:
+                sign = -1 if wt == "3300" else 1
+                amount = sign * int(round(u * float(rng.choice(VARIABLE_FACTORS))))
+                lines = lines.with_columns(pl.when(sel).then(pl.lit(amount)).otherwise(pl.col("amount_cents"))
+                                           .alias("amount_cents"))
+            changed.append(p)
+            record[p] = wt
+    elif kind in ("scale_line", "duplicate_line", "move_period", "drop_line"):
+        for p in pernrs:
+            # deterministic wage types only (the pay model's): variable pay is group (b)
+            own = body.filter((pl.col("pernr") == p) & pl.col("wage_type").is_in(list(pm.MODEL_WAGE_TYPES)))
+            if kind == "drop_line":  # an overtime line gone is a claim not made: nothing says it was
+                own = own.filter(pl.col("wage_type") != pm.WT_OVERTIME)
             if own.height == 0:
                 continue
             wt = own["wage_type"][int(rng.integers(own.height))]
             sel = (pl.col("pernr") == p) & (pl.col("wage_type") == wt) & (pl.col("for_period") == pl.col("in_period"))
             if kind == "scale_line":
                 factor = float(rng.choice([0.5, 1.1, 1.5, 3.0]))
+                if wt == pm.WT_OVERTIME:  # an amount that no longer matches its hours
+                    factor = float(rng.choice([0.5, 1.1, 1.5]))
                 lines = lines.with_columns(pl.when(sel).then((pl.col("amount_cents") * factor).round().cast(pl.Int64))
                                            .otherwise(pl.col("amount_cents")).alias("amount_cents"))
             elif kind == "duplicate_line":
                 lines = pl.concat([lines, lines.filter(sel)])
+            # (scale_line factors: 0.5 halves, 1.1 a tenth more, 1.5, 3.0)
             elif kind == "move_period":
                 lines = lines.with_columns(pl.when(sel).then(pl.lit(pm.shift_period(inp.meta.period, -1)))
                                            .otherwise(pl.col("for_period")).alias("for_period"))
             else:
                 lines = lines.filter(~sel)
             changed.append(p)
+            record[p] = wt
     elif kind == "master_data_without_action":
         first, _, _ = pm.month_bounds(inp.meta.period)
         bp = md["basic_pay"]
@@ -293,7 +446,8 @@ def mutate(inp, kind: str, pernrs: list[str], rng) -> tuple[object, list[str]]:
 def evaluate_mutations(cfg: SimConfig, per_class: int = 10, seed: int = 0, work: Path | None = None,
                        on_step: Callable[[str, str], None] | None = None) -> dict[str, MutationScore]:
     """Simulate a clean area (no injected errors); on every regular run after the first
-    month, apply each mutation class to `per_class` random staff and score what is caught."""
+    month, apply each mutation class to `per_class` random staff and score what is caught.
+    Variable-pay classes pick among the staff who have a variable line with a usual level."""
     import numpy as np
     from dataclasses import replace as dc_replace
 
@@ -317,12 +471,21 @@ def evaluate_mutations(cfg: SimConfig, per_class: int = 10, seed: int = 0, work:
                 base, _ = detect_with_artifacts(inp, det_cfg)
                 base_flagged = set(base.filter(pl.col("severity").is_in(FLAGGED))["pernr"].to_list())
                 staff = sorted(set(inp.lines["pernr"].to_list()) - base_flagged)
+                usual = {wt: dict(_usual(inp, wt).iter_rows()) for wt in VARIABLE_WAGE_TYPES}
+                holders = sorted({p for d in usual.values() for p in d} & set(staff))
                 for kind in MUTATIONS:
                     if on_step:
                         on_step(out.plan.run_id, kind)
-                    picks = [staff[i] for i in rng.choice(len(staff), size=min(2 * per_class, len(staff)),
-                                                          replace=False)]
-                    m_inp, changed = mutate(inp, kind, picks[:per_class] if kind != "shared_account" else picks, rng)
+                    pool = holders if kind in VARIABLE else staff
+                    n = 2 * per_class if kind == "shared_account" else (4 * per_class if kind in VARIABLE
+                                                                        else per_class)
+                    picks = [pool[i] for i in rng.choice(len(pool), size=min(n, len(pool)), replace=False)]
+                    record: dict[str, str] = {}
+                    m_inp, changed = mutate(inp, kind, picks, rng, usual, record)
+                    if kind in VARIABLE:  # at most per_class of those who had a line to change
+                        changed = changed[:per_class]
+                        m_inp, changed = mutate(inp, kind, changed, np.random.default_rng(rng.integers(1 << 31)),
+                                                usual, record)
                     found, _ = detect_with_artifacts(m_inp, det_cfg)
                     flagged = set(found.filter(pl.col("severity").is_in(FLAGGED))["pernr"].to_list())
                     partners = set(picks[1::2]) if kind == "shared_account" else set()
@@ -337,6 +500,10 @@ def evaluate_mutations(cfg: SimConfig, per_class: int = 10, seed: int = 0, work:
                         s.caught += sum(1 for a in changed if a in flagged or partner[a] in shared)
                     else:
                         s.caught += len(set(changed) & flagged)
+                    for p in changed:
+                        acc = s.by_wage_type.setdefault(record.get(p, "-"), [0, 0])
+                        acc[0] += 1
+                        acc[1] += int(p in flagged)
                     s.false_alarms += len(flagged - base_flagged - set(changed) - partners)
                     s.clean_staff += len(staff) - len(changed)
     finally:

@@ -40,6 +40,8 @@ from paywatch.warehouse.load import LoadResult, load_run, quarantine
 from paywatch.warehouse.models import model_cache
 from paywatch.warehouse.resource import Warehouse
 
+REGULAR_RUNS = ("SIM1", "SIM2", "SIM3", "FINAL")
+
 MASTER = ("actions", "assignments", "basic_pay", "bank_details", "family")
 REFERENCE = ("pay_scale", "post_adjustment", "rates", "wage_types")
 LINE_COLUMNS = ("pernr", "for_period", "in_period", "wage_type", "amount_cents", "currency", "quantity")
@@ -88,6 +90,8 @@ def detection_input(con: duckdb.DuckDBPyConnection, run_id: str) -> DetectionInp
                   for fid, pernrs in dh.final_runs_needed(lines, final_lines, runs).items()},
         pay_date=info["pay_date"],
         extracted_at=str(info["extracted_at"]),
+        period_lines=q.lines_of_runs(con, runs.filter((pl.col("period") == meta.period)
+                                                      & pl.col("run_type").is_in(REGULAR_RUNS))),
     )
     return DetectionInput(meta, lines, md, ref, history, models=model_cache(con))
 

@@ -51,6 +51,8 @@ SECTIONS: dict[str, tuple[Key, ...]] = {
         Key("min_kind_recall", float, "the same for the worst error kind"),
         Key("min_hold_precision", float, "share of held staff that must have an error"),
         Key("max_false_alarm_rate", float, "clean staff flagged, at most, in the worst month (all its runs)"),
+        Key("min_mutation_caught", float, "mutation harness (a): deterministic wage types and master data caught"),
+        Key("min_variable_mutation_caught", float, "mutation harness (b): variable pay of 3x usual or more caught"),
     ),
 }
 

@@ -45,6 +45,7 @@ CATEGORY_TITLES: dict[str, str] = {
     "missing_retro": "Retroactive pay missing",
     "special_allowance_spike": "Special allowance spike",
     "deduction_change": "Deduction changed",
+    "variable_pay_stopped": "Recurring pay line stopped",
     "deduction_outlier": "Unusual deduction",
     "recovery_without_advance": "Recovery without advance",
     "recovery_above_balance": "Recovery above balance",

@@ -76,6 +76,8 @@ Run:
   e.g. an off-cycle run holding only what `add_line` adds).
 * `pay_date = "YYYYMMDD"` (default 20250325).
 * `no_history = true` — the run is the first in the warehouse (empty history).
+* `earlier_run = true` — a SIM1 of the run's own month, computed as usual (no case change),
+  came before it (`History.period_lines`); give the run `run_type = "SIM2"`.
 
 History (what earlier runs paid besides the computed FINALs):
 * `history_line = {run_type, period, pernr, wage_type, amount, run = "OC1"?}` — a line
@@ -639,6 +641,10 @@ def build(case: dict | None = None) -> World:
     hist = empty_history() if case.get("no_history") else cached_history(md_then, ref, case)
     if "pay_date" in case:
         hist = replace(hist, pay_date=d(case["pay_date"]))
+    if case.get("earlier_run"):  # a SIM1 of this month before the run under test, as usual
+        body = month_lines(md_then, ref, PERIOD, {s.pernr: s for s in STAFF})
+        hist = replace(hist, period_lines=rebuild_totals(body, ref["wage_types"])
+                       .with_columns(pl.lit(f"{AREA}-{PERIOD}-SIM1").alias("run_id")).select("run_id", *LINE_SCHEMA))
     run_type = case.get("run_type", "SIM1")
     meta = RunMeta(f"{AREA}-{PERIOD}-{run_type}", AREA, PERIOD, run_type)
     currency = {s.pernr: s.currency for s in STAFF}

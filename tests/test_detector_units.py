@@ -330,7 +330,7 @@ def test_history_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         h.pay_date = date(2025, 1, 25)
     assert {f.name for f in dataclasses.fields(History)} == {"runs", "final_lines", "offcycle_lines", "final_md", "pay_date",
-                                                             "extracted_at"}
+                                                             "extracted_at", "period_lines"}
 
 
 def test_overlaps_by_running_max_end_match_every_pair():
@@ -418,3 +418,37 @@ def test_ledger_flags_a_recovery_exactly_when_no_advance_covers_it(advances, rec
     elif now and now > open_balance:
         want = {"recovery_above_balance"}
     assert got == want
+
+
+def test_context_scoring_reads_the_peers_range_when_z_alone_is_not_enough():
+    """Cold start in a group that mixes a peaking unit with quiet ones (seed 276714): 82 h
+    against a median of 14 h and a spread of 11.9 h is z = 5.7 < 6, but more than twice the top
+    of the peers' usual range (37.8 h); 60 h is not, nor anything in a group too small to have a
+    range. With own history, 3 x the own usual level
+    above the peers' range is unusual too; 3 x inside it is not."""
+    from detectors.models.context import scored
+
+    def rows(value, own=None, n=77):
+        return pl.DataFrame({"pernr": ["1"], "value": [float(value)], "amount": [100_000],
+                             "own_median": [own], "own_scale": [4.0 if own else None], "peer_median": [14.0],
+                             "peer_scale": [11.8608], "peer_upper": [35.75], "peer_n": [n]},
+                            schema_overrides={"own_median": pl.Float64, "own_scale": pl.Float64})
+
+    def unusual(value, own=None, cold=2.0, n=77):
+        return scored(rows(value, own, n), 4.0, 4.0, 6.0, 2.0, own_ratio=3.0, cold_upper=cold)["unusual"][0]
+
+    assert unusual(82) and not unusual(82, cold=None) and not unusual(60)
+    assert not unusual(82, n=6)           # six peers: too few to read a range (seed 10767: 20 h vs 1 h)
+    assert unusual(40, own=10.0)          # 4 x own, above the range (35.75), 2.9 x the median
+    assert not unusual(33, own=10.0)      # 3.3 x own but inside the range
+    assert not unusual(40, own=20.0)      # 2 x own
+
+
+def test_a_tripled_deduction_is_reviewed_a_small_change_is_info():
+    import detector_world as world
+    from detectors.registry import detect, load_config
+
+    for amount, severity in (("1500.00", "review"), ("650.00", "info")):
+        case = {"staff": "P3", "set_pay": {"pernr": "P3", "other_deduction": amount}}
+        f = detect(world.build(case).inp, load_config(), only={"PW130"})
+        assert f.filter(pl.col("category") == "deduction_change")["severity"].to_list() == [severity]

@@ -1,5 +1,5 @@
-"""Measured quality in CI: a 1,000-staff x 3-month simulated area against its ground truth
-(issue #13's precision and false-alarm targets; recall held to 0.95, see `_assert_quality`)
+"""Measured quality in CI: a 1,000-staff x 3-month simulated area with every regime against its
+ground truth (issue #13's precision and false-alarm targets; recall held to 0.95, see `_assert_quality`)
 — on a fixed seed and on one drawn afresh every run (printed, so that a failure can be replayed
 with `paywatch evaluate --staff 1000 --months 3 --seed N`)."""
 
@@ -8,8 +8,14 @@ from __future__ import annotations
 import os
 import random
 
-from paywatch.evaluate import evaluate, month_noise
+from paywatch.evaluate import (DETERMINISTIC, MUTATIONS, VARIABLE, evaluate, evaluate_mutations, group_score,
+                               month_fa, month_noise)
 from paywatch.simulate import SimConfig
+from paywatch.simulate.engine import REGIMES
+
+RECALL_BAR = 0.95
+DETERMINISTIC_BAR = 0.99
+VARIABLE_BAR = 0.8
 
 
 def _fresh_seed() -> int:
@@ -21,24 +27,33 @@ def _fresh_seed() -> int:
 
 def _assert_quality(full) -> None:
     """Hold precision 0.95 and false alarms <= 0.3 % of clean staff in every month, unit-wide
-    overtime peaks (session months) included. Recall is held below the issue's 0.99 because
-    of the first month without any FINAL (README, Detection quality): a special post
-    allowance tripled from a small amount, or an overtime claim in a unit that is itself
-    peaking, can sit inside what peers are paid, so those two kinds are left out of the
-    per-kind bar."""
+    overtime peaks (session months) included — overall and in every regime (peaks, advances
+    paid twice, corrections, hiring waves, the first month). Recall is held below the issue's
+    0.99 (README, Detection quality): a special post allowance tripled from a small amount
+    before the first month's first simulation, and an overtime claim in a unit peaking two
+    months running, can sit inside what peers are paid, so those kinds have the lower bar."""
     assert full.hold_precision >= 0.95
     assert max(full.false_alarm_rates_by_month().values()) <= 0.003, full.false_alarm_rates()
     assert full.worst_false_alarm_rate(full.peak_periods) <= 0.003
-    assert full.recall >= 0.95
+    assert full.recall >= RECALL_BAR
+    for name, r in full.regimes.items():
+        assert r.hold_precision >= 0.95, name
+        assert month_fa(r) <= 0.003, name
+    # present ~10-20 times in 1,000 x 3; first-month allowances, and claims in a unit that is
+    # itself peaking two months running, may sit inside what peers are paid (seed 276714:
+    # overtime_outlier 0.72, recall 0.957)
+    for kind in ("special_allowance_spike", "overtime_outlier"):
+        assert full.by_kind.get(kind, 1.0) >= 0.5, full.by_kind
     others = {k: v for k, v in full.by_kind.items() if k not in ("special_allowance_spike", "overtime_outlier")}
     assert min(others.values()) >= 0.75, others  # a kind present 4-8 times: one miss is 0.8-0.875
 
 
 def test_quality_targets_on_a_small_area():
-    full, rules = evaluate(SimConfig(staff=1000, months=3, start="202511", seed=202))
+    full, rules = evaluate(SimConfig(staff=1000, months=3, start="202511", seed=202, regimes=REGIMES))
     print(f"seed 202: recall {full.recall:.4f}, peak months {full.peak_periods}, by kind {full.by_kind}")
     _assert_quality(full)
     assert len(full.by_kind) >= 15  # nearly every error kind occurred
+    assert set(full.regimes) >= {"first_month", "advances", "corrections"}
     # the January scale revision does not flag the population
     noise = month_noise(full, ["202601"])
     assert all(ok for *_, ok in noise.values())
@@ -50,7 +65,65 @@ def test_quality_targets_on_a_small_area():
 
 def test_quality_on_a_fresh_seed():
     seed = _fresh_seed()
-    full, _ = evaluate(SimConfig(staff=1000, months=3, start="202511", seed=seed))
+    full, _ = evaluate(SimConfig(staff=1000, months=3, start="202511", seed=seed, regimes=REGIMES))
     print(f"seed {seed}: recall {full.recall:.4f}, hold precision {full.hold_precision:.4f}, "
           f"peak months {full.peak_periods}, by kind {full.by_kind}")
     _assert_quality(full)
+
+
+def test_mutation_harness_groups():
+    """Generic mutations of clean runs (400 staff, the second month, 5 per class): group (a),
+    deterministic wage types and master data, all caught; group (b), variable pay scaled to
+    3x the usual amount or more or a recurring variable line dropped, mostly; no false alarm
+    above 0.3 %."""
+    scores = evaluate_mutations(SimConfig(staff=400, months=2, start="202511", seed=31, regimes=REGIMES),
+                                per_class=5, seed=31)
+    det, var = group_score(scores, DETERMINISTIC), group_score(scores, VARIABLE)
+    print({k: (s.applied, s.caught) for k, s in scores.items()})
+    assert det.applied >= 50 and var.applied >= 10
+    assert det.caught / det.applied >= DETERMINISTIC_BAR
+    assert var.caught / var.applied >= VARIABLE_BAR
+    allm = group_score(scores, MUTATIONS)
+    assert allm.false_alarms / allm.clean_staff <= 0.003
+
+
+def test_regimes_put_their_events_in_the_runs():
+    """Each regime shows in the extract (a simulation only, no detection): session peaks; a second
+    off-cycle run that pays new advances and some of the first run's again, fewer duplicates
+    than legitimate payments; corrections re-delivered under the same run_id; a hiring wave."""
+    from paywatch.simulate import Simulation
+    from paywatch.simulate.engine import REGIMES
+
+    sim = Simulation(SimConfig(staff=600, months=3, start="202511", seed=4242, regimes=REGIMES,
+                               session_month_share=1.0, second_offcycle_share=1.0, duplicate_advance_share=1.0,
+                               correction_share=0.3))
+    runs = list(sim.iter_runs())
+    assert sim.session_periods == sim.periods
+    oc2 = [o for o in runs if o.plan.run_id.endswith("-OC2")]
+    assert len(oc2) == 3
+    seen = 0
+    for o in oc2:
+        payees = o.frames["pay_lines"].filter(o.frames["pay_lines"]["wage_type"] == "2000")["pernr"].to_list()
+        dups = {p for _, p, k in o.truth if k == "duplicate_advance"}
+        assert len(dups) < len(payees) - len(dups)  # legitimate advances outnumber the errors
+        oc1 = [r for r in runs if r.plan.run_id == o.plan.run_id.replace("OC2", "OC1")]
+        assert not dups or dups <= set(oc1[-1].frames["pay_lines"]["pernr"].to_list())
+        seen += len(dups)
+    # and in regular runs: the off-cycle run's advance paid again by the regular payroll
+    seen += sum(k == "duplicate_advance" for o in runs if o.plan.run_type != "OFFCYCLE" for _, _, k in o.truth)
+    assert seen
+    again = [o for o in runs if o.version == 2]
+    assert again and all(sum(r.plan.run_id == o.plan.run_id for r in runs) == 2 for o in again)
+    assert sim.wave_periods and sum(m in sim.wave_periods for m in sim.newcomers.values()) >= 600 * 0.02
+    # the default area keeps to the plain regime (the committed sample and the pilot rely on it)
+    assert SimConfig().regimes == ("peaks",)
+
+
+def test_evaluate_refuses_an_unknown_regime():
+    from typer.testing import CliRunner
+
+    from paywatch.cli import app
+
+    res = CliRunner().invoke(app, ["evaluate", "--regimes", "peaks,holidays"])
+    assert res.exit_code == 2
+    assert "unknown regime 'holidays'" in res.output and "Traceback" not in res.output

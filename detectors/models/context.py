@@ -73,16 +73,25 @@ def own_reference(final_lines: pl.DataFrame, runs: pl.DataFrame, wage_type: str,
 
 
 def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group: int, floor: float,
-                   floor_rel: float) -> pl.DataFrame:
+                   floor_rel: float, upper_iqr: float = 1.0) -> pl.DataFrame:
     """`now` (pernr, value, ...) with the peer reference of each row: peer_median, peer_scale,
-    peer_n and peer_group (the most specific group of at least `min_group`; null when even
-    the category is smaller). Staff without facts this month (no assignment) get none."""
+    peer_upper (the top of the group's usual range: third quartile + `upper_iqr` x the
+    interquartile range) — each over the group's other members —, peer_n (the group's size)
+    and peer_group (the most specific group of at least `min_group`; null when even the
+    category is smaller). Staff without facts this month (no assignment) get none."""
     who = facts.select("pernr", "entity", "staff_category", "grade").unique("pernr", keep="first")
     x = now.join(who, on="pernr", how="left").with_columns(band(split))
-    med_e, spread_e = _robust(pl.col("value"), floor, floor_rel)
+    # the statistics of the OTHER members of the group (leave one out): in a group of five,
+    # one claim of 79 h must not widen the very spread it is measured against
+    med_e, spread_e = _robust(pl.col("_ov"), floor, floor_rel)
+    q1, q3 = pl.col("_ov").quantile(0.25, "linear"), pl.col("_ov").quantile(0.75, "linear")
+    upper_e = q3 + upper_iqr * (q3 - q1)
     for i, keys in enumerate(LEVELS):
-        x = x.with_columns(med_e.over(keys).alias(f"_m{i}"), spread_e.over(keys).alias(f"_s{i}"),
-                           pl.len().over(keys).alias(f"_n{i}"))
+        keys = list(keys)
+        others = x.select(*keys, pl.col("pernr").alias("_op"), pl.col("value").alias("_ov"))
+        stats = (x.select("pernr", *keys).join(others, on=keys).filter(pl.col("pernr") != pl.col("_op"))
+                 .group_by("pernr").agg(med_e.alias(f"_m{i}"), spread_e.alias(f"_s{i}"), upper_e.alias(f"_u{i}")))
+        x = x.join(stats, on="pernr", how="left").with_columns(pl.len().over(keys).alias(f"_n{i}"))
     def pick(kind: str) -> pl.Expr:
         expr = pl.lit(None)
         for i in reversed(range(len(LEVELS))):
@@ -97,15 +106,24 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
         label = pl.when((pl.col(f"_n{i}") >= min_group) & pl.col("staff_category").is_not_null()) \
             .then(names[i]).otherwise(label)
     return x.with_columns(pick("m").alias("peer_median"), pick("s").alias("peer_scale"),
-                          pick("n").cast(pl.Int64).alias("peer_n"), label.alias("peer_group")).drop(
-        [f"_{k}{i}" for i in range(len(LEVELS)) for k in "msn"])
+                          pick("u").alias("peer_upper"), pick("n").cast(pl.Int64).alias("peer_n"),
+                          label.alias("peer_group")).drop(
+        [f"_{k}{i}" for i in range(len(LEVELS)) for k in "msun"])
 
 
-def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_ratio: float) -> pl.DataFrame:
+def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_ratio: float,
+           own_ratio: float | None = None, cold_upper: float | None = None, cold_min_peers: int = 20
+           ) -> pl.DataFrame:
     """Adds z_own, z_peer, `raw` (unusualness in thresholds: 1 = at the threshold) and
     `unusual`. With both references a row must be unusual against BOTH (a level the whole
     unit shares is not, nor one that is this person's habit); with one, it stands alone
-    against the stricter `t_alone`. Either way the value must be `min_ratio` x the reference."""
+    against the stricter `t_alone`. Either way the value must be `min_ratio` x the reference.
+    With both references, `own_ratio` x the own usual level or more that is also above the
+    peers' usual range (`peer_upper`) is unusual too (`by_ratio`): a peak the unit shares
+    stays inside its range, a jump of one person's own does not. Without own history (cold
+    start), `cold_upper` x the top of the peers' usual range or more is unusual as well, in a
+    group of at least `cold_min_peers` (a range needs peers to be read): in a group that mixes
+    a peaking unit with quiet ones the spread is wide, its range still ends."""
     own, peer = pl.col("own_median").is_not_null(), pl.col("peer_median").is_not_null()
     z_own = (pl.col("value") - pl.col("own_median")) / pl.col("own_scale")
     z_peer = (pl.col("value") - pl.col("peer_median")) / pl.col("peer_scale")
@@ -115,9 +133,24 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
            .when(own).then(pl.col("z_own") / t_alone)
            .when(peer).then(pl.col("z_peer") / t_alone)
            .otherwise(None))
-    return x.with_columns(raw.alias("raw")).with_columns(
-        ((pl.col("raw") >= 1.0) & (pl.col("value") >= pl.col("reference") * min_ratio)).fill_null(False)
-        .alias("unusual"),
+    by_ratio = pl.lit(False)
+    if own_ratio is not None and "peer_upper" in x.columns:
+        by_ratio = (own & peer & (pl.col("value") >= pl.col("own_median") * own_ratio)
+                    & (pl.col("value") > pl.col("peer_upper"))
+                    & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
+    if cold_upper is not None and "peer_upper" in x.columns:
+        # the range's top at least two spreads above the median: a group that is all alike has
+        # no interquartile range, and a value just above it is no outlier
+        top = pl.max_horizontal(pl.col("peer_upper"), pl.col("peer_median") + 2 * pl.col("peer_scale"))
+        by_ratio = by_ratio | (~own & peer & (pl.col("peer_n") >= cold_min_peers) & (pl.col("value") >= top * cold_upper)
+                               & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
+    # raw for a row unusual by ratio: how far past the peers' range, in those ranges (>= 1)
+    raw_ratio = pl.max_horizontal(pl.lit(1.0), pl.col("value") / pl.col("peer_upper"))
+    return x.with_columns(by_ratio.alias("by_ratio"), raw.alias("raw")).with_columns(
+        pl.when(pl.col("by_ratio") & (pl.col("raw").fill_null(0.0) < 1.0)).then(raw_ratio)
+        .otherwise(pl.col("raw")).alias("raw"),
+        (((pl.col("raw") >= 1.0) & (pl.col("value") >= pl.col("reference") * min_ratio)).fill_null(False)
+         | pl.col("by_ratio")).alias("unusual"),
         # money above the usual level: what would be overpaid if this went out
         (pl.col("amount").abs().cast(pl.Float64) * (1 - pl.col("reference") / pl.col("value"))).alias("excess"))
 
@@ -144,9 +177,10 @@ class ContextModel:
         Grain: one row per staff member with the wage type this month."""
         p = self.params
         now = measured(lines, self.wage_type, self.measure).drop("run_id").filter(pl.col("value") > 0)
-        x = peer_reference(now, facts, p.band_split, p.min_group, self.floor, p.min_scale_rel)
+        x = peer_reference(now, facts, p.band_split, p.min_group, self.floor, p.min_scale_rel, p.upper_iqr)
         x = x.join(self.own_, on="pernr", how="left")
-        return scored(x, p.threshold, p.threshold, p.threshold_alone, p.min_ratio)
+        return scored(x, p.threshold, p.threshold, p.threshold_alone, p.min_ratio, p.own_ratio, p.cold_upper,
+                      p.cold_min_peers)
 
     def decision_function(self, lines: pl.DataFrame, facts: pl.DataFrame) -> pl.Series:
         return self.score(lines, facts)["raw"].fill_null(0.0)

@@ -6,7 +6,12 @@ hours and spread; `decision_function` scores this month's hours against it and a
 staff of the same client entity, category and grade band who claim overtime this month
 (category-wide when that group is smaller than `min_group`). A claim is flagged only when
 unusual against both references (z >= `threshold`) where both exist: a peak a whole unit shares this month is
-normal, and so is a habit. Without own history (a newcomer, an area's first month) the
+normal, and so is a habit. A claim of `own_ratio` x the own usual hours or more that is also
+above the peers' usual range (third quartile + `upper_iqr` x IQR) is unusual as well: eleven
+times one's own 3.5 h sits inside a peaking unit's spread, but not above its range. Without
+own history, `cold_upper` x the top of the peers' usual range (at least two spreads above
+their median) is unusual too: a category group that mixes peaking units with quiet ones has
+a wide spread, but its range still ends. Peer statistics leave the staff member out. Without own history (a newcomer, an area's first month) the
 peers stand alone against the stricter `threshold_alone`. Far beyond with a large amount at
 stake (`hold_factor`, `hold_min_cents`) is hold, otherwise review.
 """
@@ -33,6 +38,12 @@ CONTEXT_KEYS = (
     Key("band_split", int, "grades whose level is below this form the lower band (P-1..P-3 with 4)"),
     Key("threshold_alone", float, "robust z when only one reference exists (no own history, or no peers)"),
     Key("min_ratio", float, "and the value must be at least this multiple of the higher reference"),
+    Key("own_ratio", float, "with both references: this multiple of the own usual level or more, above the "
+        "peers' usual range, is unusual too"),
+    Key("upper_iqr", float, "the peers' usual range ends at the third quartile + this many interquartile ranges"),
+    Key("cold_upper", float, "without own history: this multiple of the top of the peers' usual range or more "
+        "is unusual too ..."),
+    Key("cold_min_peers", int, "... in a peer group of at least this many"),
     Key("min_scale_rel", float, "floor of the spread as a share of the median"),
     Key("hold_factor", float, "hold when this many times beyond the thresholds ..."),
     Key("hold_min_cents", int, "... and at least this much above the usual level is at stake"),
@@ -56,7 +67,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                             score=calibrated(float(r["raw"]), model.threshold_),
                             evidence={"hours": r["value"], "own_median": r["own_median"], "own_n": r["own_n"],
                                       "peer_group": r["peer_group"], "peer_median": r["peer_median"],
-                                      "peer_n": r["peer_n"], "z_own": _round(r["z_own"]),
+                                      "peer_n": r["peer_n"], "peer_upper": _round(r["peer_upper"]),
+                                      "by_ratio": r["by_ratio"], "z_own": _round(r["z_own"]),
                                       "z_peer": _round(r["z_peer"]), "raw": _round(r["raw"])}))
     return findings_frame(rows)
 

@@ -5,7 +5,14 @@ a share of the month's net base salary (1000), so proration by days cancels out:
 (and an amount) above `spike_ratio` x the usual one — the lower median of the look-back
 FINAL runs, so that an earlier spike paid at FINAL does not become the yardstick — is a
 spike (review), unless it repeats the latest FINAL's amount (a raise kept is the new usual).
-Changes of other deductions (3300) are reported as info, for context.
+Without FINAL history, the same jump against the earlier runs of this month (simulations:
+`History.period_lines`, the lowest of them) is a spike, and so is a share above `no_history_max_share`.
+Changes of other deductions (3300) are reported as info, for context — as review when the
+share is `jump_ratio` x its usual one or more (a garnishment tripled). A recurring variable
+line (1500 or 3300 in each of the last `recurring_runs` FINALs that paid the staff member, or
+in each there is when the history is shorter)
+missing from a run that pays them is `variable_pay_stopped` (review): an allowance or
+deduction that ends is a change someone decided, and nothing in the run says who.
 """
 
 from __future__ import annotations
@@ -26,7 +33,12 @@ CONFIG = (ENABLED,
           Key("change_tolerance", float, "relative changes of 3300 within this of its past range are not reported"),
           Key("no_history_max_share", float, "without FINAL history: 1500 above this share of 1000 is a spike"),
           Key("spike_severity", str, "severity of a 1500 spike", SEVERITY.choices),
-          Key("change_severity", str, "severity of a 3300 change", SEVERITY.choices))
+          Key("change_severity", str, "severity of a 3300 change", SEVERITY.choices),
+          Key("jump_ratio", float, "a 3300 share at least this multiple of its usual one is a jump ..."),
+          Key("jump_severity", str, "... reported with this severity", SEVERITY.choices),
+          Key("recurring_runs", int, "1500/3300 in each of this many latest FINALs that paid the staff member "
+              "is recurring"),
+          Key("stopped_severity", str, "severity of a recurring 1500/3300 line missing", SEVERITY.choices))
 
 
 def _relative(lines: pl.DataFrame, wts: list[str]) -> pl.DataFrame:
@@ -48,7 +60,7 @@ def _without_history(ctx: Context, hist: pl.DataFrame, params: Params) -> list[d
     seen = hist.filter(pl.col("wage_type") == pm.WT_SPECIAL_POST).select("pernr").unique()
     now = (_relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), [pm.WT_SPECIAL_POST])
            .join(seen, on="pernr", how="anti").filter(pl.col("rel") > limit))
-    return [finding(ctx, params, r["pernr"], "special_allowance_spike",
+    rows = [finding(ctx, params, r["pernr"], "special_allowance_spike",
                     (f"{ctx.text(pm.WT_SPECIAL_POST)} ({pm.WT_SPECIAL_POST}) is {money(r['amount'], r['currency'])}, "
                      f"{r['rel']:.0%} of net base salary, with no earlier FINAL to compare with; more than "
                      f"{limit:.0%} is not plausible for a special post allowance."),
@@ -56,6 +68,32 @@ def _without_history(ctx: Context, hist: pl.DataFrame, params: Params) -> list[d
                     score=calibrated(r["rel"], limit), severity=params.spike_severity,
                     evidence={"share_of_base": round(r["rel"], 4), "limit_share": limit})
             for r in now.iter_rows(named=True)]
+    # no FINAL yet, but an earlier run of this very month (a simulation) paid it: an allowance
+    # that is usually the same every month does not jump between rehearsals of one month
+    prev_lines = ctx.inp.history.period_lines
+    if prev_lines.height == 0:
+        return rows
+    ratio = params.spike_ratio
+    # the lowest of the month's earlier runs: a spike that arrived at SIM2 is still one at SIM3
+    prev = (_relative(prev_lines.filter(pl.col("for_period") == pl.col("in_period")), [pm.WT_SPECIAL_POST])
+            .join(seen, on="pernr", how="anti").sort("rel", "run_id")
+            .group_by("pernr").agg(pl.col("rel").first().alias("prev_rel"), pl.col("amount").first().alias("prev_amount"),
+                                   pl.col("run_id").first()))
+    cur = (_relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), [pm.WT_SPECIAL_POST])
+           .join(seen, on="pernr", how="anti").filter(pl.col("rel") <= limit).drop("run_id")
+           .join(prev, on="pernr")
+           .filter((pl.col("rel") > pl.col("prev_rel") * ratio) & (pl.col("amount") > pl.col("prev_amount") * ratio)))
+    rows += [finding(ctx, params, r["pernr"], "special_allowance_spike",
+                     (f"{ctx.text(pm.WT_SPECIAL_POST)} ({pm.WT_SPECIAL_POST}) is {money(r['amount'], r['currency'])}, "
+                      f"{r['rel']:.1%} of net base salary, {r['rel'] / max(r['prev_rel'], 1e-9):.1f} times the "
+                      f"{r['prev_rel']:.1%} ({money(r['prev_amount'], r['currency'])}) of {r['run_id']} for the same "
+                      f"month (no earlier FINAL)."),
+                     owner="HR", wage_type=pm.WT_SPECIAL_POST, amount_cents=r["amount"], currency=r["currency"],
+                     score=calibrated(r["rel"] / max(r["prev_rel"], 1e-9), ratio), severity=params.spike_severity,
+                     evidence={"share_of_base": round(r["rel"], 4), "earlier_run": r["run_id"],
+                               "earlier_share": round(r["prev_rel"], 4), "earlier_cents": r["prev_amount"]})
+             for r in cur.iter_rows(named=True)]
+    return rows
 
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:
@@ -90,6 +128,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
         if not is_spa and r["past_min"] * (1 - tol) <= rel <= r["past_max"] * (1 + tol):
             continue
         category = "special_allowance_spike" if spike else "deduction_change"
+        jump = not is_spa and rel >= r["usual"] * params.jump_ratio and abs(r["amount"]) >= r["usual_amount"] * \
+            params.jump_ratio
         text = (f"{ctx.text(r['wage_type'])} ({r['wage_type']}) is {money(r['amount'], r['currency'])}, "
                 f"{rel:.1%} of net base salary; in the last FINAL runs it was {r['past_min']:.1%} to {r['past_max']:.1%}"
                 + (f", usually {r['usual']:.1%} — {rel / max(r['usual'], 1e-9):.1f} times that." if spike else "."))
@@ -99,11 +139,49 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                  calibrated(max(rel / max(r["past_max"], 1e-9) - 1, 1 - rel / max(r["past_min"], 1e-9)), tol))
         rows.append(finding(ctx, params, r["pernr"], category, text, owner="HR" if is_spa else "FINANCE",
                             wage_type=r["wage_type"], amount_cents=r["amount"], currency=r["currency"], score=score,
-                            severity=params.spike_severity if spike else params.change_severity,
+                            severity=params.spike_severity if spike else (params.jump_severity if jump
+                                                                           else params.change_severity),
                             evidence={"share_of_base": round(rel, 4), "past_min_share": round(r["past_min"], 4),
                                       "past_max_share": round(r["past_max"], 4), "usual_share": round(r["usual"], 4)}))
+    rows.extend(_stopped(ctx, hist, params, wts))
     return findings_frame(rows)
 
 
-DETECTOR = Detector(CODE, "variable_pay_change", ("special_allowance_spike", "deduction_change"), run, config=CONFIG,
+def _stopped(ctx: Context, hist: pl.DataFrame, params: Params, wts: list[str]) -> list[dict]:
+    """Recurring 1500/3300 lines missing this run: the wage type in each of the latest
+    `recurring_runs` FINALs that paid the staff member (each of those there are, when fewer),
+    none of it now though they are paid."""
+    n = params.recurring_runs
+    paid_now = ctx.current.filter(pl.col("wage_type") == pm.WT_BASE).select("pernr").unique()
+    if hist.height == 0 or paid_now.height == 0:
+        return []
+    cur = hist.filter(pl.col("for_period") == pl.col("in_period"))
+    # the latest n FINALs that paid each staff member (their runs in contract order = in_period)
+    # a FINAL that paid the staff member a negative net was no usual month (a deduction that
+    # wrong is not one whose end is news)
+    negative = hist.filter((pl.col("wage_type") == "/560") & (pl.col("amount_cents") < 0)).select("pernr", "run_id")
+    their = (cur.filter(pl.col("wage_type") == pm.WT_BASE).select("pernr", "run_id", "in_period").unique()
+             .join(paid_now, on="pernr").join(negative, on=["pernr", "run_id"], how="anti")
+             .sort("in_period", descending=True).group_by("pernr").head(n))
+    counts = their.group_by("pernr").agg(pl.len().alias("_runs"))
+    have = (cur.filter(pl.col("wage_type").is_in(wts)).join(their.select("pernr", "run_id"), on=["pernr", "run_id"])
+            .group_by("pernr", "wage_type").agg(pl.col("run_id").n_unique().alias("_with"),
+                                                 pl.col("amount_cents").sort_by("in_period").last().alias("last"),
+                                                 pl.col("currency").last(), pl.col("in_period").max().alias("month")))
+    now = ctx.current.filter(pl.col("wage_type").is_in(wts)).select("pernr", "wage_type").unique()
+    # in every one of those FINALs (fewer than n when the history is shorter: as far as it goes)
+    gone = (have.join(counts, on="pernr").filter(pl.col("_with") >= pl.col("_runs"))
+            .join(now, on=["pernr", "wage_type"], how="anti").sort("pernr", "wage_type"))
+    return [finding(ctx, params, r["pernr"], "variable_pay_stopped",
+                    (f"{ctx.text(r['wage_type'])} ({r['wage_type']}) of {money(r['last'], r['currency'])} was paid "
+                     f"in each of the last {r['_runs']} FINAL runs that paid the staff member (latest {r['month']}) and is missing from this run, "
+                     f"which pays the staff member."),
+                    owner="HR" if r["wage_type"] == pm.WT_SPECIAL_POST else "FINANCE", wage_type=r["wage_type"],
+                    amount_cents=0, expected_cents=r["last"], currency=r["currency"], severity=params.stopped_severity,
+                    evidence={"recurring_runs": r["_runs"], "last_cents": r["last"], "last_period": r["month"]})
+            for r in gone.iter_rows(named=True)]
+
+
+DETECTOR = Detector(CODE, "variable_pay_change", ("special_allowance_spike", "deduction_change", "variable_pay_stopped"),
+                    run, config=CONFIG,
                     description="Compares variable wage types with the staff member's own FINAL history.")

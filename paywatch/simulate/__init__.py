@@ -18,8 +18,7 @@ def simulate_to_folder(cfg: SimConfig, out_dir: Path, on_run: Callable[[RunOutpu
     sim = Simulation(cfg)
     names, truth = [], []
     for out in sim.iter_runs():
-        write_run(out, out_dir)
-        names.append(out.plan.run_id)
+        names.append(write_run(out, out_dir).name)
         truth.extend(sorted(out.truth, key=lambda t: (t[1], t[2])))
         if on_run:
             on_run(out)

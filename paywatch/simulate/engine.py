@@ -34,6 +34,7 @@ from paywatch.simulate.store import RecordStore
 
 RUN_DAYS = {"OFFCYCLE": 5, "SIM1": 10, "SIM2": 15, "SIM3": 20, "FINAL": 24}
 REGULAR = ("SIM1", "SIM2", "SIM3", "FINAL")
+REGIMES = ("peaks", "advances", "corrections", "hires")
 WAGE_CLASS = {w[0]: w[2] for w in WAGE_TYPES}
 PAY_INFOTYPES = ("actions", "assignments", "basic_pay", "family")
 
@@ -67,6 +68,14 @@ class SimConfig:
     session_units: int = 3              # ... this many client entities (ORGEH) ...
     session_claim_share: float = 0.85   # ... whose G staff mostly claim heavy overtime together
     session_hours: tuple[int, int] = (20, 60)
+    # Regimes (REGIMES): "peaks" is the session months above; the others add what a real area
+    # also sees. `paywatch evaluate` switches every one on; the default keeps the plain area.
+    regimes: tuple[str, ...] = ("peaks",)
+    second_offcycle_share: float = 0.6  # advances: months with a second off-cycle run (new advances) ...
+    duplicate_advance_share: float = 0.3  # ... that pays again this share of the first run's advances (errors)
+    correction_share: float = 0.2       # corrections: runs re-delivered as a new version (same run_id)
+    hire_wave_share: float = 0.03       # hires: a month that hires this share of the staff on top ...
+    newcomer_error_share: float = 0.5   # ... and variable-pay errors drawn among newcomers this often
 
 
 @dataclass
@@ -105,6 +114,11 @@ class RunOutput:
     plan: RunPlan
     frames: dict[str, pl.DataFrame]
     truth: list[tuple[str, str, str]]
+    version: int = 1  # 2: a correction of the run delivered before under the same run_id
+    # staff with an error in the run's master data who are not paid in it (an off-cycle run
+    # extracted while a master-data error is keyed in): neither an error to catch in this run
+    # nor a false alarm when flagged
+    neutral: set[str] = field(default_factory=set)
 
 
 class Simulation:
@@ -113,6 +127,10 @@ class Simulation:
     def __init__(self, cfg: SimConfig):
         self.cfg = cfg
         self.rng = np.random.default_rng([cfg.seed, 1])
+        self.regime_rng = np.random.default_rng([cfg.seed, 3])  # regimes' own draws
+        unknown = set(cfg.regimes) - set(REGIMES)
+        if unknown:
+            raise ValueError(f"unknown regime(s) {sorted(unknown)}; known: {', '.join(REGIMES)}")
         self.fix_rng = np.random.default_rng([cfg.seed, 2])
         self.store = RecordStore()
         self.staff: dict[str, Staff] = {}
@@ -128,6 +146,11 @@ class Simulation:
         self.errors: list[err.InjectedError] = []
         self.overtime: dict[str, Decimal] = {}
         self.advances: dict[str, int] = {}
+        self.advances2: dict[str, int] = {}  # advances regime: the second off-cycle run's payees
+        self.duplicates: set[str] = set()    # ... of which paid again (truth: duplicate_advance)
+        self.wave_periods: list[str] = []    # hires regime: months with a hiring wave
+        self.newcomers: dict[str, str] = {}  # PERNR -> period of hire (hired during the simulation)
+        self.corrected: list[str] = []       # corrections regime: run ids delivered twice
         self.session_units: set[str] = set()
         self.session_periods: list[str] = []  # months with a session peak (the evaluation reports them)
         self.recoveries: dict[tuple[str, str], int] = {}
@@ -281,6 +304,9 @@ class Simulation:
             extracted = self._time(period, RUN_DAYS[rt], hour=6)
             pay_day = self._day(period, 7 if rt == "OFFCYCLE" else 25)
             plans.append(RunPlan(f"{self.cfg.payroll_area}-{period}-{suffix}", period, rt, extracted, pay_day, 0))
+        if self.advances2:  # advances regime: a second off-cycle run between SIM1 and SIM2
+            plans.insert(len(plans) - 3, RunPlan(f"{self.cfg.payroll_area}-{period}-OC2", period, "OFFCYCLE",
+                                                 self._time(period, 12, hour=6), self._day(period, 14), 0))
         return plans
 
     # ------------------------------------------------------------------ changes
@@ -340,12 +366,21 @@ class Simulation:
 
     def _hires(self, period: str, dim: int) -> None:
         n = int(self.rng.binomial(self.cfg.staff, self.cfg.separation_rate))
-        for _ in range(n):
-            day = self._day(period, int(self.rng.integers(1, dim + 1)))
+        wave = 0
+        if "hires" in self.cfg.regimes and period != self.periods[0] and (
+                not self.wave_periods or self.regime_rng.random() < 0.3):
+            # a hiring wave (a unit set up, a surge): newcomers with no history of their own, who
+            # mostly start early in the month
+            wave = int(self.regime_rng.binomial(self.cfg.staff, self.cfg.hire_wave_share))
+            self.wave_periods.append(period)
+        for i in range(n + wave):
+            last = dim if i < n else 15
+            day = self._day(period, int(self.rng.integers(1, last + 1)))
             at = self._entry_time(period, day)
             s = self._hire(day, at, transfer=self.rng.random() < 0.2)
             s.busy.add(period)
             self._touch(s, day, at)
+            self.newcomers[s.pernr] = period
 
     def _step_increments(self, period: str, active: list[str]) -> None:
         first = self._first_day(period)
@@ -464,6 +499,8 @@ class Simulation:
         cfg = self.cfg
         self.session_units = (set(str(e) for e in rng.choice(ENTITIES, cfg.session_units, replace=False))
                               if rng.random() < cfg.session_month_share else set())
+        if "peaks" not in cfg.regimes:
+            self.session_units = set()
         if self.session_units:
             self.session_periods.append(period)
         lo, hi = cfg.session_hours
@@ -486,6 +523,30 @@ class Simulation:
                 third = amount // 3
                 for i, part in enumerate((third, third, amount - 2 * third)):
                     self.recoveries[(p, pm.shift_period(period, i + 1))] = part
+        self.advances2, self.duplicates = {}, set()
+        if "advances" in cfg.regimes and self.regime_rng.random() < cfg.second_offcycle_share:
+            self._second_offcycle(period)
+
+    def _second_offcycle(self, period: str) -> None:
+        """Advances regime: a second off-cycle run of the month pays new advances (legitimate,
+        recovered like the first run's) and, by mistake, some of the first run's again."""
+        rng, first = self.regime_rng, self._first_day(period)
+        owing = {k[0] for k in self.recoveries}
+        pool = [p for p, s in sorted(self.staff.items())
+                if s.status == "active" and s.hired < first and p not in owing and p not in self.advances]
+        n = max(2, int(rng.binomial(len(pool), 2 * self.cfg.advance_rate)))
+        for i in sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False)) if pool else []:
+            p = pool[int(i)]
+            amount = int(rng.integers(5, 31)) * 10_000
+            self.advances2[p] = amount
+            third = amount // 3
+            for j, part in enumerate((third, third, amount - 2 * third)):
+                self.recoveries[(p, pm.shift_period(period, j + 1))] = part
+        # fewer duplicates than legitimate payments in the run (errors are the exception)
+        dup = [p for p in sorted(self.advances) if rng.random() < self.cfg.duplicate_advance_share]
+        for p in dup[:max(len(self.advances2) - 1, 0)]:
+            self.advances2[p] = self.advances[p]
+            self.duplicates.add(p)
 
     # ------------------------------------------------------------------ runs
     def master_frames(self, at: datetime) -> dict[str, pl.DataFrame]:
@@ -496,6 +557,14 @@ class Simulation:
         if plan.run_type == "OFFCYCLE":
             lines = self._offcycle_lines(plan, md)
             truth: list[tuple[str, str, str]] = []
+            if plan.run_id.endswith("-OC2"):
+                truth = [(plan.run_id, p, "duplicate_advance") for p in sorted(self.duplicates)]
+            # master-data errors keyed in before this off-cycle run are in its extract too
+            payees = set(lines["pernr"].to_list())
+            md_err = [e for e in self.errors if e.present and e.kind in err.MASTER_DATA_KINDS and e.op is not None]
+            truth += [(plan.run_id, e.pernr, e.kind) for e in md_err if e.pernr in payees]
+            return RunOutput(plan, {**md, **ref, "pay_lines": lines}, truth,
+                             neutral={e.pernr for e in md_err if e.pernr not in payees})
         else:
             lines, truth = self._regular_lines(plan, md, ref)
         frames = {**md, **ref, "pay_lines": lines}
@@ -503,7 +572,8 @@ class Simulation:
 
     def _offcycle_lines(self, plan: RunPlan, md: dict[str, pl.DataFrame]) -> pl.DataFrame:
         rows = []
-        for p, amount in sorted(self.advances.items()):
+        paid = self.advances2 if plan.run_id.endswith("-OC2") else self.advances
+        for p, amount in sorted(paid.items()):
             cur = self.staff[p].currency
             for wt in ("2000", "/101", "/550", "/560"):
                 rows.append((p, plan.period, wt, amount, cur, None))
@@ -615,6 +685,9 @@ class Simulation:
                 plan = RunPlan(plan.run_id, plan.period, plan.run_type, plan.extracted_at, plan.pay_date, self.run_index)
                 err.activate_errors(self, plan)
                 out = self.build_run(plan)
+                if "corrections" in self.cfg.regimes and self.regime_rng.random() < self.cfg.correction_share:
+                    yield out
+                    out = self._correction(out, fixer)
                 yield out
                 self.close_run(out)
                 if plan.run_type in ("SIM1", "SIM2", "SIM3"):
@@ -622,6 +695,33 @@ class Simulation:
                     fixed = fixer(out, present)
                     err.fix_errors(self, plan, [e for e in present if e.error_id in fixed])
             err.end_of_month(self, period)
+
+    def _correction(self, out: RunOutput,
+                    fixer: Callable[[RunOutput, list[err.InjectedError]], set[int]]) -> RunOutput:
+        """Corrections regime: the run delivered again under its run_id (docs/extract-format.md,
+        re-delivery) a few hours later — errors the office fixed in between are gone, a late
+        approved advance joins an off-cycle run; what was not fixed is still there."""
+        plan = out.plan
+        present = [e for e in self.errors if e.present]
+        err.fix_errors(self, plan, [e for e in present if e.error_id in fixer(out, present)])
+        if plan.run_type == "OFFCYCLE":
+            paid = self.advances2 if plan.run_id.endswith("-OC2") else self.advances
+            first = self._first_day(plan.period)
+            owing = {k[0] for k in self.recoveries}
+            late = [p for p, s in sorted(self.staff.items()) if s.status == "active" and s.hired < first
+                    and p not in owing and p not in self.advances and p not in self.advances2]
+            if late:
+                p = late[int(self.regime_rng.integers(len(late)))]
+                paid[p] = int(self.regime_rng.integers(5, 31)) * 10_000
+                third = paid[p] // 3
+                for j, part in enumerate((third, third, paid[p] - 2 * third)):
+                    self.recoveries[(p, pm.shift_period(plan.period, j + 1))] = part
+        again = RunPlan(plan.run_id, plan.period, plan.run_type, plan.extracted_at + timedelta(hours=5),
+                        plan.pay_date, plan.index)
+        self.corrected.append(plan.run_id)
+        new = self.build_run(again)
+        new.version = out.version + 1
+        return new
 
     def one_shot_fixer(self, out: RunOutput, present: list[err.InjectedError]) -> set[int]:
         return {e.error_id for e in present if self.fix_rng.random() < self.cfg.fix_rate}

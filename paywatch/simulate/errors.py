@@ -32,6 +32,10 @@ LINE_KINDS = (
 )
 MASTER_DATA_KINDS = ("shared_iban", "grade_change_without_action", "invalid_iban", "missing_bank_record")
 ERROR_KINDS = LINE_KINDS + MASTER_DATA_KINDS
+# Kinds of the regimes (engine.REGIMES), drawn only when theirs is on: an advance of the month's
+# off-cycle run paid again in a regular run (the second off-cycle run's duplicates are the engine's).
+REGIME_KINDS = {"advances": ("duplicate_advance",)}
+NEWCOMER_KINDS = ("overtime_outlier", "special_allowance_spike")  # hires regime: cold start
 ARRIVAL_RUNS = ("SIM1", "SIM2", "SIM3", "FINAL")
 
 
@@ -70,7 +74,7 @@ def plan_errors(sim: SimulationState, period: str) -> list[InjectedError]:
     first = date(int(period[:4]), int(period[4:]), 1)
     active = sorted(p for p, s in sim.staff.items() if s.status == "active")
     n = int(rng.binomial(len(active), cfg.error_rate))
-    kinds = list(cfg.error_kinds)
+    kinds = list(cfg.error_kinds) + [k for r in cfg.regimes for k in REGIME_KINDS.get(r, ())]
     counts = rng.multinomial(n, [1 / len(kinds)] * len(kinds)) if kinds else []
     taken: set[str] = set()
     out: list[InjectedError] = []
@@ -79,6 +83,12 @@ def plan_errors(sim: SimulationState, period: str) -> list[InjectedError]:
         pool = [p for p in _candidates(sim, kind, period, first, prev) if p not in taken]
         if not pool or k == 0:
             continue
+        if kind == "duplicate_advance":  # fewer than the month's legitimate advances
+            k = min(int(k), max(len(pool) // 3, 1))
+        if "hires" in cfg.regimes and kind in NEWCOMER_KINDS and sim.regime_rng.random() < cfg.newcomer_error_share:
+            # cold start: staff hired this month or last, with little or no history of their own
+            fresh = [p for p in _newcomers(sim, kind, period, first) if p not in taken]
+            pool = fresh or pool
         picks = rng.choice(len(pool), size=min(int(k), len(pool)), replace=False)
         for i in sorted(picks):
             p = pool[i]
@@ -104,6 +114,8 @@ def _candidates(sim: SimulationState, kind: str, period: str, first: date, prev:
         return [p for p in quiet if staff[p].category == "G"]
     if kind == "special_allowance_spike":
         return [p for p in quiet if staff[p].spa_cents]
+    if kind == "duplicate_advance":
+        return [p for p in quiet if p in sim.advances]
     if kind == "unexplained_retro":
         return [p for p in quiet if (p, prev, "1000") in sim.ledger]
     if kind == "grade_change_without_action":
@@ -114,6 +126,22 @@ def _candidates(sim: SimulationState, kind: str, period: str, first: date, prev:
     if kind == "child_over_age_limit":
         return [p for p in quiet if _has_overage_child(sim, p, first)]
     return quiet
+
+
+def _newcomers(sim: SimulationState, kind: str, period: str, first: date) -> list[str]:
+    """Staff hired this month (early enough to have 10 active days) or the month before."""
+    prev = pm.shift_period(period, -1)
+    out = []
+    for p, hired_in in sorted(sim.newcomers.items()):
+        s = sim.staff[p]
+        if s.status not in ("active", "future") or hired_in not in (period, prev):
+            continue
+        if hired_in == period and s.hired > first + timedelta(days=15):
+            continue
+        if kind == "overtime_outlier" and s.category != "G" or kind == "special_allowance_spike" and not s.spa_cents:
+            continue
+        out.append(p)
+    return out
 
 
 def _max_step(grade: str) -> int:
@@ -326,6 +354,10 @@ def _distort(ctx: RunContext, e: InjectedError, as_if_active: dict[str, dict]) -
             return False
         rest = [r for r in lines if r not in spa]
         ctx.by_staff[p] = rest + [(p, period, pm.WT_SPECIAL_POST, spa[0][3] * e.params["factor"], None)]
+        return True
+    if e.kind == "duplicate_advance":
+        # the off-cycle run's advance paid again in the regular run of the same period
+        ctx.by_staff[p] = lines + [(p, period, pm.WT_ADVANCE, ctx.sim.advances[p], None)]
         return True
     if e.kind == "unexplained_retro":
         prev = pm.shift_period(period, -1)

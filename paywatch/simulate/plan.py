@@ -34,5 +34,8 @@ class SimulationState(Protocol):
     ledger: dict[tuple[str, str, str], int]
     errors: list  # errors.InjectedError of the month
     overtime: dict[str, Decimal]
+    advances: dict[str, int]  # PERNR -> advance of the month's first off-cycle run
+    newcomers: dict[str, str]  # PERNR -> period of hire
+    regime_rng: np.random.Generator
 
     def _time(self, period: str, day: int, hour: int | None = None) -> datetime: ...

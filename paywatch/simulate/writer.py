@@ -39,7 +39,8 @@ def write_run(out: RunOutput, root: Path) -> Path:
     """One run folder named after its run id; the manifest lists every file's checksum."""
     # names, salaries and bank accounts: owner-only folders (0700) and files (0600)
     private_dir(root)
-    folder = private_dir(root / out.plan.run_id)
+    # a correction (a second version of the run) gets a folder of its own: the name carries no meaning
+    folder = private_dir(root / (out.plan.run_id if out.version == 1 else f"{out.plan.run_id}.v{out.version}"))
     files = {}
     for file_name, table in STAGING_TABLES.items():
         frame = _source_frame(file_name, out.frames[table.removeprefix("stg_")])

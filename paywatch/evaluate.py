@@ -129,7 +129,8 @@ def regime_summaries(scores: list[RunScore], first_period: str, sim, newcomer_sc
     - peaks: the runs of months where whole units work heavy overtime (session months);
     - advances: the runs of months with a second off-cycle run, and every run with a
       duplicate advance;
-    - corrections: the corrected versions (a run delivered again under its run_id);
+    - corrections: the corrected versions (a run delivered again under its run_id); false
+      alarms per month over the month's runs, the corrected version in place of the first;
     - hires: staff hired during the simulation, in their month of hire and the next (cold
       start): recall and hold precision on them; false alarms per month over all clean staff
       of those months (a newcomer cohort of ~50 cannot measure 0.3 %; `newcomer_false_alarms`)."""
@@ -141,6 +142,12 @@ def regime_summaries(scores: list[RunScore], first_period: str, sim, newcomer_sc
         "corrections": [r for r in scores if r.version > 1],
     }
     res = {k: summarise(v) for k, v in out.items() if v}
+    if "corrections" in res:  # a re-delivered off-cycle run of five payees is not a month of its own
+        months = {r.period for r in out["corrections"]}
+        corrected = {r.run_id for r in out["corrections"]}
+        res["corrections"].fa_reference = summarise(
+            [r for r in scores if r.period in months and r.version == 1 and r.run_id not in corrected]
+            + out["corrections"])
     if newcomer_scores and any(r.error_staff for r in newcomer_scores):
         h = summarise(newcomer_scores)
         months = {r.period for r in newcomer_scores}
@@ -210,6 +217,8 @@ def evaluate(cfg: SimConfig, work: Path | None = None,
             for out in sim.iter_runs():
                 folder = write_run(out, root / "runs")
                 loaded = load_run(con, read_run(folder), archive_dir=wh.paths.archive)
+                if loaded.outcome == "noop":  # a re-delivery with nothing changed is no new run to score
+                    continue
                 inp = detection_input(con, loaded.run_id)
                 full, _ = detect_with_artifacts(inp, det_cfg)
                 rules, _ = detect_with_artifacts(inp, det_cfg, models=False)

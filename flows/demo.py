@@ -35,7 +35,7 @@ def drop(umoja: Path, run: str, landing: Path) -> None:
     shutil.copy2(umoja / run / "manifest.json", target / "manifest.json")
 
 
-@flow(name="paywatch-demo", log_prints=False)
+@flow(name="paywatch-demo", flow_run_name="demo {staff} staff from {start}", log_prints=False)
 def demo(staff: int = 2_000, months: int = 2, start: str = "202512", seed: int = 7) -> list[dict]:
     log = get_run_logger()
     wh = Warehouse.default()

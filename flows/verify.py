@@ -277,7 +277,21 @@ def _pick_up(land: str, wh: Warehouse, settle: float, lcfg: dict, log):
     return entries, done, raised
 
 
-@flow(name="pull-and-verify", log_prints=False)
+def _pull_run_name() -> str:
+    """`pull GV-202601` when a period is expected, else `pull landing` with the UTC minute."""
+    from datetime import datetime, timezone
+
+    period = runtime.flow_run.parameters.get("period")
+    return f"pull {period}" if period else f"pull landing {datetime.now(timezone.utc):%Y-%m-%d %H:%M}Z"
+
+
+def _backfill_run_name() -> str:
+    params = runtime.flow_run.parameters
+    start, end = params.get("start"), params.get("end")
+    return f"backfill {start}" + (f"-{end}" if end and end != start else "")
+
+
+@flow(name="pull-and-verify", flow_run_name=_pull_run_name, log_prints=False)
 def pull_and_verify(landing: str | None = None, db: str | None = None, expect_run_type: str | None = None,
                     period: str | None = None, settle_seconds: float | None = None):
     """Verify every new delivery in the landing folder once, oldest first; log, audit and put
@@ -318,7 +332,7 @@ def pull_and_verify(landing: str | None = None, db: str | None = None, expect_ru
     return _with_alerts(done, raised)
 
 
-@flow(name="backfill", log_prints=False)
+@flow(name="backfill", flow_run_name=_backfill_run_name, log_prints=False)
 def backfill(start: str, end: str | None = None, landing: str | None = None, db: str | None = None):
     """Catch up: verify the deliveries of periods `start`..`end` (YYYYMM, end default
     `start`) found in landing and landing/processed, in contract order, each once; report

@@ -89,7 +89,8 @@ def test_pull_picks_up_each_delivery_once_in_order_and_alerts_on_late_run(tmp_pa
     partial = landing / "partial"
     shutil.copytree(SAMPLE / RUNS[4], partial)
     (partial / "manifest.json").unlink()
-    assert pull_and_verify(str(landing), str(db), settle_seconds=0) == []
+    state = pull_and_verify(str(landing), str(db), settle_seconds=0, return_state=True)
+    assert state.result() == [] and re.fullmatch(r"pull landing \d{4}-\d\d-\d\d \d\d:\d\dZ", _flow_run(state).name)
     assert partial.is_dir()
 
 
@@ -246,6 +247,8 @@ def test_backfill_verifies_a_past_period_in_contract_order(tmp_path):
     again = backfill("202512", "202601", str(landing), str(db), return_state=True)
     assert again.name == ALERTED and "GV-202601-SIM2 missing" in again.message
     assert [d["run_id"] for d in again.result()] == ["GV-202601-SIM1"]
+    # named for what they catch up, not "ludicrous-shark"
+    assert _flow_run(state).name == "backfill 202512" and _flow_run(again).name == "backfill 202512-202601"
 
 
 # --- the Prefect UI as its users see it (issue #16)

@@ -25,13 +25,8 @@ def _fresh_seed() -> int:
     return seed
 
 
-def _assert_quality(full) -> None:
-    """Hold precision 0.95 and false alarms <= 0.3 % of clean staff in every month, unit-wide
-    overtime peaks (session months) included — overall and in every regime (peaks, advances
-    paid twice, corrections, hiring waves, the first month). Recall is held below the issue's
-    0.99 (README, Detection quality): a special post allowance tripled from a small amount
-    before the first month's first simulation, and an overtime claim in a unit peaking two
-    months running, can sit inside what peers are paid, so those kinds have the lower bar."""
+def _assert_precision_alarms_recall(full) -> None:
+    """Hold precision, false alarms per month (peaks included) and recall, overall and per regime."""
     assert full.hold_precision >= 0.95
     assert max(full.false_alarm_rates_by_month().values()) <= 0.003, full.false_alarm_rates()
     assert full.worst_false_alarm_rate(full.peak_periods) <= 0.003
@@ -39,6 +34,16 @@ def _assert_quality(full) -> None:
     for name, r in full.regimes.items():
         assert r.hold_precision >= 0.95, name
         assert month_fa(r) <= 0.003, name
+
+
+def _assert_quality(full) -> None:
+    """Hold precision 0.95 and false alarms <= 0.3 % of clean staff in every month, unit-wide
+    overtime peaks (session months) included — overall and in every regime (peaks, advances
+    paid twice, corrections, hiring waves, the first month). Recall is held below the issue's
+    0.99 (README, Detection quality): a special post allowance tripled from a small amount
+    before the first month's first simulation, and an overtime claim in a unit peaking two
+    months running, can sit inside what peers are paid, so those kinds have the lower bar."""
+    _assert_precision_alarms_recall(full)
     # present ~10-20 times in 1,000 x 3; first-month allowances, and claims in a unit that is
     # itself peaking two months running, may sit inside what peers are paid (seed 276714:
     # overtime_outlier 0.72, recall 0.957)
@@ -85,13 +90,7 @@ def test_quality_on_a_fresh_seed():
     counts = _kind_counts(full)
     print(f"seed {seed}: recall {full.recall:.4f}, hold precision {full.hold_precision:.4f}, "
           f"peak months {full.peak_periods}, by kind (present, caught) {counts}")
-    assert full.hold_precision >= 0.95
-    assert max(full.false_alarm_rates_by_month().values()) <= 0.003, full.false_alarm_rates()
-    assert full.worst_false_alarm_rate(full.peak_periods) <= 0.003
-    assert full.recall >= RECALL_BAR
-    for name, r in full.regimes.items():
-        assert r.hold_precision >= 0.95, name
-        assert month_fa(r) <= 0.003, name
+    _assert_precision_alarms_recall(full)
     # the two kinds only a model can judge: seed 846683 caught 5 of 11 allowance spikes (tripled
     # from a small amount, inside what peers are paid) — README, Detection quality
     lower = {"special_allowance_spike": 0.4, "overtime_outlier": 0.4}

@@ -175,7 +175,7 @@ def regime_line(name: str, s: Summary, target: dict) -> str:
     worst = min(s.by_kind.items(), key=lambda kv: kv[1], default=("-", 1.0))
     errs = sum(r.error_staff for r in s.runs)
     extra = ""
-    if s.fa_reference is not None:
+    if name == "hires":  # the newcomer cohort's own false alarms (its months' rate is over all staff)
         extra = f" newcomer_false_alarms={sum(r.false_alarms for r in s.runs)}"
     return (f"regime={name} runs={len(s.runs)} error_staff={errs} recall={s.recall:.4f} "
             f"hold_precision={s.hold_precision:.4f} worst_month_false_alarm_rate={month_fa(s):.4%} "

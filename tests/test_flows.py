@@ -216,13 +216,14 @@ def test_settle_time_delays_only_a_folder_still_changing(tmp_path):
 
     def keep_writing():  # until the scan has finished, however slow the machine is
         while not done.is_set():
-            (landing / "d1" / "RT.csv").write_bytes((landing / "d1" / "RT.csv").read_bytes() + b"")
-            os.utime(landing / "d1" / "RT.csv")
+            with open(landing / "d1" / "RT.csv", "ab") as f:  # it grows, as a file being written does
+                f.write(b"\n")
             time.sleep(0.05)
     writer = threading.Thread(target=keep_writing)
     writer.start()
     try:
-        ready, waiting = lnd.scan(landing, settle_seconds=30, probe_seconds=0.3)
+        # a 2 s look: a busy CI machine can keep the writer thread off the CPU for a few tenths
+        ready, waiting = lnd.scan(landing, settle_seconds=30, probe_seconds=2.0)
     finally:
         done.set()
         writer.join()

@@ -19,8 +19,6 @@ from __future__ import annotations
 import csv
 import email
 import json
-import os
-import socket
 from datetime import date
 from email import policy
 from pathlib import Path
@@ -29,9 +27,9 @@ import pytest
 from typer.testing import CliRunner
 
 from extract_fixture import DEFAULT_FILES, write_run
+import smtp_server
 from xlsx_read import read_xlsx
 
-aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 
 from paywatch.cli import app  # noqa: E402
 
@@ -51,46 +49,17 @@ to = ["finance@example.org"]
 """
 
 
-class Inbox:
-    def __init__(self):
-        self.raw: list[bytes] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.raw.append(bytes(envelope.content))
-        return "250 OK"
-
-    def messages(self) -> list[email.message.EmailMessage]:
-        return [email.message_from_bytes(r, policy=policy.default) for r in self.raw]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def smtp():
-    inbox = Inbox()
-    ctl = aiosmtpd_controller.Controller(inbox, hostname="127.0.0.1", port=free_port())
-    ctl.start()
-    try:
-        yield ctl.port, inbox
-    finally:
-        ctl.stop()
+    with smtp_server.running() as (port, inbox):
+        yield port, inbox
 
 
 @pytest.fixture(scope="module")
 def mail_env(smtp):
     port, inbox = smtp
     mp = pytest.MonkeyPatch()
-    for k in list(os.environ):
-        if k.startswith("PAYWATCH_SMTP_") or k == "PAYWATCH_ROUTING":
-            mp.delenv(k)
-    for k, v in {"PAYWATCH_SMTP_HOST": "127.0.0.1", "PAYWATCH_SMTP_PORT": str(port),
-                 "PAYWATCH_SMTP_FROM": "paywatch@journey.example.org", "PAYWATCH_SMTP_RETRIES": "1",
-                 "PAYWATCH_SMTP_BACKOFF": "0.01", "PAYWATCH_SMTP_TIMEOUT": "5"}.items():
-        mp.setenv(k, v)
+    smtp_server.point_paywatch_at(mp, port, "paywatch@journey.example.org", retries=1)
     yield inbox
     mp.undo()
 
@@ -122,10 +91,10 @@ def journey(tmp_path_factory, mail_env):
     mails: dict[str, list] = {}
     decided = ""
     for run_type, day, rt in RUNS:
-        seen = len(inbox.raw)
+        seen = len(inbox.messages)
         out = verify(root, db, run_type, day, rt)
         assert (out / "cases.csv").is_file(), f"{run_type} not verified"
-        mails[run_type] = inbox.messages()[seen:]
+        mails[run_type] = inbox.parsed(seen)
         if run_type == "SIM1":
             run = f"GV-{PERIOD}-SIM1"
             # confirmed first, assigned after: naming who fixes it leaves the hold confirmed
@@ -261,9 +230,9 @@ def test_a_blocked_run_says_so_in_words(tmp_path, mail_env):
     (home / "routing.toml").write_text(ROUTING, encoding="utf-8")
     # Geneva's post adjustment multiplier starts after the period: a critical data-quality failure
     gap = DEFAULT_FILES["T7UNPA.csv"].replace("GVA,20250101", "GVA,20250401")
-    seen = len(inbox.raw)
+    seen = len(inbox.messages)
     verify(tmp_path, home / "warehouse.duckdb", "SIM1", "10", None, {"T7UNPA.csv": gap})
-    got = inbox.messages()[seen:]
+    got = inbox.parsed(seen)
     assert sorted(m["To"] for m in got) == ["finance@example.org", "hr@example.org"]
     for m in got:
         assert m["Subject"].startswith("NOT CHECKED: GV-202503-SIM1"), m["Subject"]

@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import stat
 import zipfile
 from collections import Counter
@@ -32,13 +31,13 @@ import duckdb
 import polars as pl
 import pytest
 
-aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
-
 from paywatch import delivery  # noqa: E402
 from paywatch.pipeline import verify_run  # noqa: E402
 from paywatch.privacy import IBAN_RE, mask_iban  # noqa: E402
 from paywatch.routing import REPO_ROUTING, load_routing, parse_routing, route  # noqa: E402
 from paywatch.titles import category_title  # noqa: E402
+import smtp_server  # noqa: E402
+from smtp_server import free_port  # noqa: E402
 from xlsx_read import read_xlsx  # noqa: E402
 from paywatch.warehouse.db import warehouse_digest  # noqa: E402
 
@@ -65,44 +64,14 @@ RAW_IBAN = "CH9300762011623852957"
 # ------------------------------------------------------------------------------ the SMTP server
 
 
-class Inbox:
-    """aiosmtpd handler: keeps (envelope sender, recipients, raw bytes) of every message."""
-
-    def __init__(self):
-        self.messages: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content)))
-        return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def smtp():
-    inbox = Inbox()
-    ctl = aiosmtpd_controller.Controller(inbox, hostname="127.0.0.1", port=free_port())
-    ctl.start()
-    try:
-        yield ctl.port, inbox
-    finally:
-        ctl.stop()
+    with smtp_server.running() as (port, inbox):
+        yield port, inbox
 
 
 def smtp_env(mp: pytest.MonkeyPatch, port: int, sender: str) -> None:
-    for k in list(os.environ):
-        if k.startswith("PAYWATCH_SMTP_") or k == "PAYWATCH_ROUTING":
-            mp.delenv(k)
-    mp.setenv("PAYWATCH_SMTP_HOST", "127.0.0.1")
-    mp.setenv("PAYWATCH_SMTP_PORT", str(port))
-    mp.setenv("PAYWATCH_SMTP_FROM", sender)
-    mp.setenv("PAYWATCH_SMTP_RETRIES", "2")
-    mp.setenv("PAYWATCH_SMTP_BACKOFF", "0.01")
-    mp.setenv("PAYWATCH_SMTP_TIMEOUT", "5")
+    smtp_server.point_paywatch_at(mp, port, sender)
 
 
 class Records(logging.Handler):

@@ -11,7 +11,6 @@ import re
 import logging
 import os
 import shutil
-import socket
 import threading
 import time
 import tomllib
@@ -20,7 +19,6 @@ from email import message_from_bytes
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
 
@@ -30,6 +28,7 @@ from flows.monthly import monthly_close
 from flows.verify import ALERTED, backfill, pull_and_verify, verify_run
 from paywatch import landing as lnd
 from paywatch.warehouse.db import open_warehouse
+import smtp_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data_samples" / "gv-300"
@@ -122,32 +121,13 @@ def test_monthly_close_flow_records_kpi(tmp_path):
 # --- alerts, audit, catch-up
 
 
-class Inbox:
-    """aiosmtpd handler keeping what it receives."""
-
-    def __init__(self):
-        self.mails: list[tuple[list[str], bytes]] = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            self.mails.append((list(envelope.rcpt_tos), bytes(envelope.content)))
-        return "250 OK"
-
-
 @pytest.fixture
 def smtp(monkeypatch):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    inbox = Inbox()
-    ctl = Controller(inbox, hostname="127.0.0.1", port=port)
-    ctl.start()
-    monkeypatch.setenv("PAYWATCH_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("PAYWATCH_SMTP_PORT", str(port))
-    monkeypatch.delenv("PAYWATCH_ROUTING", raising=False)
-    yield inbox
-    ctl.stop()
+    with smtp_server.running() as (port, inbox):
+        monkeypatch.setenv("PAYWATCH_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("PAYWATCH_SMTP_PORT", str(port))
+        monkeypatch.delenv("PAYWATCH_ROUTING", raising=False)
+        yield inbox
 
 
 def test_late_run_alert_is_mailed_once_and_closed_when_the_run_arrives(tmp_path, smtp):
@@ -157,8 +137,8 @@ def test_late_run_alert_is_mailed_once_and_closed_when_the_run_arrives(tmp_path,
                             return_state=True)
     # a business outcome, not a crash: Completed, named so, the alert in the message
     assert state.is_completed() and state.name == ALERTED and "has not arrived" in state.message
-    assert len(smtp.mails) == 1
-    to, raw = smtp.mails[0]
+    assert len(smtp.messages) == 1
+    _, to, raw = smtp.messages[0]
     mail = message_from_bytes(raw)
     assert to == ["payroll-alerts@example.org"]  # routing.toml [alerts]
     assert "SIM1 GV 202512 is late" in mail["Subject"]
@@ -166,13 +146,13 @@ def test_late_run_alert_is_mailed_once_and_closed_when_the_run_arrives(tmp_path,
     assert [a.key for a in _artifacts("late-run-alert")]
     # the next calendar tick: still late, but nobody is mailed twice
     pull_and_verify(str(landing), str(db), expect_run_type="SIM1", period="202512", settle_seconds=0)
-    assert len(smtp.mails) == 1
+    assert len(smtp.messages) == 1
     # the run lands late: the watcher (no expected run type) verifies it and closes the alert
     shutil.copytree(SAMPLE / RUNS[1], landing / "late-sim1")
     done = pull_and_verify(str(landing), str(db), settle_seconds=0)
     assert done == [{"run_id": "GV-202512-SIM1", "state": "Completed"}]
     assert not (tmp_path / "wh" / "outbox" / "alerts" / "late-GV-202512-SIM1").exists()
-    alert_mails = [message_from_bytes(m)["Subject"] for to, m in smtp.mails if to == ["payroll-alerts@example.org"]]
+    alert_mails = [message_from_bytes(m)["Subject"] for _, to, m in smtp.messages if to == ["payroll-alerts@example.org"]]
     assert len(alert_mails) == 2 and "resolved" in alert_mails[-1]
 
 
@@ -194,7 +174,7 @@ def test_duplicate_delivery_leaves_an_audit_line_and_rejected_one_is_quarantined
     assert any("\tquarantined\tbroken\t" in line for line in lines)
     assert any(f"landing: duplicate folder=again sha256={sha}" in r.getMessage() for r in caplog.records)
     assert not lnd.delivery_folders(landing)  # duplicate and rejected folders do not pile up
-    assert any("rejected" in message_from_bytes(m)["Subject"] for _, m in smtp.mails)
+    assert any("rejected" in message_from_bytes(m)["Subject"] for _, _, m in smtp.messages)
     assert any("again" in str(a.data) and sha in str(a.data) for a in _artifacts("landing-audit"))
 
 
@@ -205,22 +185,25 @@ def test_settle_time_delays_only_a_folder_still_changing(tmp_path):
     old = time.time() - 3600
     for p in (landing / "d0").iterdir():
         os.utime(p, (old, old))
+    for p in (landing / "d1").iterdir():  # copytree keeps the sample's times: d1 is written now
+        os.utime(p)
     # d1 was just written but is no longer changing: read after a 0.3 s look, not 30 s later
-    writer = threading.Thread(target=lambda: None)
     t0 = time.monotonic()
     ready, waiting = lnd.scan(landing, settle_seconds=30, probe_seconds=0.3)
     assert [d.folder.name for d in ready] == ["d0", "d1"] and waiting == [] and time.monotonic() - t0 < 5
 
     # a folder whose files keep changing waits for the next scan; the settled one does not
-    done = threading.Event()
+    done, writing = threading.Event(), threading.Event()
 
     def keep_writing():  # until the scan has finished, however slow the machine is
         while not done.is_set():
             with open(landing / "d1" / "RT.csv", "ab") as f:  # it grows, as a file being written does
                 f.write(b"\n")
+            writing.set()
             time.sleep(0.05)
     writer = threading.Thread(target=keep_writing)
     writer.start()
+    assert writing.wait(30)  # the scan starts once the folder is being written, not before
     try:
         # a 2 s look: a busy CI machine can keep the writer thread off the CPU for a few tenths
         ready, waiting = lnd.scan(landing, settle_seconds=30, probe_seconds=2.0)

@@ -10,15 +10,14 @@ failure is recorded after the last attempt exactly as before (warehouse + note, 
 
 from __future__ import annotations
 
-import os
-import socket
+import contextlib
 import threading
 from pathlib import Path
 
 import duckdb
 import pytest
 
-aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
+import smtp_server  # noqa: E402
 
 from paywatch import delivery  # noqa: E402
 
@@ -45,35 +44,18 @@ class Flaky:
         return "250 Message accepted for delivery"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(monkeypatch):
     """Start a Flaky server: `server(refuse)` -> handler; PAYWATCH_SMTP_* point at it."""
-    started = []
+    stack = contextlib.ExitStack()
 
     def start(refuse: int) -> Flaky:
-        handler = Flaky(refuse)
-        ctl = aiosmtpd_controller.Controller(handler, hostname="127.0.0.1", port=free_port())
-        ctl.start()
-        started.append(ctl)
-        for k in [k for k in os.environ if k.startswith("PAYWATCH_SMTP_") or k == "PAYWATCH_ROUTING"]:
-            monkeypatch.delenv(k)
-        monkeypatch.setenv("PAYWATCH_SMTP_HOST", "127.0.0.1")
-        monkeypatch.setenv("PAYWATCH_SMTP_PORT", str(ctl.port))
-        monkeypatch.setenv("PAYWATCH_SMTP_FROM", "paywatch@retry.example.org")
-        monkeypatch.setenv("PAYWATCH_SMTP_RETRIES", "2")
-        monkeypatch.setenv("PAYWATCH_SMTP_BACKOFF", "0.05")
-        monkeypatch.setenv("PAYWATCH_SMTP_TIMEOUT", "5")
+        port, handler = stack.enter_context(smtp_server.running(Flaky(refuse)))
+        smtp_server.point_paywatch_at(monkeypatch, port, "paywatch@retry.example.org", retries=2, backoff=0.05)
         return handler
 
-    yield start
-    for ctl in started:
-        ctl.stop()
+    with stack:
+        yield start
 
 
 @pytest.fixture(scope="module")

@@ -387,6 +387,29 @@ def test_iban_length_is_checked_per_country(bban, cut):
     assert iban_problem("021000021123456789", "US") is None  # no IBANs in that country: not checked
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from([("BE", 12), ("ES", 20), ("FR", 23), ("DE", 18), ("CH", 17)]), st.data())
+def test_an_iso_13616_iban_is_never_held_whatever_its_national_digits(country_len, data):
+    """The contract promises free text; ISO 13616 is what PW115 holds on. A country's own
+    checks inside the BBAN (register, national check digits) only ever give an info line."""
+    from detectors.rules.pw115_bank_integrity import iban_problem, national_problem
+
+    country, n = country_len
+    bban = data.draw(st.text("0123456789", min_size=n, max_size=n))
+    account = _iban(country, bban)
+    assert iban_problem(account, country) is None
+    problem = national_problem(account)
+    assert problem is None or "national" in problem or "register" in problem
+
+
+def test_pw115_national_check_failure_is_info_and_says_why():
+    from detectors.rules.pw115_bank_integrity import national_problem
+
+    assert national_problem("ES9121000418450200051332") is None  # the Spanish register's example
+    assert national_problem("ES2921000418460200051332") == "its national check digits are wrong"
+    assert national_problem("BE62517932398561") == "its bank code is not one the country's register knows"
+
+
 # ---------------------------------------------------------------- PW140 advance ledger
 
 @settings(max_examples=60, deadline=None)

@@ -4,7 +4,11 @@
   (or, for a newcomer starting after it, by the end of the month);
 - invalid_iban: the account is not a valid IBAN (ISO 13616: country length and format, mod-97
   check digits) where one is due: its first two letters, or the bank's country (BANKS), name
-  a country that uses IBANs (an account of a country without IBANs is not checked);
+  a country that uses IBANs (an account of a country without IBANs is not checked); an
+  account that is a valid IBAN but fails its country's own checks (Belgian bank code
+  register, Spanish and French national check digits) gets `national_severity` (info by
+  default: the contract promises only free text, and another writer's test accounts may
+  carry no national check digits);
 - iban_of_separated_staff: the account is on file for another staff member who is separated
   on the pay date (money diverted through a leaver's account is an audit red flag).
 Needs the whole population (other staff's accounts): area scope.
@@ -19,14 +23,16 @@ from stdnum import iban as stdnum_iban
 
 from detectors import paymodel as pm
 from detectors.base import Detector, finding, findings_frame
-from detectors.config import ENABLED, SEVERITY, Params
+from detectors.config import ENABLED, SEVERITIES, SEVERITY, Key, Params
 from detectors.context import Context
 from detectors.iban import surely_fine
 from detectors.money import money
 from detectors.privacy import mask_iban
 
 CODE = "PW115"
-CONFIG = (ENABLED, SEVERITY)
+CONFIG = (ENABLED, SEVERITY,
+          Key("national_severity", str, "severity when an account passes ISO 13616 but fails its country's "
+              "own checks inside the BBAN (national check digits, bank code register)", SEVERITIES))
 CATEGORIES = ("missing_bank_record", "invalid_iban", "iban_of_separated_staff")
 
 
@@ -37,8 +43,17 @@ def uses_iban(country: str) -> bool:
     return len(c) == 2 and c.isalpha() and bool(stdnum_iban._ibandb.info(c)[0][1])
 
 
+_FAULTS = {"InvalidChecksum": "its check digits are wrong",
+           "InvalidLength": "its length is wrong for its country",
+           "InvalidFormat": "its format is wrong for its country",
+           # the country code is known by now: the unknown part is inside, such as the bank
+           # code (python-stdnum checks Belgian bank codes against the national register)
+           "InvalidComponent": "its bank code is not one the country's register knows"}
+
+
 def iban_problem(account: str | None, bank_country: str | None) -> str | None:
-    """Why `account` fails ISO 13616 where an IBAN is due (None: valid, or not an IBAN country)."""
+    """Why `account` fails ISO 13616 (country, length and format per country, mod-97 check
+    digits) where an IBAN is due; None: valid, or not an IBAN country."""
     acc = "".join((account or "").split()).upper()
     prefix = acc[:2]
     if not (uses_iban(prefix) or uses_iban(bank_country or "")):
@@ -46,15 +61,26 @@ def iban_problem(account: str | None, bank_country: str | None) -> str | None:
     if not uses_iban(prefix):
         return "it does not start with the code of a country that uses IBANs"
     try:
-        stdnum_iban.validate(acc)
+        stdnum_iban.validate(acc, check_country=False)
     except Exception as e:  # stdnum raises one ValidationError subclass per kind of fault
-        return {"InvalidChecksum": "its mod-97 check digits are wrong",
-                "InvalidLength": "its length is wrong for its country",
-                "InvalidFormat": "its format is wrong for its country",
-                "InvalidComponent": "it does not start with an IBAN country code"}.get(
-            type(e).__name__, "it is not a valid IBAN")
+        return _FAULTS.get(type(e).__name__, "it is not a valid IBAN").replace("its check", "its mod-97 check")
     if bank_country and uses_iban(bank_country) and prefix != bank_country.upper():
         return f"it is an account of {prefix} while the bank's country is {bank_country}"
+    return None
+
+
+def national_problem(account: str | None) -> str | None:
+    """Why an account that passes ISO 13616 fails its country's own checks inside the BBAN
+    (national check digits, bank code register: BE, ES, FR, ...); None when it passes or its
+    country has none. Beyond ISO 13616, so beyond what the extract contract promises."""
+    acc = "".join((account or "").split()).upper()
+    if not uses_iban(acc[:2]):
+        return None
+    try:
+        stdnum_iban.validate(acc)
+    except Exception as e:
+        return _FAULTS.get(type(e).__name__, "it fails its country's own checks").replace(
+            "its check", "its national check")
     return None
 
 
@@ -86,14 +112,22 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     pairs = pairs.filter(~surely_fine(pairs))
     problems = pairs.with_columns(pl.struct("iban", "bank_country").map_elements(
         lambda s: iban_problem(s["iban"], s["bank_country"]), return_dtype=pl.String).alias("problem"))
+    problems = problems.with_columns(pl.when(pl.col("problem").is_null()).then(pl.col("iban").map_elements(
+        national_problem, return_dtype=pl.String)).alias("national"))
     bad = accounts.join(problems, on=["iban", "bank_country"], how="left", nulls_equal=True).filter(
-        pl.col("problem").is_not_null())
+        pl.col("problem").is_not_null() | pl.col("national").is_not_null())
     for r in bad.iter_rows(named=True):
-        text = (f"The bank account {mask_iban(r['iban'] or '')} ({r['bank_country']}) that receives "
-                f"{money(r['net'], r['currency'])} on {day} is not a valid IBAN: {r['problem']}.")
+        acc = f"The bank account {mask_iban(r['iban'] or '')} ({r['bank_country']}) that receives " \
+              f"{money(r['net'], r['currency'])} on {day}"
+        if r["problem"] is not None:
+            text, severity = f"{acc} is not a valid IBAN: {r['problem']}.", None
+        else:  # a valid IBAN by ISO 13616 that its bank may still refuse: worth a look, not a hold
+            text = f"{acc} is a valid IBAN by ISO 13616 but fails its country's own check: {r['national']}."
+            severity = params.national_severity
         rows.append(finding(ctx, params, r["pernr"], "invalid_iban", text, owner="HR", wage_type="/560",
-                            amount_cents=r["net"], currency=r["currency"],
-                            evidence={"iban_masked": mask_iban(r["iban"] or ""), "problem": r["problem"]}))
+                            amount_cents=r["net"], currency=r["currency"], severity=severity,
+                            evidence={"iban_masked": mask_iban(r["iban"] or ""),
+                                      "problem": r["problem"] or r["national"]}))
     separated = (ctx.inp.md["actions"].filter((pl.col("valid_from") <= day) & (pl.col("valid_to") >= day))
                  .group_by("pernr").agg(pl.col("employment_status").max().alias("_st"))
                  .filter(pl.col("_st") == "0").select("pernr"))

@@ -2,8 +2,15 @@
 
 Audit practice: an account changed shortly before pay day, followed by a payment out of the
 ordinary, is a classic diversion pattern: in a regular run, net pay well above the staff
-member's previous FINAL and above what the pay model pays this month; in an off-cycle run (advances and other one-off payments), any
-payment (`offcycle_any_payment`). Review, not hold.
+member's previous FINAL and above what the pay model pays this month; in an off-cycle run
+(advances and other one-off payments), any payment (`offcycle_any_payment`). Review, not hold.
+
+"Usual" follows the unit: when the staff member's peers (same client entity and staff
+category, at least `peer_min_staff` of them in the run and in the last FINAL) are paid more
+than at the last FINAL this month — a unit-wide overtime peak in a session month — the last
+FINAL is scaled by the peers' rise at `peer_quantile` (never down). A bank change in such a
+month is ordinary; a payment far above what the unit gets is not. Needs the whole unit:
+area scope.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ CONFIG = (ENABLED, SEVERITY,
           Key("min_increase_ratio", float, "net pay at least this multiple of the last FINAL's (the threshold of "
               "the score)"),
           Key("min_increase_cents", int, "and at least this much higher, in cents"),
-          Key("offcycle_any_payment", bool, "in an off-cycle run, any payment after a recent change counts"))
+          Key("offcycle_any_payment", bool, "in an off-cycle run, any payment after a recent change counts"),
+          Key("peer_quantile", float, "the peers' rise of net pay since the last FINAL taken at this quantile"),
+          Key("peer_min_staff", int, "peers (entity and staff category) needed for their rise to count"))
 
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:
@@ -58,22 +67,44 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     # no payment out of the ordinary, so the reference is the higher of it and the last FINAL
     model = (ctx.expected.filter((pl.col("wage_type") != pm.WT_OVERTIME) & (pl.col("for_period") == ctx.meta.period))
              .group_by("pernr").agg(pl.col("expected_cents").sum().alias("_model")))
-    prev_net = prev_net.join(model, on="pernr", how="left").select(
-        "pernr", pl.max_horizontal("prev_net", "_model").alias("prev_net"))
+    rise = _unit_rise(ctx, params, net, prev_net)
+    prev_net = (prev_net.join(rise, on="pernr", how="left").join(model, on="pernr", how="left")
+                .with_columns(pl.col("unit_rise").fill_null(1.0))
+                .select("pernr", "unit_rise", "unit",
+                        pl.max_horizontal((pl.col("prev_net") * pl.col("unit_rise")).round(0).cast(pl.Int64),
+                                          "_model").alias("prev_net")))
     ratio, floor = params.min_increase_ratio, params.min_increase_cents
     hits = (recent.select("pernr", "valid_from").join(net, on="pernr").join(prev_net, on="pernr", how="left")
             .filter(pl.col("prev_net").is_not_null() & (pl.col("net") >= pl.col("prev_net") * ratio)
                     & (pl.col("net") - pl.col("prev_net") >= floor)))
     rows = []
     for r in hits.iter_rows(named=True):
+        unit = (f"; {r['unit']} staff are paid {r['unit_rise']:.2f}x their last FINAL this month"
+                if r["unit_rise"] > 1 else "")
         text = (f"The bank account changed on {r['valid_from']}, {(pay_date - r['valid_from']).days} "
                 f"days before pay day, and this run pays {money(r['net'], r['currency'])} against "
-                f"{money(r['prev_net'], r['currency'])} usually (the last FINAL, or this month's pay by the pay model).")
+                f"{money(r['prev_net'], r['currency'])} usually (the last FINAL{' scaled by the unit' if unit else ''}, "
+                f"or this month's pay by the pay model{unit}).")
         rows.append(finding(ctx, params, r["pernr"], "bank_change_before_large_payment", text, owner="HR",
                             wage_type="/560", amount_cents=r["net"], expected_cents=r["prev_net"],
                             currency=r["currency"], score=calibrated(r["net"] / max(r["prev_net"], 1), ratio),
                             evidence={"bank_from": str(r["valid_from"]), "pay_date": str(pay_date)}))
     return findings_frame(rows)
+
+
+def _unit_rise(ctx: Context, params: Params, net: pl.DataFrame, prev_net: pl.DataFrame) -> pl.DataFrame:
+    """How much more the staff member's unit (entity and staff category) is paid than at the
+    last FINAL, at `peer_quantile`, never below 1. Grain: one row per staff member of a unit
+    with at least `peer_min_staff` staff paid in both runs (pernr, unit_rise, unit)."""
+    who = ctx.facts.select("pernr", "entity", "staff_category").unique("pernr", keep="first")
+    both = (net.join(prev_net.filter(pl.col("prev_net") > 0), on="pernr").join(who, on="pernr")
+            .with_columns((pl.col("net") / pl.col("prev_net")).alias("_r")))
+    units = (both.group_by("entity", "staff_category")
+             .agg(pl.col("_r").quantile(params.peer_quantile, "linear").alias("unit_rise"), pl.len().alias("_n"))
+             .filter(pl.col("_n") >= params.peer_min_staff)
+             .with_columns(pl.max_horizontal("unit_rise", pl.lit(1.0)),
+                           pl.concat_str("entity", pl.lit(" "), "staff_category").alias("unit")))
+    return who.join(units, on=["entity", "staff_category"]).select("pernr", "unit_rise", "unit")
 
 
 def _offcycle(ctx: Context, params: Params, recent: pl.DataFrame, pay_date) -> pl.DataFrame:
@@ -94,4 +125,4 @@ def _offcycle(ctx: Context, params: Params, recent: pl.DataFrame, pay_date) -> p
 
 
 DETECTOR = Detector(CODE, "bank_change_before_large_payment", ("bank_change_before_large_payment",), run, config=CONFIG,
-                    description="Flags a new bank account shortly before an unusually large payment.")
+                    scope="area", description="Flags a new bank account shortly before an unusually large payment.")

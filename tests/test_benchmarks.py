@@ -18,8 +18,8 @@ import duckdb
 from detectors.registry import ALL_DETECTORS
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("simulate_s", "read_s", "load_s", "validate_s", "detect_fit_s", "detect_s", "report_s", "verify_wall_s",
-          "warm_verify_s", "floor_s")
+STAGES = ("simulate_s", "read_s", "load_s", "prepare_s", "validate_s", "detect_fit_s", "detect_s", "report_s",
+          "verify_wall_s", "warm_verify_s", "floor_s")
 
 
 def _run(*args: str) -> str:

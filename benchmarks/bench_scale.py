@@ -13,7 +13,9 @@ Output: tables on stdout (stages; detection by detector), benchmarks/results/sca
 (log-log), and last one line: detect_floor_ratio_max=X warm_verify_10k_s=Y cold_verify_10k_s=Z
 (X: the largest detect/floor among sizes of 10,000 staff or more; detect = with the month's
 models cached, as SIM2, SIM3 and FINAL meet it; detect_fit = the month's first run, fitting).
-The load average at the start and end is printed too: the machine may be shared.
+The load average at the start and end is printed too: the machine may be shared; so are the
+CPU seconds (user + system, all threads) of the cold and the warm verify, which move much
+less with the load than their wall time.
 """
 
 from __future__ import annotations
@@ -117,12 +119,14 @@ def measure_one(staff: int, work: Path) -> dict:
     shutil.rmtree(work / "wh" / "models", ignore_errors=True)
     out["verify_wall_s"], out["verify_exit"], out["verify_peak_rss_mb"] = _timed_child(
         ["-m", "paywatch.cli", "verify", str(work / "sim" / target), "--db", str(db), "--out", str(work / "rep2")])
+    out["verify_cpu_s"] = _LAST_CPU[0]
     # the warm verify: the same verify inside this process, which has verified runs before
     # (imports, the GX context and the model cache kept, as a long-lived worker keeps them)
     shutil.copy(work / "before.duckdb", db)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cpu()
     res = pipeline.verify_run(work / "sim" / target, db=db, out=work / "rep3")
     out["warm_verify_s"] = time.perf_counter() - t
+    out["warm_verify_cpu_s"] = _cpu() - cpu
     assert res.exit_code == 0, res.message
     assert (work / "rep3" / "exceptions.csv").read_bytes() == (work / "rep2" / "exceptions.csv").read_bytes(), \
         "a warm verify found other findings than a cold one"
@@ -134,18 +138,27 @@ def measure_one(staff: int, work: Path) -> dict:
 # would report our peak: a small wrapper process starts the command and reports its own child.
 _WRAPPER = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
             "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); w = time.perf_counter() - t; "
-            "sys.stderr.write(r.stderr[-2000:]); "
-            "print(w, r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
+            "sys.stderr.write(r.stderr[-2000:]); u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+            "print(w, r.returncode, u.ru_maxrss / 1024, u.ru_utime + u.ru_stime)")
+_LAST_CPU: list[float] = []  # CPU seconds (user + system, all threads) of the last _timed_child
 
 
 def _timed_child(args: list[str]) -> tuple[float, int, float]:
-    """(wall seconds, exit code, peak RSS MB) of `python args` run as a fresh process."""
+    """(wall seconds, exit code, peak RSS MB) of `python args` run as a fresh process; its CPU
+    seconds in _LAST_CPU (on a shared machine wall time moves with the load, CPU time much less)."""
     proc = subprocess.run([sys.executable, "-c", _WRAPPER, sys.executable, *args], capture_output=True, text=True,
                           check=True)
-    wall, code, rss = proc.stdout.split()
+    wall, code, rss, cpu = proc.stdout.split()
     if int(code):
         sys.exit(f"{' '.join(args)} failed ({code}): {proc.stderr}")
+    _LAST_CPU[:] = [float(cpu)]
     return float(wall), int(code), float(rss)
+
+
+def _cpu() -> float:
+    """CPU seconds of this process so far (user + system, all threads)."""
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
 
 
 def _per_detector(inp, cfg: dict) -> dict:
@@ -202,15 +215,16 @@ def main() -> None:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    table = Table("staff", "RT rows", *[s.removesuffix("_s") for s in STAGES], "detect/floor", "verify/floor",
-                  "load rows/s", "verify RSS MB", "stages RSS MB", "simulate RSS MB",
+    table = Table("staff", "RT rows", *[s.removesuffix("_s") for s in STAGES], "verify CPU", "warm CPU",
+                  "detect/floor", "verify/floor", "load rows/s", "verify RSS MB", "stages RSS MB", "simulate RSS MB",
                   title=f"Paywatch scale benchmark, seconds ({os.cpu_count()} cores)")
     for r in rows:
         table.add_row(f"{r['staff']:,}", f"{r['rt_rows']:,}", *[f"{r[s]:.2f}" for s in STAGES],
+                      f"{r['verify_cpu_s']:.2f}", f"{r['warm_verify_cpu_s']:.2f}",
                       f"{r['detect_s'] / r['floor_s']:.1f}x", f"{r['verify_wall_s'] / r['floor_s']:.0f}x",
                       f"{r['load_rows_per_s']:,.0f}", f"{r['verify_peak_rss_mb']:,.0f}", f"{r['peak_rss_mb']:,.0f}",
                       f"{r['simulate_peak_rss_mb']:,.0f}")
-    console = Console(width=220)
+    console = Console(width=260)
     console.print(table)
     per_det = [k for k in rows[0] if k.startswith("det_")]
     det = Table("staff", *[k.removeprefix("det_").removesuffix("_s") for k in per_det],

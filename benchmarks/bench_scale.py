@@ -187,6 +187,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,10000,40000,160000")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=HERE / "results", help="folder for scale.csv and scale.png")
+    ap.add_argument("--max-rss-gb", type=float, default=8.0,
+                    help="stop a size whose processes hold more than this resident (0: no limit; target 4 GB)")
     args = ap.parse_args()
     if args.one:
         with tempfile.TemporaryDirectory() as d:
@@ -194,22 +196,87 @@ def main() -> None:
         return
     from rich.console import Console
     from rich.progress import Progress
-    from rich.table import Table
 
     sizes = [int(s) for s in args.sizes.split(",")]
     load_before = os.getloadavg()
-    rows = []
+    rows, failed = [], None
     with Progress(console=Console(stderr=True)) as progress:
         task = progress.add_task("benchmark", total=len(sizes))
         for n in sizes:
             progress.update(task, description=f"{n:,} staff")
-            proc = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True,
-                                  env=os.environ | {"PYTHONWARNINGS": "ignore"})
-            if proc.returncode:
-                sys.exit(proc.stderr[-3000:])
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            code, stdout, stderr = _run_guarded([sys.executable, __file__, "--one", str(n)], args.max_rss_gb,
+                                                env=os.environ | {"PYTHONWARNINGS": "ignore"})
+            if code:
+                failed = f"{n:,} staff: {stderr[-3000:]}"
+                break
+            rows.append(json.loads(stdout.strip().splitlines()[-1]))
             progress.advance(task)
-    results = args.out
+    if rows:  # what was measured is reported, also when a larger size failed
+        _report(rows, args.out)
+    print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}, after: {:.2f} {:.2f} {:.2f}".format(
+        *load_before, *os.getloadavg()))
+    print(summary_line(rows))
+    if failed:
+        sys.exit(failed)
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, MB (Linux /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, todo = {pid}, [pid]
+    while todo:
+        p = todo.pop()
+        for child, parent in parents.items():
+            if parent == p and child not in tree:
+                tree.add(child)
+                todo.append(child)
+    total = 0
+    for p in tree:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def _run_guarded(cmd: list[str], max_rss_gb: float, env: dict) -> tuple[int, str, str]:
+    """Run `cmd`; stop it (and say so) when it and its children hold more than `max_rss_gb`
+    resident: on a shared machine a size that outgrows its memory budget must not take the
+    others' memory with it."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env, start_new_session=True)
+        peak, stopped = 0.0, False
+        while proc.poll() is None:
+            if Path("/proc").is_dir():
+                peak = max(peak, _tree_rss_mb(proc.pid))
+                if max_rss_gb and peak > max_rss_gb * 1024:
+                    os.killpg(proc.pid, 9)  # its own session: the child and its children only
+                    proc.wait()
+                    stopped = True
+                    break
+            time.sleep(0.5)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if stopped:
+        return 1, stdout, f"stopped: the benchmark process and its children held {peak / 1024:.1f} GB " \
+                          f"(--max-rss-gb {max_rss_gb:g})\n{stderr[-2000:]}"
+    return proc.returncode, stdout, stderr
+
+
+def _report(rows: list[dict], results: Path) -> None:
+    """The tables, slopes, scale.csv and scale.png of the sizes measured."""
+    from rich.console import Console
+    from rich.table import Table
+
     results.mkdir(parents=True, exist_ok=True)
     with open(results / "scale.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -238,9 +305,6 @@ def main() -> None:
             print(f"log-log slope {s} (>=10k staff): {slope([r['staff'] for r in big], [r[s] for r in big]):.2f}")
     _chart(rows, results / "scale.png")
     print(f"wrote {results / 'scale.csv'} and {results / 'scale.png'}")
-    print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}, after: {:.2f} {:.2f} {:.2f}".format(
-        *load_before, *os.getloadavg()))
-    print(summary_line(rows))
 
 
 def summary_line(rows: list[dict]) -> str:

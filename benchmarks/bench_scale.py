@@ -1,8 +1,8 @@
 """Scale benchmark: how each stage's cost grows with the payroll (prints numbers, draws a chart).
 
 For each size: simulate a payroll area (two FINAL months of history, then the SIM1 of the
-third month), load the history, then time on that SIM1: read, load, validate, detect,
-report, and the whole `paywatch verify` as a fresh process; peak memory (RSS); and the
+third month), load the history, then time on that SIM1: read, load, prepare, validate,
+detect, report, and the whole `paywatch verify` as a fresh process; peak memory (RSS); and the
 floor — DuckDB alone scanning the run's pay lines, grouping them per staff member and
 joining the master data valid on the reference day. Every stage is also printed as a
 ratio to the floor.
@@ -13,7 +13,9 @@ Output: tables on stdout (stages; detection by detector), benchmarks/results/sca
 (log-log), and last one line: detect_floor_ratio_max=X warm_verify_10k_s=Y cold_verify_10k_s=Z
 (X: the largest detect/floor among sizes of 10,000 staff or more; detect = with the month's
 models cached, as SIM2, SIM3 and FINAL meet it; detect_fit = the month's first run, fitting).
-The load average at the start and end is printed too: the machine may be shared.
+The load average at the start and end is printed too: the machine may be shared; so are the
+CPU seconds (user + system, all threads) of the cold and the warm verify, which move much
+less with the load than their wall time.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-STAGES = ("simulate_s", "read_s", "load_s", "validate_s", "detect_fit_s", "detect_s", "report_s", "verify_wall_s",
-          "warm_verify_s", "floor_s")
+STAGES = ("simulate_s", "read_s", "load_s", "prepare_s", "validate_s", "detect_fit_s", "detect_s", "report_s",
+          "verify_wall_s", "warm_verify_s", "floor_s")
 
 
 def measure_one(staff: int, work: Path) -> dict:
@@ -68,8 +70,12 @@ def measure_one(staff: int, work: Path) -> dict:
         loaded = pipeline.stage_load(con, ex, wh.paths)
         out["load_s"] = time.perf_counter() - t
         out["load_rows_per_s"] = sum(f.height for f in ex.frames.values()) / out["load_s"]
+        # prepare (the run as detectors see it) and validate are separate stages of a verify
+        # (PREPARE, VALIDATE): timed apart, so validate is the data-quality suites alone
         t = time.perf_counter()
         inp = pipeline.detection_input(con, loaded.run_id)
+        out["prepare_s"] = time.perf_counter() - t
+        t = time.perf_counter()
         checks = pipeline.stage_validate(con, inp, cfg)
         out["validate_s"] = time.perf_counter() - t
         # detection as the month's first run meets it (the models fitted on its training
@@ -113,12 +119,14 @@ def measure_one(staff: int, work: Path) -> dict:
     shutil.rmtree(work / "wh" / "models", ignore_errors=True)
     out["verify_wall_s"], out["verify_exit"], out["verify_peak_rss_mb"] = _timed_child(
         ["-m", "paywatch.cli", "verify", str(work / "sim" / target), "--db", str(db), "--out", str(work / "rep2")])
+    out["verify_cpu_s"] = _LAST_CPU[0]
     # the warm verify: the same verify inside this process, which has verified runs before
     # (imports, the GX context and the model cache kept, as a long-lived worker keeps them)
     shutil.copy(work / "before.duckdb", db)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cpu()
     res = pipeline.verify_run(work / "sim" / target, db=db, out=work / "rep3")
     out["warm_verify_s"] = time.perf_counter() - t
+    out["warm_verify_cpu_s"] = _cpu() - cpu
     assert res.exit_code == 0, res.message
     assert (work / "rep3" / "exceptions.csv").read_bytes() == (work / "rep2" / "exceptions.csv").read_bytes(), \
         "a warm verify found other findings than a cold one"
@@ -130,18 +138,27 @@ def measure_one(staff: int, work: Path) -> dict:
 # would report our peak: a small wrapper process starts the command and reports its own child.
 _WRAPPER = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
             "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); w = time.perf_counter() - t; "
-            "sys.stderr.write(r.stderr[-2000:]); "
-            "print(w, r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
+            "sys.stderr.write(r.stderr[-2000:]); u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+            "print(w, r.returncode, u.ru_maxrss / 1024, u.ru_utime + u.ru_stime)")
+_LAST_CPU: list[float] = []  # CPU seconds (user + system, all threads) of the last _timed_child
 
 
 def _timed_child(args: list[str]) -> tuple[float, int, float]:
-    """(wall seconds, exit code, peak RSS MB) of `python args` run as a fresh process."""
+    """(wall seconds, exit code, peak RSS MB) of `python args` run as a fresh process; its CPU
+    seconds in _LAST_CPU (on a shared machine wall time moves with the load, CPU time much less)."""
     proc = subprocess.run([sys.executable, "-c", _WRAPPER, sys.executable, *args], capture_output=True, text=True,
                           check=True)
-    wall, code, rss = proc.stdout.split()
+    wall, code, rss, cpu = proc.stdout.split()
     if int(code):
         sys.exit(f"{' '.join(args)} failed ({code}): {proc.stderr}")
+    _LAST_CPU[:] = [float(cpu)]
     return float(wall), int(code), float(rss)
+
+
+def _cpu() -> float:
+    """CPU seconds of this process so far (user + system, all threads)."""
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
 
 
 def _per_detector(inp, cfg: dict) -> dict:
@@ -170,6 +187,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000,10000,40000,160000")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=HERE / "results", help="folder for scale.csv and scale.png")
+    ap.add_argument("--max-rss-gb", type=float, default=8.0,
+                    help="stop a size whose processes hold more than this resident (0: no limit; target 4 GB)")
     args = ap.parse_args()
     if args.one:
         with tempfile.TemporaryDirectory() as d:
@@ -177,36 +196,102 @@ def main() -> None:
         return
     from rich.console import Console
     from rich.progress import Progress
-    from rich.table import Table
 
     sizes = [int(s) for s in args.sizes.split(",")]
     load_before = os.getloadavg()
-    rows = []
+    rows, failed = [], None
     with Progress(console=Console(stderr=True)) as progress:
         task = progress.add_task("benchmark", total=len(sizes))
         for n in sizes:
             progress.update(task, description=f"{n:,} staff")
-            proc = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True,
-                                  env=os.environ | {"PYTHONWARNINGS": "ignore"})
-            if proc.returncode:
-                sys.exit(proc.stderr[-3000:])
-            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            code, stdout, stderr = _run_guarded([sys.executable, __file__, "--one", str(n)], args.max_rss_gb,
+                                                env=os.environ | {"PYTHONWARNINGS": "ignore"})
+            if code:
+                failed = f"{n:,} staff: {stderr[-3000:]}"
+                break
+            rows.append(json.loads(stdout.strip().splitlines()[-1]))
             progress.advance(task)
-    results = args.out
+    if rows:  # what was measured is reported, also when a larger size failed
+        _report(rows, args.out)
+    print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}, after: {:.2f} {:.2f} {:.2f}".format(
+        *load_before, *os.getloadavg()))
+    print(summary_line(rows))
+    if failed:
+        sys.exit(failed)
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, MB (Linux /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, todo = {pid}, [pid]
+    while todo:
+        p = todo.pop()
+        for child, parent in parents.items():
+            if parent == p and child not in tree:
+                tree.add(child)
+                todo.append(child)
+    total = 0
+    for p in tree:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def _run_guarded(cmd: list[str], max_rss_gb: float, env: dict) -> tuple[int, str, str]:
+    """Run `cmd`; stop it (and say so) when it and its children hold more than `max_rss_gb`
+    resident: on a shared machine a size that outgrows its memory budget must not take the
+    others' memory with it."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env, start_new_session=True)
+        peak, stopped = 0.0, False
+        while proc.poll() is None:
+            if Path("/proc").is_dir():
+                peak = max(peak, _tree_rss_mb(proc.pid))
+                if max_rss_gb and peak > max_rss_gb * 1024:
+                    os.killpg(proc.pid, 9)  # its own session: the child and its children only
+                    proc.wait()
+                    stopped = True
+                    break
+            time.sleep(0.5)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if stopped:
+        return 1, stdout, f"stopped: the benchmark process and its children held {peak / 1024:.1f} GB " \
+                          f"(--max-rss-gb {max_rss_gb:g})\n{stderr[-2000:]}"
+    return proc.returncode, stdout, stderr
+
+
+def _report(rows: list[dict], results: Path) -> None:
+    """The tables, slopes, scale.csv and scale.png of the sizes measured."""
+    from rich.console import Console
+    from rich.table import Table
+
     results.mkdir(parents=True, exist_ok=True)
     with open(results / "scale.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    table = Table("staff", "RT rows", *[s.removesuffix("_s") for s in STAGES], "detect/floor", "verify/floor",
-                  "load rows/s", "verify RSS MB", "stages RSS MB", "simulate RSS MB",
+    table = Table("staff", "RT rows", *[s.removesuffix("_s") for s in STAGES], "verify CPU", "warm CPU",
+                  "detect/floor", "verify/floor", "load rows/s", "verify RSS MB", "stages RSS MB", "simulate RSS MB",
                   title=f"Paywatch scale benchmark, seconds ({os.cpu_count()} cores)")
     for r in rows:
         table.add_row(f"{r['staff']:,}", f"{r['rt_rows']:,}", *[f"{r[s]:.2f}" for s in STAGES],
+                      f"{r['verify_cpu_s']:.2f}", f"{r['warm_verify_cpu_s']:.2f}",
                       f"{r['detect_s'] / r['floor_s']:.1f}x", f"{r['verify_wall_s'] / r['floor_s']:.0f}x",
                       f"{r['load_rows_per_s']:,.0f}", f"{r['verify_peak_rss_mb']:,.0f}", f"{r['peak_rss_mb']:,.0f}",
                       f"{r['simulate_peak_rss_mb']:,.0f}")
-    console = Console(width=220)
+    console = Console(width=260)
     console.print(table)
     per_det = [k for k in rows[0] if k.startswith("det_")]
     det = Table("staff", *[k.removeprefix("det_").removesuffix("_s") for k in per_det],
@@ -220,9 +305,6 @@ def main() -> None:
             print(f"log-log slope {s} (>=10k staff): {slope([r['staff'] for r in big], [r[s] for r in big]):.2f}")
     _chart(rows, results / "scale.png")
     print(f"wrote {results / 'scale.csv'} and {results / 'scale.png'}")
-    print("load average (1, 5, 15 min) before: {:.2f} {:.2f} {:.2f}, after: {:.2f} {:.2f} {:.2f}".format(
-        *load_before, *os.getloadavg()))
-    print(summary_line(rows))
 
 
 def summary_line(rows: list[dict]) -> str:

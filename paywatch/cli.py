@@ -157,7 +157,8 @@ def verify(
     try:
         with _stage_display() as runner:
             with runner.step("start-up (loading the checks and detectors)"):
-                from paywatch.pipeline import verify_run
+                from paywatch.pipeline import verify_run, warm_up
+                warm_up()  # validation's and the models' imports, while the extract is read and loaded
             result = verify_run(run_folder, db=db, out=out, wait_seconds=wait, runner=runner)
     except WarehouseBusy as e:
         typer.echo(f"warehouse busy: {e}", err=True)

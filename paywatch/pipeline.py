@@ -8,6 +8,7 @@ policy, detection fanned out per duty station); both run exactly these functions
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -281,6 +282,40 @@ RUN_INPUTS = ("folder", "warehouse", "paths", "config", "config_version", "repor
 
 
 # ------------------------------------------------------------------------------ driver
+
+_WARM_UP: threading.Thread | None = None
+
+
+def warm_up() -> threading.Thread:
+    """Import, in a background thread, what a verify needs later but read, load and prepare
+    do not: Great Expectations (validate, ~2 s) and scikit-learn (detect: the isolation
+    forest). A fresh `paywatch verify` starts it first, so the imports run while the main
+    thread reads and loads the extract (mostly native code that releases the GIL). Nothing
+    waits for it: whoever needs a module imports it as usual (the import lock makes them
+    wait for the thread, never import twice). Once per process; failures are ignored (the
+    stage that needs the module meets the error itself)."""
+    global _WARM_UP
+    if _WARM_UP is None:
+        def run() -> None:
+            import sys  # noqa: PLC0415
+
+            interval = sys.getswitchinterval()
+            # the main thread, back from native code, waits for the GIL up to one interval
+            sys.setswitchinterval(min(interval, 0.0005))
+            try:
+                import pyarrow  # noqa: F401, PLC0415 - both sides need it: imported once, first
+                from paywatch.dq import runner  # noqa: PLC0415
+
+                runner._quiet_import()
+                import sklearn.ensemble  # noqa: F401, PLC0415
+            except Exception:  # noqa: BLE001 - a warm-up only
+                pass
+            finally:
+                sys.setswitchinterval(interval)
+
+        _WARM_UP = threading.Thread(target=run, name="paywatch-warm-up", daemon=True)
+        _WARM_UP.start()
+    return _WARM_UP
 
 def verify_run(folder: Path, db: Path | None = None, out: Path | None = None,
                wait_seconds: float = 600.0, runner=stages.run) -> VerifyResult:

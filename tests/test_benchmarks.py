@@ -18,8 +18,8 @@ import duckdb
 from detectors.registry import ALL_DETECTORS
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("simulate_s", "read_s", "load_s", "validate_s", "detect_fit_s", "detect_s", "report_s", "verify_wall_s",
-          "warm_verify_s", "floor_s")
+STAGES = ("simulate_s", "read_s", "load_s", "prepare_s", "validate_s", "detect_fit_s", "detect_s", "report_s",
+          "verify_wall_s", "warm_verify_s", "floor_s")
 
 
 def _run(*args: str) -> str:
@@ -34,6 +34,7 @@ def test_scale_benchmark_measures_every_stage(tmp_path):
     assert int(row["staff"]) == 300 and int(row["verify_exit"]) == 0
     assert int(row["rt_rows"]) > 300 * 5  # a few pay lines per staff member
     assert all(float(row[s]) > 0 for s in STAGES)
+    assert float(row["verify_cpu_s"]) > 0 and float(row["warm_verify_cpu_s"]) > 0
     assert {f"det_{d.code}_s" for d in ALL_DETECTORS} <= set(row)
     # peak memory of the verify is its own process's, not the benchmark's
     assert 50 < float(row["verify_peak_rss_mb"]) < 4096

@@ -60,17 +60,18 @@ def windows(ctx: Context) -> dict[str, str]:
     by_run: dict[str | None, list[str]] = dict(
         pl.DataFrame({"pernr": paid_now}).join(last, on="pernr", how="left")
         .group_by("run_id", maintain_order=True).agg("pernr").iter_rows())
-    out: dict[str, str] = {}
-    first_allowed = h.window_start(period)
+    groups = []
     for run_id, pernrs in by_run.items():
         then = hist.final_md.get(run_id) if run_id is not None else None
         if run_id is not None and then is None:
             continue  # that FINAL's master data is not available: cannot say what changed
-        ch = h.earliest_unsettled_change(ctx.inp.md, then, pernrs)
-        for p, eff in ch.iter_rows():
-            m = f"{eff.year:04d}{eff.month:02d}"
-            if m < period:
-                out[p] = max(m, first_allowed)
+        groups.append((then, pernrs))
+    out: dict[str, str] = {}
+    first_allowed = h.window_start(period)
+    for p, eff in h.earliest_unsettled_changes(ctx.inp.md, groups).iter_rows():
+        m = f"{eff.year:04d}{eff.month:02d}"
+        if m < period:
+            out[p] = max(m, first_allowed)
     return out
 
 

@@ -27,9 +27,14 @@ import contextlib
 import fcntl
 import hashlib
 import html
+import importlib
+import importlib.util
 import json
 import os
 import shutil
+import sys
+import threading
+import types
 import warnings
 from pathlib import Path
 
@@ -43,6 +48,7 @@ DATASOURCE = "paywatch"
 BATCH = "whole_frame"
 SITE = "local_site"
 MARKER = "paywatch_run.json"
+SUITE_PAGES = "paywatch_suite_pages.json"  # in gx/: what the site's suite pages were rendered from
 SAMPLE_SIZE = 10
 SITE_CONFIG = {
     "class_name": "SiteBuilder",
@@ -51,7 +57,9 @@ SITE_CONFIG = {
     "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
     "site_section_builders": {"profiling": "0"},
 }
-SYNC_FORMAT = "1"  # bump when _sync changes what it stores
+SYNC_FORMAT = "2"  # bump when _sync changes what it stores
+QUICK = "_quick"  # name suffix of a suite's first checkpoint (`_run_suite`)
+QUICK_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 20}
 _CONTEXTS: dict[Path, object] = {}
 _SYNCED: dict[tuple[Path, str], str] = {}  # (project, suite name) -> hash of what was synced
 
@@ -60,12 +68,57 @@ class DQEngineError(RuntimeError):
     """The suites could not be run (GX setup, a suite GX rejects)."""
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
 def _quiet_import():
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    # GX imports sre_constants (deprecated): importing it under `-W error` fails otherwise
-    warnings.filterwarnings("ignore", message=r"module .sre_(constants|parse|compile). is deprecated",
-                            category=DeprecationWarning)
-    import great_expectations  # noqa: F401, PLC0415 - lazy: ~5 s with pandas and scipy
+    with _IMPORT_LOCK:  # one thread imports GX (a warm-up thread may be at it: `preload`)
+        if "great_expectations.data_context" in sys.modules:
+            return
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+        # GX imports sre_constants (deprecated): importing it under `-W error` fails otherwise
+        warnings.filterwarnings("ignore", message=r"module .sre_(constants|parse|compile). is deprecated",
+                                category=DeprecationWarning)
+        _defer_rfc3987_syntax()
+        import great_expectations  # noqa: F401, PLC0415 - lazy: ~3 s with pandas and scipy
+
+
+_RFC3987 = "rfc3987_syntax"
+
+
+def _defer_rfc3987_syntax() -> None:
+    """GX imports altair, altair imports jsonschema, and jsonschema's format checkers import
+    `rfc3987_syntax` (when installed: Jupyter's dependencies bring it) only to check "iri"
+    strings — and that module builds a Lark grammar at import: ~0.9 s of GX's ~2.8 s import,
+    for a check Paywatch never asks for. Until jsonschema is imported, a stand-in takes its
+    place whose `is_valid_syntax` imports the real module on first use (and any other
+    attribute does the same): the same answers, paid only when asked."""
+    if _RFC3987 in sys.modules or "jsonschema._format" in sys.modules:
+        return
+    try:
+        if importlib.util.find_spec(_RFC3987) is None:
+            return
+    except (ImportError, ValueError):
+        return
+
+    class _Deferred(types.ModuleType):
+        def __getattr__(self, name: str):
+            if name.startswith("__"):  # the import machinery probing (__path__, __file__): not a use
+                raise AttributeError(name)
+            return getattr(_real(), name)
+
+    stand_in = _Deferred(_RFC3987, "stand-in: imports rfc3987_syntax on first use")
+
+    def _real():
+        if sys.modules.get(_RFC3987) is stand_in:
+            del sys.modules[_RFC3987]
+        return importlib.import_module(_RFC3987)
+
+    def is_valid_syntax(term: str, value: str) -> bool:
+        return _real().is_valid_syntax(term, value)
+
+    stand_in.is_valid_syntax = is_valid_syntax
+    sys.modules[_RFC3987] = stand_in
 
 
 def _import_gx():
@@ -117,7 +170,7 @@ def site_marker(project: Path) -> dict | None:
         return None
 
 
-def _reset_working_files(project: Path) -> None:
+def _reset_working_files(project: Path, keep_suite_pages: bool = False) -> None:
     root = Path(project).resolve() / "gx" / "uncommitted"
     for sub in ("validations", f"data_docs/{SITE}"):
         path = root / sub
@@ -125,7 +178,32 @@ def _reset_working_files(project: Path) -> None:
             for child in path.iterdir():
                 if child.name.startswith(".ge_store_backend_id"):
                     continue
+                if keep_suite_pages and sub != "validations" and child.name == "expectations":
+                    continue
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def _suite_pages_file(project: Path) -> Path:
+    return project / "gx" / SUITE_PAGES
+
+
+def _suite_pages_digest(gx, suites: list[catalog.Suite]) -> str:
+    """What the site's suite pages (`expectations/`) are rendered from: the suites, GX's
+    version and the site's configuration."""
+    doc = json.dumps([SYNC_FORMAT, getattr(gx, "__version__", ""), SITE_CONFIG, [s.document for s in suites]],
+                     sort_keys=True, default=str)
+    return hashlib.sha256(doc.encode()).hexdigest()
+
+
+def _suite_pages_current(project: Path, suites: list[catalog.Suite], digest: str) -> bool:
+    """The site holds a page for every suite, rendered from these very suites by an earlier run."""
+    try:
+        if _suite_pages_file(project).read_text(encoding="utf-8") != digest:
+            return False
+    except OSError:
+        return False
+    pages = site_dir(project) / "expectations"
+    return all((pages / f"{s.name}.html").is_file() for s in suites)
 
 
 def _gx_suite(gx, suite: catalog.Suite):
@@ -156,20 +234,20 @@ def _synced_file(project: Path) -> Path:
 
 
 def _sync(ctx, gx, project: Path, suite: catalog.Suite, on_disk: dict):
-    """Suite, asset, batch definition, validation definition and checkpoint of one suite
+    """Suite, asset, batch definition, validation definition and the suite's two checkpoints
     (add-or-update; skipped when the project already holds this content: `on_disk` is
-    what an earlier run synced, by suite name)."""
+    what an earlier run synced, by suite name). Returns (quick, detailed): see `_run_suite`."""
     digest = hashlib.sha256((SYNC_FORMAT + json.dumps(suite.document, sort_keys=True)).encode()).hexdigest()
     key = (project, suite.name)
     cp_name = f"paywatch_{suite.frame}"
     if _SYNCED.get(key) == digest:
-        return ctx.checkpoints.get(cp_name)
+        return _checkpoints(ctx, cp_name)
     stored = project / "gx" / "expectations" / f"{suite.name}.json"
     if on_disk.get(suite.name) == [digest, _file_sha(stored)]:  # and nobody edited GX's copy
         try:
-            cp = ctx.checkpoints.get(cp_name)
+            cps = _checkpoints(ctx, cp_name)
             _SYNCED[key] = digest
-            return cp
+            return cps
         except Exception:  # noqa: BLE001 - missing or unreadable: sync again below
             pass
     gx_suite = ctx.suites.add_or_update(_gx_suite(gx, suite))
@@ -184,17 +262,56 @@ def _sync(ctx, gx, project: Path, suite: catalog.Suite, on_disk: dict):
         batch = asset.add_batch_definition_whole_dataframe(BATCH)
     vd = ctx.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=cp_name, data=batch, suite=gx_suite))
-    result_format = {
+    complete = {
         "result_format": "COMPLETE",
         "unexpected_index_column_names": [*suite.key_columns, "record"],
         "return_unexpected_index_query": False,
         "partial_unexpected_count": 20,
     }
-    cp = ctx.checkpoints.add_or_update(gx.Checkpoint(
-        name=cp_name, validation_definitions=[vd], result_format=result_format, actions=[]))
+    detailed = ctx.checkpoints.add_or_update(gx.Checkpoint(
+        name=cp_name, validation_definitions=[vd], result_format=complete, actions=[]))
+    quick = ctx.checkpoints.add_or_update(gx.Checkpoint(
+        name=cp_name + QUICK, validation_definitions=[vd], result_format=QUICK_FORMAT, actions=[]))
     _SYNCED[key] = digest
     on_disk[suite.name] = [digest, _file_sha(stored)]
-    return cp
+    return quick, detailed
+
+
+def _checkpoints(ctx, cp_name: str):
+    return ctx.checkpoints.get(cp_name + QUICK), ctx.checkpoints.get(cp_name)
+
+
+def _run_suite(cps, frame: pl.DataFrame, run_id):
+    """The suite's results on `frame` (and their key in GX's results store), through its checkpoints: first the quick one (GX's
+    BASIC result format: counts and a sample, no row indexes — a quarter less of GX's
+    per-expectation work); when any expectation met an unexpected row or failed, the
+    detailed one (COMPLETE: the failing rows' keys and record numbers, which the checks'
+    staff counts and samples and the Data Docs' tables are made of) replaces that result
+    (same run id and batch: the same key in the results store). A suite that passes
+    cleanly has no row to show, so its checks are the same either way."""
+    quick, detailed = cps
+    pdf = html_safe(frame).to_pandas()
+    for cp in (quick, detailed):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            result = cp.run(batch_parameters={"dataframe": pdf}, run_id=run_id)
+        ((key, suite_result),) = result.run_results.items()
+        if not any(_needs_rows(r) for r in suite_result.results):
+            break
+    return key, suite_result
+
+
+def _needs_rows(evr) -> bool:
+    res = evr.result or {}
+    return not evr.success or bool(res.get("unexpected_count")) or bool(_exception(evr).get("raised_exception"))
+
+
+def _exception(evr) -> dict:
+    """GX's exception info of a result (`raised_exception`, `exception_message`, ...)."""
+    exc = evr.exception_info or {}
+    if exc and "raised_exception" not in exc:  # {metric id: {...}} shape: the first that raised
+        exc = next((v for v in exc.values() if isinstance(v, dict) and v.get("raised_exception")), {})
+    return exc
 
 
 def _file_sha(path: Path) -> str | None:
@@ -235,7 +352,12 @@ def validate(rf: RunFrames, suites: list[catalog.Suite], project: Path, marker: 
 
 
 def _validate(ctx, gx, rf: RunFrames, suites: list[catalog.Suite], project: Path, marker: dict | None) -> list[dict]:
-    _reset_working_files(project)
+    # the suite pages of the site are kept from the last run when the suites are the same:
+    # only this run's validation pages and the index are rendered (half of the Data Docs' pages)
+    pages_digest = _suite_pages_digest(gx, suites)
+    keep_pages = _suite_pages_current(project, suites, pages_digest)
+    _suite_pages_file(project).unlink(missing_ok=True)  # written again once the site is built
+    _reset_working_files(project, keep_suite_pages=keep_pages)
     from great_expectations.core.run_identifier import RunIdentifier
     run_id = RunIdentifier(run_name=rf.run_id)
     try:
@@ -244,6 +366,7 @@ def _validate(ctx, gx, rf: RunFrames, suites: list[catalog.Suite], project: Path
         on_disk = {}
     before = dict(on_disk)
     checks: list[dict] = []
+    keys = []
     for suite in suites:
         if suite.frame not in rf.frames:
             raise DQEngineError(f"{suite.path}: no frame {suite.frame!r} to validate")
@@ -251,11 +374,8 @@ def _validate(ctx, gx, rf: RunFrames, suites: list[catalog.Suite], project: Path
         missing = [c for c in suite.key_columns if c not in frame.columns]
         if missing:
             raise DQEngineError(f"{suite.path}: key columns {missing} are not in frame {suite.frame!r}")
-        cp = _sync(ctx, gx, project, suite, on_disk)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            result = cp.run(batch_parameters={"dataframe": html_safe(frame).to_pandas()}, run_id=run_id)
-        (suite_result,) = result.run_results.values()
+        key, suite_result = _run_suite(_sync(ctx, gx, project, suite, on_disk), frame, run_id)
+        keys.append(key)
         by_name = {r.expectation_config.meta.get("name"): r for r in suite_result.results}
         for exp in suite.expectations:
             evr = by_name.get(exp["meta"]["name"])
@@ -264,14 +384,22 @@ def _validate(ctx, gx, rf: RunFrames, suites: list[catalog.Suite], project: Path
             checks.append(to_check(evr, exp, suite, frame, rf))
     if on_disk != before:
         _synced_file(project).write_text(json.dumps(on_disk, sort_keys=True, indent=1), encoding="utf-8")
+    site = site_dir(project)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        ctx.build_data_docs(site_names=[SITE])
-    site = site_dir(project)
+        ctx.build_data_docs(site_names=[SITE], resource_identifiers=keys if keep_pages else None)
+        if keep_pages and not _validation_pages_built(site, len(keys)):  # pragma: no cover - GX changed
+            ctx.build_data_docs(site_names=[SITE])
     if not (site / "index.html").exists():
         raise DQEngineError(f"Great Expectations built no Data Docs in {site}")
+    _suite_pages_file(project).write_text(pages_digest, encoding="utf-8")
     (site / MARKER).write_text(json.dumps(marker or {}, sort_keys=True), encoding="utf-8")
     return checks
+
+
+def _validation_pages_built(site: Path, count: int) -> bool:
+    folder = site / "validations"
+    return folder.is_dir() and sum(1 for _ in folder.rglob("*.html")) >= count
 
 
 # ------------------------------------------------------------------------------ Data Docs safety
@@ -321,9 +449,7 @@ def to_check(evr, exp: dict, suite: catalog.Suite, frame: pl.DataFrame, rf: RunF
     """One expectation result in the pipeline's check shape (plus engine, suite, description)."""
     meta, kwargs = exp["meta"], exp["kwargs"]
     res = dict(evr.result or {})
-    exc = evr.exception_info or {}
-    if exc and "raised_exception" not in exc:  # {metric id: {...}} shape: the first that raised
-        exc = next((v for v in exc.values() if isinstance(v, dict) and v.get("raised_exception")), {})
+    exc = _exception(evr)
     raised = bool(exc.get("raised_exception"))
     success = bool(evr.success) and not raised
     n_bad = int(res.get("unexpected_count") or 0)

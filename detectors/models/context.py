@@ -21,8 +21,9 @@ import polars as pl
 from detectors import paymodel as pm
 
 MAD_SCALE = 1.4826
+IQR_SCALE = 1.349  # the interquartile range of a normal distribution, in standard deviations
 LEVELS = (("entity", "staff_category", "band"), ("entity", "staff_category"), ("staff_category", "band"),
-          ("staff_category",))
+          ("staff_category",), ("currency",))
 
 
 def band(split: int) -> pl.Expr:
@@ -50,8 +51,12 @@ def measured(lines: pl.DataFrame, wage_type: str, measure: str) -> pl.DataFrame:
 
 
 def _robust(value: pl.Expr, floor: float, floor_rel: float) -> tuple[pl.Expr, pl.Expr]:
+    """Median and spread: the larger of the scaled MAD and the scaled interquartile range (a
+    unit half in session and half not is two clusters, whose MAD reads one tight cluster)."""
     med = value.median()
-    spread = pl.max_horizontal((value - med).abs().median() * MAD_SCALE, med.abs() * floor_rel, pl.lit(floor))
+    iqr = value.quantile(0.75, "linear") - value.quantile(0.25, "linear")
+    spread = pl.max_horizontal((value - med).abs().median() * MAD_SCALE, iqr / IQR_SCALE, med.abs() * floor_rel,
+                               pl.lit(floor))
     return med, spread
 
 
@@ -90,7 +95,8 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
         keys = list(keys)
         others = x.select(*keys, pl.col("pernr").alias("_op"), pl.col("value").alias("_ov"))
         stats = (x.select("pernr", *keys).join(others, on=keys).filter(pl.col("pernr") != pl.col("_op"))
-                 .group_by("pernr").agg(med_e.alias(f"_m{i}"), spread_e.alias(f"_s{i}"), upper_e.alias(f"_u{i}")))
+                 .group_by("pernr").agg(med_e.alias(f"_m{i}"), spread_e.alias(f"_s{i}"), upper_e.alias(f"_u{i}"),
+                                        q3.alias(f"_q{i}")))
         x = x.join(stats, on="pernr", how="left").with_columns(pl.len().over(keys).alias(f"_n{i}"))
     def pick(kind: str) -> pl.Expr:
         expr = pl.lit(None)
@@ -101,29 +107,35 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
     label = pl.lit(None, dtype=pl.String)
     names = (pl.concat_str(pl.col("entity"), pl.lit(" "), pl.col("band")),
              pl.concat_str(pl.col("entity"), pl.lit(" "), pl.col("staff_category")), pl.col("band"),
-             pl.col("staff_category"))
+             pl.col("staff_category"), pl.concat_str(pl.lit("paid in "), pl.col("currency")))
     for i in reversed(range(len(LEVELS))):
         label = pl.when((pl.col(f"_n{i}") >= min_group) & pl.col("staff_category").is_not_null()) \
             .then(names[i]).otherwise(label)
     return x.with_columns(pick("m").alias("peer_median"), pick("s").alias("peer_scale"),
-                          pick("u").alias("peer_upper"), pick("n").cast(pl.Int64).alias("peer_n"),
-                          label.alias("peer_group")).drop(
-        [f"_{k}{i}" for i in range(len(LEVELS)) for k in "msun"])
+                          pick("u").alias("peer_upper"), pick("q").alias("peer_q3"),
+                          pick("n").cast(pl.Int64).alias("peer_n"), label.alias("peer_group")).drop(
+        [f"_{k}{i}" for i in range(len(LEVELS)) for k in "msunq"])
 
 
 def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_ratio: float,
-           own_ratio: float | None = None, cold_upper: float | None = None, cold_min_peers: int = 20
-           ) -> pl.DataFrame:
+           own_ratio: float | None = None, cold_upper: float | None = None, cold_min_peers: int = 20,
+           t_dual: float | None = None) -> pl.DataFrame:
     """Adds z_own, z_peer, `raw` (unusualness in thresholds: 1 = at the threshold) and
     `unusual`. With both references a row must be unusual against BOTH (a level the whole
     unit shares is not, nor one that is this person's habit); with one, it stands alone
     against the stricter `t_alone`. Either way the value must be `min_ratio` x the reference.
     With both references, `own_ratio` x the own usual level or more that is also above the
-    peers' usual range (`peer_upper`) is unusual too (`by_ratio`): a peak the unit shares
+    top of the peers' usual range (`peer_upper`, at least two spreads above their median) is
+    unusual too (`by_ratio`): a peak the unit shares
     stays inside its range, a jump of one person's own does not. Without own history (cold
     start), `cold_upper` x the top of the peers' usual range or more is unusual as well, in a
     group of at least `cold_min_peers` (a range needs peers to be read): in a group that mixes
-    a peaking unit with quiet ones the spread is wide, its range still ends."""
+    a peaking unit with quiet ones the spread is wide, its range still ends.
+    A share measure has its amount beside it (`peer_amount_median`, `peer_amount_scale`):
+    without own history, a value unusual against the peers both as a share of base salary and
+    as an amount (robust z >= `t_dual` each, and `min_ratio` x the peers' median each) is
+    unusual too — a high share of a low salary, or a high amount on a high one, is one of
+    the two only; an amount multiplied is both."""
     own, peer = pl.col("own_median").is_not_null(), pl.col("peer_median").is_not_null()
     z_own = (pl.col("value") - pl.col("own_median")) / pl.col("own_scale")
     z_peer = (pl.col("value") - pl.col("peer_median")) / pl.col("peer_scale")
@@ -134,16 +146,26 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
            .when(peer).then(pl.col("z_peer") / t_alone)
            .otherwise(None))
     by_ratio = pl.lit(False)
+    # the top of the peers' usual range, at least two spreads above their median: a group that
+    # is all alike has no interquartile range, and a value just above it is no outlier
+    top = pl.max_horizontal(pl.col("peer_upper"), pl.col("peer_median") + 2 * pl.col("peer_scale"))
     if own_ratio is not None and "peer_upper" in x.columns:
         by_ratio = (own & peer & (pl.col("value") >= pl.col("own_median") * own_ratio)
-                    & (pl.col("value") > pl.col("peer_upper"))
+                    & (pl.col("value") > top)
                     & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
     if cold_upper is not None and "peer_upper" in x.columns:
-        # the range's top at least two spreads above the median: a group that is all alike has
-        # no interquartile range, and a value just above it is no outlier
-        top = pl.max_horizontal(pl.col("peer_upper"), pl.col("peer_median") + 2 * pl.col("peer_scale"))
         by_ratio = by_ratio | (~own & peer & (pl.col("peer_n") >= cold_min_peers) & (pl.col("value") >= top * cold_upper)
                                & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
+    dual = pl.lit(False)
+    if t_dual is not None and "peer_amount_median" in x.columns:
+        amt = pl.col("amount").abs().cast(pl.Float64)
+        x = x.with_columns(((amt - pl.col("peer_amount_median")) / pl.col("peer_amount_scale")).alias("z_amount"))
+        dual = (~own & peer & (pl.col("z_peer") >= t_dual) & (pl.col("z_amount") >= t_dual)
+                & (pl.col("value") >= pl.col("peer_median") * min_ratio)
+                & (amt >= pl.col("peer_amount_median") * min_ratio)).fill_null(False)
+        raw = pl.when(dual).then(pl.max_horizontal(
+            raw, pl.min_horizontal(pl.col("z_peer"), pl.col("z_amount")) / t_dual)).otherwise(raw)
+    by_ratio = by_ratio | dual
     # raw for a row unusual by ratio: how far past the peers' range, in those ranges (>= 1)
     raw_ratio = pl.max_horizontal(pl.lit(1.0), pl.col("value") / pl.col("peer_upper"))
     return x.with_columns(by_ratio.alias("by_ratio"), raw.alias("raw")).with_columns(
@@ -168,8 +190,10 @@ class ContextModel:
 
     def fit(self, final_lines: pl.DataFrame, runs: pl.DataFrame) -> "ContextModel":
         p = self.params
-        self.own_ = own_reference(final_lines, runs, self.wage_type, self.measure, p.own_runs, self.floor,
-                                  p.min_scale_rel)
+        own = own_reference(final_lines, runs, self.wage_type, self.measure, p.own_runs, self.floor, p.min_scale_rel)
+        # one month is no usual level (a single claim of 1 h makes 15 h look like 15x): with fewer
+        # earlier FINALs carrying the wage type, the staff member is read as without own history
+        self.own_ = own.filter(pl.col("own_n") >= p.own_min_runs)
         return self
 
     def score(self, lines: pl.DataFrame, facts: pl.DataFrame) -> pl.DataFrame:
@@ -178,15 +202,23 @@ class ContextModel:
         p = self.params
         now = measured(lines, self.wage_type, self.measure).drop("run_id").filter(pl.col("value") > 0)
         x = peer_reference(now, facts, p.band_split, p.min_group, self.floor, p.min_scale_rel, p.upper_iqr)
+        t_dual = None
+        if self.measure == "share" and "dual_threshold" in p.as_dict():
+            # the same peers' amounts (the groups are the same rows): median and spread
+            amounts = now.with_columns(pl.col("amount").abs().cast(pl.Float64).alias("value"))
+            ref = peer_reference(amounts, facts, p.band_split, p.min_group, 1.0, p.min_scale_rel, p.upper_iqr)
+            x = x.join(ref.select("pernr", pl.col("peer_median").alias("peer_amount_median"),
+                                  pl.col("peer_scale").alias("peer_amount_scale")), on="pernr", how="left")
+            t_dual = p.dual_threshold
         x = x.join(self.own_, on="pernr", how="left")
         return scored(x, p.threshold, p.threshold, p.threshold_alone, p.min_ratio, p.own_ratio, p.cold_upper,
-                      p.cold_min_peers)
+                      p.cold_min_peers, t_dual)
 
     def decision_function(self, lines: pl.DataFrame, facts: pl.DataFrame) -> pl.Series:
         return self.score(lines, facts)["raw"].fill_null(0.0)
 
 
-def describe(r: dict, measure: str) -> str:
+def describe(r: dict, measure: str, own_min_runs: int = 1) -> str:
     """The value and both references with numbers, e.g. '41 h, 11.7x own median 3.5 h;
     OHCHR G-lower staff this month median 6 h'."""
     def fmt(v: float) -> str:
@@ -195,9 +227,13 @@ def describe(r: dict, measure: str) -> str:
     if r["own_median"] is not None:
         parts[0] += f", {r['value'] / max(r['own_median'], 1e-9):.1f}x own median {fmt(r['own_median'])}"
     else:
-        parts[0] += ", no earlier FINAL of this staff member to compare with"
+        parts[0] += (", no earlier FINAL of this staff member to compare with" if own_min_runs <= 1 else
+                     f", fewer than {own_min_runs} earlier FINALs of this staff member with it to compare with")
     if r["peer_median"] is not None:
-        parts.append(f"{r['peer_group']} staff this month median {fmt(r['peer_median'])} (n = {r['peer_n']})")
+        peers = f"{r['peer_group']} staff this month median {fmt(r['peer_median'])}"
+        if measure == "share" and r.get("peer_amount_median") is not None:
+            peers += f" ({r['peer_amount_median'] / 100:,.2f} {r['currency']})"
+        parts.append(peers + f" (n = {r['peer_n']})")
     return "; ".join(parts)
 
 

@@ -22,7 +22,9 @@ from detectors.money import money
 from detectors.scoring import calibrated
 
 CODE = "PW203"
-CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_share", float, "floor of the spread, as a share of base salary"))
+CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_share", float, "floor of the spread, as a share of base salary"),
+          Key("dual_threshold", float, "without own history: robust z against the peers, as a share of base salary "
+              "AND as an amount, at which a value is unusual"))
 CATEGORY = {pm.WT_SPECIAL_POST: "special_allowance_spike", pm.WT_OTHER_DED: "deduction_outlier"}
 
 
@@ -38,7 +40,7 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
         if wt == pm.WT_SPECIAL_POST:
             hits = hits.filter(pl.col("own_median").is_null())
         for r in hits.iter_rows(named=True):
-            text = (f"{ctx.text(wt)} ({wt}) of {money(r['amount'], r['currency'])} is {describe(r, 'share')}: "
+            text = (f"{ctx.text(wt)} ({wt}) of {money(r['amount'], r['currency'])} is {describe(r, 'share', params.own_min_runs)}: "
                     f"far above the usual level.")
             rows.append(finding(ctx, params, r["pernr"], category, text, owner="HR" if wt == pm.WT_SPECIAL_POST
                                 else "FINANCE", wage_type=wt, amount_cents=r["amount"], currency=r["currency"],
@@ -46,8 +48,9 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                                 evidence={"share_of_base": _round(r["value"]), "own_median": r["own_median"],
                                           "own_n": r["own_n"], "peer_group": r["peer_group"],
                                           "peer_median": r["peer_median"], "peer_n": r["peer_n"],
+                                          "peer_amount_median": _round(r.get("peer_amount_median")),
                                           "z_own": _round(r["z_own"]), "z_peer": _round(r["z_peer"]),
-                                          "raw": _round(r["raw"])}))
+                                          "z_amount": _round(r.get("z_amount")), "raw": _round(r["raw"])}))
     return findings_frame(rows)
 
 

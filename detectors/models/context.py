@@ -119,7 +119,7 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
 
 def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_ratio: float,
            own_ratio: float | None = None, cold_upper: float | None = None, cold_min_peers: int = 20,
-           t_dual: float | None = None) -> pl.DataFrame:
+           t_dual: float | None = None, ratio_min_runs: int = 1, dual_min_peers: int = 8) -> pl.DataFrame:
     """Adds z_own, z_peer, `raw` (unusualness in thresholds: 1 = at the threshold) and
     `unusual`. With both references a row must be unusual against BOTH (a level the whole
     unit shares is not, nor one that is this person's habit); with one, it stands alone
@@ -127,15 +127,16 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     With both references, `own_ratio` x the own usual level or more that is also above the
     top of the peers' usual range (`peer_upper`, at least two spreads above their median) is
     unusual too (`by_ratio`): a peak the unit shares
-    stays inside its range, a jump of one person's own does not. Without own history (cold
+    stays inside its range, a jump of one person's own does not — read only on an own level of
+    `ratio_min_runs` FINALs or more (one month of 1 h makes an ordinary 15 h look like 15 x). Without own history (cold
     start), `cold_upper` x the top of the peers' usual range or more is unusual as well, in a
     group of at least `cold_min_peers` (a range needs peers to be read): in a group that mixes
     a peaking unit with quiet ones the spread is wide, its range still ends.
     A share measure has its amount beside it (`peer_amount_median`, `peer_amount_scale`):
     without own history, a value unusual against the peers both as a share of base salary and
-    as an amount (robust z >= `t_dual` each, and `min_ratio` x the peers' median each) is
-    unusual too — a high share of a low salary, or a high amount on a high one, is one of
-    the two only; an amount multiplied is both."""
+    as an amount (robust z >= `t_dual` each, and `min_ratio` x the peers' median each), in a
+    group of at least `dual_min_peers`, is unusual too — a high share of a low salary, or a
+    high amount on a high one, is one of the two only; an amount multiplied is both."""
     own, peer = pl.col("own_median").is_not_null(), pl.col("peer_median").is_not_null()
     z_own = (pl.col("value") - pl.col("own_median")) / pl.col("own_scale")
     z_peer = (pl.col("value") - pl.col("peer_median")) / pl.col("peer_scale")
@@ -150,7 +151,8 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     # is all alike has no interquartile range, and a value just above it is no outlier
     top = pl.max_horizontal(pl.col("peer_upper"), pl.col("peer_median") + 2 * pl.col("peer_scale"))
     if own_ratio is not None and "peer_upper" in x.columns:
-        by_ratio = (own & peer & (pl.col("value") >= pl.col("own_median") * own_ratio)
+        runs_ok = (pl.col("own_n") >= ratio_min_runs) if "own_n" in x.columns else pl.lit(True)
+        by_ratio = (own & peer & runs_ok & (pl.col("value") >= pl.col("own_median") * own_ratio)
                     & (pl.col("value") > top)
                     & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
     if cold_upper is not None and "peer_upper" in x.columns:
@@ -160,7 +162,8 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     if t_dual is not None and "peer_amount_median" in x.columns:
         amt = pl.col("amount").abs().cast(pl.Float64)
         x = x.with_columns(((amt - pl.col("peer_amount_median")) / pl.col("peer_amount_scale")).alias("z_amount"))
-        dual = (~own & peer & (pl.col("z_peer") >= t_dual) & (pl.col("z_amount") >= t_dual)
+        dual = (~own & peer & (pl.col("peer_n") >= dual_min_peers) & (pl.col("z_peer") >= t_dual)
+                & (pl.col("z_amount") >= t_dual)
                 & (pl.col("value") >= pl.col("peer_median") * min_ratio)
                 & (amt >= pl.col("peer_amount_median") * min_ratio)).fill_null(False)
         raw = pl.when(dual).then(pl.max_horizontal(
@@ -190,10 +193,8 @@ class ContextModel:
 
     def fit(self, final_lines: pl.DataFrame, runs: pl.DataFrame) -> "ContextModel":
         p = self.params
-        own = own_reference(final_lines, runs, self.wage_type, self.measure, p.own_runs, self.floor, p.min_scale_rel)
-        # one month is no usual level (a single claim of 1 h makes 15 h look like 15x): with fewer
-        # earlier FINALs carrying the wage type, the staff member is read as without own history
-        self.own_ = own.filter(pl.col("own_n") >= p.own_min_runs)
+        self.own_ = own_reference(final_lines, runs, self.wage_type, self.measure, p.own_runs, self.floor,
+                                  p.min_scale_rel)
         return self
 
     def score(self, lines: pl.DataFrame, facts: pl.DataFrame) -> pl.DataFrame:
@@ -202,23 +203,23 @@ class ContextModel:
         p = self.params
         now = measured(lines, self.wage_type, self.measure).drop("run_id").filter(pl.col("value") > 0)
         x = peer_reference(now, facts, p.band_split, p.min_group, self.floor, p.min_scale_rel, p.upper_iqr)
-        t_dual = None
+        t_dual, dual_min = None, 0
         if self.measure == "share" and "dual_threshold" in p.as_dict():
             # the same peers' amounts (the groups are the same rows): median and spread
             amounts = now.with_columns(pl.col("amount").abs().cast(pl.Float64).alias("value"))
             ref = peer_reference(amounts, facts, p.band_split, p.min_group, 1.0, p.min_scale_rel, p.upper_iqr)
             x = x.join(ref.select("pernr", pl.col("peer_median").alias("peer_amount_median"),
                                   pl.col("peer_scale").alias("peer_amount_scale")), on="pernr", how="left")
-            t_dual = p.dual_threshold
+            t_dual, dual_min = p.dual_threshold, p.dual_min_peers
         x = x.join(self.own_, on="pernr", how="left")
         return scored(x, p.threshold, p.threshold, p.threshold_alone, p.min_ratio, p.own_ratio, p.cold_upper,
-                      p.cold_min_peers, t_dual)
+                      p.cold_min_peers, t_dual, p.ratio_min_runs, dual_min)
 
     def decision_function(self, lines: pl.DataFrame, facts: pl.DataFrame) -> pl.Series:
         return self.score(lines, facts)["raw"].fill_null(0.0)
 
 
-def describe(r: dict, measure: str, own_min_runs: int = 1) -> str:
+def describe(r: dict, measure: str) -> str:
     """The value and both references with numbers, e.g. '41 h, 11.7x own median 3.5 h;
     OHCHR G-lower staff this month median 6 h'."""
     def fmt(v: float) -> str:
@@ -227,8 +228,7 @@ def describe(r: dict, measure: str, own_min_runs: int = 1) -> str:
     if r["own_median"] is not None:
         parts[0] += f", {r['value'] / max(r['own_median'], 1e-9):.1f}x own median {fmt(r['own_median'])}"
     else:
-        parts[0] += (", no earlier FINAL of this staff member to compare with" if own_min_runs <= 1 else
-                     f", fewer than {own_min_runs} earlier FINALs of this staff member with it to compare with")
+        parts[0] += ", no earlier FINAL of this staff member to compare with"
     if r["peer_median"] is not None:
         peers = f"{r['peer_group']} staff this month median {fmt(r['peer_median'])}"
         if measure == "share" and r.get("peer_amount_median") is not None:

@@ -33,7 +33,7 @@ CONTEXT_KEYS = (
     Key("severity", str, "severity of milder findings (far beyond: hold)", SEVERITY.choices),
     Key("threshold", float, "robust z, against own history and against peers, at which a value is unusual"),
     Key("own_runs", int, "earlier FINAL runs that make the staff member's own usual level"),
-    Key("own_min_runs", int, "earlier FINALs with the wage type needed before an own usual level is read"),
+    Key("ratio_min_runs", int, "earlier FINALs with the wage type the own-ratio path needs (one month is no usual level)"),
     Key("min_group", int, "peers needed in a group (entity + category + grade band) before it is used; "
         "smaller groups fall back to entity + category, category + band, then the category"),
     Key("band_split", int, "grades whose level is below this form the lower band (P-1..P-3 with 4)"),
@@ -61,7 +61,7 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     hits = model.score(ctx.current, ctx.facts).filter(pl.col("unusual"))
     rows = []
     for r in hits.iter_rows(named=True):
-        text = (f"Overtime of {describe(r, 'hours', params.own_min_runs)}: {money(r['amount'], r['currency'])} claimed, far above "
+        text = (f"Overtime of {describe(r, 'hours')}: {money(r['amount'], r['currency'])} claimed, far above "
                 f"both what this staff member and their peers usually claim.")
         rows.append(finding(ctx, params, r["pernr"], "overtime_outlier", text, owner="HR", wage_type=pm.WT_OVERTIME,
                             amount_cents=r["amount"], currency=r["currency"], severity=severity(r, params),

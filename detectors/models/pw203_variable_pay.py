@@ -24,7 +24,8 @@ from detectors.scoring import calibrated
 CODE = "PW203"
 CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_share", float, "floor of the spread, as a share of base salary"),
           Key("dual_threshold", float, "without own history: robust z against the peers, as a share of base salary "
-              "AND as an amount, at which a value is unusual"))
+              "AND as an amount, at which a value is unusual ..."),
+          Key("dual_min_peers", int, "... in a peer group of at least this many"))
 CATEGORY = {pm.WT_SPECIAL_POST: "special_allowance_spike", pm.WT_OTHER_DED: "deduction_outlier"}
 
 
@@ -40,7 +41,7 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
         if wt == pm.WT_SPECIAL_POST:
             hits = hits.filter(pl.col("own_median").is_null())
         for r in hits.iter_rows(named=True):
-            text = (f"{ctx.text(wt)} ({wt}) of {money(r['amount'], r['currency'])} is {describe(r, 'share', params.own_min_runs)}: "
+            text = (f"{ctx.text(wt)} ({wt}) of {money(r['amount'], r['currency'])} is {describe(r, 'share')}: "
                     f"far above the usual level.")
             rows.append(finding(ctx, params, r["pernr"], category, text, owner="HR" if wt == pm.WT_SPECIAL_POST
                                 else "FINANCE", wage_type=wt, amount_cents=r["amount"], currency=r["currency"],

@@ -479,6 +479,25 @@ def test_context_scoring_cold_start_reads_share_and_amount_together():
     assert not unusual(0.25, 190_000, n=6)    # six peers: too few
 
 
+def test_context_scoring_reads_the_units_own_peak():
+    """A unit in session (others up to 60 h, median 40 h, spread 22.6 h): a newcomer's 106 h is
+    z = 2.9 only, but 1.5 x the unit's peak and 8 h beyond it (peak_ratio, two 4 h floors);
+    85 h is not; a group under peak_min_peers is not read; with own history the claim must be
+    unusual for the staff member too."""
+    from detectors.models.context import scored
+
+    def unusual(value, n=11, own=None):
+        x = pl.DataFrame({"pernr": ["1"], "value": [float(value)], "amount": [600_000], "own_median": [own],
+                          "own_scale": [4.0 if own else None], "own_n": [3 if own else None], "peer_median": [40.0],
+                          "peer_scale": [22.6], "peer_upper": [84.0], "peer_max": [60.0], "peer_n": [n]},
+                         schema_overrides={"own_median": pl.Float64, "own_scale": pl.Float64, "own_n": pl.UInt32})
+        return scored(x, 4.0, 4.0, 4.5, 2.0, own_ratio=3.0, ratio_min_runs=2, peak_ratio=1.5, peak_min_peers=8,
+                      peak_floor=4.0)["unusual"][0]
+
+    assert unusual(106) and not unusual(85) and not unusual(106, n=6)
+    assert unusual(106, own=10.0) and not unusual(106, own=60.0)
+
+
 def test_peer_spread_reads_two_clusters():
     """A unit partly in session (about 40 h) and partly not (about 4 h): the spread is the scaled
     interquartile range, not the MAD of the cluster that holds the median (2.97 h, floored to

@@ -81,7 +81,9 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
                    floor_rel: float, upper_iqr: float = 1.0) -> pl.DataFrame:
     """`now` (pernr, value, ...) with the peer reference of each row: peer_median, peer_scale,
     peer_upper (the top of the group's usual range: third quartile + `upper_iqr` x the
-    interquartile range) — each over the group's other members —, peer_n (the group's size)
+    interquartile range), peer_q3, peer_max (the second highest of the others: the unit's own
+    peak, read so that a second outlier does not hide the first) — each over the group's
+    other members —, peer_n (the group's size)
     and peer_group (the most specific group of at least `min_group`; null when even the
     category is smaller). Staff without facts this month (no assignment) get none."""
     who = facts.select("pernr", "entity", "staff_category", "grade").unique("pernr", keep="first")
@@ -96,7 +98,7 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
         others = x.select(*keys, pl.col("pernr").alias("_op"), pl.col("value").alias("_ov"))
         stats = (x.select("pernr", *keys).join(others, on=keys).filter(pl.col("pernr") != pl.col("_op"))
                  .group_by("pernr").agg(med_e.alias(f"_m{i}"), spread_e.alias(f"_s{i}"), upper_e.alias(f"_u{i}"),
-                                        q3.alias(f"_q{i}")))
+                                        q3.alias(f"_q{i}"), pl.col("_ov").top_k(2).min().alias(f"_x{i}")))
         x = x.join(stats, on="pernr", how="left").with_columns(pl.len().over(keys).alias(f"_n{i}"))
     def pick(kind: str) -> pl.Expr:
         expr = pl.lit(None)
@@ -112,14 +114,15 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
         label = pl.when((pl.col(f"_n{i}") >= min_group) & pl.col("staff_category").is_not_null()) \
             .then(names[i]).otherwise(label)
     return x.with_columns(pick("m").alias("peer_median"), pick("s").alias("peer_scale"),
-                          pick("u").alias("peer_upper"), pick("q").alias("peer_q3"),
+                          pick("u").alias("peer_upper"), pick("q").alias("peer_q3"), pick("x").alias("peer_max"),
                           pick("n").cast(pl.Int64).alias("peer_n"), label.alias("peer_group")).drop(
-        [f"_{k}{i}" for i in range(len(LEVELS)) for k in "msunq"])
+        [f"_{k}{i}" for i in range(len(LEVELS)) for k in "msunqx"])
 
 
 def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_ratio: float,
            own_ratio: float | None = None, cold_upper: float | None = None, cold_min_peers: int = 20,
-           t_dual: float | None = None, ratio_min_runs: int = 1, dual_min_peers: int = 8) -> pl.DataFrame:
+           t_dual: float | None = None, ratio_min_runs: int = 1, dual_min_peers: int = 8,
+           peak_ratio: float | None = None, peak_min_peers: int = 8, peak_floor: float = 0.0) -> pl.DataFrame:
     """Adds z_own, z_peer, `raw` (unusualness in thresholds: 1 = at the threshold) and
     `unusual`. With both references a row must be unusual against BOTH (a level the whole
     unit shares is not, nor one that is this person's habit); with one, it stands alone
@@ -136,7 +139,13 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     without own history, a value unusual against the peers both as a share of base salary and
     as an amount (robust z >= `t_dual` each, and `min_ratio` x the peers' median each), in a
     group of at least `dual_min_peers`, is unusual too — a high share of a low salary, or a
-    high amount on a high one, is one of the two only; an amount multiplied is both."""
+    high amount on a high one, is one of the two only; an amount multiplied is both.
+    With `peak_ratio`, a value at least that multiple of the peers' peak this month (the second
+    highest of them, in a group of at least `peak_min_peers`), two spread floors (`peak_floor`)
+    beyond it, and `min_ratio` x their median is
+    unusual too, when it is unusual against the own history as well (z >= `t_own` and
+    `min_ratio` x the own level) or there is none: a unit in session claims 20-60 h, one person's 106 h is beyond anyone's. For a share,
+    the amount must be beyond the peers' highest amount by as much."""
     own, peer = pl.col("own_median").is_not_null(), pl.col("peer_median").is_not_null()
     z_own = (pl.col("value") - pl.col("own_median")) / pl.col("own_scale")
     z_peer = (pl.col("value") - pl.col("peer_median")) / pl.col("peer_scale")
@@ -169,6 +178,17 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
         raw = pl.when(dual).then(pl.max_horizontal(
             raw, pl.min_horizontal(pl.col("z_peer"), pl.col("z_amount")) / t_dual)).otherwise(raw)
     by_ratio = by_ratio | dual
+    if peak_ratio is not None and "peer_max" in x.columns:
+        peak = (peer & (pl.col("peer_n") >= peak_min_peers) & (pl.col("value") >= pl.col("peer_max") * peak_ratio)
+                & (pl.col("value") - pl.col("peer_max") >= 2 * peak_floor)
+                & (pl.col("value") >= pl.col("peer_median") * min_ratio)
+                & (~own | ((pl.col("z_own") >= t_own) & (pl.col("value") >= pl.col("own_median") * min_ratio))))
+        if "peer_amount_max" in x.columns:  # a share: beyond anyone's as an amount too
+            peak = peak & (pl.col("amount").abs() >= pl.col("peer_amount_max") * peak_ratio)
+        peak = peak.fill_null(False)
+        raw = pl.when(peak).then(pl.max_horizontal(
+            raw, pl.col("value") / (pl.col("peer_max") * peak_ratio))).otherwise(raw)
+        by_ratio = by_ratio | peak
     # raw for a row unusual by ratio: how far past the peers' range, in those ranges (>= 1)
     raw_ratio = pl.max_horizontal(pl.lit(1.0), pl.col("value") / pl.col("peer_upper"))
     return x.with_columns(by_ratio.alias("by_ratio"), raw.alias("raw")).with_columns(
@@ -209,11 +229,13 @@ class ContextModel:
             amounts = now.with_columns(pl.col("amount").abs().cast(pl.Float64).alias("value"))
             ref = peer_reference(amounts, facts, p.band_split, p.min_group, 1.0, p.min_scale_rel, p.upper_iqr)
             x = x.join(ref.select("pernr", pl.col("peer_median").alias("peer_amount_median"),
-                                  pl.col("peer_scale").alias("peer_amount_scale")), on="pernr", how="left")
+                                  pl.col("peer_scale").alias("peer_amount_scale"),
+                                  pl.col("peer_max").alias("peer_amount_max")), on="pernr", how="left")
             t_dual, dual_min = p.dual_threshold, p.dual_min_peers
         x = x.join(self.own_, on="pernr", how="left")
         return scored(x, p.threshold, p.threshold, p.threshold_alone, p.min_ratio, p.own_ratio, p.cold_upper,
-                      p.cold_min_peers, t_dual, p.ratio_min_runs, dual_min)
+                      p.cold_min_peers, t_dual, p.ratio_min_runs, dual_min, p.peak_ratio, p.peak_min_peers,
+                      self.floor)
 
     def decision_function(self, lines: pl.DataFrame, facts: pl.DataFrame) -> pl.Series:
         return self.score(lines, facts)["raw"].fill_null(0.0)

@@ -49,7 +49,10 @@ CONTEXT_KEYS = (
     Key("hold_factor", float, "hold when this many times beyond the thresholds ..."),
     Key("hold_min_cents", int, "... and at least this much above the usual level is at stake"),
 )
-CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_hours", float, "floor of the spread, in hours"))
+PEAK_KEYS = (Key("peak_ratio", float, "this multiple of the peers' peak this month (their second highest), two "
+                  "spread floors beyond it, is unusual too ..."),
+             Key("peak_min_peers", int, "... in a peer group of at least this many"))
+CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_hours", float, "floor of the spread, in hours"), *PEAK_KEYS)
 
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:
@@ -69,7 +72,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                             evidence={"hours": r["value"], "own_median": r["own_median"], "own_n": r["own_n"],
                                       "peer_group": r["peer_group"], "peer_median": r["peer_median"],
                                       "peer_n": r["peer_n"], "peer_upper": _round(r["peer_upper"]),
-                                      "by_ratio": r["by_ratio"], "z_own": _round(r["z_own"]),
+                                      "peer_max": r["peer_max"], "by_ratio": r["by_ratio"],
+                                      "z_own": _round(r["z_own"]),
                                       "z_peer": _round(r["z_peer"]), "raw": _round(r["raw"])}))
     return findings_frame(rows)
 

@@ -17,7 +17,7 @@ from detectors.base import Detector, finding, findings_frame
 from detectors.config import ENABLED, Key, Params
 from detectors.context import Context
 from detectors.models.context import ContextModel, describe, severity
-from detectors.models.pw201_overtime import CONTEXT_KEYS, _round
+from detectors.models.pw201_overtime import CONTEXT_KEYS, PEAK_KEYS, _round
 from detectors.money import money
 from detectors.scoring import calibrated
 
@@ -25,7 +25,7 @@ CODE = "PW203"
 CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_share", float, "floor of the spread, as a share of base salary"),
           Key("dual_threshold", float, "without own history: robust z against the peers, as a share of base salary "
               "AND as an amount, at which a value is unusual ..."),
-          Key("dual_min_peers", int, "... in a peer group of at least this many"))
+          Key("dual_min_peers", int, "... in a peer group of at least this many"), *PEAK_KEYS)
 CATEGORY = {pm.WT_SPECIAL_POST: "special_allowance_spike", pm.WT_OTHER_DED: "deduction_outlier"}
 
 

@@ -459,6 +459,21 @@ def test_context_scoring_one_month_is_no_usual_level_for_the_ratio_path():
     assert not unusual(1)
 
 
+def test_context_scoring_one_month_cannot_vouch_either():
+    """A newcomer's 89 h error paid at their first FINAL, then 113 h: against that one month it
+    is usual, against peers (median 8 h) it is not — with an own level of one FINAL the peers'
+    reading stands on its own (z >= threshold_alone); on two FINALs the own level vouches."""
+    from detectors.models.context import scored
+
+    def unusual(own_n):
+        x = pl.DataFrame({"pernr": ["1"], "value": [113.0], "amount": [700_000], "own_median": [89.0],
+                          "own_scale": [13.35], "own_n": [own_n], "peer_median": [8.0], "peer_scale": [6.0],
+                          "peer_upper": [20.0], "peer_n": [40]})
+        return scored(x, 4.0, 4.0, 4.5, 2.0, own_ratio=3.0, ratio_min_runs=2)["unusual"][0]
+
+    assert unusual(1) and not unusual(2)
+
+
 def test_context_scoring_cold_start_reads_share_and_amount_together():
     """Without own history, a value unusual against the peers as a share of base salary AND as an
     amount is unusual (an allowance multiplied); a high share of a low salary with an ordinary

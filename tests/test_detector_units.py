@@ -467,6 +467,92 @@ def test_context_scoring_reads_the_peers_range_when_z_alone_is_not_enough():
     assert not unusual(40, own=20.0)      # 2 x own
 
 
+def test_context_scoring_one_month_is_no_usual_level_for_the_ratio_path():
+    """3 x the own level above the peers' range is unusual on an own level of 2 FINALs or more
+    (ratio_min_runs); on one month (1 h, then an ordinary 15 h) it is not — z still reads it."""
+    from detectors.models.context import scored
+
+    def unusual(own_n, ratio_min_runs=2):
+        x = pl.DataFrame({"pernr": ["1"], "value": [15.0], "amount": [100_000], "own_median": [1.0],
+                          "own_scale": [4.0], "own_n": [own_n], "peer_median": [5.0], "peer_scale": [4.0],
+                          "peer_upper": [9.0], "peer_n": [5]})
+        return scored(x, 4.0, 4.0, 4.5, 2.0, own_ratio=3.0, ratio_min_runs=ratio_min_runs)["unusual"][0]
+
+    assert unusual(2) and unusual(1, ratio_min_runs=1)
+    assert not unusual(1)
+
+
+def test_context_scoring_one_month_cannot_vouch_either():
+    """A newcomer's 89 h error paid at their first FINAL, then 113 h: against that one month it
+    is usual, against peers (median 8 h) it is not — with an own level of one FINAL the peers'
+    reading stands on its own (z >= threshold_alone); on two FINALs the own level vouches."""
+    from detectors.models.context import scored
+
+    def unusual(own_n):
+        x = pl.DataFrame({"pernr": ["1"], "value": [113.0], "amount": [700_000], "own_median": [89.0],
+                          "own_scale": [13.35], "own_n": [own_n], "peer_median": [8.0], "peer_scale": [6.0],
+                          "peer_upper": [20.0], "peer_n": [40]})
+        return scored(x, 4.0, 4.0, 4.5, 2.0, own_ratio=3.0, ratio_min_runs=2)["unusual"][0]
+
+    assert unusual(1) and not unusual(2)
+
+
+def test_context_scoring_cold_start_reads_share_and_amount_together():
+    """Without own history, a value unusual against the peers as a share of base salary AND as an
+    amount is unusual (an allowance multiplied); a high share of a low salary with an ordinary
+    amount is not, nor a high amount on a high salary, nor anything in a group under
+    dual_min_peers."""
+    from detectors.models.context import scored
+
+    def unusual(share, amount, n=20):
+        x = pl.DataFrame({"pernr": ["1"], "value": [share], "amount": [amount], "own_median": [None],
+                          "own_scale": [None], "peer_median": [0.08], "peer_scale": [0.03], "peer_upper": [0.14],
+                          "peer_n": [n], "peer_amount_median": [60_000.0], "peer_amount_scale": [20_000.0]},
+                         schema_overrides={"own_median": pl.Float64, "own_scale": pl.Float64})
+        return scored(x, 4.0, 4.0, 6.0, 2.0, own_ratio=3.0, t_dual=3.0, dual_min_peers=8)["unusual"][0]
+
+    assert unusual(0.25, 190_000)             # z 5.7 as a share, 6.5 as an amount: below 6 alone, both >= 3
+    assert not unusual(0.21, 62_000)          # a P-1's ordinary amount: a high share only
+    assert not unusual(0.07, 180_000)         # a D-1's high amount: an ordinary share
+    assert not unusual(0.25, 190_000, n=6)    # six peers: too few
+
+
+def test_context_scoring_reads_the_units_own_peak():
+    """A unit in session (others up to 60 h, median 40 h, spread 22.6 h): a newcomer's 106 h is
+    z = 2.9 only, but 1.5 x the unit's peak and 8 h beyond it (peak_ratio, two 4 h floors);
+    85 h is not; a group under peak_min_peers is not read; with own history the claim must be
+    unusual for the staff member too."""
+    from detectors.models.context import scored
+
+    def unusual(value, n=11, own=None):
+        x = pl.DataFrame({"pernr": ["1"], "value": [float(value)], "amount": [600_000], "own_median": [own],
+                          "own_scale": [4.0 if own else None], "own_n": [3 if own else None], "peer_median": [40.0],
+                          "peer_scale": [22.6], "peer_upper": [84.0], "peer_max": [60.0], "peer_n": [n]},
+                         schema_overrides={"own_median": pl.Float64, "own_scale": pl.Float64, "own_n": pl.UInt32})
+        return scored(x, 4.0, 4.0, 4.5, 2.0, own_ratio=3.0, ratio_min_runs=2, peak_ratio=1.5, peak_min_peers=8,
+                      peak_floor=4.0)["unusual"][0]
+
+    assert unusual(106) and not unusual(85) and not unusual(106, n=6)
+    assert unusual(106, own=10.0) and not unusual(106, own=60.0)
+
+
+def test_peer_spread_reads_two_clusters():
+    """A unit partly in session (about 40 h) and partly not (about 4 h): the spread is the scaled
+    interquartile range, not the MAD of the cluster that holds the median (2.97 h, floored to
+    4 h, would make 58 h z = 13)."""
+    from detectors.models.context import peer_reference
+
+    hours = [3.0, 4.0, 4.0, 5.0, 6.0, 40.0, 42.0, 44.0, 58.0]
+    now = pl.DataFrame({"pernr": [f"{i:08d}" for i in range(len(hours))], "value": hours,
+                        "amount": [1] * len(hours), "currency": ["CHF"] * len(hours)})
+    facts = now.select("pernr", pl.lit("ODA").alias("entity"), pl.lit("G").alias("staff_category"),
+                       pl.lit("G-5").alias("grade"))
+    ref = peer_reference(now, facts, 4, 5, 4.0, 0.15).filter(pl.col("pernr") == "00000008").row(0, named=True)
+    q1, q3 = 4.0, 40.5                        # the other eight: quartiles (linear); median 5.5
+    assert ref["peer_scale"] >= (q3 - q1) / 1.349 - 1e-9
+    assert (58.0 - ref["peer_median"]) / ref["peer_scale"] < 2
+
+
 def test_a_tripled_deduction_is_reviewed_a_small_change_is_info():
     import detector_world as world
     from detectors.registry import detect, load_config

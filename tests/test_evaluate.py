@@ -44,11 +44,11 @@ def _assert_quality(full) -> None:
     before the first month's first simulation, and an overtime claim in a unit peaking two
     months running, can sit inside what peers are paid, so those kinds have the lower bar."""
     _assert_precision_alarms_recall(full)
-    # present ~10-20 times in 1,000 x 3; first-month allowances, and claims in a unit that is
-    # itself peaking two months running, may sit inside what peers are paid (seed 276714:
-    # overtime_outlier 0.72, recall 0.957)
+    # present ~10-20 times in 1,000 x 3; first-month allowances, and newcomers' claims in a unit
+    # in session, may sit inside what peers are paid (README, Detection quality); on seed 202
+    # both are caught 0.95-1.0 since the context models read the unit's peak and share-and-amount
     for kind in ("special_allowance_spike", "overtime_outlier"):
-        assert full.by_kind.get(kind, 1.0) >= 0.5, full.by_kind
+        assert full.by_kind.get(kind, 1.0) >= 0.9, full.by_kind
     others = {k: v for k, v in full.by_kind.items() if k not in ("special_allowance_spike", "overtime_outlier")}
     assert min(others.values()) >= 0.75, others  # a kind present 4-8 times: one miss is 0.8-0.875
 
@@ -93,7 +93,7 @@ def test_quality_on_a_fresh_seed():
     _assert_precision_alarms_recall(full)
     # the two kinds only a model can judge: seed 846683 caught 5 of 11 allowance spikes (tripled
     # from a small amount, inside what peers are paid) — README, Detection quality
-    lower = {"special_allowance_spike": 0.4, "overtime_outlier": 0.4}
+    lower = {"special_allowance_spike": 0.5, "overtime_outlier": 0.5}  # one staff missed over 4 runs of 8
     for kind, (n, c) in counts.items():
         if n >= KIND_MIN_PRESENT:
             assert c / n >= lower.get(kind, 0.75), (kind, n, c)

@@ -21,8 +21,9 @@ import polars as pl
 from detectors import paymodel as pm
 
 MAD_SCALE = 1.4826
+IQR_SCALE = 1.349  # the interquartile range of a normal distribution, in standard deviations
 LEVELS = (("entity", "staff_category", "band"), ("entity", "staff_category"), ("staff_category", "band"),
-          ("staff_category",))
+          ("staff_category",), ("currency",))
 
 
 def band(split: int) -> pl.Expr:
@@ -50,8 +51,12 @@ def measured(lines: pl.DataFrame, wage_type: str, measure: str) -> pl.DataFrame:
 
 
 def _robust(value: pl.Expr, floor: float, floor_rel: float) -> tuple[pl.Expr, pl.Expr]:
+    """Median and spread: the larger of the scaled MAD and the scaled interquartile range (a
+    unit half in session and half not is two clusters, whose MAD reads one tight cluster)."""
     med = value.median()
-    spread = pl.max_horizontal((value - med).abs().median() * MAD_SCALE, med.abs() * floor_rel, pl.lit(floor))
+    iqr = value.quantile(0.75, "linear") - value.quantile(0.25, "linear")
+    spread = pl.max_horizontal((value - med).abs().median() * MAD_SCALE, iqr / IQR_SCALE, med.abs() * floor_rel,
+                               pl.lit(floor))
     return med, spread
 
 
@@ -76,7 +81,9 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
                    floor_rel: float, upper_iqr: float = 1.0) -> pl.DataFrame:
     """`now` (pernr, value, ...) with the peer reference of each row: peer_median, peer_scale,
     peer_upper (the top of the group's usual range: third quartile + `upper_iqr` x the
-    interquartile range) — each over the group's other members —, peer_n (the group's size)
+    interquartile range), peer_q3, peer_max (the second highest of the others: the unit's own
+    peak, read so that a second outlier does not hide the first) — each over the group's
+    other members —, peer_n (the group's size)
     and peer_group (the most specific group of at least `min_group`; null when even the
     category is smaller). Staff without facts this month (no assignment) get none."""
     who = facts.select("pernr", "entity", "staff_category", "grade").unique("pernr", keep="first")
@@ -90,7 +97,8 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
         keys = list(keys)
         others = x.select(*keys, pl.col("pernr").alias("_op"), pl.col("value").alias("_ov"))
         stats = (x.select("pernr", *keys).join(others, on=keys).filter(pl.col("pernr") != pl.col("_op"))
-                 .group_by("pernr").agg(med_e.alias(f"_m{i}"), spread_e.alias(f"_s{i}"), upper_e.alias(f"_u{i}")))
+                 .group_by("pernr").agg(med_e.alias(f"_m{i}"), spread_e.alias(f"_s{i}"), upper_e.alias(f"_u{i}"),
+                                        q3.alias(f"_q{i}"), pl.col("_ov").top_k(2).min().alias(f"_x{i}")))
         x = x.join(stats, on="pernr", how="left").with_columns(pl.len().over(keys).alias(f"_n{i}"))
     def pick(kind: str) -> pl.Expr:
         expr = pl.lit(None)
@@ -101,29 +109,45 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
     label = pl.lit(None, dtype=pl.String)
     names = (pl.concat_str(pl.col("entity"), pl.lit(" "), pl.col("band")),
              pl.concat_str(pl.col("entity"), pl.lit(" "), pl.col("staff_category")), pl.col("band"),
-             pl.col("staff_category"))
+             pl.col("staff_category"), pl.concat_str(pl.lit("paid in "), pl.col("currency")))
     for i in reversed(range(len(LEVELS))):
         label = pl.when((pl.col(f"_n{i}") >= min_group) & pl.col("staff_category").is_not_null()) \
             .then(names[i]).otherwise(label)
     return x.with_columns(pick("m").alias("peer_median"), pick("s").alias("peer_scale"),
-                          pick("u").alias("peer_upper"), pick("n").cast(pl.Int64).alias("peer_n"),
-                          label.alias("peer_group")).drop(
-        [f"_{k}{i}" for i in range(len(LEVELS)) for k in "msun"])
+                          pick("u").alias("peer_upper"), pick("q").alias("peer_q3"), pick("x").alias("peer_max"),
+                          pick("n").cast(pl.Int64).alias("peer_n"), label.alias("peer_group")).drop(
+        [f"_{k}{i}" for i in range(len(LEVELS)) for k in "msunqx"])
 
 
 def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_ratio: float,
-           own_ratio: float | None = None, cold_upper: float | None = None, cold_min_peers: int = 20
-           ) -> pl.DataFrame:
+           own_ratio: float | None = None, cold_upper: float | None = None, cold_min_peers: int = 20,
+           t_dual: float | None = None, ratio_min_runs: int = 1, dual_min_peers: int = 8,
+           peak_ratio: float | None = None, peak_min_peers: int = 8, peak_floor: float = 0.0) -> pl.DataFrame:
     """Adds z_own, z_peer, `raw` (unusualness in thresholds: 1 = at the threshold) and
     `unusual`. With both references a row must be unusual against BOTH (a level the whole
     unit shares is not, nor one that is this person's habit); with one, it stands alone
     against the stricter `t_alone`. Either way the value must be `min_ratio` x the reference.
     With both references, `own_ratio` x the own usual level or more that is also above the
-    peers' usual range (`peer_upper`) is unusual too (`by_ratio`): a peak the unit shares
-    stays inside its range, a jump of one person's own does not. Without own history (cold
+    top of the peers' usual range (`peer_upper`, at least two spreads above their median) is
+    unusual too (`by_ratio`): a peak the unit shares
+    stays inside its range, a jump of one person's own does not — read only on an own level of
+    `ratio_min_runs` FINALs or more (one month of 1 h makes an ordinary 15 h look like 15 x);
+    on fewer, the peers' reading (z >= `t_alone`) stands on its own too (one month of an
+    error paid at FINAL makes the same error look usual). Without own history (cold
     start), `cold_upper` x the top of the peers' usual range or more is unusual as well, in a
     group of at least `cold_min_peers` (a range needs peers to be read): in a group that mixes
-    a peaking unit with quiet ones the spread is wide, its range still ends."""
+    a peaking unit with quiet ones the spread is wide, its range still ends.
+    A share measure has its amount beside it (`peer_amount_median`, `peer_amount_scale`):
+    without own history, a value unusual against the peers both as a share of base salary and
+    as an amount (robust z >= `t_dual` each, and `min_ratio` x the peers' median each), in a
+    group of at least `dual_min_peers`, is unusual too — a high share of a low salary, or a
+    high amount on a high one, is one of the two only; an amount multiplied is both.
+    With `peak_ratio`, a value at least that multiple of the peers' peak this month (the second
+    highest of them, in a group of at least `peak_min_peers`), two spread floors (`peak_floor`)
+    beyond it, and `min_ratio` x their median is
+    unusual too, when it is unusual against the own history as well (z >= `t_own` and
+    `min_ratio` x the own level) or there is none: a unit in session claims 20-60 h, one person's 106 h is beyond anyone's. For a share,
+    the amount must be beyond the peers' highest amount by as much."""
     own, peer = pl.col("own_median").is_not_null(), pl.col("peer_median").is_not_null()
     z_own = (pl.col("value") - pl.col("own_median")) / pl.col("own_scale")
     z_peer = (pl.col("value") - pl.col("peer_median")) / pl.col("peer_scale")
@@ -134,16 +158,45 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
            .when(peer).then(pl.col("z_peer") / t_alone)
            .otherwise(None))
     by_ratio = pl.lit(False)
+    # an own level of fewer than ratio_min_runs FINALs can neither vouch nor convict alone: the
+    # peers' reading stands on its own too (an error paid at a newcomer's first FINAL is no habit)
+    weak = (own & (pl.col("own_n") < ratio_min_runs)) if "own_n" in x.columns else pl.lit(False)
+    alone = (weak & peer & (pl.col("z_peer") >= t_alone)
+             & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
+    raw = pl.when(alone).then(pl.max_horizontal(raw, pl.col("z_peer") / t_alone)).otherwise(raw)
+    # the top of the peers' usual range, at least two spreads above their median: a group that
+    # is all alike has no interquartile range, and a value just above it is no outlier
+    top = pl.max_horizontal(pl.col("peer_upper"), pl.col("peer_median") + 2 * pl.col("peer_scale"))
     if own_ratio is not None and "peer_upper" in x.columns:
-        by_ratio = (own & peer & (pl.col("value") >= pl.col("own_median") * own_ratio)
-                    & (pl.col("value") > pl.col("peer_upper"))
+        runs_ok = (pl.col("own_n") >= ratio_min_runs) if "own_n" in x.columns else pl.lit(True)
+        by_ratio = (own & peer & runs_ok & (pl.col("value") >= pl.col("own_median") * own_ratio)
+                    & (pl.col("value") > top)
                     & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
     if cold_upper is not None and "peer_upper" in x.columns:
-        # the range's top at least two spreads above the median: a group that is all alike has
-        # no interquartile range, and a value just above it is no outlier
-        top = pl.max_horizontal(pl.col("peer_upper"), pl.col("peer_median") + 2 * pl.col("peer_scale"))
         by_ratio = by_ratio | (~own & peer & (pl.col("peer_n") >= cold_min_peers) & (pl.col("value") >= top * cold_upper)
                                & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
+    dual = pl.lit(False)
+    if t_dual is not None and "peer_amount_median" in x.columns:
+        amt = pl.col("amount").abs().cast(pl.Float64)
+        x = x.with_columns(((amt - pl.col("peer_amount_median")) / pl.col("peer_amount_scale")).alias("z_amount"))
+        dual = (~own & peer & (pl.col("peer_n") >= dual_min_peers) & (pl.col("z_peer") >= t_dual)
+                & (pl.col("z_amount") >= t_dual)
+                & (pl.col("value") >= pl.col("peer_median") * min_ratio)
+                & (amt >= pl.col("peer_amount_median") * min_ratio)).fill_null(False)
+        raw = pl.when(dual).then(pl.max_horizontal(
+            raw, pl.min_horizontal(pl.col("z_peer"), pl.col("z_amount")) / t_dual)).otherwise(raw)
+    by_ratio = by_ratio | dual | alone
+    if peak_ratio is not None and "peer_max" in x.columns:
+        peak = (peer & (pl.col("peer_n") >= peak_min_peers) & (pl.col("value") >= pl.col("peer_max") * peak_ratio)
+                & (pl.col("value") - pl.col("peer_max") >= 2 * peak_floor)
+                & (pl.col("value") >= pl.col("peer_median") * min_ratio)
+                & (~own | weak | ((pl.col("z_own") >= t_own) & (pl.col("value") >= pl.col("own_median") * min_ratio))))
+        if "peer_amount_max" in x.columns:  # a share: beyond anyone's as an amount too
+            peak = peak & (pl.col("amount").abs() >= pl.col("peer_amount_max") * peak_ratio)
+        peak = peak.fill_null(False)
+        raw = pl.when(peak).then(pl.max_horizontal(
+            raw, pl.col("value") / (pl.col("peer_max") * peak_ratio))).otherwise(raw)
+        by_ratio = by_ratio | peak
     # raw for a row unusual by ratio: how far past the peers' range, in those ranges (>= 1)
     raw_ratio = pl.max_horizontal(pl.lit(1.0), pl.col("value") / pl.col("peer_upper"))
     return x.with_columns(by_ratio.alias("by_ratio"), raw.alias("raw")).with_columns(
@@ -178,9 +231,19 @@ class ContextModel:
         p = self.params
         now = measured(lines, self.wage_type, self.measure).drop("run_id").filter(pl.col("value") > 0)
         x = peer_reference(now, facts, p.band_split, p.min_group, self.floor, p.min_scale_rel, p.upper_iqr)
+        t_dual, dual_min = None, 0
+        if self.measure == "share" and "dual_threshold" in p.as_dict():
+            # the same peers' amounts (the groups are the same rows): median and spread
+            amounts = now.with_columns(pl.col("amount").abs().cast(pl.Float64).alias("value"))
+            ref = peer_reference(amounts, facts, p.band_split, p.min_group, 1.0, p.min_scale_rel, p.upper_iqr)
+            x = x.join(ref.select("pernr", pl.col("peer_median").alias("peer_amount_median"),
+                                  pl.col("peer_scale").alias("peer_amount_scale"),
+                                  pl.col("peer_max").alias("peer_amount_max")), on="pernr", how="left")
+            t_dual, dual_min = p.dual_threshold, p.dual_min_peers
         x = x.join(self.own_, on="pernr", how="left")
         return scored(x, p.threshold, p.threshold, p.threshold_alone, p.min_ratio, p.own_ratio, p.cold_upper,
-                      p.cold_min_peers)
+                      p.cold_min_peers, t_dual, p.ratio_min_runs, dual_min, p.peak_ratio, p.peak_min_peers,
+                      self.floor)
 
     def decision_function(self, lines: pl.DataFrame, facts: pl.DataFrame) -> pl.Series:
         return self.score(lines, facts)["raw"].fill_null(0.0)
@@ -197,7 +260,10 @@ def describe(r: dict, measure: str) -> str:
     else:
         parts[0] += ", no earlier FINAL of this staff member to compare with"
     if r["peer_median"] is not None:
-        parts.append(f"{r['peer_group']} staff this month median {fmt(r['peer_median'])} (n = {r['peer_n']})")
+        peers = f"{r['peer_group']} staff this month median {fmt(r['peer_median'])}"
+        if measure == "share" and r.get("peer_amount_median") is not None:
+            peers += f" ({r['peer_amount_median'] / 100:,.2f} {r['currency']})"
+        parts.append(peers + f" (n = {r['peer_n']})")
     return "; ".join(parts)
 
 

@@ -33,6 +33,7 @@ CONTEXT_KEYS = (
     Key("severity", str, "severity of milder findings (far beyond: hold)", SEVERITY.choices),
     Key("threshold", float, "robust z, against own history and against peers, at which a value is unusual"),
     Key("own_runs", int, "earlier FINAL runs that make the staff member's own usual level"),
+    Key("ratio_min_runs", int, "earlier FINALs with the wage type the own-ratio path needs (one month is no usual level)"),
     Key("min_group", int, "peers needed in a group (entity + category + grade band) before it is used; "
         "smaller groups fall back to entity + category, category + band, then the category"),
     Key("band_split", int, "grades whose level is below this form the lower band (P-1..P-3 with 4)"),
@@ -48,7 +49,10 @@ CONTEXT_KEYS = (
     Key("hold_factor", float, "hold when this many times beyond the thresholds ..."),
     Key("hold_min_cents", int, "... and at least this much above the usual level is at stake"),
 )
-CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_hours", float, "floor of the spread, in hours"))
+PEAK_KEYS = (Key("peak_ratio", float, "this multiple of the peers' peak this month (their second highest), two "
+                  "spread floors beyond it, is unusual too ..."),
+             Key("peak_min_peers", int, "... in a peer group of at least this many"))
+CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_hours", float, "floor of the spread, in hours"), *PEAK_KEYS)
 
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:
@@ -68,7 +72,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                             evidence={"hours": r["value"], "own_median": r["own_median"], "own_n": r["own_n"],
                                       "peer_group": r["peer_group"], "peer_median": r["peer_median"],
                                       "peer_n": r["peer_n"], "peer_upper": _round(r["peer_upper"]),
-                                      "by_ratio": r["by_ratio"], "z_own": _round(r["z_own"]),
+                                      "peer_max": r["peer_max"], "by_ratio": r["by_ratio"],
+                                      "z_own": _round(r["z_own"]),
                                       "z_peer": _round(r["z_peer"]), "raw": _round(r["raw"])}))
     return findings_frame(rows)
 

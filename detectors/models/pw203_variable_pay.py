@@ -17,12 +17,15 @@ from detectors.base import Detector, finding, findings_frame
 from detectors.config import ENABLED, Key, Params
 from detectors.context import Context
 from detectors.models.context import ContextModel, describe, severity
-from detectors.models.pw201_overtime import CONTEXT_KEYS, _round
+from detectors.models.pw201_overtime import CONTEXT_KEYS, PEAK_KEYS, _round
 from detectors.money import money
 from detectors.scoring import calibrated
 
 CODE = "PW203"
-CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_share", float, "floor of the spread, as a share of base salary"))
+CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_share", float, "floor of the spread, as a share of base salary"),
+          Key("dual_threshold", float, "without own history: robust z against the peers, as a share of base salary "
+              "AND as an amount, at which a value is unusual ..."),
+          Key("dual_min_peers", int, "... in a peer group of at least this many"), *PEAK_KEYS)
 CATEGORY = {pm.WT_SPECIAL_POST: "special_allowance_spike", pm.WT_OTHER_DED: "deduction_outlier"}
 
 
@@ -46,8 +49,9 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                                 evidence={"share_of_base": _round(r["value"]), "own_median": r["own_median"],
                                           "own_n": r["own_n"], "peer_group": r["peer_group"],
                                           "peer_median": r["peer_median"], "peer_n": r["peer_n"],
+                                          "peer_amount_median": _round(r.get("peer_amount_median")),
                                           "z_own": _round(r["z_own"]), "z_peer": _round(r["z_peer"]),
-                                          "raw": _round(r["raw"])}))
+                                          "z_amount": _round(r.get("z_amount")), "raw": _round(r["raw"])}))
     return findings_frame(rows)
 
 

@@ -8,7 +8,8 @@ spike (review), unless it repeats the latest FINAL's amount (a raise kept is the
 Without FINAL history, the same jump against the earlier runs of this month (simulations:
 `History.period_lines`, the lowest of them) is a spike, and so is a share above `no_history_max_share`.
 Changes of other deductions (3300) are reported as info, for context — as review when the
-share is `jump_ratio` x its usual one or more (a garnishment tripled). A recurring variable
+share is `jump_ratio` x its usual one or more (a garnishment tripled; the share may fall short
+by `base_tolerance`, a revision of the base salary the same month). A recurring variable
 line (1500 or 3300 in each of the last `recurring_runs` FINALs that paid the staff member, or
 in each there is when the history is shorter)
 missing from a run that pays them is `variable_pay_stopped` (review): an allowance or
@@ -36,6 +37,8 @@ CONFIG = (ENABLED,
           Key("change_severity", str, "severity of a 3300 change", SEVERITY.choices),
           Key("jump_ratio", float, "a 3300 share at least this multiple of its usual one is a jump ..."),
           Key("jump_severity", str, "... reported with this severity", SEVERITY.choices),
+          Key("base_tolerance", float, "the share of a jump may fall short of jump_ratio x by this much (a revision "
+              "of the base salary the same month)"),
           Key("recurring_runs", int, "1500/3300 in each of this many latest FINALs that paid the staff member "
               "is recurring"),
           Key("stopped_severity", str, "severity of a recurring 1500/3300 line missing", SEVERITY.choices))
@@ -128,8 +131,11 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
         if not is_spa and r["past_min"] * (1 - tol) <= rel <= r["past_max"] * (1 + tol):
             continue
         category = "special_allowance_spike" if spike else "deduction_change"
-        jump = not is_spa and rel >= r["usual"] * params.jump_ratio and abs(r["amount"]) >= r["usual_amount"] * \
-            params.jump_ratio
+        # the amount at least jump_ratio x its usual one, and the share too — up to a revision of
+        # the base salary within base_tolerance (a garnishment tripled in the month the scale
+        # rose 3 % is 2.9 x its usual share; a share of exactly 3 x must not miss by a rounding)
+        jump = not is_spa and rel >= r["usual"] * params.jump_ratio * (1 - params.base_tolerance - 1e-9) and \
+            abs(r["amount"]) >= r["usual_amount"] * params.jump_ratio
         text = (f"{ctx.text(r['wage_type'])} ({r['wage_type']}) is {money(r['amount'], r['currency'])}, "
                 f"{rel:.1%} of net base salary; in the last FINAL runs it was {r['past_min']:.1%} to {r['past_max']:.1%}"
                 + (f", usually {r['usual']:.1%} — {rel / max(r['usual'], 1e-9):.1f} times that." if spike else "."))

@@ -22,6 +22,7 @@ from detectors import paymodel as pm
 
 MAD_SCALE = 1.4826
 IQR_SCALE = 1.349  # the interquartile range of a normal distribution, in standard deviations
+LOO_MAX = 64  # peer groups up to this size are read without the member (leave one out), exactly
 LEVELS = (("entity", "staff_category", "band"), ("entity", "staff_category"), ("staff_category", "band"),
           ("staff_category",), ("currency",))
 
@@ -63,18 +64,21 @@ def _robust(value: pl.Expr, floor: float, floor_rel: float) -> tuple[pl.Expr, pl
 def own_reference(final_lines: pl.DataFrame, runs: pl.DataFrame, wage_type: str, measure: str, own_runs: int,
                   floor: float, floor_rel: float) -> pl.DataFrame:
     """Own usual level. Grain: one row per staff member with the wage type in the last
-    `own_runs` earlier FINALs (pernr, own_median, own_scale, own_n)."""
+    `own_runs` earlier FINALs (pernr, own_median, own_scale, own_n, own_amount: the lower
+    median of the amounts paid, in cents)."""
     finals = runs.filter(pl.col("run_type") == "FINAL")["run_id"].to_list()[-own_runs:]
     past = measured(final_lines.filter(pl.col("run_id").is_in(finals)), wage_type, measure)
     if past.height == 0:
         return pl.DataFrame(schema={"pernr": pl.String, "own_median": pl.Float64, "own_scale": pl.Float64,
-                                    "own_n": pl.UInt32})
+                                    "own_n": pl.UInt32, "own_amount": pl.Float64})
     # the lower median: with two months on record, an earlier error paid at FINAL must not
     # become half the yardstick
     v = pl.col("value").cast(pl.Float64)
     med = v.sort().gather((pl.len() - 1) // 2).first().cast(pl.Float64)
     spread = pl.max_horizontal((v - med).abs().median() * MAD_SCALE, med.abs() * floor_rel, pl.lit(floor))
-    return past.group_by("pernr").agg(med.alias("own_median"), spread.alias("own_scale"), pl.len().alias("own_n"))
+    amount = pl.col("amount").abs().cast(pl.Float64).sort().gather((pl.len() - 1) // 2).first()
+    return past.group_by("pernr").agg(med.alias("own_median"), spread.alias("own_scale"), pl.len().alias("own_n"),
+                                      amount.alias("own_amount"))
 
 
 def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group: int, floor: float,
@@ -95,11 +99,25 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
     upper_e = q3 + upper_iqr * (q3 - q1)
     for i, keys in enumerate(LEVELS):
         keys = list(keys)
-        others = x.select(*keys, pl.col("pernr").alias("_op"), pl.col("value").alias("_ov"))
-        stats = (x.select("pernr", *keys).join(others, on=keys).filter(pl.col("pernr") != pl.col("_op"))
-                 .group_by("pernr").agg(med_e.alias(f"_m{i}"), spread_e.alias(f"_s{i}"), upper_e.alias(f"_u{i}"),
-                                        q3.alias(f"_q{i}"), pl.col("_ov").top_k(2).min().alias(f"_x{i}")))
-        x = x.join(stats, on="pernr", how="left").with_columns(pl.len().over(keys).alias(f"_n{i}"))
+        x = x.with_columns(pl.len().over(keys).alias(f"_n{i}"))
+        named = [med_e.alias(f"_m{i}"), spread_e.alias(f"_s{i}"), upper_e.alias(f"_u{i}"), q3.alias(f"_q{i}")]
+        # pairing each member with every other costs the square of the group's size: exact
+        # for groups up to LOO_MAX; above it one member moves a median by half a rank at most,
+        # so the whole group stands in (its peak still leaves the member out, by rank)
+        small = x.filter(pl.col(f"_n{i}") <= LOO_MAX)
+        others = small.select(*keys, pl.col("pernr").alias("_op"), pl.col("value").alias("_ov"))
+        loo = (small.select("pernr", *keys).join(others, on=keys).filter(pl.col("pernr") != pl.col("_op"))
+               .group_by("pernr").agg(*named, pl.col("_ov").top_k(2).min().alias(f"_x{i}")))
+        big = x.filter(pl.col(f"_n{i}") > LOO_MAX)
+        whole = (big.select(*keys, pl.col("value").alias("_ov")).group_by(keys)
+                 .agg(*named, pl.col("_ov").top_k(3).sort(descending=True).alias("_top")))
+        ranked = (big.select("pernr", *keys, pl.col("value").rank("ordinal", descending=True).over(keys).alias("_r"))
+                  .join(whole, on=keys)
+                  # the others' second highest: the third of the group for its top two, else the second
+                  .with_columns(pl.when(pl.col("_r") <= 2).then(pl.col("_top").list.get(2, null_on_oob=True))
+                                .otherwise(pl.col("_top").list.get(1, null_on_oob=True)).alias(f"_x{i}"))
+                  .select("pernr", *[f"_{k}{i}" for k in "msuqx"]))
+        x = x.join(pl.concat([loo, ranked], how="diagonal_relaxed"), on="pernr", how="left")
     def pick(kind: str) -> pl.Expr:
         expr = pl.lit(None)
         for i in reversed(range(len(LEVELS))):

@@ -5,7 +5,9 @@ peers this month (models/context.py; the same reading as PW201).
 1500 with own history is PW130's (per the contract it is usually the same every month, so
 a jump against own history alone is enough); this model covers its cold start — a newcomer,
 an allowance new to the staff member, an area's first month — where peers of the same entity
-and grade band (else the category) stand in. 3300 is read against both references.
+and grade band (else the category) stand in. 3300 is read against both references; the
+contract does not prorate it, so an amount no higher than the staff member's usual one is
+never an outlier, however large its share of a partial month's base.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ CODE = "PW203"
 CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_share", float, "floor of the spread, as a share of base salary"),
           Key("dual_threshold", float, "without own history: robust z against the peers, as a share of base salary "
               "AND as an amount, at which a value is unusual ..."),
-          Key("dual_min_peers", int, "... in a peer group of at least this many"), *PEAK_KEYS)
+          Key("dual_min_peers", int, "... in a peer group of at least this many"), *PEAK_KEYS,
+          Key("same_amount_tolerance", float, "3300 within this share above the staff member's usual amount is "
+              "their usual deduction, whatever its share of a prorated base"))
 CATEGORY = {pm.WT_SPECIAL_POST: "special_allowance_spike", pm.WT_OTHER_DED: "deduction_outlier"}
 
 
@@ -40,6 +44,10 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
         hits = model.score(ctx.current, ctx.facts).filter(pl.col("unusual"))
         if wt == pm.WT_SPECIAL_POST:
             hits = hits.filter(pl.col("own_median").is_null())
+        else:  # a garnishment is a fixed amount: the same as usual is no outlier, whatever the
+            # month's base (a partial month's prorated 1000 makes its share look larger)
+            hits = hits.filter(pl.col("own_amount").is_null() | (
+                pl.col("amount").abs() > pl.col("own_amount") * (1 + params.same_amount_tolerance)))
         for r in hits.iter_rows(named=True):
             text = (f"{ctx.text(wt)} ({wt}) of {money(r['amount'], r['currency'])} is {describe(r, 'share')}: "
                     f"far above the usual level.")

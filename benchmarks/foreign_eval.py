@@ -13,7 +13,8 @@ recall; false alarms per run (clean staff with a hold/review finding / clean sta
 clean staff of a run are those with lines in it, or active in its period for a regular run,
 and with no injected error in any run of the period: a master-data error found again in an
 off-cycle run is not a false alarm); hold precision (held staff-runs of staff with an
-injected error in the period / held staff-runs). The last line:
+injected error in the period / held staff-runs). Staff an error involves without causing it
+(the holder of an account another staff member's new record copies) count neither way. The last line:
 
     foreign staff=N months=K seed=S recall=… hold_precision=… worst_run_false_alarm_rate=…%
     worst_kind=…:… targets=met|MISSED
@@ -134,6 +135,8 @@ def evaluate(staff: int, months: int, seed: int, out: Path | None = None, keep: 
     period_truth = defaultdict(set)  # period -> staff with an injected error in any of its runs
     for run in area.runs:
         period_truth[run.period] |= set(truth.get(run.run_id, {}))
+        if run.period == area.test:
+            period_truth[run.period] |= area.involved  # e.g. the holder of a shared account
     for run in area.runs:
         rows = findings[run.run_id]
         by_staff = defaultdict(list)

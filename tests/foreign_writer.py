@@ -62,7 +62,8 @@ hours, inside the population's range, outside the peaking entity), ``duplicate_a
 (the same advance in OC1 and again in OC2; truth in OC2), ``recovery_without_advance``,
 ``recovery_above_balance``, ``bank_deleted`` (every PA0009 record of a paid staff member
 gone), ``invalid_iban`` (a new bank record whose IBAN has a mistyped digit),
-``shared_iban`` (a new bank record with a colleague's account; both staff in truth),
+``shared_iban`` (a new bank record with a colleague's account; truth names the staff member
+whose record changed, ``events.json`` lists the account's holder under ``involved``),
 ``active_not_paid`` (no lines at all in the regular runs), ``new_allowance_no_action`` (a
 new 1500 with no history and no action), ``grade_change_no_action`` (a PA0008 step or grade
 change with no PA0000 action, paid accordingly), ``missing_pension`` (3000 not written),
@@ -341,6 +342,7 @@ class ForeignArea:
         self.errors: dict[str, str] = {}  # pernr -> error kind (test month)
         self.error_data: dict[str, dict] = {}
         self.truth: list[tuple[str, str, str]] = []
+        self.involved: set[str] = set()  # staff an error concerns without being its cause
         self.events: dict[str, int] = {}  # legitimate events of the test month, by kind
         self.paid: dict[tuple[str, str, str], Fraction] = {}  # FINAL ledger
         self._plan_runs()
@@ -705,7 +707,8 @@ class ForeignArea:
             old = self.current(b, "PA0009", first, NEVER - 1)
             b.recs["PA0009"].append(Rec(first, dict(old, BANKS=acct["BANKS"], IBAN=acct["IBAN"]),
                                         s1))
-            err("shared_iban", [a, b], partner=None)
+            err("shared_iban", [b], partner=a.pernr)
+            self.involved.add(a.pernr)  # the account's holder: not at fault, not clean either
         err("active_not_paid", self.take(quiet, k, used))
         for st in self.take([s for s in quiet if not s.spa], k, used):
             monthly = self._monthly_net(st, t)
@@ -976,7 +979,7 @@ class ForeignArea:
         events = {"legitimate_events": self.events,
                   "errors": {k: sum(1 for v in self.errors.values() if v == k)
                              for k in ERROR_KINDS},
-                  "staff": self.n, "months": self.k, "seed": self.seed, "test_period": self.test}
+                  "involved": sorted(self.involved), "staff": self.n, "months": self.k, "seed": self.seed, "test_period": self.test}
         (out / "events.json").write_text(json.dumps(events, indent=1, default=str),
                                          encoding="utf-8")
         for fpath in out.rglob("*"):

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from fractions import Fraction
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -74,6 +75,37 @@ def clean_population(area: foreign_writer.ForeignArea, run) -> set[str]:
     rt = read_csv(Path(area.out) / run.folder / "RT.csv")
     out |= {r["PERNR"] for r in rt}
     return out
+
+
+def describe(area: foreign_writer.ForeignArea, pernr: str, run) -> str:
+    """What the writer did to this staff member: category, entity, legitimate events of the
+    test month, the injected error's data, and for overtime the hours against own history and
+    the entity's claims in this run."""
+    st = area.by_pernr.get(pernr)
+    if st is None:
+        return "unknown staff"
+    bits = [f"{st.category} {st.orgeh}"]
+    if st.orgeh == foreign_writer.PEAK_ENTITY_TEST and run.period == area.test:
+        bits.append("peaking entity")
+    if pernr in area.legit and run.period == area.test:
+        bits.append("legit: " + ",".join(area.legit[pernr]))
+    if pernr in area.errors:
+        data = {k: (round(float(v), 2) if isinstance(v, (float, Fraction)) else v)
+                for k, v in area.error_data.get(pernr, {}).items()}
+        bits.append(f"error {area.errors[pernr]} {data}")
+    hours = area.overtime.get((pernr, run.period))
+    if hours is not None:
+        own = [float(area.overtime[(pernr, p)]) for p in area.history
+               if (pernr, p) in area.overtime and p < run.period]
+        peers = sorted(float(h) for (p2, per), h in area.overtime.items()
+                       if per == run.period and p2 != pernr
+                       and area.by_pernr[p2].orgeh == st.orgeh)
+        allh = [float(h) for (p2, per), h in area.overtime.items() if per == run.period]
+        med = peers[len(peers) // 2] if peers else None
+        bits.append(f"overtime {float(hours)} h; own FINAL history {own or 'none'}; "
+                    f"{st.orgeh} claims this month n={len(peers)} median={med}; "
+                    f"population max {max(allh)}")
+    return "; ".join(bits)
 
 
 def evaluate(staff: int, months: int, seed: int, out: Path | None = None, keep: bool = False,
@@ -154,7 +186,8 @@ def evaluate(staff: int, months: int, seed: int, out: Path | None = None, keep: 
             else:
                 misses.append({"run": run.run_id, "PERNR": pernr, "kind": kind,
                                "info_rows": [f"{r['detector']}/{r['category']}"
-                                             for r in by_staff.get(pernr, [])]})
+                                             for r in by_staff.get(pernr, [])],
+                               "data": describe(area, pernr, run)})
         erred = period_truth[run.period]  # an error of the period is not a false alarm
         held += len(holds)
         held_true += len(holds & erred)
@@ -164,7 +197,8 @@ def evaluate(staff: int, months: int, seed: int, out: Path | None = None, keep: 
         rate = len(flagged_clean) / denom if denom else 0.0
         fa_rows.append((run.run_id, len(flagged_clean), denom, rate))
         for p in sorted(flagged_clean):
-            false_alarms.append({"run": run.run_id, "PERNR": p, "findings": [
+            false_alarms.append({"run": run.run_id, "PERNR": p,
+                                 "data": describe(area, p, run), "findings": [
                 {k: r[k] for k in ("detector", "category", "severity", "LGART", "FPPER", "amount",
                                    "expected", "explanation")} for r in by_staff[p]]})
     total = sum(kinds.values())
@@ -198,14 +232,14 @@ def evaluate(staff: int, months: int, seed: int, out: Path | None = None, keep: 
         f"{k} {v}" for k, v in sorted(legit.items())))
     for m in misses:
         out_console.print(f"miss {m['run']} {m['PERNR']} {m['kind']} other rows: "
-                          f"{m['info_rows'] or 'none'}")
+                          f"{m['info_rows'] or 'none'} | {m['data']}")
     for fa in false_alarms:
         f0 = fa["findings"][0]
         out_console.print(f"false alarm {fa['run']} {fa['PERNR']} "
                           + "; ".join(f"{f['detector']}/{f['category']}/{f['severity']} "
                                       f"{f['LGART']} {f['FPPER']} {f['amount']} vs {f['expected']}"
                                       for f in fa["findings"][:3])
-                          + f" — {f0['explanation'][:160]}")
+                          + f" — {f0['explanation'][:160]} | {fa['data']}")
     result.update(recall=recall, hold_precision=hold_precision, per_kind=per_kind,
                   kinds=dict(kinds), caught=dict(caught), misses=misses,
                   false_alarms=false_alarms, false_alarm_runs=fa_rows,

@@ -203,6 +203,7 @@ def iban_check(country: str, bban: str) -> str:
 
 
 ES_WEIGHTS = (1, 2, 4, 8, 5, 10, 9, 7, 3, 6)
+BE_BANK_CODES = ("001", "063", "068", "230", "310", "363", "431", "435")
 
 
 def _es_digit(ten: str) -> str:
@@ -229,6 +230,8 @@ def make_iban(rng: random.Random, country: str) -> str:
     for kind, n in IBAN_FORMATS[country]:
         alphabet = "0123456789" if kind == "n" else "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
         bban += "".join(rng.choice(alphabet) for _ in range(n))
+    if country == "BE":  # a bank code in use (Belgian codes are assigned by the NBB)
+        bban = rng.choice(BE_BANK_CODES) + bban[3:]
     bban = national_check(country, bban)
     return country + iban_check(country, bban) + bban
 
@@ -342,6 +345,7 @@ class ForeignArea:
         self.errors: dict[str, str] = {}  # pernr -> error kind (test month)
         self.error_data: dict[str, dict] = {}
         self.truth: list[tuple[str, str, str]] = []
+        self.legit: dict[str, list[str]] = {}  # PERNR -> legitimate events of the test month
         self.involved: set[str] = set()  # staff an error concerns without being its cause
         self.events: dict[str, int] = {}  # legitimate events of the test month, by kind
         self.paid: dict[tuple[str, str, str], Fraction] = {}  # FINAL ledger
@@ -535,6 +539,8 @@ class ForeignArea:
 
     def step_up(self, st: Staff, day: date, known: int, action: bool = True) -> bool:
         old = self.current(st, "PA0008", day, NEVER - 1)
+        if old is None:  # not yet hired on that day
+            return False
         steps = GRADES[old["TRFGR"]][1]
         s = int(old["TRFST"])
         if s >= steps:
@@ -625,6 +631,7 @@ class ForeignArea:
                 self.action(st, first_day(self.test) + timedelta(days=rng.randint(3, 20)),
                             "07", "3", fin)
                 self.events["slwop_return"] = self.events.get("slwop_return", 0) + 1
+                self.legit.setdefault(st.pernr, []).append("slwop_return")
         peak = PEAK_ENTITY_HISTORY if i == len(self.history) - 2 else None
         self._overtime_month(p, peak, set())
         if i > 0:  # off-cycle advances
@@ -645,8 +652,10 @@ class ForeignArea:
         prev_fin = self.final_seq(prev)
         used: set = set()
 
-        def ev(kind, k=1):
+        def ev(kind, k=1, st=None):
             self.events[kind] = self.events.get(kind, 0) + k
+            if st is not None:
+                self.legit.setdefault(st.pernr, []).append(kind)
 
         def active_all(st):  # active the whole test month and the month before, by base data
             return self.active_month(st, prev, s1)
@@ -741,15 +750,15 @@ class ForeignArea:
         free = lambda: self.eligible(t, s1, used)  # noqa: E731
         for st in self.take(free(), int(n * 0.04), used):
             if self.step_up(st, first, s1 if rng.random() < 0.75 else s2):
-                ev("step_increment")
+                ev("step_increment", st=st)
         for st in self.take(free(), int(n * 0.007), used):
             if self.promote(st, first, s1):
-                ev("promotion")
+                ev("promotion", st=st)
         for st in self.take(self.eligible(t, s1, used, active_all), max(2, int(n * 0.008)),
                             used):
             back = rng.choice([1, 1, 2])
             if self.step_up(st, first_day(padd(t, -back)), s1 if rng.random() < 0.7 else s2):
-                ev("late_step_increment_retro")
+                ev("late_step_increment_retro", st=st)
         for st in self.take(self.eligible(t, s1, used, active_all), max(2, int(n * 0.004)),
                             used):
             born = first_day(padd(t, -2)) + timedelta(days=rng.randint(3, 25))
@@ -757,39 +766,39 @@ class ForeignArea:
             st.family[objps] = [Rec(born, {"FAMSA": "2", "FGBDT": ymd(born), "DEPENDENT": "X"},
                                     s1)]
             self.action(st, born, "08", "3", s1)
-            ev("late_birth_retro")
+            ev("late_birth_retro", st=st)
         for _ in range(int(n * 0.015)):
             r = rng.random()
             known = s1 if r < 0.7 else (s2 if r < 0.9 else fin)
             st = self.make_staff(first + timedelta(days=rng.randint(1, 25)), known,
                                  massn=rng.choice(["01", "01", "01", "04"]), history_start=first)
             used.add(st.pernr)
-            ev("hire")
+            ev("hire", st=st)
         for st in self.take(free(), int(n * 0.015), used):
             lw = rng.choice([last, first + timedelta(days=rng.randint(4, 28))])
             self.separate(st, lw, s1 if rng.random() < 0.8 else s2)
-            ev("separation")
+            ev("separation", st=st)
         for st in self.take(free(), max(2, int(n * 0.005)), used):
             self.action(st, first + timedelta(days=rng.randint(3, 25)), "06", "1", s1)
             self.action(st, first_day(padd(t, 3)), "07", "3", s1)
-            ev("slwop_start")
+            ev("slwop_start", st=st)
         for st in self.take(free(), int(n * 0.02), used):
             old = self.current(st, "PA0009", first, s1)
             day, known = (first, s1) if rng.random() < 0.6 else (first + timedelta(days=15), s2)
             country = rng.choice(["CH", "CH", old["BANKS"], "FR", "DE"])
             st.recs["PA0009"].append(Rec(day, dict(old, BANKS=country,
                                                    IBAN=make_iban(rng, country)), known))
-            ev("bank_change")
+            ev("bank_change", st=st)
         for st in self.take([s for s in free() if not s.spa], max(2, int(n * 0.004)), used):
             self.action(st, first, "09", "3", s1, massg="SP")
             st.spa.append((t, None, round_half_away(self._monthly_net(st, t) * Fraction(
                 rng.randint(5, 15), 100))))
-            ev("new_allowance_with_action")
+            ev("new_allowance_with_action", st=st)
         for st in self.take([s for s in free() if s.category != "D"], max(2, int(n * 0.003)),
                             used):
             cur = self.current(st, "PA0008", first, s1)
             self.pay_change(st, first, s1, BSGRD="80" if cur["BSGRD"] == "100" else "100")
-            ev("part_time_change")
+            ev("part_time_change", st=st)
         # overtime: a session month for the peaking entity; some claims entered after SIM1
         skip = {p for p, kind in self.errors.items() if kind == "overtime_outlier"}
         self._overtime_month(t, PEAK_ENTITY_TEST, skip)
@@ -813,6 +822,8 @@ class ForeignArea:
         oc2_pay = [(s.pernr, self._advance_amount(s)) for s in self.take(
             adv_pool, max(3, int(n * 0.008)), used)]
         ev("advance_offcycle", len(oc1_pay) + len(oc2_pay))
+        for pernr, _ in oc1_pay + oc2_pay:
+            self.legit.setdefault(pernr, []).append("advance_offcycle")
         ev("recovery_ongoing", sum(1 for s in self.staff if t in s.recovery
                                    and s.pernr not in self.errors))
         for pernr, kind in self.errors.items():

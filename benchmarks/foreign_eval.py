@@ -89,7 +89,7 @@ def describe(area: foreign_writer.ForeignArea, pernr: str, run) -> str:
         bits.append("peaking entity")
     if pernr in area.legit and run.period == area.test:
         bits.append("legit: " + ",".join(area.legit[pernr]))
-    if pernr in area.errors:
+    if pernr in area.errors and run.period == area.test:
         data = {k: (round(float(v), 2) if isinstance(v, (float, Fraction)) else v)
                 for k, v in area.error_data.get(pernr, {}).items()}
         bits.append(f"error {area.errors[pernr]} {data}")
@@ -109,7 +109,8 @@ def describe(area: foreign_writer.ForeignArea, pernr: str, run) -> str:
 
 
 def evaluate(staff: int, months: int, seed: int, out: Path | None = None, keep: bool = False,
-             console: Console | None = None, check: bool = True) -> dict:
+             console: Console | None = None, check: bool = True,
+             report: Console | None = None) -> dict:
     console = console or Console(stderr=True)
     tmp = None
     if out is None:
@@ -212,7 +213,7 @@ def evaluate(staff: int, months: int, seed: int, out: Path | None = None, keep: 
            and worst_run[3] <= TARGETS["false_alarm"]
            and all(r["exit"] == 0 for r in result["runs"].values()))
 
-    out_console = Console()
+    out_console = report or Console()
     table = Table(title=f"foreign area: errors by kind (seed {seed})")
     for c in ("kind", "injected", "caught", "held", "recall"):
         table.add_column(c, justify="right" if c != "kind" else "left")

@@ -13,12 +13,15 @@ until the gaps listed there are closed.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -61,20 +64,42 @@ def test_writer_is_deterministic_and_clean_staff_follow_the_pay_model(tmp_path):
     assert bad
 
 
-@pytest.mark.parametrize("seed", [FIXED_SEED, None], ids=["fixed", "fresh"])
-def test_paywatch_on_a_foreign_area(seed, tmp_path, capsys):
-    seed = _fresh_seed() if seed is None else seed
-    res = foreign_eval.evaluate(STAFF, MONTHS, seed, out=tmp_path / "eval")
-    with capsys.disabled():
-        print("\n" + res["line"])
+@pytest.fixture(scope="module")
+def evaluations(tmp_path_factory):
+    """Both areas written and verified at once (two warehouses, two verify sequences): the
+    verifies are mostly single-threaded start-up, so two run side by side in about the time
+    of one."""
+    seeds = {"fixed": FIXED_SEED, "fresh": _fresh_seed()}
+    logs = {name: io.StringIO() for name in seeds}
+
+    def run(name):
+        quiet = Console(file=logs[name], width=120)
+        return foreign_eval.evaluate(STAFF, MONTHS, seeds[name],
+                                     out=tmp_path_factory.mktemp(name) / "eval",
+                                     console=quiet, report=quiet)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(seeds, pool.map(run, seeds)))
+    for name, res in results.items():
+        print(f"\n--- {name} ---\n" + logs[name].getvalue() + res["line"])
+    return results
+
+
+@pytest.mark.parametrize("which", ["fixed", "fresh"])
+def test_paywatch_on_a_foreign_area(which, evaluations):
+    res = evaluations[which]
     # every run is accepted and processed: a foreign writer inside the contract is not rejected
     assert all(r["exit"] == 0 for r in res["runs"].values()), res["runs"]
     assert res["checker_mismatches"] == 0
-    # bars that hold today (the targets are 0.99 / 0.95 / 0.95 / 0.3 %)
+    # bars that hold today (the targets are 0.99 / 0.95 / 0.95 / 0.3 %); measured on
+    # 2026-12-02: seed 2026 recall 0.9874, hold precision 1.0, worst run 0.58 %,
+    # overtime_outlier 0.778; fresh seed 402134 1.0 / 1.0 / 0.29 %, every kind 1.0.
+    # At 400 staff one false alarm is 0.25-0.3 % of a run.
     assert res["recall"] >= 0.95, res["line"]
-    assert res["hold_precision"] >= 0.85, res["line"]
+    assert res["hold_precision"] >= 0.95, res["line"]
     for kind in ERROR_KINDS:
-        if kind in ("overtime_outlier", "shared_iban"):
-            continue  # gaps, /work/wt/foreign-findings.md
-        assert res["per_kind"].get(kind, 1.0) >= 0.95, (kind, res["line"])
-    assert res["worst_run_false_alarm_rate"] <= 0.03, res["line"]
+        # overtime 8-12x own usual inside the population's range: missed in SIM1 when the
+        # person's own history holds a unit peak or the entity has 4 claimants (findings)
+        bar = 0.5 if kind == "overtime_outlier" else 0.95
+        assert res["per_kind"].get(kind, 1.0) >= bar, (kind, res["line"])
+    assert res["worst_run_false_alarm_rate"] <= 0.015, res["line"]

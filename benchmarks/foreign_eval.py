@@ -127,11 +127,11 @@ def evaluate(staff: int, months: int, seed: int, out: Path | None = None, keep: 
                   f"{time.perf_counter() - t0:.1f} s into {area_dir}")
     result: dict = {"staff": staff, "months": months, "seed": seed, "runs": {}}
     if check:
-        report = check_simulation(area_dir)
-        result["checker_mismatches"] = len(report.mismatches)
-        console.print(f"independent checker on clean staff: {len(report.mismatches)} "
-                      f"mismatches ({report.staff_checked} clean staff-runs)")
-        for m in report.mismatches[:10]:
+        checked = check_simulation(area_dir)
+        result["checker_mismatches"] = len(checked.mismatches)
+        console.print(f"independent checker on clean staff: {len(checked.mismatches)} "
+                      f"mismatches ({checked.staff_checked} clean staff-runs)")
+        for m in checked.mismatches[:10]:
             console.print(f"  {m}")
     truth = defaultdict(dict)  # run_id -> PERNR -> kind
     for row in read_csv(area_dir / "truth.csv"):

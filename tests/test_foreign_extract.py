@@ -5,8 +5,8 @@ evaluation (benchmarks/foreign_eval.py) runs ``paywatch verify`` as a black box 
 in contract order.  One fixed seed and one seed drawn afresh on every run (printed; replay it
 with ``PAYWATCH_FOREIGN_SEED``).
 
-The bars are those the current code meets (measured 2026-12-02, see /work/wt/foreign-findings.md
-and the README's *Foreign extracts* section); the issue #13 targets (recall ≥ 0.99, every
+The bars are those the current code meets (measured 2026-12-02; the gaps are in the README's
+*Foreign extracts* section); the issue #13 targets (recall ≥ 0.99, every
 kind ≥ 0.95, hold precision ≥ 0.95, false alarms ≤ 0.3 % per run) are printed, not asserted,
 until the gaps listed there are closed.
 """

@@ -485,8 +485,7 @@ class ForeignArea:
                 st.ot_prob = rng.uniform(0.6, 0.95)
             st.ot_usual = max(1.0, min(30.0, rng.lognormvariate(math.log(5.0), 0.6)))
             if rng.random() < 0.22:
-                st.language = Fraction(rng.choice([2920, 3150, 5840, 6300]), 12 * 1)
-                st.language = round_half_away(st.language)
+                st.language = round_half_away(Fraction(rng.choice([2920, 3150, 5840, 6300]), 12))
         if rng.random() < 0.045:
             monthly = self.scale[(grade, f"{step:02d}")][0] / 12
             st.spa.append((None, None, round_half_away(monthly * Fraction(rng.randint(4, 16),

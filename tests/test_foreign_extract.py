@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import foreign_eval  # noqa: E402
-from foreign_writer import ERROR_KINDS, ForeignArea, iban_valid  # noqa: E402
+from foreign_writer import ERROR_KINDS, iban_valid  # noqa: E402
 from independent_checker import check_simulation  # noqa: E402
 
 STAFF, MONTHS, FIXED_SEED = 400, 2, 2026

@@ -20,6 +20,7 @@ and PREFECT_HOME (the parameters and results are persisted there).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.task_worker import serve
+from prefect.task_worker import StopTaskWorker, aserve
 
 _VERIFIES = {"count": 0}  # verifies run by this process (the first one may still be cold)
 
@@ -87,10 +88,18 @@ def preload(db: str | Path | None = None) -> None:
 
 
 def serve_warm(db: str | Path | None = None, timeout: float | None = None) -> None:
-    """Preload, then run the task worker until SIGTERM / Ctrl-C (or `timeout` seconds)."""
+    """Preload, then run the task worker until SIGTERM / Ctrl-C (or `timeout` seconds).
+    The worker runs in this (main) thread's event loop: only there does it install its
+    SIGTERM handler (`prefect.task_worker.serve` runs it in a loop thread, where a SIGTERM
+    kills the process outright). That handler stops the worker by raising StopTaskWorker,
+    which (Prefect 3.9) escapes `aserve` once its tasks are cancelled: the normal end."""
     preload(db)
     print(f"warm worker ready: pid {os.getpid()}", flush=True)
-    serve(verify_warm, limit=1, timeout=timeout)
+    try:
+        asyncio.run(aserve(verify_warm, limit=1, timeout=timeout))
+    except StopTaskWorker:
+        pass
+    print(f"warm worker stopped: pid {os.getpid()}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

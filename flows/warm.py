@@ -12,7 +12,8 @@ runs the background task runs submitted to it (`task.delay(...)`) in its threads
     uv run python -m flows.warm submit RUN_FOLDER [--db DB] [--out DIR]   # verify in it, print the summary
 
 From Python (a flow, a script): `verify_in_worker(folder, db, out)` (or
-`verify_warm.delay(...).result()`), which waits for the summary. One verify at a time
+`verify_warm.delay(...).result()`), which waits for the summary; as a flow (deployable like
+`verify-run`): `verify_in_warm_worker`. One verify at a time
 (`limit=1`): DuckDB takes one writer. The submitter and the worker share the Prefect server
 and PREFECT_HOME (the parameters and results are persisted there).
 """
@@ -27,7 +28,8 @@ import sys
 import time
 from pathlib import Path
 
-from prefect import get_run_logger, task
+from prefect import flow, get_run_logger, task
+from prefect.states import Failed
 from prefect.task_worker import StopTaskWorker, aserve
 
 _VERIFIES = {"count": 0}  # verifies run by this process (the first one may still be cold)
@@ -72,6 +74,19 @@ def verify_in_worker(run_dir: str | Path, db: str | Path | None = None, out: str
     """Submit a verify to the running warm worker and wait for its summary."""
     future = verify_warm.delay(str(run_dir), str(db) if db else None, str(out) if out else None)
     return future.result(timeout=timeout)
+
+
+@flow(name="verify-in-warm-worker", log_prints=False)
+def verify_in_warm_worker(run_folder: str, db: str | None = None, out: str | None = None):
+    """Verify one run folder in the warm worker and wait for it: the flow run's own process
+    stays light (no GX, no scikit-learn); Failed, as `verify-run`, when the extract is
+    rejected (2), data quality stopped detection (3) or the verify could not run."""
+    summary = verify_warm.delay(run_folder, db, out).result()
+    get_run_logger().info("run %s: exit %s, %s exceptions (warm worker pid %s)", summary["run_id"] or run_folder,
+                          summary["exit_code"], summary.get("exceptions"), summary["pid"])
+    if summary["exit_code"]:
+        return Failed(message=summary["message"], data=summary)
+    return summary
 
 
 def preload(db: str | Path | None = None) -> None:

@@ -1,8 +1,10 @@
 """The warm path for real (flows/warm.py): a Prefect server on 127.0.0.1 and the warm task
 worker (`python -m flows.warm`) as processes started by the test; two sample runs submitted
-with `verify_warm.delay(...)` are verified by that one worker process — the same pid, the
-second verify the process's second — and their exceptions.csv are byte for byte what
-`paywatch verify` writes for the same runs; one SIGTERM stops the worker cleanly."""
+to it (`verify_warm.delay` from the test, then from the `verify-in-warm-worker` flow) are
+verified by that one worker process — the same pid, the second verify the process's second,
+a repeated submission verified again, not answered from a cache — and their exceptions.csv
+are byte for byte what `paywatch verify` writes for the same runs; one SIGTERM stops the
+worker cleanly."""
 
 from __future__ import annotations
 
@@ -74,7 +76,7 @@ def server(tmp_path_factory):
 def test_two_runs_verified_by_one_warm_worker_process_as_paywatch_verify_does(server, tmp_path):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.warm import verify_in_worker
+    from flows.warm import verify_in_warm_worker, verify_in_worker
 
     url, env = server
     warm_db = tmp_path / "warm" / "warehouse.duckdb"
@@ -86,14 +88,18 @@ def test_two_runs_verified_by_one_warm_worker_process_as_paywatch_verify_does(se
             ready = _wait_for("warm worker subscribed", lambda: re.search(
                 r"warm worker ready: pid (\d+)[\s\S]*Subscribing to runs", log_path.read_text()), worker, log_path)
             assert int(ready.group(1)) == worker.pid
+            first, second = (str(SAMPLE / r) for r in RUNS)
+            reports = [str(tmp_path / "warm-reports" / r) for r in RUNS]
             with temporary_settings({PREFECT_API_URL: url}):
-                summaries = [verify_in_worker(SAMPLE / r, warm_db, tmp_path / "warm-reports" / r, timeout=300)
-                             for r in RUNS]
+                summaries = [verify_in_worker(first, warm_db, reports[0], timeout=300),  # a script submits
+                             verify_in_warm_worker(second, str(warm_db), reports[1])]  # a flow submits
+                again = verify_in_warm_worker(second, str(warm_db), reports[1])  # same arguments: verified again
             assert [s["run_id"] for s in summaries] == list(RUNS)
             assert [s["exit_code"] for s in summaries] == [0, 0], [s["message"] for s in summaries]
-            # both verifies ran in the worker's process, one after the other
-            assert [s["pid"] for s in summaries] == [worker.pid, worker.pid]
-            assert [s["verifies_before"] for s in summaries] == [0, 1]
+            # every verify ran in the worker's process, one after the other (none from a cache)
+            assert [s["pid"] for s in (*summaries, again)] == [worker.pid] * 3
+            assert [s["verifies_before"] for s in (*summaries, again)] == [0, 1, 2]
+            assert "already verified" in again["message"] and again["exceptions"] == summaries[1]["exceptions"]
             assert all(s["exceptions"] > 0 for s in summaries)  # the sample has exceptions: compared below
         finally:
             worker.send_signal(signal.SIGTERM)

@@ -1,0 +1,141 @@
+"""The warm path: one long-lived process that verifies the runs submitted to it, keeping
+between verifies what a fresh process pays for again every time — the imports (Great
+Expectations, scikit-learn, the detectors), the GX file context of each warehouse and the
+fitted models in memory. Orchestration only: the verify is `paywatch.pipeline.verify_run`,
+the same as `paywatch verify`.
+
+Prefect 3 starts every served or worker-run *flow* run in a fresh process
+(docs/stack-notes.md); a **task worker** (`prefect.task_worker.serve`) is one process that
+runs the background task runs submitted to it (`task.delay(...)`) in its threads.
+
+    uv run python -m flows.warm                               # start the worker (PREFECT_API_URL set)
+    uv run python -m flows.warm submit RUN_FOLDER [--db DB] [--out DIR]   # verify in it, print the summary
+
+From Python (a flow, a script): `verify_in_worker(folder, db, out)` (or
+`verify_warm.delay(...).result()`), which waits for the summary; as a flow (deployable like
+`verify-run`): `verify_in_warm_worker`. One verify at a time
+(`limit=1`): DuckDB takes one writer. The submitter and the worker share the Prefect server
+and PREFECT_HOME (the parameters and results are persisted there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.states import Failed
+from prefect.task_worker import StopTaskWorker, aserve
+
+_VERIFIES = {"count": 0}  # verifies run by this process (the first one may still be cold)
+
+
+@task(name="verify-warm", persist_result=True, log_prints=False)
+def verify_warm(run_dir: str, db: str | None = None, out: str | None = None, wait_seconds: float = 600.0) -> dict:
+    """Verify one run folder (as `paywatch verify RUN_DIR --db DB --out OUT`) in this
+    process; a small summary back: run id, exit code (0, 2, 3, or 4 warehouse busy, 1
+    configuration error, as the CLI), counts, the worker's pid and how many verifies the
+    process had run before."""
+    from detectors.config import ConfigError  # noqa: PLC0415 - imported by `preload` in the worker;
+    from paywatch import pipeline  # noqa: PLC0415 - a submitter does not need them
+    from paywatch.warehouse.db import WarehouseBusy  # noqa: PLC0415
+
+    before = _VERIFIES["count"]
+    _VERIFIES["count"] += 1
+    t0 = time.perf_counter()
+    base = {"pid": os.getpid(), "verifies_before": before, "run_dir": str(run_dir)}
+    try:
+        res = pipeline.verify_run(Path(run_dir), db=Path(db) if db else None, out=Path(out) if out else None,
+                                  wait_seconds=wait_seconds)
+    except WarehouseBusy as e:
+        return base | {"run_id": None, "exit_code": 4, "message": f"warehouse busy: {e}",
+                       "seconds": time.perf_counter() - t0}
+    except ConfigError as e:
+        return base | {"run_id": None, "exit_code": 1, "message": str(e), "seconds": time.perf_counter() - t0}
+    summary = base | {
+        "run_id": res.run_id, "exit_code": res.exit_code, "message": res.message,
+        "exceptions": None if res.findings is None else res.findings.height,
+        "cases": None if res.cases is None else res.cases.height,
+        "report_folder": str(res.out_dir) if res.out_dir else None,
+        "seconds": time.perf_counter() - t0}
+    get_run_logger().info("warm verify %s: exit %s, %s exceptions in %.1f s (verify %d of pid %d)",
+                          res.run_id or run_dir, res.exit_code, summary["exceptions"], summary["seconds"],
+                          before + 1, summary["pid"])
+    return summary
+
+
+def verify_in_worker(run_dir: str | Path, db: str | Path | None = None, out: str | Path | None = None,
+                     timeout: float | None = None) -> dict:
+    """Submit a verify to the running warm worker and wait for its summary."""
+    future = verify_warm.delay(str(run_dir), str(db) if db else None, str(out) if out else None)
+    return future.result(timeout=timeout)
+
+
+@flow(name="verify-in-warm-worker", log_prints=False)
+def verify_in_warm_worker(run_folder: str, db: str | None = None, out: str | None = None):
+    """Verify one run folder in the warm worker and wait for it: the flow run's own process
+    stays light (no GX, no scikit-learn); Failed, as `verify-run`, when the extract is
+    rejected (2), data quality stopped detection (3) or the verify could not run."""
+    summary = verify_warm.delay(run_folder, db, out).result()
+    get_run_logger().info("run %s: exit %s, %s exceptions (warm worker pid %s)", summary["run_id"] or run_folder,
+                          summary["exit_code"], summary.get("exceptions"), summary["pid"])
+    if summary["exit_code"]:
+        return Failed(message=summary["message"], data=summary)
+    return summary
+
+
+def preload(db: str | Path | None = None) -> None:
+    """Import what a verify needs (GX, scikit-learn, the detectors: `pipeline.warm_up`) and
+    open the GX context of the warehouse `db` (default: PAYWATCH_HOME's), so the first
+    submitted verify starts warm too."""
+    from paywatch import pipeline  # noqa: PLC0415
+
+    pipeline.warm_up().join()
+    from paywatch.dq import runner  # noqa: PLC0415
+    from paywatch.warehouse.resource import Warehouse  # noqa: PLC0415
+
+    runner.context(Warehouse.at(db).paths.home)
+
+
+def serve_warm(db: str | Path | None = None, timeout: float | None = None) -> None:
+    """Preload, then run the task worker until SIGTERM / Ctrl-C (or `timeout` seconds).
+    The worker runs in this (main) thread's event loop: only there does it install its
+    SIGTERM handler (`prefect.task_worker.serve` runs it in a loop thread, where a SIGTERM
+    kills the process outright). That handler stops the worker by raising StopTaskWorker,
+    which (Prefect 3.9) escapes `aserve` once its tasks are cancelled: the normal end."""
+    preload(db)
+    print(f"warm worker ready: pid {os.getpid()}", flush=True)
+    try:
+        asyncio.run(aserve(verify_warm, limit=1, timeout=timeout))
+    except StopTaskWorker:
+        pass
+    print(f"warm worker stopped: pid {os.getpid()}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m flows.warm", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd")
+    s = sub.add_parser("serve", help="start the warm worker (the default)")
+    s.add_argument("--db", help="warehouse whose GX context to open first (default: PAYWATCH_HOME's)")
+    s.add_argument("--timeout", type=float, help="stop after this many seconds")
+    v = sub.add_parser("submit", help="verify a run folder in the running worker; prints the summary (JSON)")
+    v.add_argument("run_dir")
+    v.add_argument("--db")
+    v.add_argument("--out")
+    v.add_argument("--timeout", type=float)
+    args = ap.parse_args(argv)
+    if args.cmd == "submit":
+        summary = verify_in_worker(args.run_dir, args.db, args.out, args.timeout)
+        print(json.dumps(summary))
+        return int(summary["exit_code"])
+    serve_warm(getattr(args, "db", None), getattr(args, "timeout", None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

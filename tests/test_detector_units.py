@@ -482,21 +482,6 @@ def test_context_scoring_one_month_is_no_usual_level_for_the_ratio_path():
     assert not unusual(1)
 
 
-def test_context_scoring_a_claim_no_higher_than_one_already_paid_is_no_jump_of_ones_own():
-    """Own FINALs of 18.5 h and 5.5 h (lower median 5.5 h): 17 h is 3.1 x that, above the
-    peers' range, but no higher than what this person was paid before — not unusual by ratio;
-    25 h is beyond anything of theirs and is."""
-    from detectors.models.context import scored
-
-    def unusual(value):
-        x = pl.DataFrame({"pernr": ["1"], "value": [value], "amount": [100_000], "own_median": [5.5],
-                          "own_scale": [9.0], "own_n": [2], "own_max": [18.5], "peer_median": [5.0],
-                          "peer_scale": [2.0], "peer_upper": [9.0], "peer_n": [30]})
-        return scored(x, 4.0, 4.0, 4.5, 2.0, own_ratio=3.0, ratio_min_runs=2)["unusual"][0]
-
-    assert not unusual(17.0) and unusual(25.0)
-
-
 def test_context_scoring_one_month_cannot_vouch_either():
     """A newcomer's 89 h error paid at their first FINAL, then 113 h: against that one month it
     is usual, against peers (median 8 h) it is not — with an own level of one FINAL the peers'

@@ -32,43 +32,24 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from flows.processes import NotReady, free_port, healthy, wait_for
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait(what: str, check, proc: subprocess.Popen, log: Path, seconds: float = 300) -> object:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        found = check()
-        if found:
-            return found
-        if proc.poll() is not None:
-            sys.exit(f"{what}: exited {proc.returncode}: {log.read_text()[-3000:]}")
-        time.sleep(0.5)
-    sys.exit(f"{what}: not within {seconds:.0f} s: {log.read_text()[-3000:]}")
-
-
-def _healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url + "/health", timeout=5) as r:
-            return r.status == 200
-    except OSError:
-        return False
+        return wait_for(what, check, proc, log, seconds)
+    except NotReady as e:
+        sys.exit(str(e))
 
 
 def _label(staff: int) -> str:
@@ -109,7 +90,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="paywatch-bench-warm-"))
     # Prefect reads these at import: the benchmark's own server, home and settings
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     os.environ |= {"PREFECT_HOME": str(work / "prefect"), "PREFECT_API_URL": url,
                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_ENABLED": "false",
@@ -135,7 +116,7 @@ def main() -> None:
             server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
                                        str(port)], stdout=open(slog, "w"), stderr=subprocess.STDOUT, cwd=work)
             procs.append(server)
-            _wait("Prefect server", lambda: _healthy(url), server, slog)
+            _wait("Prefect server", lambda: healthy(url), server, slog)
 
             progress.update(step, description="starting the warm worker (preloading GX, scikit-learn, detectors)")
             warm_dir = work / "warm"

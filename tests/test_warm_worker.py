@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from flows.processes import NotReady, free_port, healthy, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data_samples" / "gv-300"
@@ -26,30 +25,11 @@ RUNS = ("GV-202512-FINAL", "GV-202601-SIM1")  # a month's FINAL, then the next S
 PREFECT = str(Path(sys.executable).parent / "prefect")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_for(what: str, check, proc: subprocess.Popen, log: Path, seconds: float = 240):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        found = check()
-        if found:
-            return found
-        if proc.poll() is not None:
-            pytest.fail(f"{what}: the process exited {proc.returncode}: {log.read_text()[-3000:]}")
-        time.sleep(0.5)
-    pytest.fail(f"{what}: not within {seconds:.0f} s: {log.read_text()[-3000:]}")
-
-
-def _healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url + "/health", timeout=5) as r:
-            return r.status == 200
-    except OSError:
-        return False
+        return wait_for(what, check, proc, log, seconds)
+    except NotReady as e:
+        pytest.fail(str(e))
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +37,7 @@ def server(tmp_path_factory):
     """A real `prefect server start`; the test process and the worker share its PREFECT_HOME
     (the delayed task's parameters and result are stored there)."""
     home = Path(os.environ["PREFECT_HOME"])
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = os.environ | {"PREFECT_API_URL": url, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                         "PREFECT_UI_ENABLED": "false"}
@@ -66,7 +46,7 @@ def server(tmp_path_factory):
         proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                                 env=env, stdout=log, stderr=subprocess.STDOUT, cwd=home)
         try:
-            _wait_for("Prefect server healthy", lambda: _healthy(url), proc, log_path)
+            _wait_for("Prefect server healthy", lambda: healthy(url), proc, log_path)
             yield url, env
         finally:
             proc.send_signal(signal.SIGTERM)

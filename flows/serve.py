@@ -2,7 +2,7 @@
 alternative to prefect.yaml + a worker.   uv run python -m flows.serve
 
 The same deployments as prefect.yaml: the calendar (cron in the calendar's time zone), the
-landing watcher (an interval) and verify-one / backfill on demand."""
+landing watcher (an interval) and verify-one / backfill / verify-warm on demand."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from prefect.schedules import Cron, Interval
 from flows.calendar import WATCHER, crons, watch_seconds
 from flows.monthly import monthly_close
 from flows.verify import backfill, pull_and_verify, verify_run
+from flows.warm import verify_in_warm_worker
 from paywatch.paths import Paths
 from paywatch.settings import load_settings
 
@@ -37,6 +38,8 @@ def deployments(settings: dict | None = None):
         concurrency_limit=ONE_AT_A_TIME, description="Verify every new delivery within minutes of landing."))
     out.append(verify_run.to_deployment(name="verify-one"))
     out.append(backfill.to_deployment(name="backfill"))
+    out.append(verify_in_warm_worker.to_deployment(
+        name="verify-warm", description="Verify one run folder in the warm worker (python -m flows.warm)."))
     return out
 
 

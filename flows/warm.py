@@ -117,6 +117,38 @@ def serve_warm(db: str | Path | None = None, timeout: float | None = None) -> No
     print(f"warm worker stopped: pid {os.getpid()}", flush=True)
 
 
+SUBMIT_TIMEOUT = 900.0
+
+
+def _submit(run_dir: str, db: str | None, out: str | None, timeout: float) -> int:
+    """`submit`: one line on stderr and exit 2 when there is nothing to talk to or nothing to
+    verify, 4 when no worker answers in time; otherwise the summary (JSON) and its exit code."""
+    from prefect.settings import PREFECT_API_URL  # noqa: PLC0415
+
+    where = "python -m flows.warm submit"
+    if not PREFECT_API_URL.value():  # an ephemeral server would have no worker behind it: wait forever
+        print(f"{where}: no Prefect server: set PREFECT_API_URL to the server the warm worker uses",
+              file=sys.stderr)
+        return 2
+    if not Path(run_dir).is_dir():
+        print(f"{where}: {run_dir}: no such run folder", file=sys.stderr)
+        return 2
+    import httpx  # noqa: PLC0415 - Prefect's client
+
+    try:
+        summary = verify_in_worker(run_dir, db, out, timeout)
+    except httpx.HTTPError as e:
+        print(f"{where}: the Prefect server at {PREFECT_API_URL.value()} does not answer ({type(e).__name__})",
+              file=sys.stderr)
+        return 2
+    except TimeoutError:
+        print(f"{where}: no warm worker answered within {timeout:.0f} s (is `python -m flows.warm` running "
+              f"against {PREFECT_API_URL.value()}?)", file=sys.stderr)
+        return 4
+    print(json.dumps(summary))
+    return int(summary["exit_code"])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flows.warm", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd")
@@ -127,12 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("run_dir")
     v.add_argument("--db")
     v.add_argument("--out")
-    v.add_argument("--timeout", type=float)
+    v.add_argument("--timeout", type=float, default=SUBMIT_TIMEOUT,
+                   help=f"seconds to wait for the worker's answer (default {SUBMIT_TIMEOUT:.0f})")
     args = ap.parse_args(argv)
     if args.cmd == "submit":
-        summary = verify_in_worker(args.run_dir, args.db, args.out, args.timeout)
-        print(json.dumps(summary))
-        return int(summary["exit_code"])
+        return _submit(args.run_dir, args.db, args.out, args.timeout)
     serve_warm(getattr(args, "db", None), getattr(args, "timeout", None))
     return 0
 

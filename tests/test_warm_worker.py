@@ -100,3 +100,22 @@ def test_two_runs_verified_by_one_warm_worker_process_as_paywatch_verify_does(se
         cold_csv = (tmp_path / "cold-reports" / r / "exceptions.csv").read_bytes()
         assert warm_csv == cold_csv, r
         assert warm_csv.count(b"\n") - 1 == s["exceptions"]
+
+
+@pytest.mark.parametrize("api, folder, says", [
+    (None, SAMPLE / RUNS[0], "no Prefect server: set PREFECT_API_URL"),
+    ("http://127.0.0.1:{port}/api", ROOT / "no-such-run", "no-such-run: no such run folder"),
+    ("http://127.0.0.1:{port}/api", SAMPLE / RUNS[0], "does not answer (ConnectError)"),
+])
+def test_submit_refuses_in_one_line_when_there_is_nothing_to_talk_to(api, folder, says, tmp_path):
+    """No server configured (an ephemeral one would have no worker: the submit would wait
+    forever), no such folder, a server that does not answer: exit 2, one line, no traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    if api:
+        env["PREFECT_API_URL"] = api.format(port=free_port())  # nothing listens there
+    r = subprocess.run([sys.executable, "-m", "flows.warm", "submit", str(folder), "--timeout", "5"], env=env,
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and "Traceback" not in r.stderr, r.stderr

@@ -43,45 +43,64 @@ def uses_iban(country: str) -> bool:
     return len(c) == 2 and c.isalpha() and bool(stdnum_iban._ibandb.info(c)[0][1])
 
 
-_FAULTS = {"InvalidChecksum": "its check digits are wrong",
-           "InvalidLength": "its length is wrong for its country",
-           "InvalidFormat": "its format is wrong for its country",
-           # the country code is known by now: the unknown part is inside, such as the bank
-           # code (python-stdnum checks Belgian bank codes against the national register)
-           "InvalidComponent": "its bank code is not one the country's register knows"}
+# why stdnum refused an account, by its ValidationError subclass: once for ISO 13616 itself,
+# once for the country's own checks inside the BBAN
+ISO_FAULTS = {"InvalidChecksum": "its mod-97 check digits are wrong",
+              "InvalidLength": "its length is wrong for its country",
+              "InvalidFormat": "its format is wrong for its country",
+              "InvalidComponent": "its bank code is not one the country's register knows"}
+NATIONAL_FAULTS = {"InvalidChecksum": "its national check digits are wrong",
+                   "InvalidLength": "its length is wrong for its country",
+                   "InvalidFormat": "its format is wrong for its country",
+                   # python-stdnum checks Belgian bank codes against the national register
+                   "InvalidComponent": "its bank code is not one the country's register knows"}
+
+
+def _account(account: str | None) -> str:
+    return "".join((account or "").split()).upper()
+
+
+def _fault(e: Exception, faults: dict[str, str], default: str) -> str:
+    return faults.get(type(e).__name__, default)
+
+
+def account_problems(account: str | None, bank_country: str | None) -> tuple[str | None, str | None]:
+    """(why `account` fails ISO 13616, why it fails its country's own checks), each None when
+    it does not. The ISO part (country, length and format per country, mod-97 check digits)
+    applies where an IBAN is due; the national part (national check digits, bank code
+    register: BE, ES, FR, ...) only to an ISO-valid IBAN, and goes beyond what the extract
+    contract promises. One full validation settles most accounts; only a refused one is
+    validated again without the country's checks, to tell the two apart."""
+    acc = _account(account)
+    prefix = acc[:2]
+    if not (uses_iban(prefix) or uses_iban(bank_country or "")):
+        return None, None
+    if not uses_iban(prefix):
+        return "it does not start with the code of a country that uses IBANs", None
+    national = None
+    try:
+        stdnum_iban.validate(acc)
+    except Exception as full:  # stdnum raises one ValidationError subclass per kind of fault
+        try:
+            stdnum_iban.validate(acc, check_country=False)
+        except Exception as e:
+            return _fault(e, ISO_FAULTS, "it is not a valid IBAN"), None
+        national = _fault(full, NATIONAL_FAULTS, "it fails its country's own checks")
+    if bank_country and uses_iban(bank_country) and prefix != bank_country.upper():
+        return f"it is an account of {prefix} while the bank's country is {bank_country}", None
+    return None, national
 
 
 def iban_problem(account: str | None, bank_country: str | None) -> str | None:
-    """Why `account` fails ISO 13616 (country, length and format per country, mod-97 check
-    digits) where an IBAN is due; None: valid, or not an IBAN country."""
-    acc = "".join((account or "").split()).upper()
-    prefix = acc[:2]
-    if not (uses_iban(prefix) or uses_iban(bank_country or "")):
-        return None
-    if not uses_iban(prefix):
-        return "it does not start with the code of a country that uses IBANs"
-    try:
-        stdnum_iban.validate(acc, check_country=False)
-    except Exception as e:  # stdnum raises one ValidationError subclass per kind of fault
-        return _FAULTS.get(type(e).__name__, "it is not a valid IBAN").replace("its check", "its mod-97 check")
-    if bank_country and uses_iban(bank_country) and prefix != bank_country.upper():
-        return f"it is an account of {prefix} while the bank's country is {bank_country}"
-    return None
+    """Why `account` fails ISO 13616 where an IBAN is due; None: valid, or not an IBAN country."""
+    return account_problems(account, bank_country)[0]
 
 
 def national_problem(account: str | None) -> str | None:
-    """Why an account that passes ISO 13616 fails its country's own checks inside the BBAN
-    (national check digits, bank code register: BE, ES, FR, ...); None when it passes or its
-    country has none. Beyond ISO 13616, so beyond what the extract contract promises."""
-    acc = "".join((account or "").split()).upper()
-    if not uses_iban(acc[:2]):
-        return None
-    try:
-        stdnum_iban.validate(acc)
-    except Exception as e:
-        return _FAULTS.get(type(e).__name__, "it fails its country's own checks").replace(
-            "its check", "its national check")
-    return None
+    """Why an account that passes ISO 13616 fails its country's own checks; None when it
+    passes or its country has none."""
+    acc = _account(account)
+    return account_problems(acc, acc[:2])[1]
 
 
 def _paid(ctx: Context) -> pl.DataFrame:
@@ -111,9 +130,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     # valid accounts of the bank's country are settled for all at once; stdnum sees the rest
     pairs = pairs.filter(~surely_fine(pairs))
     problems = pairs.with_columns(pl.struct("iban", "bank_country").map_elements(
-        lambda s: iban_problem(s["iban"], s["bank_country"]), return_dtype=pl.String).alias("problem"))
-    problems = problems.with_columns(pl.when(pl.col("problem").is_null()).then(pl.col("iban").map_elements(
-        national_problem, return_dtype=pl.String)).alias("national"))
+        lambda s: dict(zip(("problem", "national"), account_problems(s["iban"], s["bank_country"]))),
+        return_dtype=pl.Struct({"problem": pl.String, "national": pl.String})).alias("_p")).unnest("_p")
     bad = accounts.join(problems, on=["iban", "bank_country"], how="left", nulls_equal=True).filter(
         pl.col("problem").is_not_null() | pl.col("national").is_not_null())
     for r in bad.iter_rows(named=True):

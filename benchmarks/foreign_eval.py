@@ -14,13 +14,21 @@ clean staff of a run are those with lines in it, or active in its period for a r
 and with no injected error in any run of the period: a master-data error found again in an
 off-cycle run is not a false alarm); hold precision (held staff-runs of staff with an
 injected error in the period / held staff-runs). Staff an error involves without causing it
-(the holder of an account another staff member's new record copies) count neither way. The last line:
+(the holder of an account another staff member's new record copies) count neither way.
+
+Cases (docs/cli-contract.md `cases.csv`: one injected error gives one case), read from each
+run's cases.csv beside its exceptions.csv: for every caught error staff-run, the cases its
+hold/review findings belong to (one_case_share: the share with exactly one such case), and
+the findings whose `case_id` is empty or not a row of that run's cases.csv. The last lines:
 
     foreign staff=N months=K seed=S recall=… hold_precision=… worst_run_false_alarm_rate=…%
     worst_kind=…:… targets=met|MISSED
+    foreign cases one_case_share=… cases_per_error=… caught_error_staff_runs=N
+    findings_without_case=N cases_target=met|MISSED
 
 Targets: recall ≥ 0.99, every kind ≥ 0.95, hold precision ≥ 0.95, false alarms ≤ 0.3 % in
-every run.
+every run; one case per caught error in ≥ 98 % of the caught error staff-runs and no finding
+without a case.
 """
 
 from __future__ import annotations
@@ -48,7 +56,8 @@ from rich.table import Table  # noqa: E402
 import foreign_writer  # noqa: E402
 from independent_checker import check_simulation  # noqa: E402
 
-TARGETS = {"recall": 0.99, "kind": 0.95, "hold_precision": 0.95, "false_alarm": 0.003}
+TARGETS = {"recall": 0.99, "kind": 0.95, "hold_precision": 0.95, "false_alarm": 0.003,
+           "one_case": 0.98}
 ALARM = ("hold", "review")
 
 
@@ -108,6 +117,36 @@ def describe(area: foreign_writer.ForeignArea, pernr: str, run) -> str:
     return "; ".join(bits)
 
 
+def score_cases(area, findings: dict[str, list[dict]], cases: dict[str, list[dict]],
+                truth: dict[str, dict[str, str]]) -> dict:
+    """One case per injected error, read only from the CSVs: for each caught error staff-run
+    (a hold or review finding), the distinct cases of those findings; and every finding's
+    `case_id` must be a row of its run's cases.csv."""
+    caught = one = n_cases = without = 0
+    split = []
+    for run in area.runs:
+        known = {c["case_id"] for c in cases.get(run.run_id, [])}
+        rows = findings.get(run.run_id, [])
+        without += sum(1 for r in rows if not r.get("case_id") or r["case_id"] not in known)
+        for pernr, kind in truth.get(run.run_id, {}).items():
+            ids = {r.get("case_id") for r in rows
+                   if r["PERNR"] == pernr and r["severity"] in ALARM}
+            if not ids:
+                continue
+            caught += 1
+            n_cases += len(ids)
+            one += len(ids) == 1
+            if len(ids) > 1:
+                roots = {c["case_id"]: c["root_cause"] for c in cases.get(run.run_id, [])}
+                split.append({"run": run.run_id, "PERNR": pernr, "kind": kind,
+                              "cases": sorted(f"{i}:{roots.get(i, '?')}" for i in ids)})
+    share = one / caught if caught else 1.0
+    return {"caught": caught, "one_case_share": share,
+            "cases_per_error": n_cases / caught if caught else 1.0,
+            "findings_without_case": without, "split": split,
+            "met": share >= TARGETS["one_case"] and without == 0}
+
+
 def evaluate(staff: int, months: int, seed: int, out: Path | None = None, keep: bool = False,
              console: Console | None = None, check: bool = True,
              report: Console | None = None) -> dict:
@@ -137,6 +176,7 @@ def evaluate(staff: int, months: int, seed: int, out: Path | None = None, keep: 
     for row in read_csv(area_dir / "truth.csv"):
         truth[row["run_id"]][row["PERNR"]] = row["error_type"]
     findings: dict[str, list[dict]] = {}
+    cases: dict[str, list[dict]] = {}
     env = dict(os.environ)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                   "{task.total}"), TimeElapsedColumn(), console=console) as progress:
@@ -151,6 +191,7 @@ def evaluate(staff: int, months: int, seed: int, out: Path | None = None, keep: 
             took = time.perf_counter() - t
             rows = read_csv(reports / run.run_id / "exceptions.csv")
             findings[run.run_id] = rows
+            cases[run.run_id] = read_csv(reports / run.run_id / "cases.csv")
             result["runs"][run.run_id] = {"exit": proc.returncode, "seconds": round(took, 1)}
             if proc.returncode not in (0,):
                 console.print(f"[red]{run.run_id}: exit {proc.returncode}[/red] "
@@ -202,6 +243,7 @@ def evaluate(staff: int, months: int, seed: int, out: Path | None = None, keep: 
                                  "data": describe(area, p, run), "findings": [
                 {k: r[k] for k in ("detector", "category", "severity", "LGART", "FPPER", "amount",
                                    "expected", "explanation")} for r in by_staff[p]]})
+    case_score = score_cases(area, findings, cases, truth)
     total = sum(kinds.values())
     recall = sum(caught.values()) / total if total else 1.0
     hold_precision = held_true / held if held else 1.0
@@ -252,6 +294,15 @@ def evaluate(staff: int, months: int, seed: int, out: Path | None = None, keep: 
             f"worst_kind={worst_kind[0]}:{worst_kind[1]:.3f} "
             f"targets={'met' if met else 'MISSED'}")
     result["line"] = line
+    result["cases"] = case_score
+    result["cases_line"] = (
+        f"foreign cases one_case_share={case_score['one_case_share']:.4f} "
+        f"cases_per_error={case_score['cases_per_error']:.4f} "
+        f"caught_error_staff_runs={case_score['caught']} "
+        f"findings_without_case={case_score['findings_without_case']} "
+        f"cases_target={'met' if case_score['met'] else 'MISSED'}")
+    for m in case_score["split"]:
+        out_console.print(f"more than one case {m['run']} {m['PERNR']} {m['kind']}: {m['cases']}")
     if tmp and not keep:
         shutil.rmtree(tmp, ignore_errors=True)
     elif tmp:
@@ -276,6 +327,7 @@ def main(argv=None) -> int:
         args.details.write_text(json.dumps({k: v for k, v in res.items() if k != "line"},
                                            indent=1, default=str), encoding="utf-8")
     print(res["line"])
+    print(res["cases_line"])
     return 0
 
 

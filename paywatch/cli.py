@@ -114,6 +114,13 @@ app = _ContractApp(
 err_console = Console(stderr=True)
 
 
+def table_console() -> Console:
+    """Stdout for tables: piped or captured, wide enough that no heading or value is cut
+    (rich otherwise assumes 80 columns and shortens headings to 'basel…')."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
 def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=err_console, transient=False, disable=not err_console.is_terminal)
@@ -241,7 +248,7 @@ def demo(
     table = Table("run", "flow run state")
     for d in done:
         table.add_row(d["run_id"], d["state"])
-    Console().print(table)
+    table_console().print(table)
     wh = Warehouse.default()
     with _missing_warehouse_exits(), wh.reader() as con:
         k = kpi_frame(con)
@@ -326,7 +333,7 @@ def evaluate(
     with _progress() as progress:
         task = progress.add_task("evaluating", total=months * 5)
         full, rules = run_eval(cfg, on_run=row)
-    console = Console()
+    console = table_console()
     console.print(per_run)
     overall = Table("detectors", "recall", "hold precision", "false alarms / clean staff", title="Overall")
     for name, s in (("all", full), ("rules only (models off)", rules)):
@@ -379,7 +386,7 @@ def _evaluate_mutations(staff: int, months: int, start: str, seed: int, regimes:
         table.add_row(kind, "a" if kind in DETERMINISTIC else "b", str(s.applied), str(s.caught),
                       f"{s.caught / max(s.applied, 1):.3f}", str(s.false_alarms),
                       f"{s.false_alarms / max(s.clean_staff, 1):.4%}")
-    Console().print(table)
+    table_console().print(table)
     target = load_settings(Paths.default().config)["evaluation"]
     det, var = group_score(scores, DETERMINISTIC), group_score(scores, VARIABLE)
     for kind in VARIABLE:
@@ -426,7 +433,7 @@ def pilot(
     table = Table(*frame.columns, title="Staff held at FINAL per month")
     for r in frame.iter_rows():
         table.add_row(*[str(v) for v in r])
-    Console().print(table)
+    table_console().print(table)
     if out:
         out.mkdir(parents=True, exist_ok=True)
         frame.write_csv(out / "pilot.csv")
@@ -604,9 +611,7 @@ def kpi(db: Optional[Path] = typer.Option(None, "--db", help="DuckDB warehouse f
         typer.echo("no FINAL run closed yet: close a month first (paywatch close YYYYMM)")
         raise typer.Exit(0)
     targets = kpi_targets(load_settings(wh.paths.config))
-    console = Console()
-    if not console.is_terminal:  # piped or captured: wide enough that no owner or entity is cut
-        console = Console(width=130)
+    console = table_console()
     table = Table("Area", "Month", "Excluded at FINAL", "12-month avg", "Staff paid", "Per 1,000 staff",
                   "2018 avg, scaled", "Target, scaled",
                   title=f"Staff excluded at FINAL (2018 average {targets.baseline:g} and target {targets.target:g} "
@@ -673,7 +678,7 @@ def backtest(
     table = Table(*frame.columns, title="Backtest: current vs alternative configuration")
     for r in frame.iter_rows():
         table.add_row(*["" if v is None else str(v) for v in r])
-    Console().print(table)
+    table_console().print(table)
     tot = frame.group_by("config").agg(pl_col("exceptions").sum(), pl_col("excluded").sum()).sort("config")
     for c, e, x in tot.iter_rows():
         typer.echo(f"{c}: exceptions={e} excluded_staff={x}")

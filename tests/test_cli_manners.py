@@ -51,6 +51,17 @@ def test_backtest_with_a_missing_truth_file_is_refused(verified):
     assert "--truth" in refused(p) and p.stdout == ""
 
 
+def test_tables_in_a_pipe_are_not_cut(verified):
+    """Piped or captured, rich would assume 80 columns and cut headings ('false_posit…'):
+    tables on stdout get a width that fits them."""
+    cfg = verified / "alt-wide.toml"
+    cfg.write_text("[PW201]\nthreshold_alone = 8.0\n")
+    p = run("backtest", "--config", str(cfg), "--db", str(verified / "w.duckdb"), cwd=verified)
+    assert p.returncode == 0, p.stderr
+    assert "false_positive_flagged" in p.stdout and "confirmed_flagged" in p.stdout
+    assert "…" not in p.stdout
+
+
 @pytest.mark.parametrize("period", ["2026-01", "202613", "2026", "January"])
 def test_close_names_a_malformed_period(verified, period):
     p = run("close", period, "--db", str(verified / "w.duckdb"), cwd=verified)

@@ -441,7 +441,7 @@ def kpi_chart(frame: pl.DataFrame, path: Path, targets: KpiTargets, title: str =
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
     periods = [f"{p[:4]}-{p[4:]}" for p in frame["period"].to_list()]
     for col, label, style in (("excluded_staff", "excluded at FINAL", "o-"), ("avg_12m", "12-month average", "s--"),
                               ("baseline_excluded", "late-detection baseline", "x:")):
@@ -452,7 +452,8 @@ def kpi_chart(frame: pl.DataFrame, path: Path, targets: KpiTargets, title: str =
     ax.set_ylabel("staff")
     ax.set_title(title)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, loc="upper right")
+    # beside the plot, so the legend never hides a month's point
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

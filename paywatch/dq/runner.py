@@ -136,13 +136,14 @@ _GX_KWARGS_VERSION = "1.24.1"
 
 
 def _configuration_once_per_call(gx) -> None:
-    """GX's `Expectation._get_domain_kwargs`, `_get_success_kwargs` and `_get_success_kwarg`
-    read `self.configuration` once per key they look up, and every read rebuilds the whole
-    configuration (a pydantic `dict()` of the expectation and a new ExpectationConfiguration):
-    about 7,300 rebuilds per validation of the 13 suites, a quarter of the validator's time.
-    Here they read it once per call and look the keys up in that: the same values, as the
-    configuration is rebuilt from the same unchanged expectation each time. Only on the GX
-    version these were written against (`_GX_KWARGS_VERSION`); once per process."""
+    """GX's `Expectation._get_runtime_kwargs`, `_get_success_kwargs`, `_get_domain_kwargs` and
+    `_get_success_kwarg` read `self.configuration` once per key they look up, and every read
+    rebuilds the whole configuration (a pydantic `dict()` of the expectation and a new
+    ExpectationConfiguration): about 7,300 rebuilds per validation of the 13 suites, a
+    quarter of the validator's time. Here each call reads it once and looks the keys up in
+    that: the same values, as the configuration is rebuilt from the same unchanged expectation
+    every time. Only on the GX version these were written against (`_GX_KWARGS_VERSION`, in
+    which no expectation overrides them); once per process."""
     from great_expectations.expectations.expectation import Expectation  # noqa: PLC0415
 
     if getattr(gx, "__version__", "") != _GX_KWARGS_VERSION or _PATCHED["kwargs"]:
@@ -151,9 +152,9 @@ def _configuration_once_per_call(gx) -> None:
     from great_expectations.expectations import expectation as gx_expectation  # noqa: PLC0415
 
     gx_log = gx_expectation.logger
+    parse_result_format = gx_expectation.parse_result_format
 
-    def _get_success_kwarg(self, key, default=None):
-        kwargs = self.configuration.kwargs
+    def success_kwarg(self, kwargs: dict, key: str, default=None):
         if key in kwargs:
             return kwargs[key]
         field = self.__fields__.get(key)
@@ -163,24 +164,34 @@ def _configuration_once_per_call(gx) -> None:
                        f"but it is not a known field of {type(self).__name__}")
         return default
 
-    def _get_domain_kwargs(self):
-        kwargs = self.configuration.kwargs
-        domain_kwargs = {key: kwargs.get(key, self._get_default_value(key)) for key in self.domain_keys}
-        missing_kwargs = set(self.domain_keys) - set(domain_kwargs.keys())
+    def domain_kwargs(self, kwargs: dict) -> dict:
+        found = {key: kwargs.get(key, self._get_default_value(key)) for key in self.domain_keys}
+        missing_kwargs = set(self.domain_keys) - set(found.keys())
         if missing_kwargs:
             raise InvalidExpectationKwargsError(f"Missing domain kwargs: {list(missing_kwargs)}")
-        return domain_kwargs
+        return found
 
-    def _get_success_kwargs(self):
-        domain_kwargs = self._get_domain_kwargs()
+    def success_kwargs(self, kwargs: dict) -> dict:
+        domain = domain_kwargs(self, kwargs)
+        found = {key: kwargs.get(key, self._get_default_value(key)) for key in self.success_keys}
+        found.update(domain)
+        return found
+
+    def _get_runtime_kwargs(self, runtime_configuration=None) -> dict:
+        runtime_configuration = runtime_configuration or {}
         kwargs = self.configuration.kwargs
-        success_kwargs = {key: kwargs.get(key, self._get_default_value(key)) for key in self.success_keys}
-        success_kwargs.update(domain_kwargs)
-        return success_kwargs
+        success = success_kwargs(self, kwargs)
+        runtime_kwargs = {key: runtime_configuration.get(key, success_kwarg(self, kwargs, key))
+                          for key in self.runtime_keys}
+        runtime_kwargs.update(success)
+        runtime_kwargs["result_format"] = parse_result_format(runtime_kwargs["result_format"])
+        return runtime_kwargs
 
-    Expectation._get_success_kwarg = _get_success_kwarg
-    Expectation._get_domain_kwargs = _get_domain_kwargs
-    Expectation._get_success_kwargs = _get_success_kwargs
+    Expectation._get_success_kwarg = lambda self, key, default=None: success_kwarg(
+        self, self.configuration.kwargs, key, default)
+    Expectation._get_domain_kwargs = lambda self: domain_kwargs(self, self.configuration.kwargs)
+    Expectation._get_success_kwargs = lambda self: success_kwargs(self, self.configuration.kwargs)
+    Expectation._get_runtime_kwargs = _get_runtime_kwargs
     _PATCHED["kwargs"] = True
 
 

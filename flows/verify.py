@@ -311,7 +311,10 @@ def _warm_pid(state, asked: bool) -> dict:
     the worker that verified, None when this process did (no worker answered)."""
     if not asked:
         return {}
-    data = state.result(raise_on_failure=False)
+    try:
+        data = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - a crashed run's result may not be readable: no pid then
+        data = None
     return {"warm_worker_pid": data.get("warm_worker_pid") if isinstance(data, dict) else None}
 
 

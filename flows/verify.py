@@ -34,6 +34,7 @@ from paywatch.stages import Stage, stage_count
 from paywatch.titles import category_title
 from paywatch.warehouse.deliveries import delivery_received, run_received
 from paywatch.warehouse.resource import Warehouse
+from flows import warm
 
 RETRY_DELAY = float(os.environ.get("PAYWATCH_RETRY_DELAY_SECONDS", "10"))
 ALERTED = "Completed with alerts"  # the state of a flow run that did its work and raised alerts
@@ -184,14 +185,37 @@ def _difference(amount: int | None, expected: int | None) -> str:
     return "" if amount is None or expected is None else plain(amount - expected)
 
 
-@flow(name="verify-run", flow_run_name=_verify_run_name, log_prints=False)
-def verify_run(run_folder: str, db: str | None = None, out: str | None = None):
-    """Verify one extracted run folder: read → load → prepare → validate → detect → triage →
-    store → write reports → send mail."""
-    log = get_run_logger()
-    tag_flow_run(run_tags(delivery_facts(run_folder)))
+def warm_worker_wanted() -> bool:
+    """PAYWATCH_WARM_WORKER (1/true/yes/on): the landing watcher, the calendar's pick-ups and
+    backfill hand each delivery's verify to the warm worker (flows/warm.py)."""
+    return os.environ.get("PAYWATCH_WARM_WORKER", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _verify(run_folder: str, db: str | None, out: str | None, warm_worker: bool, log):
+    """The verify itself, and the pid of the warm worker that did it (None: this process).
+    In the warm worker when asked for and one answers; else here, stage by stage as tasks."""
+    if warm_worker:
+        try:
+            summary = warm.verify_result_in_worker(run_folder, db, out)
+            log.info("verified in the warm worker (pid %s, its verify %d) in %.1f s", summary["pid"],
+                     summary["verifies_before"] + 1, summary["seconds"])
+            return summary["result"], summary["pid"]
+        except warm.NoWarmWorker as e:
+            log.warning("no warm worker answered (%s): verifying in this flow run's process instead", e)
     res = pipeline.verify_run(Path(run_folder), db=Path(db) if db else None, out=Path(out) if out else None,
                               runner=prefect_runner)
+    return res, None
+
+
+@flow(name="verify-run", flow_run_name=_verify_run_name, log_prints=False)
+def verify_run(run_folder: str, db: str | None = None, out: str | None = None, warm_worker: bool = False):
+    """Verify one extracted run folder: read → load → prepare → validate → detect → triage →
+    store → write reports → send mail; with `warm_worker`, in the warm worker's process when
+    one answers (else here, said in the log). Alerts, artifacts and the outcome are the same
+    either way."""
+    log = get_run_logger()
+    tag_flow_run(run_tags(delivery_facts(run_folder)))
+    res, pid = _verify(run_folder, db, out, warm_worker, log)
     log.info("run %s: exit %s, %s exceptions", res.run_id or "-", res.exit_code,
              0 if res.findings is None else res.findings.height)
     paths = Warehouse.at(db).paths
@@ -200,14 +224,18 @@ def verify_run(run_folder: str, db: str | None = None, out: str | None = None):
         out = alerts.raise_alert(alerts.rejected(run_folder, sha, res.message), paths, Warehouse.at(db))
         create_markdown_artifact(key=rejected_key(run_folder), markdown=f"# Delivery rejected\n\n`{res.message}`\n\n"
                                  f"Alert mail: {out.status}")
-        return Failed(message=f"extract rejected: {res.message}")
+        return Failed(message=f"extract rejected: {res.message}", data=_where(warm_worker, pid))
     _artifacts(res, paths, db)
     if res.exit_code == 3:
         failed = [c["detail"] for c in res.dq if c["severity"] == "critical" and not c["success"]]
         alerts.raise_alert(alerts.blocked(res.run_id, failed), paths, Warehouse.at(db))
-        return Failed(message=f"{res.run_id}: not verified — data quality")
+        return Failed(message=f"{res.run_id}: not verified — data quality", data=_where(warm_worker, pid))
     return {"run_id": res.run_id, "exit_code": res.exit_code, "exceptions": res.findings.height,
-            "report_folder": str(res.out_dir)}
+            "report_folder": str(res.out_dir)} | (_where(warm_worker, pid) or {})
+
+
+def _where(warm_worker: bool, pid: int | None) -> dict | None:
+    return {"warm_worker_pid": pid} if warm_worker else None
 
 
 @task(name="scan-landing", retries=3, retry_delay_seconds=RETRY_DELAY, retry_condition_fn=_transient,
@@ -262,19 +290,32 @@ def _pick_up(land: str, wh: Warehouse, settle: float, lcfg: dict, log):
         entries.extend(lnd.audit(paths, [e for e in es if e is not None], log))
 
     done, raised = [], []
+    in_warm = warm_worker_wanted()
     for d in found.duplicates:
         note(lnd.AuditEntry("duplicate", d.folder.name, d.manifest_sha256, d.run_id, "already received: skipped"),
              lnd.put_away(d.folder, Path(land), after, True, d.manifest_sha256, d.run_id))
     for d in found.new:
         note(lnd.AuditEntry("picked-up", d.folder.name, d.manifest_sha256, d.run_id))
-        s = verify_run(str(d.folder), db_path, return_state=True)
+        s = verify_run(str(d.folder), db_path, warm_worker=in_warm, return_state=True)
         if s.is_failed() and (s.message or "").startswith("extract rejected"):
             note(lnd.AuditEntry("quarantined", d.folder.name, d.manifest_sha256, d.run_id, s.message or ""))
         if s.is_failed():
             raised.append(f"{d.run_id or d.folder.name}: {s.message}")
-        done.append({"run_id": d.run_id, "state": s.name})
+        done.append({"run_id": d.run_id, "state": s.name} | _warm_pid(s, in_warm))
         note(lnd.put_away(d.folder, Path(land), after, _received(wh, d.manifest_sha256), d.manifest_sha256, d.run_id))
     return entries, done, raised
+
+
+def _warm_pid(state, asked: bool) -> dict:
+    """`warm_worker_pid` of a verify-run state when the warm worker was asked for: the pid of
+    the worker that verified, None when this process did (no worker answered)."""
+    if not asked:
+        return {}
+    try:
+        data = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - a crashed run's result may not be readable: no pid then
+        data = None
+    return {"warm_worker_pid": data.get("warm_worker_pid") if isinstance(data, dict) else None}
 
 
 def _pull_run_name() -> str:
@@ -343,7 +384,7 @@ def backfill(start: str, end: str | None = None, landing: str | None = None, db:
     land = landing or land
     def verify(d: lnd.Delivery):
         lnd.audit(wh.paths, [lnd.AuditEntry("picked-up", d.folder.name, d.manifest_sha256, d.run_id, "catch-up")], log)
-        return verify_run(str(d.folder), str(wh.db), return_state=True)
+        return verify_run(str(d.folder), str(wh.db), warm_worker=warm_worker_wanted(), return_state=True)
 
     with lnd.pickup_lock(Path(land)):
         done, skipped = lnd.catch_up(Path(land), start, end or start, lambda d: _received(wh, d.manifest_sha256),

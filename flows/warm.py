@@ -35,12 +35,28 @@ from prefect.task_worker import StopTaskWorker, aserve
 _VERIFIES = {"count": 0}  # verifies run by this process (the first one may still be cold)
 
 
+def _logged(stage, *args, **kwargs):
+    """`paywatch verify`'s runner (the stage's own retry policy), with the flow's log line
+    per stage (its count and seconds) in the worker's task-run log."""
+    from paywatch import stages  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    result = stages.run(stage, *args, **kwargs)
+    get_run_logger().info("stage %s: %s in %.1f s", stage.name, stages.stage_count(stage, result),
+                          time.perf_counter() - t0)
+    return result
+
+
 @task(name="verify-warm", persist_result=True, log_prints=False)
-def verify_warm(run_dir: str, db: str | None = None, out: str | None = None, wait_seconds: float = 600.0) -> dict:
+def verify_warm(run_dir: str, db: str | None = None, out: str | None = None, wait_seconds: float = 600.0,
+                full: bool = False) -> dict:
     """Verify one run folder (as `paywatch verify RUN_DIR --db DB --out OUT`) in this
     process; a small summary back: run id, exit code (0, 2, 3, or 4 warehouse busy, 1
     configuration error, as the CLI), counts, the worker's pid and how many verifies the
-    process had run before."""
+    process had run before. With `full`, the summary also holds the whole
+    `pipeline.VerifyResult` (`result`: findings, checks, delivery report) for a flow that
+    raises the verify's alerts and artifacts itself, and a busy warehouse or a configuration
+    error is raised, as a verify in the flow's own process raises it."""
     from detectors.config import ConfigError  # noqa: PLC0415 - imported by `preload` in the worker;
     from paywatch import pipeline  # noqa: PLC0415 - a submitter does not need them
     from paywatch.warehouse.db import WarehouseBusy  # noqa: PLC0415
@@ -51,11 +67,15 @@ def verify_warm(run_dir: str, db: str | None = None, out: str | None = None, wai
     base = {"pid": os.getpid(), "verifies_before": before, "run_dir": str(run_dir)}
     try:
         res = pipeline.verify_run(Path(run_dir), db=Path(db) if db else None, out=Path(out) if out else None,
-                                  wait_seconds=wait_seconds)
+                                  wait_seconds=wait_seconds, runner=_logged)
     except WarehouseBusy as e:
+        if full:
+            raise
         return base | {"run_id": None, "exit_code": 4, "message": f"warehouse busy: {e}",
                        "seconds": time.perf_counter() - t0}
     except ConfigError as e:
+        if full:
+            raise
         return base | {"run_id": None, "exit_code": 1, "message": str(e), "seconds": time.perf_counter() - t0}
     summary = base | {
         "run_id": res.run_id, "exit_code": res.exit_code, "message": res.message,
@@ -66,7 +86,7 @@ def verify_warm(run_dir: str, db: str | None = None, out: str | None = None, wai
     get_run_logger().info("warm verify %s: exit %s, %s exceptions in %.1f s (verify %d of pid %d)",
                           res.run_id or run_dir, res.exit_code, summary["exceptions"], summary["seconds"],
                           before + 1, summary["pid"])
-    return summary
+    return summary | {"result": res} if full else summary
 
 
 def verify_in_worker(run_dir: str | Path, db: str | Path | None = None, out: str | Path | None = None,
@@ -74,6 +94,66 @@ def verify_in_worker(run_dir: str | Path, db: str | Path | None = None, out: str
     """Submit a verify to the running warm worker and wait for its summary."""
     future = verify_warm.delay(str(run_dir), str(db) if db else None, str(out) if out else None)
     return future.result(timeout=timeout)
+
+
+class NoWarmWorker(RuntimeError):
+    """No warm worker took the verify (none subscribed, or the one that took it went away):
+    the caller verifies in its own process instead. Nothing of the submission is left to
+    run later (a task run still waiting is deleted)."""
+
+
+GRACE_SECONDS = float(os.environ.get("PAYWATCH_WARM_GRACE_SECONDS", "30"))
+
+
+def _task_workers(client, key: str) -> set[str]:
+    """Ids (`host-pid`) of the task workers the server sees subscribed to task `key`."""
+    r = client._client.post("/task_workers/filter", json={"task_worker_filter": {"task_keys": [key]}})
+    r.raise_for_status()
+    return {w["identifier"] for w in r.json()}
+
+
+def verify_result_in_worker(run_dir: str | Path, db: str | Path | None = None, out: str | Path | None = None,
+                            grace: float | None = None, poll: float = 2.0) -> dict:
+    """Hand one verify to the warm worker and wait for it, however long it takes while a
+    worker is there to do it: the summary with the whole `VerifyResult` (`result`) and the
+    worker's `pid`. NoWarmWorker, at once, when no Prefect server is configured or no worker
+    is subscribed; and when, for `grace` seconds (PAYWATCH_WARM_GRACE_SECONDS, 30), the run is
+    still waiting with no worker subscribed, or was taken by a worker that is gone (killed
+    mid-verify: the verify's transaction left the warehouse as before)."""
+    import httpx  # noqa: PLC0415 - Prefect's client
+    from prefect import get_client  # noqa: PLC0415
+    from prefect.settings import PREFECT_API_URL  # noqa: PLC0415
+
+    grace = GRACE_SECONDS if grace is None else grace
+    if not PREFECT_API_URL.value():
+        raise NoWarmWorker("no Prefect server (PREFECT_API_URL is not set)")
+    key = verify_warm.task_key
+    try:
+        with get_client(sync_client=True) as client:
+            if not _task_workers(client, key):
+                raise NoWarmWorker(f"no warm worker is subscribed at {PREFECT_API_URL.value()}")
+            future = verify_warm.delay(str(run_dir), str(db) if db else None, str(out) if out else None, full=True)
+            taken_by: set[str] | None = None
+            seen = time.monotonic()
+            while True:
+                future.wait(timeout=poll)
+                run = client.read_task_run(future.task_run_id)
+                if run.state is not None and run.state.is_final():
+                    break
+                workers = _task_workers(client, key)
+                if run.state is not None and not run.state.is_scheduled() and taken_by is None:
+                    taken_by = workers  # who was there when it was taken
+                if workers if taken_by is None else workers & taken_by:
+                    seen = time.monotonic()
+                elif time.monotonic() - seen > grace:
+                    if taken_by is None:  # withdrawn: a worker that comes back must not verify it too
+                        client.delete_task_run(future.task_run_id)
+                        raise NoWarmWorker(f"no warm worker took the verify within {grace:.0f} s")
+                    raise NoWarmWorker(f"the warm worker that took the verify is gone ({', '.join(sorted(taken_by))})")
+    except httpx.HTTPError as e:
+        raise NoWarmWorker(f"the Prefect server at {PREFECT_API_URL.value()} does not answer "
+                           f"({type(e).__name__})") from e
+    return future.result()
 
 
 @flow(name="verify-in-warm-worker", log_prints=False)

@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.states import Completed, Failed
 
-from paywatch.settings import load_settings
+from paywatch.settings import load_settings, warm_worker_wanted
 from paywatch.privacy import mask_ibans_in
 from paywatch import alerts
 from paywatch import landing as lnd
@@ -183,12 +183,6 @@ def _artifacts(res: pipeline.VerifyResult, paths, db) -> None:
 def _difference(amount: int | None, expected: int | None) -> str:
     """Found minus expected, as the amounts are shown ("" when either is missing)."""
     return "" if amount is None or expected is None else plain(amount - expected)
-
-
-def warm_worker_wanted() -> bool:
-    """PAYWATCH_WARM_WORKER (1/true/yes/on): the landing watcher, the calendar's pick-ups and
-    backfill hand each delivery's verify to the warm worker (flows/warm.py)."""
-    return os.environ.get("PAYWATCH_WARM_WORKER", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _verify(run_folder: str, db: str | None, out: str | None, warm_worker: bool, log):

@@ -152,7 +152,7 @@ def settings_in_use(wh: Warehouse, env: dict | None = None) -> list[str]:
 
     from paywatch.landing import landing_folder
     from paywatch.routing import routing_file
-    from paywatch.settings import load_settings
+    from paywatch.settings import load_settings, warm_worker_wanted
 
     env = os.environ if env is None else env
     cfg = load_settings(wh.paths.config)
@@ -169,5 +169,6 @@ def settings_in_use(wh: Warehouse, env: dict | None = None) -> list[str]:
             f"  SMTP             {smtp}",
             f"  watcher          every {cfg['landing']['watch_seconds']} s, after pick-up: "
             f"{cfg['landing']['after_pickup']}",
+            f"  warm worker      {'on: pick-ups verify in flows.warm (else in their own process)' if warm_worker_wanted(env) else 'off: each pick-up verifies in its own process'}",
             f"  PREFECT_API_URL  {env.get('PREFECT_API_URL') or '(not set: each command starts a throw-away server)'}",
             f"  PREFECT_HOME     {env.get('PREFECT_HOME') or '(not set: ~/.prefect)'}"]

@@ -85,3 +85,12 @@ def kpi_targets(cfg: dict | None = None) -> KpiTargets:
     """`[kpi]` of a loaded configuration (default: the shipped defaults)."""
     k = (cfg or load_settings(None))["kpi"]
     return KpiTargets(float(k["baseline_staff_held"]), float(k["target_staff_held"]), int(k["baseline_staff"]))
+
+
+def warm_worker_wanted(env=None) -> bool:
+    """PAYWATCH_WARM_WORKER (1/true/yes/on): the landing watcher, the calendar's pick-ups and
+    backfill hand each delivery's verify to the warm worker (flows/warm.py)."""
+    import os
+
+    env = os.environ if env is None else env
+    return env.get("PAYWATCH_WARM_WORKER", "").strip().lower() in {"1", "true", "yes", "on"}

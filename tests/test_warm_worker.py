@@ -222,3 +222,15 @@ def test_submit_refuses_in_one_line_when_there_is_nothing_to_talk_to(api, folder
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0] and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("value, on", [("1", True), ("yes", True), ("", False), ("0", False)])
+def test_doctor_says_whether_pick_ups_verify_in_the_warm_worker(tmp_path, value, on):
+    from paywatch.doctor import settings_in_use
+    from paywatch.settings import warm_worker_wanted
+    from paywatch.warehouse.resource import Warehouse
+
+    env = {"PAYWATCH_WARM_WORKER": value}
+    assert warm_worker_wanted(env) is on
+    line = next(x for x in settings_in_use(Warehouse.at(tmp_path / "w.duckdb"), env) if "warm worker" in x)
+    assert line.split()[2].startswith("on" if on else "off"), line

@@ -99,22 +99,18 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
     med_e, spread_e = _robust(pl.col("_ov"), floor, floor_rel)
     q1, q3 = pl.col("_ov").quantile(0.25, "linear"), pl.col("_ov").quantile(0.75, "linear")
     upper_e = q3 + upper_iqr * (q3 - q1)
-    # every level's group sizes in one pass; each level's statistics read only these, so the
-    # five levels are computed side by side (one collect_all) and joined on afterwards
-    x = x.with_columns(*[pl.len().over(list(keys)).alias(f"_n{i}") for i, keys in enumerate(LEVELS)])
-    base = x.lazy()
-    stats = []
     for i, keys in enumerate(LEVELS):
         keys = list(keys)
+        x = x.with_columns(pl.len().over(keys).alias(f"_n{i}"))
         named = [med_e.alias(f"_m{i}"), spread_e.alias(f"_s{i}"), upper_e.alias(f"_u{i}"), q3.alias(f"_q{i}")]
         # pairing each member with every other costs the square of the group's size: exact
         # for groups up to LOO_MAX; above it one member moves a median by half a rank at most,
         # so the whole group stands in (its peak still leaves the member out, by rank)
-        small = base.filter(pl.col(f"_n{i}") <= LOO_MAX)
+        small = x.filter(pl.col(f"_n{i}") <= LOO_MAX)
         others = small.select(*keys, pl.col("pernr").alias("_op"), pl.col("value").alias("_ov"))
         loo = (small.select("pernr", *keys).join(others, on=keys).filter(pl.col("pernr") != pl.col("_op"))
                .group_by("pernr").agg(*named, pl.col("_ov").top_k(2).min().alias(f"_x{i}")))
-        big = base.filter(pl.col(f"_n{i}") > LOO_MAX)
+        big = x.filter(pl.col(f"_n{i}") > LOO_MAX)
         whole = (big.select(*keys, pl.col("value").alias("_ov")).group_by(keys)
                  .agg(*named, pl.col("_ov").top_k(3).sort(descending=True).alias("_top")))
         ranked = (big.select("pernr", *keys, pl.col("value").rank("ordinal", descending=True).over(keys).alias("_r"))
@@ -123,9 +119,7 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
                   .with_columns(pl.when(pl.col("_r") <= 2).then(pl.col("_top").list.get(2, null_on_oob=True))
                                 .otherwise(pl.col("_top").list.get(1, null_on_oob=True)).alias(f"_x{i}"))
                   .select("pernr", *[f"_{k}{i}" for k in "msuqx"]))
-        stats.append(pl.concat([loo, ranked], how="diagonal_relaxed"))
-    for level in pl.collect_all(stats):
-        x = x.join(level, on="pernr", how="left")
+        x = x.join(pl.concat([loo, ranked], how="diagonal_relaxed"), on="pernr", how="left")
     def pick(kind: str) -> pl.Expr:
         expr = pl.lit(None)
         for i in reversed(range(len(LEVELS))):

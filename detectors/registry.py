@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,9 @@ from detectors.rules import (
     pw114_active_not_paid, pw115_bank_integrity, pw140_advance_ledger, pw141_unknown_station,
     pw150_wage_type_limits,
 )
+
+# detectors run side by side on this many threads (polars releases the GIL while it works)
+DETECT_THREADS = 2 * (os.cpu_count() or 1)
 
 ALL_DETECTORS: tuple[Detector, ...] = (
     pw101_paymodel.DETECTOR,
@@ -56,15 +61,24 @@ def detect_with_artifacts(inp: DetectionInput, cfg: dict, only: set[str] | None 
     """Findings and the fitted model artefacts (keyed by detector code). `scope` limits the
     run to staff-scope or area-scope detectors (for partitioned fan-out)."""
     ctx = prepare(inp)
-    parts = [empty_findings()]
+    todo = []
     for d in ALL_DETECTORS:
         params = d.params(cfg[d.code])  # checked against the declared keys: no defaults here
         if not params.enabled or (only is not None and d.code not in only):
             continue
         if (d.kind == "model" and not models) or (scope is not None and d.scope != scope):
             continue
-        parts.append(d.run(ctx, params))
-    findings = pl.concat(parts, how="vertical").sort("pernr", "detector", "wage_type", "for_period", nulls_last=False)
+        todo.append((d, params))
+    # detectors are independent (each reads the prepared run, none writes what another reads):
+    # run side by side, so that one's Python overlaps another's polars work; stacked in
+    # registry order, as one after the other
+    # (the models, the longest, started first)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), DETECT_THREADS))) as pool:
+        started = {d.code: pool.submit(d.run, ctx, params)
+                   for d, params in sorted(todo, key=lambda dp: dp[0].kind != "model")}
+        parts = [started[d.code].result() for d, _ in todo]
+    findings = pl.concat([empty_findings(), *parts], how="vertical").sort(
+        "pernr", "detector", "wage_type", "for_period", nulls_last=False)
     return findings, ctx.artifacts
 
 

@@ -34,21 +34,23 @@ def band(split: int) -> pl.Expr:
                          .otherwise(pl.lit("-upper"))).alias("band")
 
 
-def measured(lines: pl.DataFrame, wage_type: str, measure: str) -> pl.DataFrame:
+def measured(lines: pl.DataFrame | pl.LazyFrame, wage_type: str, measure: str) -> pl.DataFrame:
     """The month's measure of one wage type. Grain: one row per run and staff member with it
     (run_id, pernr, value, amount, currency)."""
-    if "run_id" not in lines.columns:
+    lines = lines.lazy()  # a frame or a plan (own_reference's runs filter joins the pass)
+    if "run_id" not in lines.collect_schema().names():
         lines = lines.with_columns(pl.lit("current").alias("run_id"))
+    # one plan, collected once: the month's filter and the wage type's are read in one pass
     cur = lines.filter(pl.col("for_period") == pl.col("in_period"))
     wt = (cur.filter(pl.col("wage_type") == wage_type).group_by("run_id", "pernr")
           .agg(pl.col("quantity").cast(pl.Float64).sum().alias("_qty"), pl.col("amount_cents").sum().alias("amount"),
                pl.col("currency").first()))
     if measure == "hours":
-        return wt.select("run_id", "pernr", pl.col("_qty").alias("value"), "amount", "currency")
+        return wt.select("run_id", "pernr", pl.col("_qty").alias("value"), "amount", "currency").collect()
     base = (cur.filter(pl.col("wage_type") == pm.WT_BASE).group_by("run_id", "pernr")
             .agg(pl.col("amount_cents").sum().alias("_base")).filter(pl.col("_base") > 0))
     return wt.join(base, on=["run_id", "pernr"]).select(
-        "run_id", "pernr", (pl.col("amount").abs() / pl.col("_base")).alias("value"), "amount", "currency")
+        "run_id", "pernr", (pl.col("amount").abs() / pl.col("_base")).alias("value"), "amount", "currency").collect()
 
 
 def _robust(value: pl.Expr, floor: float, floor_rel: float) -> tuple[pl.Expr, pl.Expr]:
@@ -67,7 +69,7 @@ def own_reference(final_lines: pl.DataFrame, runs: pl.DataFrame, wage_type: str,
     `own_runs` earlier FINALs (pernr, own_median, own_scale, own_n, own_amount: the lower
     median of the amounts paid, in cents)."""
     finals = runs.filter(pl.col("run_type") == "FINAL")["run_id"].to_list()[-own_runs:]
-    past = measured(final_lines.filter(pl.col("run_id").is_in(finals)), wage_type, measure)
+    past = measured(final_lines.lazy().filter(pl.col("run_id").is_in(finals)), wage_type, measure)
     if past.height == 0:
         return pl.DataFrame(schema={"pernr": pl.String, "own_median": pl.Float64, "own_scale": pl.Float64,
                                     "own_n": pl.UInt32, "own_amount": pl.Float64})

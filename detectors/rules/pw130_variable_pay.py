@@ -47,13 +47,14 @@ CONFIG = (ENABLED,
 def _relative(lines: pl.DataFrame, wts: list[str]) -> pl.DataFrame:
     """Amount of each variable wage type and its share of the month's 1000 line.
     Grain: one row per run, staff member and wage type."""
+    lines = lines.lazy()  # a frame or a plan: the caller's filters join the one pass, collected once
     base = (lines.filter(pl.col("wage_type") == pm.WT_BASE).group_by("run_id", "pernr")
             .agg(pl.col("amount_cents").sum().alias("_base")).filter(pl.col("_base") > 0))
     return (lines.filter(pl.col("wage_type").is_in(wts)).group_by("run_id", "pernr", "wage_type")
             .agg(pl.col("amount_cents").sum().alias("amount"), pl.col("currency").first(),
                  pl.col("in_period").max().alias("month"))
             .join(base, on=["run_id", "pernr"])
-            .with_columns((pl.col("amount").abs() / pl.col("_base")).alias("rel")))
+            .with_columns((pl.col("amount").abs() / pl.col("_base")).alias("rel")).collect())
 
 
 def _without_history(ctx: Context, hist: pl.DataFrame, params: Params) -> list[dict]:
@@ -78,7 +79,7 @@ def _without_history(ctx: Context, hist: pl.DataFrame, params: Params) -> list[d
         return rows
     ratio = params.spike_ratio
     # the lowest of the month's earlier runs: a spike that arrived at SIM2 is still one at SIM3
-    prev = (_relative(prev_lines.filter(pl.col("for_period") == pl.col("in_period")), [pm.WT_SPECIAL_POST])
+    prev = (_relative(prev_lines.lazy().filter(pl.col("for_period") == pl.col("in_period")), [pm.WT_SPECIAL_POST])
             .join(seen, on="pernr", how="anti").sort("rel", "run_id")
             .group_by("pernr").agg(pl.col("rel").first().alias("prev_rel"), pl.col("amount").first().alias("prev_amount"),
                                    pl.col("run_id").first()))
@@ -106,7 +107,7 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     wts = [pm.WT_SPECIAL_POST, pm.WT_OTHER_DED]
     rows = _without_history(ctx, hist, params)
     # amounts relative to the month's net base salary: proration by days cancels out
-    past = (_relative(hist.filter(pl.col("for_period") == pl.col("in_period")), wts)
+    past = (_relative(hist.lazy().filter(pl.col("for_period") == pl.col("in_period")), wts)
             .group_by("pernr", "wage_type").agg(
                 pl.col("rel").max().alias("past_max"), pl.col("rel").min().alias("past_min"),
                 # the usual level: the lower median month. Not the highest nor the latest month:

@@ -75,15 +75,18 @@ def _new_wage_types(ctx: Context, params: Params, lines: pl.DataFrame) -> list[d
         return []
     recurring = lines.filter(~pl.col("wage_type").is_in(params.not_recurring)
                              & (pl.col("for_period") == ctx.meta.period))
-    paid_before = hist.select("pernr").unique()
-    seen = hist.select("pernr", "wage_type").unique()
+    # semi/anti joins need no distinct rows: the history is read as it is, and only its
+    # lines of the wage types this run pays outside the model can match a (pernr, wage type)
+    paid_before = hist.lazy().select("pernr")
+    seen = hist.lazy().filter(pl.col("wage_type").is_in(recurring["wage_type"].unique().implode())).select(
+        "pernr", "wage_type")
     start = pm.shift_period(ctx.meta.period, -params.action_months)
     first = date(int(start[:4]), int(start[4:]), 1)
     _, last, _ = pm.month_bounds(ctx.meta.period)
     acted = (ctx.inp.md["actions"].filter((pl.col("valid_from") >= first) & (pl.col("valid_from") <= last))
              .select("pernr").unique())
-    new = (recurring.join(paid_before, on="pernr", how="semi").join(seen, on=["pernr", "wage_type"], how="anti")
-           .join(acted, on="pernr", how="anti"))
+    new = (recurring.lazy().join(paid_before, on="pernr", how="semi").join(seen, on=["pernr", "wage_type"], how="anti")
+           .join(acted.lazy(), on="pernr", how="anti").collect())
     n_finals = ctx.inp.history.runs.filter(pl.col("run_type") == "FINAL").height
     return [finding(ctx, params, r["pernr"], "unexplained_new_wage_type",
                     (f"{ctx.text(r['wage_type'])} ({r['wage_type']}) of {money(r['amount'], r['currency'])} is paid "

@@ -22,7 +22,6 @@ from detectors import paymodel as pm
 
 MAD_SCALE = 1.4826
 IQR_SCALE = 1.349  # the interquartile range of a normal distribution, in standard deviations
-LOO_MAX = 64  # peer groups up to this size are read without the member (leave one out), exactly
 LEVELS = (("entity", "staff_category", "band"), ("entity", "staff_category"), ("staff_category", "band"),
           ("staff_category",), ("currency",))
 
@@ -82,7 +81,7 @@ def own_reference(final_lines: pl.DataFrame, runs: pl.DataFrame, wage_type: str,
 
 
 def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group: int, floor: float,
-                   floor_rel: float, upper_iqr: float = 1.0) -> pl.DataFrame:
+                   floor_rel: float, upper_iqr: float = 1.0, *, loo_max: int) -> pl.DataFrame:
     """`now` (pernr, value, ...) with the peer reference of each row: peer_median, peer_scale,
     peer_upper (the top of the group's usual range: third quartile + `upper_iqr` x the
     interquartile range), peer_q3, peer_max (the second highest of the others: the unit's own
@@ -102,13 +101,13 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
         x = x.with_columns(pl.len().over(keys).alias(f"_n{i}"))
         named = [med_e.alias(f"_m{i}"), spread_e.alias(f"_s{i}"), upper_e.alias(f"_u{i}"), q3.alias(f"_q{i}")]
         # pairing each member with every other costs the square of the group's size: exact
-        # for groups up to LOO_MAX; above it one member moves a median by half a rank at most,
+        # for groups up to `loo_max`; above it one member moves a median by half a rank at most,
         # so the whole group stands in (its peak still leaves the member out, by rank)
-        small = x.filter(pl.col(f"_n{i}") <= LOO_MAX)
+        small = x.filter(pl.col(f"_n{i}") <= loo_max)
         others = small.select(*keys, pl.col("pernr").alias("_op"), pl.col("value").alias("_ov"))
         loo = (small.select("pernr", *keys).join(others, on=keys).filter(pl.col("pernr") != pl.col("_op"))
                .group_by("pernr").agg(*named, pl.col("_ov").top_k(2).min().alias(f"_x{i}")))
-        big = x.filter(pl.col(f"_n{i}") > LOO_MAX)
+        big = x.filter(pl.col(f"_n{i}") > loo_max)
         whole = (big.select(*keys, pl.col("value").alias("_ov")).group_by(keys)
                  .agg(*named, pl.col("_ov").top_k(3).sort(descending=True).alias("_top")))
         ranked = (big.select("pernr", *keys, pl.col("value").rank("ordinal", descending=True).over(keys).alias("_r"))
@@ -248,12 +247,14 @@ class ContextModel:
         Grain: one row per staff member with the wage type this month."""
         p = self.params
         now = measured(lines, self.wage_type, self.measure).drop("run_id").filter(pl.col("value") > 0)
-        x = peer_reference(now, facts, p.band_split, p.min_group, self.floor, p.min_scale_rel, p.upper_iqr)
+        x = peer_reference(now, facts, p.band_split, p.min_group, self.floor, p.min_scale_rel, p.upper_iqr,
+                           loo_max=p.loo_max)
         t_dual, dual_min = None, 0
         if self.measure == "share" and "dual_threshold" in p.as_dict():
             # the same peers' amounts (the groups are the same rows): median and spread
             amounts = now.with_columns(pl.col("amount").abs().cast(pl.Float64).alias("value"))
-            ref = peer_reference(amounts, facts, p.band_split, p.min_group, 1.0, p.min_scale_rel, p.upper_iqr)
+            ref = peer_reference(amounts, facts, p.band_split, p.min_group, 1.0, p.min_scale_rel, p.upper_iqr,
+                                 loo_max=p.loo_max)
             x = x.join(ref.select("pernr", pl.col("peer_median").alias("peer_amount_median"),
                                   pl.col("peer_scale").alias("peer_amount_scale"),
                                   pl.col("peer_max").alias("peer_amount_max")), on="pernr", how="left")

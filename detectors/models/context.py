@@ -149,8 +149,10 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     unusual too (`by_ratio`): a peak the unit shares
     stays inside its range, a jump of one person's own does not — read only on an own level of
     `ratio_min_runs` FINALs or more (one month of 1 h makes an ordinary 15 h look like 15 x);
-    on fewer, the peers' reading (z >= `t_alone`) stands on its own too (one month of an
-    error paid at FINAL makes the same error look usual). Without own history (cold
+    on fewer, the peers' reading (z >= `t_alone`, and the peak reading below) stands on its own
+    too (one month of an error paid at FINAL makes the same error look usual) — unless the value
+    is under `min_ratio` x that month and the month itself was within `peak_ratio` x the peers'
+    peak this month: then the month vouches, as a longer history would. Without own history (cold
     start), `cold_upper` x the top of the peers' usual range or more is unusual as well, in a
     group of at least `cold_min_peers` (a range needs peers to be read): in a group that mixes
     a peaking unit with quiet ones the spread is wide, its range still ends.
@@ -178,7 +180,14 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     # an own level of fewer than ratio_min_runs FINALs can neither vouch nor convict alone: the
     # peers' reading stands on its own too (an error paid at a newcomer's first FINAL is no habit)
     weak = (own & (pl.col("own_n") < ratio_min_runs)) if "own_n" in x.columns else pl.lit(False)
-    alone = (weak & peer & (pl.col("z_peer") >= t_alone)
+    # ... yet that one month vouches for up to `min_ratio` x itself, as a longer history does, unless
+    # it was itself beyond the unit's peak this month (`peak_ratio` x the others' second highest):
+    # 24 h after 33 h is no jump; 113 h after a newcomer's 89 h, beyond anyone's, is
+    vouched = pl.lit(False)
+    if peak_ratio is not None and "peer_max" in x.columns:
+        vouched = (weak & (pl.col("value") < pl.col("own_median") * min_ratio)
+                   & (pl.col("own_median") <= pl.col("peer_max") * peak_ratio)).fill_null(False)
+    alone = (weak & ~vouched & peer & (pl.col("z_peer") >= t_alone)
              & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
     raw = pl.when(alone).then(pl.max_horizontal(raw, pl.col("z_peer") / t_alone)).otherwise(raw)
     # the top of the peers' usual range, at least two spreads above their median: a group that
@@ -207,7 +216,8 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
         peak = (peer & (pl.col("peer_n") >= peak_min_peers) & (pl.col("value") >= pl.col("peer_max") * peak_ratio)
                 & (pl.col("value") - pl.col("peer_max") >= 2 * peak_floor)
                 & (pl.col("value") >= pl.col("peer_median") * min_ratio)
-                & (~own | weak | ((pl.col("z_own") >= t_own) & (pl.col("value") >= pl.col("own_median") * min_ratio))))
+                & (~own | (weak & ~vouched)
+                   | ((pl.col("z_own") >= t_own) & (pl.col("value") >= pl.col("own_median") * min_ratio))))
         if "peer_amount_max" in x.columns:  # a share: beyond anyone's as an amount too
             peak = peak & (pl.col("amount").abs() >= pl.col("peer_amount_max") * peak_ratio)
         peak = peak.fill_null(False)

@@ -80,7 +80,7 @@ Run:
   came before it (`History.period_lines`); give the run `run_type = "SIM2"`.
 
 History (what earlier runs paid besides the computed FINALs):
-* `history_line = {run_type, period, pernr, wage_type, amount, run = "OC1"?}` — a line
+* `history_line = {run_type, period, pernr, wage_type, amount, quantity?, run = "OC1"?}` — a line
   added to an earlier run of `period` (one of the history months, or the run's own month for
   an OFFCYCLE run before it): `run_type = "FINAL"` adds it to that month's FINAL (totals
   rebuilt), `"OFFCYCLE"` to an off-cycle run of that month (named by `run`, extracted on the
@@ -531,7 +531,8 @@ def _history_lines(ops: list[dict], period: str, run_type: str, run: str | None 
     currency = {s.pernr: s.currency for s in STAFF}
     rows = [{"pernr": pernr_of(op["pernr"]), "for_period": period, "in_period": period,
              "wage_type": op["wage_type"], "amount_cents": cents(op["amount"]),
-             "currency": currency[pernr_of(op["pernr"])], "quantity": None}
+             "currency": currency[pernr_of(op["pernr"])],
+             "quantity": Decimal(str(op["quantity"])) if "quantity" in op else None}
             for op in ops if op["period"] == period and op["run_type"] == run_type
             and (run is None or op.get("run", "OC1") == run)]
     return pl.DataFrame(rows, schema=LINE_SCHEMA)

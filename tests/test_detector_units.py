@@ -547,7 +547,7 @@ def test_peer_spread_reads_two_clusters():
                         "amount": [1] * len(hours), "currency": ["CHF"] * len(hours)})
     facts = now.select("pernr", pl.lit("ODA").alias("entity"), pl.lit("G").alias("staff_category"),
                        pl.lit("G-5").alias("grade"))
-    ref = peer_reference(now, facts, 4, 5, 4.0, 0.15).filter(pl.col("pernr") == "00000008").row(0, named=True)
+    ref = peer_reference(now, facts, 4, 5, 4.0, 0.15, loo_max=64).filter(pl.col("pernr") == "00000008").row(0, named=True)
     q1, q3 = 4.0, 40.5                        # the other eight: quartiles (linear); median 5.5
     assert ref["peer_scale"] >= (q3 - q1) / 1.349 - 1e-9
     assert (58.0 - ref["peer_median"]) / ref["peer_scale"] < 2
@@ -561,3 +561,22 @@ def test_a_tripled_deduction_is_reviewed_a_small_change_is_info():
         case = {"staff": "P3", "set_pay": {"pernr": "P3", "other_deduction": amount}}
         f = detect(world.build(case).inp, load_config(), only={"PW130"})
         assert f.filter(pl.col("category") == "deduction_change")["severity"].to_list() == [severity]
+
+
+def test_context_scoring_one_own_month_vouches_unless_beyond_the_unit():
+    """One earlier FINAL with overtime (own_n 1, under ratio_min_runs 2) in a quiet unit (median
+    5 h, spread 4 h, the others' peak 15 h): 36 h (z = 7.75, 2.4 x the peak) is read against the
+    peers alone after a month of 5 h, but a month of 20 h vouches for it (under 2 x); a month of
+    89 h, beyond 1.5 x the peak, vouches for nothing (113 h); 45 h is over 2 x the 20 h."""
+    from detectors.models.context import scored
+
+    def unusual(value, own):
+        x = pl.DataFrame({"pernr": ["1"], "value": [float(value)], "amount": [300_000], "own_median": [own],
+                          "own_scale": [max(4.0, own * 0.15)], "own_n": [1], "peer_median": [5.0],
+                          "peer_scale": [4.0], "peer_upper": [12.0], "peer_max": [15.0], "peer_n": [40]},
+                         schema_overrides={"own_median": pl.Float64, "own_scale": pl.Float64, "own_n": pl.UInt32})
+        return scored(x, 4.0, 4.0, 6.0, 2.0, own_ratio=3.0, ratio_min_runs=2, peak_ratio=1.5, peak_min_peers=8,
+                      peak_floor=4.0)["unusual"][0]
+
+    assert unusual(36, own=5.0) and not unusual(36, own=20.0)
+    assert unusual(45, own=20.0) and unusual(113, own=89.0)

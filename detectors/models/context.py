@@ -22,7 +22,6 @@ from detectors import paymodel as pm
 
 MAD_SCALE = 1.4826
 IQR_SCALE = 1.349  # the interquartile range of a normal distribution, in standard deviations
-LOO_MAX = 64  # peer groups up to this size are read without the member (leave one out), exactly
 LEVELS = (("entity", "staff_category", "band"), ("entity", "staff_category"), ("staff_category", "band"),
           ("staff_category",), ("currency",))
 
@@ -84,7 +83,7 @@ def own_reference(final_lines: pl.DataFrame, runs: pl.DataFrame, wage_type: str,
 
 
 def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group: int, floor: float,
-                   floor_rel: float, upper_iqr: float = 1.0) -> pl.DataFrame:
+                   floor_rel: float, upper_iqr: float = 1.0, *, loo_max: int) -> pl.DataFrame:
     """`now` (pernr, value, ...) with the peer reference of each row: peer_median, peer_scale,
     peer_upper (the top of the group's usual range: third quartile + `upper_iqr` x the
     interquartile range), peer_q3, peer_max (the second highest of the others: the unit's own
@@ -104,13 +103,13 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
         x = x.with_columns(pl.len().over(keys).alias(f"_n{i}"))
         named = [med_e.alias(f"_m{i}"), spread_e.alias(f"_s{i}"), upper_e.alias(f"_u{i}"), q3.alias(f"_q{i}")]
         # pairing each member with every other costs the square of the group's size: exact
-        # for groups up to LOO_MAX; above it one member moves a median by half a rank at most,
+        # for groups up to `loo_max`; above it one member moves a median by half a rank at most,
         # so the whole group stands in (its peak still leaves the member out, by rank)
-        small = x.filter(pl.col(f"_n{i}") <= LOO_MAX)
+        small = x.filter(pl.col(f"_n{i}") <= loo_max)
         others = small.select(*keys, pl.col("pernr").alias("_op"), pl.col("value").alias("_ov"))
         loo = (small.select("pernr", *keys).join(others, on=keys).filter(pl.col("pernr") != pl.col("_op"))
                .group_by("pernr").agg(*named, pl.col("_ov").top_k(2).min().alias(f"_x{i}")))
-        big = x.filter(pl.col(f"_n{i}") > LOO_MAX)
+        big = x.filter(pl.col(f"_n{i}") > loo_max)
         whole = (big.select(*keys, pl.col("value").alias("_ov")).group_by(keys)
                  .agg(*named, pl.col("_ov").top_k(3).sort(descending=True).alias("_top")))
         ranked = (big.select("pernr", *keys, pl.col("value").rank("ordinal", descending=True).over(keys).alias("_r"))
@@ -152,8 +151,10 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     unusual too (`by_ratio`): a peak the unit shares
     stays inside its range, a jump of one person's own does not — read only on an own level of
     `ratio_min_runs` FINALs or more (one month of 1 h makes an ordinary 15 h look like 15 x);
-    on fewer, the peers' reading (z >= `t_alone`) stands on its own too (one month of an
-    error paid at FINAL makes the same error look usual). Without own history (cold
+    on fewer, the peers' reading (z >= `t_alone`, and the peak reading below) stands on its own
+    too (one month of an error paid at FINAL makes the same error look usual) — unless the value
+    is under `min_ratio` x that month and the month itself was within `peak_ratio` x the peers'
+    peak this month: then the month vouches, as a longer history would. Without own history (cold
     start), `cold_upper` x the top of the peers' usual range or more is unusual as well, in a
     group of at least `cold_min_peers` (a range needs peers to be read): in a group that mixes
     a peaking unit with quiet ones the spread is wide, its range still ends.
@@ -181,7 +182,14 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     # an own level of fewer than ratio_min_runs FINALs can neither vouch nor convict alone: the
     # peers' reading stands on its own too (an error paid at a newcomer's first FINAL is no habit)
     weak = (own & (pl.col("own_n") < ratio_min_runs)) if "own_n" in x.columns else pl.lit(False)
-    alone = (weak & peer & (pl.col("z_peer") >= t_alone)
+    # ... yet that one month vouches for up to `min_ratio` x itself, as a longer history does, unless
+    # it was itself beyond the unit's peak this month (`peak_ratio` x the others' second highest):
+    # 24 h after 33 h is no jump; 113 h after a newcomer's 89 h, beyond anyone's, is
+    vouched = pl.lit(False)
+    if peak_ratio is not None and "peer_max" in x.columns:
+        vouched = (weak & (pl.col("value") < pl.col("own_median") * min_ratio)
+                   & (pl.col("own_median") <= pl.col("peer_max") * peak_ratio)).fill_null(False)
+    alone = (weak & ~vouched & peer & (pl.col("z_peer") >= t_alone)
              & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
     raw = pl.when(alone).then(pl.max_horizontal(raw, pl.col("z_peer") / t_alone)).otherwise(raw)
     # the top of the peers' usual range, at least two spreads above their median: a group that
@@ -210,7 +218,8 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
         peak = (peer & (pl.col("peer_n") >= peak_min_peers) & (pl.col("value") >= pl.col("peer_max") * peak_ratio)
                 & (pl.col("value") - pl.col("peer_max") >= 2 * peak_floor)
                 & (pl.col("value") >= pl.col("peer_median") * min_ratio)
-                & (~own | weak | ((pl.col("z_own") >= t_own) & (pl.col("value") >= pl.col("own_median") * min_ratio))))
+                & (~own | (weak & ~vouched)
+                   | ((pl.col("z_own") >= t_own) & (pl.col("value") >= pl.col("own_median") * min_ratio))))
         if "peer_amount_max" in x.columns:  # a share: beyond anyone's as an amount too
             peak = peak & (pl.col("amount").abs() >= pl.col("peer_amount_max") * peak_ratio)
         peak = peak.fill_null(False)
@@ -250,12 +259,14 @@ class ContextModel:
         Grain: one row per staff member with the wage type this month."""
         p = self.params
         now = measured(lines, self.wage_type, self.measure).drop("run_id").filter(pl.col("value") > 0)
-        x = peer_reference(now, facts, p.band_split, p.min_group, self.floor, p.min_scale_rel, p.upper_iqr)
+        x = peer_reference(now, facts, p.band_split, p.min_group, self.floor, p.min_scale_rel, p.upper_iqr,
+                           loo_max=p.loo_max)
         t_dual, dual_min = None, 0
         if self.measure == "share" and "dual_threshold" in p.as_dict():
             # the same peers' amounts (the groups are the same rows): median and spread
             amounts = now.with_columns(pl.col("amount").abs().cast(pl.Float64).alias("value"))
-            ref = peer_reference(amounts, facts, p.band_split, p.min_group, 1.0, p.min_scale_rel, p.upper_iqr)
+            ref = peer_reference(amounts, facts, p.band_split, p.min_group, 1.0, p.min_scale_rel, p.upper_iqr,
+                                 loo_max=p.loo_max)
             x = x.join(ref.select("pernr", pl.col("peer_median").alias("peer_amount_median"),
                                   pl.col("peer_scale").alias("peer_amount_scale"),
                                   pl.col("peer_max").alias("peer_amount_max")), on="pernr", how="left")

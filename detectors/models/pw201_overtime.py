@@ -37,6 +37,8 @@ CONTEXT_KEYS = (
     Key("min_group", int, "peers needed in a group (entity + category + grade band) before it is used; "
         "smaller groups fall back to entity + category, category + band, then the category"),
     Key("band_split", int, "grades whose level is below this form the lower band (P-1..P-3 with 4)"),
+    Key("loo_max", int, "peer groups up to this size are read without the member (leave one out, exact; its "
+        "cost is the square of the size); a larger group is read whole (its peak still leaves the member out)"),
     Key("threshold_alone", float, "robust z when only one reference exists (no own history, or no peers)"),
     Key("min_ratio", float, "and the value must be at least this multiple of the higher reference"),
     Key("own_ratio", float, "with both references: this multiple of the own usual level or more, above the "

@@ -531,3 +531,81 @@ def test_a_site_that_would_still_load_from_the_web_is_not_published(base: Path, 
     assert not (out / "data_docs").exists()
     page = (out / "finance_dq.html").read_text(encoding="utf-8")
     assert "Technical detail: not available for this run." in page and "data_docs/" not in page
+
+
+# ------------------------------------------------------------------------------ GX as shipped vs as sped up
+
+_VALIDATE_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+import polars as pl
+from paywatch.dq import catalog, frames, runner
+if sys.argv[1] == "as-shipped":  # GX's own methods: neither replacement applied
+    runner._GX_KWARGS_VERSION = "none"
+    runner._keep_compiled_templates = lambda: None
+src, project, out = Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
+meta = json.loads((src / "meta.json").read_text())
+rf = frames.RunFrames(meta["run_id"], meta["payroll_area"], meta["period"], meta["run_type"],
+                      {p.stem: pl.read_parquet(p) for p in sorted(src.glob("*.parquet"))})
+checks = runner.validate(rf, catalog.load_suites(catalog.SHIPPED_SUITES), project)
+out.write_text(json.dumps({"patched": runner._PATCHED, "checks": checks}, sort_keys=True, default=str))
+"""
+
+
+def test_gx_speed_ups_change_no_check_and_no_data_docs_page(base: Path, tmp_path: Path):
+    """paywatch.dq.runner replaces GX's expectation kwargs helpers (configuration read once per
+    call) and gives its Jinja views one bytecode cache: on the clean run and on frames broken so
+    that every expectation fails, the checks and the Data Docs pages equal GX's own, run in
+    separate processes (a replacement lasts for its process)."""
+    import os
+    import subprocess
+    import sys
+
+    db = copy_warehouse(base, tmp_path / "wh")
+    con = open_warehouse(db)
+    try:
+        loaded = pipeline.stage_load(con, pipeline.stage_read(variant(tmp_path)), Paths.for_db(db))
+        inp = pipeline.detection_input(con, loaded.run_id)
+        rf = frames.build(inp, pipeline.previous_of_kind(con, inp))
+    finally:
+        con.close()
+    broken, _ = _break(rf, SHIPPED)
+    for name, which in (("clean", rf), ("broken", broken)):
+        src = tmp_path / name
+        src.mkdir()
+        for frame_name, df in which.frames.items():
+            df.write_parquet(src / f"{frame_name}.parquet")
+        (src / "meta.json").write_text(json.dumps({k: getattr(which, k) for k in
+                                                   ("run_id", "payroll_area", "period", "run_type")}))
+        results = {}
+        for mode in ("as-shipped", "sped-up"):
+            out = tmp_path / f"{name}-{mode}.json"
+            # one hash seed for both: GX lists a failing column pair's values in set order
+            p = subprocess.run([sys.executable, "-c", _VALIDATE_SCRIPT, mode, str(src),
+                                str(tmp_path / f"gx-{name}-{mode}"), str(out)],
+                               capture_output=True, text=True, timeout=600, cwd=ROOT,
+                               env={**os.environ, "PYTHONHASHSEED": "0"})
+            assert p.returncode == 0, p.stderr[-2000:]
+            results[mode] = json.loads(out.read_text())
+        assert results["as-shipped"]["patched"] == {"templates": False, "kwargs": False}
+        assert results["sped-up"]["patched"]["templates"] is True
+        assert results["sped-up"]["checks"] == results["as-shipped"]["checks"], name
+        assert len(results["sped-up"]["checks"]) == N_EXPECTATIONS
+        pages = {}
+        for mode in ("as-shipped", "sped-up"):
+            site = runner.site_dir(tmp_path / f"gx-{name}-{mode}")
+            pages[mode] = {_undated(p.relative_to(site).as_posix()): _undated(p.read_text(encoding="utf-8"))
+                           for p in sorted(site.rglob("*.html"))}
+        assert pages["sped-up"].keys() == pages["as-shipped"].keys() and pages["sped-up"], name
+        differ = [k for k in pages["sped-up"] if pages["sped-up"][k] != pages["as-shipped"][k]]
+        assert differ == [], (name, differ[:5])
+
+
+def _undated(html: str) -> str:
+    """A Data Docs page without what differs between two builds of the same results: times,
+    the run-time ids GX derives from them, and each data context's random id."""
+    html = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "ID", html)
+    html = re.sub(r"\d{4}-?\d{2}-?\d{2}T?\d{2}:?\d{2}:?\d{2}(\.\d+)?Z?(\+00:?00)?", "T", html)
+    html = re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", "T", html)
+    html = re.sub(r"'_run_time_sort': [\d.]+", "'_run_time_sort': T", html)
+    return re.sub(r"\d{8}T\d{6}\.\d+Z", "T", html)

@@ -214,6 +214,18 @@ def test_a_duplicated_salary_line_is_one_case_for_hr_with_finance_in_copy():
     assert findings["case_id"].n_unique() == 1 and findings["category"].to_list()[0] == "health_mismatch"
 
 
+@pytest.mark.parametrize("ledger", ["recovery_above_balance", "recovery_without_advance"])
+def test_a_wrong_recovery_above_the_wage_type_limit_is_one_case(ledger):
+    """A recovery (3200) the ledger cannot account for is also above PW150's limit for 3200:
+    one error, one case rooted at the ledger's finding (a foreign-writer seed split it in two)."""
+    findings, cases = group(
+        finding(category="wage_type_limit", wage_type="3200", detector="PW150", amount=-9_000_00),
+        finding(category=ledger, wage_type="3200", detector="PW140", amount=-9_000_00, expected=-2_000_00),
+    )
+    assert cases.height == 1
+    assert cases.row(0, named=True)["case_id"] == f"GV-202601-10000001-{ledger}-3200"
+
+
 @pytest.mark.parametrize("order", [(0, 1), (1, 0)])
 def test_the_same_cause_on_two_lines_is_rooted_at_the_first_in_pay_order(order):
     rows = [finding(category="part_time_ignored", wage_type="3000", owner="FINANCE"),

@@ -113,7 +113,9 @@ def test_one_case_per_error_on_a_foreign_area(which, evaluations):
     ≥ 98 % of the caught error staff-runs, read from cases.csv beside exceptions.csv, and every
     finding's case_id is a row of its run's cases.csv. Measured 2026-12-02 at 3,000 staff
     (seed 11083): one_case_share 1.0000 over 371 caught error staff-runs, 0 without a case."""
-    cases = evaluations[which]["cases"]
-    assert cases["caught"] > 20, evaluations[which]["cases_line"]
-    assert cases["findings_without_case"] == 0, evaluations[which]["cases_line"]
-    assert cases["one_case_share"] >= 0.98, (evaluations[which]["cases_line"], cases["split"])
+    res = evaluations[which]
+    cases, said = res["cases"], f"seed {res['seed']}: {res['cases_line']}"
+    assert cases["caught"] > 20, said
+    assert cases["findings_without_case"] == 0, said
+    # the splits first, so that a failure's message is not cut before them
+    assert cases["one_case_share"] >= 0.98, (cases["split"], said)

@@ -240,17 +240,22 @@ def _break(rf: frames.RunFrames, suites: list[catalog.Suite]) -> tuple[frames.Ru
     return frames.RunFrames(rf.run_id, rf.payroll_area, rf.period, rf.run_type, out), errors
 
 
-def test_every_expectation_fails_on_frames_broken_on_purpose(base: Path, tmp_path: Path):
-    """Never trust a GX result not seen to fail: each expectation fails, for its own reason
-    (not an error), on frames built from the clean run and then broken."""
+def clean_frames(base: Path, tmp_path: Path) -> frames.RunFrames:
+    """The frames GX validates, built from the clean TARGET run loaded on a copy of `base`."""
     db = copy_warehouse(base, tmp_path / "wh")
     con = open_warehouse(db)
     try:
         loaded = pipeline.stage_load(con, pipeline.stage_read(variant(tmp_path)), Paths.for_db(db))
         inp = pipeline.detection_input(con, loaded.run_id)
-        rf = frames.build(inp, pipeline.previous_of_kind(con, inp))
+        return frames.build(inp, pipeline.previous_of_kind(con, inp))
     finally:
         con.close()
+
+
+def test_every_expectation_fails_on_frames_broken_on_purpose(base: Path, tmp_path: Path):
+    """Never trust a GX result not seen to fail: each expectation fails, for its own reason
+    (not an error), on frames built from the clean run and then broken."""
+    rf = clean_frames(base, tmp_path)
     broken, may_error = _break(rf, SHIPPED)
     checks = runner.validate(broken, SHIPPED, tmp_path / "gx-project")
     assert len(checks) == N_EXPECTATIONS
@@ -561,14 +566,7 @@ def test_gx_speed_ups_change_no_check_and_no_data_docs_page(base: Path, tmp_path
     import subprocess
     import sys
 
-    db = copy_warehouse(base, tmp_path / "wh")
-    con = open_warehouse(db)
-    try:
-        loaded = pipeline.stage_load(con, pipeline.stage_read(variant(tmp_path)), Paths.for_db(db))
-        inp = pipeline.detection_input(con, loaded.run_id)
-        rf = frames.build(inp, pipeline.previous_of_kind(con, inp))
-    finally:
-        con.close()
+    rf = clean_frames(base, tmp_path)
     broken, _ = _break(rf, SHIPPED)
     for name, which in (("clean", rf), ("broken", broken)):
         src = tmp_path / name

@@ -545,23 +545,27 @@ import json, sys
 from pathlib import Path
 import polars as pl
 from paywatch.dq import catalog, frames, runner
-if sys.argv[1] == "as-shipped":  # GX's own methods: neither replacement applied
+if sys.argv[1] == "as-shipped":  # GX's own methods and imports: no replacement applied
     runner._GX_KWARGS_VERSION = "none"
     runner._keep_compiled_templates = lambda: None
+    runner.HIDDEN_FROM_GX = runner.DEFERRED_FOR_GX = ()
 src, project, out = Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
 meta = json.loads((src / "meta.json").read_text())
 rf = frames.RunFrames(meta["run_id"], meta["payroll_area"], meta["period"], meta["run_type"],
                       {p.stem: pl.read_parquet(p) for p in sorted(src.glob("*.parquet"))})
 checks = runner.validate(rf, catalog.load_suites(catalog.SHIPPED_SUITES), project)
-out.write_text(json.dumps({"patched": runner._PATCHED, "checks": checks}, sort_keys=True, default=str))
+imported = sorted(m for m in ("sqlalchemy", "altair") if type(sys.modules.get(m)).__name__ == "module")
+out.write_text(json.dumps({"patched": runner._PATCHED, "checks": checks, "imported": imported}, sort_keys=True,
+                          default=str))
 """
 
 
 def test_gx_speed_ups_change_no_check_and_no_data_docs_page(base: Path, tmp_path: Path):
     """paywatch.dq.runner replaces GX's expectation kwargs helpers (configuration read once per
-    call) and gives its Jinja views one bytecode cache: on the clean run and on frames broken so
-    that every expectation fails, the checks and the Data Docs pages equal GX's own, run in
-    separate processes (a replacement lasts for its process)."""
+    call), gives its Jinja views one bytecode cache and imports GX without SQLAlchemy and with
+    altair deferred: on the clean run and on frames broken so that every expectation fails, the
+    checks and the Data Docs pages equal GX's own, run in separate processes (a replacement
+    lasts for its process)."""
     import os
     import subprocess
     import sys
@@ -587,6 +591,8 @@ def test_gx_speed_ups_change_no_check_and_no_data_docs_page(base: Path, tmp_path
             results[mode] = json.loads(out.read_text())
         assert results["as-shipped"]["patched"] == {"templates": False, "kwargs": False}
         assert results["sped-up"]["patched"]["templates"] is True
+        assert results["as-shipped"]["imported"] == ["altair", "sqlalchemy"]  # GX's own import loads both
+        assert results["sped-up"]["imported"] == []  # neither was needed to validate and build the pages
         assert results["sped-up"]["checks"] == results["as-shipped"]["checks"], name
         assert len(results["sped-up"]["checks"]) == N_EXPECTATIONS
         pages = {}

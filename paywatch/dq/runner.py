@@ -80,7 +80,56 @@ def _quiet_import():
         warnings.filterwarnings("ignore", message=r"module .sre_(constants|parse|compile). is deprecated",
                                 category=DeprecationWarning)
         _defer_rfc3987_syntax()
-        import great_expectations  # noqa: F401, PLC0415 - lazy: ~3 s with pandas and scipy
+        with _without_unused_imports():
+            import great_expectations  # noqa: F401, PLC0415 - lazy: ~3 s with pandas and scipy
+
+
+# what GX imports at its own import but never uses on Paywatch's path (`_without_unused_imports`)
+HIDDEN_FROM_GX = ("sqlalchemy",)  # GX's SQL datasources: an optional extra GX does without
+DEFERRED_FOR_GX = ("altair",)  # charts of expect_column_kl_divergence_to_be_less_than only
+
+
+@contextlib.contextmanager
+def _without_unused_imports():
+    """While GX is imported, and only for the modules no one in the process has imported yet:
+    `HIDDEN_FROM_GX` cannot be imported (GX's `compatibility` modules then take it for not
+    installed, as in a GX installed without its SQL extra: Paywatch validates pandas frames
+    only), and each of `DEFERRED_FOR_GX` is a stand-in that imports the real module on first
+    use (GX imports altair at module level for one expectation's charts, which Paywatch
+    never draws). Together about a fifth of GX's import: SQLAlchemy, altair, narwhals. Once
+    GX is imported both leave `sys.modules`, so anyone importing them later (Prefect imports
+    SQLAlchemy) gets the real module; GX keeps its stand-in, which forwards to it. Nothing is
+    hidden in a process that has imported Prefect (a flow run, the warm worker): another of its
+    threads might import SQLAlchemy meanwhile, and such a process imports GX once anyway."""
+    hidden = [name for name in HIDDEN_FROM_GX if name not in sys.modules and "prefect" not in sys.modules]
+    deferred = [name for name in DEFERRED_FOR_GX if name not in sys.modules]
+    stand_ins = {name: _stand_in(name) for name in deferred}
+    for name in hidden:
+        sys.modules[name] = None  # `import name` raises ImportError
+    sys.modules.update(stand_ins)
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+        for name, stand_in in stand_ins.items():
+            if sys.modules.get(name) is stand_in:
+                del sys.modules[name]
+
+
+def _stand_in(name: str) -> types.ModuleType:
+    """A module object that imports `name` on its first attribute use and answers from it."""
+
+    class _Deferred(types.ModuleType):
+        def __getattr__(self, attr: str):
+            if attr.startswith("__"):  # the import machinery probing (__path__, __spec__): not a use
+                raise AttributeError(attr)
+            if sys.modules.get(name) is self:
+                del sys.modules[name]
+            return getattr(importlib.import_module(name), attr)
+
+    return _Deferred(name, f"stand-in: imports {name} on first use")
 
 
 _RFC3987 = "rfc3987_syntax"

@@ -554,7 +554,7 @@ meta = json.loads((src / "meta.json").read_text())
 rf = frames.RunFrames(meta["run_id"], meta["payroll_area"], meta["period"], meta["run_type"],
                       {p.stem: pl.read_parquet(p) for p in sorted(src.glob("*.parquet"))})
 checks = runner.validate(rf, catalog.load_suites(catalog.SHIPPED_SUITES), project)
-imported = sorted(m for m in ("sqlalchemy", "altair") if type(sys.modules.get(m)).__name__ == "module")
+imported = sorted(m for m in ("sqlalchemy", "altair", "jsonschema") if type(sys.modules.get(m)).__name__ == "module")
 out.write_text(json.dumps({"patched": runner._PATCHED, "checks": checks, "imported": imported}, sort_keys=True,
                           default=str))
 """
@@ -563,7 +563,7 @@ out.write_text(json.dumps({"patched": runner._PATCHED, "checks": checks, "import
 def test_gx_speed_ups_change_no_check_and_no_data_docs_page(base: Path, tmp_path: Path):
     """paywatch.dq.runner replaces GX's expectation kwargs helpers (configuration read once per
     call), gives its Jinja views one bytecode cache and imports GX without SQLAlchemy and with
-    altair deferred: on the clean run and on frames broken so that every expectation fails, the
+    altair and jsonschema deferred: on the clean run and on frames broken so that every expectation fails, the
     checks and the Data Docs pages equal GX's own, run in separate processes (a replacement
     lasts for its process)."""
     import os
@@ -591,8 +591,8 @@ def test_gx_speed_ups_change_no_check_and_no_data_docs_page(base: Path, tmp_path
             results[mode] = json.loads(out.read_text())
         assert results["as-shipped"]["patched"] == {"templates": False, "kwargs": False}
         assert results["sped-up"]["patched"]["templates"] is True
-        assert results["as-shipped"]["imported"] == ["altair", "sqlalchemy"]  # GX's own import loads both
-        assert results["sped-up"]["imported"] == []  # neither was needed to validate and build the pages
+        assert results["as-shipped"]["imported"] == ["altair", "jsonschema", "sqlalchemy"]  # GX's own import loads all
+        assert results["sped-up"]["imported"] == []  # none was needed to validate and build the pages
         assert results["sped-up"]["checks"] == results["as-shipped"]["checks"], name
         assert len(results["sped-up"]["checks"]) == N_EXPECTATIONS
         pages = {}

@@ -86,7 +86,10 @@ def _quiet_import():
 
 # what GX imports at its own import but never uses on Paywatch's path (`_without_unused_imports`)
 HIDDEN_FROM_GX = ("sqlalchemy",)  # GX's SQL datasources: an optional extra GX does without
-DEFERRED_FOR_GX = ("altair",)  # charts of expect_column_kl_divergence_to_be_less_than only
+DEFERRED_FOR_GX = (
+    "altair",  # charts of expect_column_kl_divergence_to_be_less_than only
+    "jsonschema",  # expect_column_values_to_match_json_schema only (with its format checkers)
+)
 
 
 @contextlib.contextmanager
@@ -96,7 +99,8 @@ def _without_unused_imports():
     installed, as in a GX installed without its SQL extra: Paywatch validates pandas frames
     only), and each of `DEFERRED_FOR_GX` is a stand-in that imports the real module on first
     use (GX imports altair at module level for one expectation's charts, which Paywatch
-    never draws). Together about a fifth of GX's import: SQLAlchemy, altair, narwhals. Once
+    never draws; jsonschema for one metric, with its format checkers). Together about a fifth
+    of GX's import: SQLAlchemy, altair, narwhals, jsonschema, referencing, arrow. Once
     GX is imported both leave `sys.modules`, so anyone importing them later (Prefect imports
     SQLAlchemy) gets the real module; GX keeps its stand-in, which forwards to it. Nothing is
     hidden in a process that has imported Prefect (a flow run, the warm worker): another of its

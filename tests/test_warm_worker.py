@@ -11,6 +11,8 @@ worker (`python -m flows.warm`) as processes started by the test, one of each fo
   loopback) — audits and puts the folders away. With no worker subscribed, it verifies in
   its own process and says so.
 - One SIGTERM stops the worker cleanly.
+- A worker killed mid-verify leaves the warehouse as before its verify; the watcher then
+  verifies the delivery in its own process, as one clean verify would.
 """
 
 from __future__ import annotations
@@ -203,6 +205,65 @@ def test_one_sigterm_stops_the_warm_worker(worker):
     assert proc.wait(timeout=60) == 0, log_path.read_text()[-3000:]
     assert "Traceback" not in log_path.read_text()
     assert f"warm worker stopped: pid {proc.pid}" in log_path.read_text()
+
+
+def test_a_warm_worker_killed_mid_verify_leaves_no_half_loaded_run_and_the_watcher_verifies_it(
+        server, watcher_env, tmp_path, monkeypatch, caplog):
+    """After the module's worker has stopped: a warm worker that SIGKILLs itself inside the
+    verify's transaction (PAYWATCH_CRASH_AT=detection: loaded, validated, detected, nothing
+    committed) takes the landing watcher's delivery and dies. The watcher notices the worker is
+    gone, verifies the delivery in its own process, and the warehouse ends exactly as one clean
+    verify of the run leaves it (no second version, no half-loaded rows), with the same
+    exceptions.csv."""
+    from flows import warm
+    from flows.verify import pull_and_verify
+    from paywatch.pipeline import verify_run
+    from paywatch.warehouse.db import open_warehouse, warehouse_digest
+
+    def digest(db: Path) -> str:
+        con = open_warehouse(db, read_only=True)
+        try:
+            return warehouse_digest(con, exclude_delivery_log=True, ignore_times=True)
+        finally:
+            con.close()
+
+    _, env = server
+    db = tmp_path / "wh" / "warehouse.duckdb"
+    assert verify_run(SAMPLE / RUNS[0], db=db, out=tmp_path / "first").exit_code == 0  # history of RUNS[1]
+    reference = tmp_path / "reference" / "warehouse.duckdb"
+    shutil.copytree(db.parent, reference.parent)
+    assert verify_run(SAMPLE / RUNS[1], db=reference, out=tmp_path / "reference-report").exit_code == 0
+
+    log_path = tmp_path / "dying-worker.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "flows.warm", "serve", "--db", str(db)],
+                                env=env | {"PAYWATCH_CRASH_AT": "detection"}, cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        _wait_for("dying warm worker subscribed", lambda: re.search(
+            r"warm worker ready: pid (\d+)[\s\S]*Subscribing to runs", log_path.read_text()), proc, log_path)
+        landing = tmp_path / "landing"
+        landing.mkdir()
+        shutil.copytree(SAMPLE / RUNS[1], landing / "drop")
+        monkeypatch.setattr(warm, "GRACE_SECONDS", 5.0)
+        runs_log = logging.getLogger("prefect.flow_runs")  # Prefect's loggers do not propagate
+        runs_log.addHandler(caplog.handler)
+        try:
+            done = pull_and_verify(str(landing), str(db), settle_seconds=0)
+        finally:
+            runs_log.removeHandler(caplog.handler)
+        assert proc.wait(timeout=60) == -signal.SIGKILL, log_path.read_text()[-3000:]  # died at the point
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+    assert done == [{"run_id": RUNS[1], "state": "Completed", "warm_worker_pid": None}]
+    said = [r.getMessage() for r in caplog.records if "no warm worker answered" in r.getMessage()]
+    assert said and "is gone" in said[0] and "verifying in this flow run's process instead" in said[0], said
+    assert digest(db) == digest(reference)
+    assert ((tmp_path / "wh" / "reports" / RUNS[1] / "exceptions.csv").read_bytes()
+            == (tmp_path / "reference-report" / "exceptions.csv").read_bytes())
+    assert not lnd.delivery_folders(landing)
 
 
 @pytest.mark.parametrize("api, folder, says", [

@@ -255,41 +255,76 @@ def _keep_compiled_templates() -> None:
     """Data Docs are rendered by GX's Jinja views, and every view makes a new Jinja
     environment, which compiles every template it uses again (GX's page, section and
     table templates: 35 compilations per build, about 40 % of building the site of a run).
-    Give those environments one in-memory bytecode cache for the process: a template is
-    compiled once (Jinja checks the template source's checksum on every load), so a
-    process that validates again (the warm worker, backfill) renders the same pages
-    without compiling. Once per process."""
+    Give those environments one bytecode cache (`_TEMPLATES`): a template is compiled once
+    per process (kept in memory: the warm worker, backfill), and once per GX project for
+    fresh processes (kept on disk in the project, `context`: a cold `paywatch verify`). Jinja
+    checks the template source's checksum (and its own and Python's bytecode version) on
+    every load, so the pages are the ones GX renders without the cache. Once per process."""
     if _PATCHED["templates"]:
         return
-    import jinja2  # noqa: PLC0415 - GX's dependency
     from great_expectations.render.view import view as gx_view  # noqa: PLC0415
 
-    class CompiledTemplates(jinja2.BytecodeCache):
-        def __init__(self) -> None:
-            self._code: dict[str, tuple[str, object]] = {}
-            self._lock = threading.Lock()
-
-        def load_bytecode(self, bucket) -> None:
-            with self._lock:
-                hit = self._code.get(bucket.key)
-            if hit is not None and hit[0] == bucket.checksum:
-                bucket.code = hit[1]
-
-        def dump_bytecode(self, bucket) -> None:
-            with self._lock:
-                self._code[bucket.key] = (bucket.checksum, bucket.code)
-
-    cache = CompiledTemplates()
     get_template = gx_view.DefaultJinjaView._get_template
 
     # not in __init__: GX passes a view only the arguments named in its __init__'s signature
     def _get_template(self, template_str):
         if self.env.bytecode_cache is None:
-            self.env.bytecode_cache = cache
+            self.env.bytecode_cache = _templates()
         return get_template(self, template_str)
 
     gx_view.DefaultJinjaView._get_template = _get_template
     _PATCHED["templates"] = True
+
+
+_TEMPLATES: list = []  # the process's one template bytecode cache (`_templates`)
+
+
+def _templates():
+    """The template bytecode cache of this process: compiled templates in memory, in front of
+    the current GX project's `uncommitted/jinja_bytecode/` folder (set by `context`)."""
+    if _TEMPLATES:
+        return _TEMPLATES[0]
+    import jinja2  # noqa: PLC0415 - GX's dependency
+
+    class CompiledTemplates(jinja2.BytecodeCache):
+        def __init__(self) -> None:
+            self._code: dict[str, tuple[str, object]] = {}
+            self._lock = threading.Lock()
+            self.on_disk: jinja2.FileSystemBytecodeCache | None = None
+
+        def load_bytecode(self, bucket) -> None:
+            with self._lock:
+                hit = self._code.get(bucket.key)
+                disk = self.on_disk
+            if hit is not None and hit[0] == bucket.checksum:
+                bucket.code = hit[1]
+                return
+            if disk is not None:
+                with contextlib.suppress(Exception):  # a cache: unreadable is a miss (Jinja compiles)
+                    disk.load_bytecode(bucket)  # Jinja's own checks: checksum, bytecode version
+                if bucket.code is not None:
+                    with self._lock:
+                        self._code[bucket.key] = (bucket.checksum, bucket.code)
+
+        def dump_bytecode(self, bucket) -> None:
+            with self._lock:
+                self._code[bucket.key] = (bucket.checksum, bucket.code)
+                disk = self.on_disk
+            if disk is not None:
+                with contextlib.suppress(OSError):  # a cache: not written is only slower next time
+                    disk.dump_bytecode(bucket)
+
+    _TEMPLATES.append(CompiledTemplates())
+    return _TEMPLATES[0]
+
+
+def _templates_on_disk(project: Path) -> None:
+    import jinja2  # noqa: PLC0415
+
+    folder = project / "gx" / "uncommitted" / "jinja_bytecode"
+    with contextlib.suppress(OSError):
+        make_private_dir(folder)
+        _templates().on_disk = jinja2.FileSystemBytecodeCache(str(folder))
 
 
 def context(project: Path):
@@ -301,6 +336,7 @@ def context(project: Path):
         try:  # make it GX's current project again (objects resolve through it)
             from great_expectations.data_context.data_context.context_factory import project_manager
             project_manager.set_project(ctx)
+            _templates_on_disk(project)
             return ctx
         except ImportError:  # pragma: no cover - GX internals moved
             pass
@@ -318,6 +354,7 @@ def context(project: Path):
         ctx.enable_analytics(False)  # also saves the variables
         ctx.update_data_docs_site(SITE, SITE_CONFIG)
         marker.write_text(json.dumps(SITE_CONFIG, sort_keys=True), encoding="utf-8")
+    _templates_on_disk(project)
     _CONTEXTS[project] = ctx
     return ctx
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -30,10 +31,43 @@ class Context:
     status_days: pl.DataFrame
     wage_types: pl.DataFrame
     artifacts: dict = field(default_factory=dict)  # fitted models, keyed by detector code
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _final_digests: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def meta(self):
         return self.inp.meta
+
+    def final_digests(self) -> dict[str, str]:
+        """Digest of each earlier FINAL's lines in the history (models/cache.py `run_digests`),
+        computed once per run for all the models that key a cache on them (detectors run on
+        threads: the first to ask computes, the others wait)."""
+        with self._lock:
+            if self._final_digests is None:
+                from detectors.models.cache import run_digests  # noqa: PLC0415
+
+                self._final_digests = run_digests(self.inp.history.final_lines)
+            return self._final_digests
+
+    def history_key(self, code: str, params, *parts: str) -> str:
+        """Model-cache key of a model fitted on the history's FINALs (`History.final_lines`
+        and the FINAL runs): every FINAL run (id, version) and the digest of each one's lines,
+        with the detector's code, parameters and `parts`."""
+        from detectors.models.cache import model_key  # noqa: PLC0415
+
+        finals = self.inp.history.runs.filter(pl.col("run_type") == "FINAL")
+        digests = self.final_digests()
+        return model_key(code, params, finals, *parts, *[f"{r}={digests[r]}" for r in sorted(digests)])
+
+    def fitted_on_history(self, code: str, params, model, fit, *parts: str):
+        """`model` fitted by `fit(model)` on the history's FINALs, or its state from the model
+        cache (`history_key(code, params, *parts)`): SIM2, SIM3 and FINAL of a month have the
+        FINALs SIM1 had. The findings are the same either way (tests/test_speed_identity.py)."""
+        from detectors.models.cache import fitted_state  # noqa: PLC0415
+
+        cache = self.inp.models
+        key = self.history_key(code, params, type(model).__name__, *parts) if cache is not None else ""
+        return fitted_state(cache, key, model, fit)
 
     def text(self, wage_type: str) -> str:
         texts = self._wage_type_texts

@@ -25,7 +25,7 @@ import polars as pl
 from detectors.base import Detector, finding, findings_frame
 from detectors.config import ENABLED, SEVERITY, Key, Params
 from detectors.context import Context
-from detectors.models.cache import fitted, frame_digest, model_key
+from detectors.models.cache import fitted, model_key
 from detectors.models.context import band
 from detectors.models.features import FEATURES, LABELS, robust_stats, staff_run_features
 from detectors.scoring import calibrated
@@ -135,10 +135,12 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     hist = ctx.inp.history.final_lines
     cache = ctx.inp.models
     recent = finals[-params.training_runs:]
-    # the training set, for the cache key: training runs (id + version) and their rows
+    # the training set, for the cache key: training runs (id + version) and their rows (each
+    # run's digest, computed once per run for every model)
     train_lines = hist.filter(pl.col("run_id").is_in(recent)) if cache is not None else None
-    key = (model_key(CODE, params, runs.filter(pl.col("run_id").is_in(recent)), frame_digest(train_lines))
-           if cache is not None else "")
+    digests = ctx.final_digests() if cache is not None else {}
+    key = (model_key(CODE, params, runs.filter(pl.col("run_id").is_in(recent)),
+                     *[f"{r}={digests.get(r)}" for r in recent]) if cache is not None else "")
     pooled = fitted(cache, f"{key}-all", lambda: IsolationModel(params).fit(hist, finals))
     if not pooled.fitted:
         return findings_frame([])

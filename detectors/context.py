@@ -59,6 +59,18 @@ class Context:
         digests = self.final_digests()
         return model_key(code, params, finals, *parts, *[f"{r}={digests[r]}" for r in sorted(digests)])
 
+    def from_history(self, code: str, params, name: str, compute):
+        """`compute()` — something a detector derives from the history's FINALs alone — or its
+        value from the model cache, under `history_key(code, params, name, <compute's source
+        file digest>)`: SIM2, SIM3 and FINAL of a month read the FINALs SIM1 read. The value
+        is the same either way (tests/test_speed_identity.py)."""
+        from detectors.models.cache import fitted, source_digest  # noqa: PLC0415
+
+        cache = self.inp.models
+        if cache is None:
+            return compute()
+        return fitted(cache, self.history_key(code, params, name, source_digest(compute)), compute)
+
     def fitted_on_history(self, code: str, params, model, fit, *parts: str):
         """`model` fitted by `fit(model)` on the history's FINALs, or its state from the model
         cache (`history_key(code, params, *parts)`): SIM2, SIM3 and FINAL of a month have the

@@ -23,7 +23,7 @@ import polars as pl
 _HERE = Path(__file__).resolve().parent
 # the code a fitted model depends on: a change to any of it is a new model
 _SOURCES = ("cache.py", "context.py", "features.py", "pw201_overtime.py", "pw202_isolation.py",
-            "pw203_variable_pay.py")
+            "pw203_variable_pay.py", "../context.py", "../history.py", "../paymodel.py")
 
 
 class ModelCache(Protocol):
@@ -75,6 +75,18 @@ def code_version() -> str:
     if _CODE is None:
         _CODE = _code_version()
     return _CODE
+
+
+_SOURCE_DIGESTS: dict[str, str] = {}
+
+
+def source_digest(fn: Callable) -> str:
+    """Digest of the source file that defines `fn` (a value cached from it is another when
+    that code changes), read once per process."""
+    path = fn.__code__.co_filename
+    if path not in _SOURCE_DIGESTS:
+        _SOURCE_DIGESTS[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return _SOURCE_DIGESTS[path]
 
 
 def frame_digest(frame: pl.DataFrame) -> str:

@@ -137,7 +137,6 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     recent = finals[-params.training_runs:]
     # the training set, for the cache key: training runs (id + version) and their rows (each
     # run's digest, computed once per run for every model)
-    train_lines = hist.filter(pl.col("run_id").is_in(recent)) if cache is not None else None
     digests = ctx.final_digests() if cache is not None else {}
     key = (model_key(CODE, params, runs.filter(pl.col("run_id").is_in(recent)),
                      *[f"{r}={digests.get(r)}" for r in recent]) if cache is not None else "")
@@ -153,11 +152,14 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     groups = _groups(ctx, params.band_split)
     now = now.join(groups, on="pernr", how="left")
     # training rows per group, counted once: only groups large enough get their own forest
-    sizes = (hist.filter(pl.col("run_id").is_in(recent) & (pl.col("wage_type") == "1000"))
-             .select("run_id", "pernr").unique().join(groups, on="pernr").group_by("group").len())
+    # (the training runs' staff-runs and staff: the history's alone, kept for the month's later runs)
+    training = ctx.from_history(CODE, params, "training_staff", lambda: (
+        hist.filter(pl.col("run_id").is_in(recent) & (pl.col("wage_type") == "1000")).select("run_id", "pernr")
+        .unique(), hist.filter(pl.col("run_id").is_in(recent))["pernr"].unique()))
+    sizes = training[0].join(groups, on="pernr").group_by("group").len()
     own = set(sizes.filter(pl.col("len") >= params.min_group_rows)["group"].to_list())
 
-    trained_staff = train_lines["pernr"].unique().implode() if cache is not None else None
+    trained_staff = training[1].implode()
 
     def group_model(g: str) -> IsolationModel:
         members = groups.filter(pl.col("group") == g)["pernr"]

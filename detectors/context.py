@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from functools import cached_property
 
 import polars as pl
@@ -12,7 +11,6 @@ from detectors import paymodel as pm
 from detectors.base import DetectionInput
 
 
-@dataclass
 class Context:
     """A run prepared for detection.
 
@@ -21,18 +19,42 @@ class Context:
     expected: one row per staff member per deterministic wage type (as-written rule).
     status_days: one row per staff member with lines: days of the month per STAT2.
     wage_types: T512W (wage_type, wage_type_text, wage_class, run_types, owner).
+    facts, expected and status_days may be given as `pending` (a function that returns the
+    three): computed then on first use, once, whichever detector thread asks first (the
+    others wait), so that detectors that read none of them run meanwhile.
     """
 
-    inp: DetectionInput
-    current: pl.DataFrame
-    retro: pl.DataFrame
-    facts: pl.DataFrame
-    expected: pl.DataFrame
-    status_days: pl.DataFrame
-    wage_types: pl.DataFrame
-    artifacts: dict = field(default_factory=dict)  # fitted models, keyed by detector code
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-    _final_digests: dict | None = field(default=None, repr=False, compare=False)
+    def __init__(self, inp: DetectionInput, current: pl.DataFrame, retro: pl.DataFrame, facts: pl.DataFrame | None,
+                 expected: pl.DataFrame | None, status_days: pl.DataFrame | None, wage_types: pl.DataFrame,
+                 artifacts: dict | None = None, *, pending=None):
+        self.inp, self.current, self.retro, self.wage_types = inp, current, retro, wage_types
+        self._facts, self._expected, self._status_days = facts, expected, status_days
+        self._pending = pending
+        self.artifacts = artifacts if artifacts is not None else {}  # fitted models, keyed by detector code
+        self._lock = threading.Lock()
+        self._prepare_lock = threading.Lock()
+        self._final_digests: dict | None = None
+
+    def prepared(self) -> "Context":
+        """facts, expected and status_days computed (now, if they were pending)."""
+        if self._pending is not None:
+            with self._prepare_lock:
+                if self._pending is not None:
+                    self._facts, self._expected, self._status_days = self._pending()
+                    self._pending = None
+        return self
+
+    @property
+    def facts(self) -> pl.DataFrame:
+        return self.prepared()._facts
+
+    @property
+    def expected(self) -> pl.DataFrame:
+        return self.prepared()._expected
+
+    @property
+    def status_days(self) -> pl.DataFrame:
+        return self.prepared()._status_days
 
     @property
     def meta(self):
@@ -126,13 +148,19 @@ def status_days(actions: pl.DataFrame, period: str, pernrs: pl.Series) -> pl.Dat
     )
 
 
-def prepare(inp: DetectionInput) -> Context:
+def prepare(inp: DetectionInput, eager: bool = True) -> Context:
+    """The run prepared for detection; with `eager` False, the pay model's facts, expected
+    lines and status days are computed on first use (Context.prepared)."""
     lines = inp.lines
     current = lines.filter(pl.col("for_period") == pl.col("in_period"))
     retro = lines.filter(pl.col("for_period") < pl.col("in_period"))
     period = inp.meta.period
-    facts, expected = pm.expected_for_period(
-        inp.md, inp.ref, period, written=current, overtime_hours=overtime_hours(current)
-    )
-    sd = status_days(inp.md["actions"], period, lines["pernr"].unique())
-    return Context(inp, current, retro, facts, expected, sd, inp.ref["wage_types"])
+
+    def pending() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        facts, expected = pm.expected_for_period(
+            inp.md, inp.ref, period, written=current, overtime_hours=overtime_hours(current)
+        )
+        return facts, expected, status_days(inp.md["actions"], period, lines["pernr"].unique())
+
+    ctx = Context(inp, current, retro, None, None, None, inp.ref["wage_types"], pending=pending)
+    return ctx.prepared() if eager else ctx

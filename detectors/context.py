@@ -83,15 +83,18 @@ class Context:
 
     def from_history(self, code: str, params, name: str, compute):
         """`compute()` — something a detector derives from the history's FINALs alone — or its
-        value from the model cache, under `history_key(code, params, name, <compute's source
-        file digest>)`: SIM2, SIM3 and FINAL of a month read the FINALs SIM1 read. The value
-        is the same either way (tests/test_speed_identity.py)."""
+        value kept in the model cache's memory (this process: a warm worker's SIM2, SIM3 and
+        FINAL of a month read the FINALs SIM1 read), under `history_key(code, params, name,
+        <compute's source file digest>)`. Memory only: a partitioned run keys each partition
+        apart, and its values must not push the fitted models out of the folder. The value is
+        the same either way (tests/test_speed_identity.py)."""
         from detectors.models.cache import fitted, source_digest  # noqa: PLC0415
 
         cache = self.inp.models
         if cache is None:
             return compute()
-        return fitted(cache, self.history_key(code, params, name, source_digest(compute)), compute)
+        memory = getattr(cache, "memory", cache)  # a folder's memory layer, or the cache itself
+        return fitted(memory, self.history_key(code, params, name, source_digest(compute)), compute)
 
     def fitted_on_history(self, code: str, params, model, fit, *parts: str):
         """`model` fitted by `fit(model)` on the history's FINALs, or its state from the model

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
 from functools import cached_property
 
 import polars as pl
@@ -11,7 +11,6 @@ from detectors import paymodel as pm
 from detectors.base import DetectionInput
 
 
-@dataclass
 class Context:
     """A run prepared for detection.
 
@@ -20,20 +19,92 @@ class Context:
     expected: one row per staff member per deterministic wage type (as-written rule).
     status_days: one row per staff member with lines: days of the month per STAT2.
     wage_types: T512W (wage_type, wage_type_text, wage_class, run_types, owner).
+    facts, expected and status_days may be given as `pending` (a function that returns the
+    three): computed then on first use, once, whichever detector thread asks first (the
+    others wait), so that detectors that read none of them run meanwhile.
     """
 
-    inp: DetectionInput
-    current: pl.DataFrame
-    retro: pl.DataFrame
-    facts: pl.DataFrame
-    expected: pl.DataFrame
-    status_days: pl.DataFrame
-    wage_types: pl.DataFrame
-    artifacts: dict = field(default_factory=dict)  # fitted models, keyed by detector code
+    def __init__(self, inp: DetectionInput, current: pl.DataFrame, retro: pl.DataFrame, facts: pl.DataFrame | None,
+                 expected: pl.DataFrame | None, status_days: pl.DataFrame | None, wage_types: pl.DataFrame,
+                 artifacts: dict | None = None, *, pending=None):
+        self.inp, self.current, self.retro, self.wage_types = inp, current, retro, wage_types
+        self._facts, self._expected, self._status_days = facts, expected, status_days
+        self._pending = pending
+        self.artifacts = artifacts if artifacts is not None else {}  # fitted models, keyed by detector code
+        self._lock = threading.Lock()
+        self._prepare_lock = threading.Lock()
+        self._final_digests: dict | None = None
+
+    def prepared(self) -> "Context":
+        """facts, expected and status_days computed (now, if they were pending)."""
+        if self._pending is not None:
+            with self._prepare_lock:
+                if self._pending is not None:
+                    self._facts, self._expected, self._status_days = self._pending()
+                    self._pending = None
+        return self
+
+    @property
+    def facts(self) -> pl.DataFrame:
+        return self.prepared()._facts
+
+    @property
+    def expected(self) -> pl.DataFrame:
+        return self.prepared()._expected
+
+    @property
+    def status_days(self) -> pl.DataFrame:
+        return self.prepared()._status_days
 
     @property
     def meta(self):
         return self.inp.meta
+
+    def final_digests(self) -> dict[str, str]:
+        """Digest of each earlier FINAL's lines in the history (models/cache.py `run_digests`),
+        computed once per run for all the models that key a cache on them (detectors run on
+        threads: the first to ask computes, the others wait)."""
+        with self._lock:
+            if self._final_digests is None:
+                from detectors.models.cache import run_digests  # noqa: PLC0415
+
+                self._final_digests = run_digests(self.inp.history.final_lines)
+            return self._final_digests
+
+    def history_key(self, code: str, params, *parts: str) -> str:
+        """Model-cache key of a model fitted on the history's FINALs (`History.final_lines`
+        and the FINAL runs): every FINAL run (id, version) and the digest of each one's lines,
+        with the detector's code, parameters and `parts`."""
+        from detectors.models.cache import model_key  # noqa: PLC0415
+
+        finals = self.inp.history.runs.filter(pl.col("run_type") == "FINAL")
+        digests = self.final_digests()
+        return model_key(code, params, finals, *parts, *[f"{r}={digests[r]}" for r in sorted(digests)])
+
+    def from_history(self, code: str, params, name: str, compute):
+        """`compute()` — something a detector derives from the history's FINALs alone — or its
+        value kept in the model cache's memory (this process: a warm worker's SIM2, SIM3 and
+        FINAL of a month read the FINALs SIM1 read), under `history_key(code, params, name,
+        <compute's source file digest>)`. Memory only: a partitioned run keys each partition
+        apart, and its values must not push the fitted models out of the folder. The value is
+        the same either way (tests/test_speed_identity.py)."""
+        from detectors.models.cache import fitted, source_digest  # noqa: PLC0415
+
+        cache = self.inp.models
+        if cache is None:
+            return compute()
+        memory = getattr(cache, "memory", cache)  # a folder's memory layer, or the cache itself
+        return fitted(memory, self.history_key(code, params, name, source_digest(compute)), compute)
+
+    def fitted_on_history(self, code: str, params, model, fit, *parts: str):
+        """`model` fitted by `fit(model)` on the history's FINALs, or its state from the model
+        cache (`history_key(code, params, *parts)`): SIM2, SIM3 and FINAL of a month have the
+        FINALs SIM1 had. The findings are the same either way (tests/test_speed_identity.py)."""
+        from detectors.models.cache import fitted_state  # noqa: PLC0415
+
+        cache = self.inp.models
+        key = self.history_key(code, params, type(model).__name__, *parts) if cache is not None else ""
+        return fitted_state(cache, key, model, fit)
 
     def text(self, wage_type: str) -> str:
         texts = self._wage_type_texts
@@ -80,13 +151,19 @@ def status_days(actions: pl.DataFrame, period: str, pernrs: pl.Series) -> pl.Dat
     )
 
 
-def prepare(inp: DetectionInput) -> Context:
+def prepare(inp: DetectionInput, eager: bool = True) -> Context:
+    """The run prepared for detection; with `eager` False, the pay model's facts, expected
+    lines and status days are computed on first use (Context.prepared)."""
     lines = inp.lines
     current = lines.filter(pl.col("for_period") == pl.col("in_period"))
     retro = lines.filter(pl.col("for_period") < pl.col("in_period"))
     period = inp.meta.period
-    facts, expected = pm.expected_for_period(
-        inp.md, inp.ref, period, written=current, overtime_hours=overtime_hours(current)
-    )
-    sd = status_days(inp.md["actions"], period, lines["pernr"].unique())
-    return Context(inp, current, retro, facts, expected, sd, inp.ref["wage_types"])
+
+    def pending() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        facts, expected = pm.expected_for_period(
+            inp.md, inp.ref, period, written=current, overtime_hours=overtime_hours(current)
+        )
+        return facts, expected, status_days(inp.md["actions"], period, lines["pernr"].unique())
+
+    ctx = Context(inp, current, retro, None, None, None, inp.ref["wage_types"], pending=pending)
+    return ctx.prepared() if eager else ctx

@@ -51,6 +51,20 @@ ALL_DETECTORS: tuple[Detector, ...] = (
 )
 
 
+# detectors that read none of the prepared pay model (Context.facts, expected, status_days),
+# longest first: they run while it is prepared (one that does read it would only wait)
+UNPREPARED = ("PW120", "PW130", "PW115", "PW140", "PW102", "PW105", "PW106", "PW104", "PW110", "PW111")
+# the detectors that take longest (bench_scale.py's table by detector, 10,000 to 40,000 staff)
+LONGEST = ("PW203", "PW202", "PW201", "PW101")
+
+
+def _longest_first(dp: tuple[Detector, Any]) -> tuple[int, int]:
+    code = dp[0].code
+    if code in UNPREPARED:
+        return (0, UNPREPARED.index(code))
+    return (1, LONGEST.index(code)) if code in LONGEST else (2 if dp[0].kind == "model" else 3, 0)
+
+
 def detect(inp: DetectionInput, cfg: dict, only: set[str] | None = None) -> pl.DataFrame:
     """Run every enabled detector on one run. Grain: one row per finding."""
     return detect_with_artifacts(inp, cfg, only)[0]
@@ -60,7 +74,8 @@ def detect_with_artifacts(inp: DetectionInput, cfg: dict, only: set[str] | None 
                           models: bool = True, scope: str | None = None) -> tuple[pl.DataFrame, dict]:
     """Findings and the fitted model artefacts (keyed by detector code). `scope` limits the
     run to staff-scope or area-scope detectors (for partitioned fan-out)."""
-    ctx = prepare(inp)
+    # the pay model's facts are prepared in the pool, beside the detectors that need none of them
+    ctx = prepare(inp, eager=False)
     todo = []
     for d in ALL_DETECTORS:
         params = d.params(cfg[d.code])  # checked against the declared keys: no defaults here
@@ -72,10 +87,12 @@ def detect_with_artifacts(inp: DetectionInput, cfg: dict, only: set[str] | None 
     # detectors are independent (each reads the prepared run, none writes what another reads):
     # run side by side, so that one's Python overlaps another's polars work; stacked in
     # registry order, as one after the other
-    # (the models, the longest, started first)
-    with ThreadPoolExecutor(max_workers=max(1, min(len(todo), DETECT_THREADS))) as pool:
-        started = {d.code: pool.submit(d.run, ctx, params)
-                   for d, params in sorted(todo, key=lambda dp: dp[0].kind != "model")}
+    # (the preparation first, beside it the detectors that do not wait for it, then the longest
+    # first, so that no long one starts last)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(todo) + 1, DETECT_THREADS))) as pool:
+        prepared = pool.submit(ctx.prepared)
+        started = {d.code: pool.submit(d.run, ctx, params) for d, params in sorted(todo, key=_longest_first)}
+        prepared.result()
         parts = [started[d.code].result() for d, _ in todo]
     findings = pl.concat([empty_findings(), *parts], how="vertical").sort(
         "pernr", "detector", "wage_type", "for_period", nulls_last=False)

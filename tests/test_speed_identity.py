@@ -21,7 +21,7 @@ import pytest
 from detectors.base import DetectionInput, History, RunMeta
 from detectors.config import config_version, defaults
 from detectors.models import pw202_isolation
-from detectors.models.cache import MemoryCache, fitted, frame_digest, model_key
+from detectors.models.cache import MemoryCache, fitted, fitted_state, frame_digest, model_key, run_digests
 from detectors.config import Params
 from paywatch import dq, pipeline, report
 from paywatch.settings import load_settings
@@ -133,6 +133,51 @@ def test_a_cached_forest_scores_as_the_one_just_fitted(verified):
     # the direct scoring gives scikit-learn's floats exactly (and the rows it was fitted on)
     assert (fresh.decision_function(x) == -fresh.forest_.score_samples(x)).all()
     assert (fresh.decision_function(x[:7]) == -fresh.forest_.score_samples(x[:7])).all()
+
+
+def test_run_digests_change_with_a_run_s_rows_only():
+    """Each run's digest (the models' cache keys) is its rows' content: not their order, not
+    another run's rows; a changed, added or removed row, or another column type, changes it."""
+    lines = pl.DataFrame({"run_id": ["A", "A", "A", "B"], "pernr": ["1", "2", "2", "1"],
+                          "amount_cents": [100, 200, 200, 300]})
+    d = run_digests(lines)
+    assert set(d) == {"A", "B"} and d["A"] != d["B"]
+    assert run_digests(lines.reverse()) == d
+    assert run_digests(lines.filter(pl.col("run_id") == "A")) == {"A": d["A"]}
+    changed = lines.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(101).otherwise(pl.col("amount_cents"))
+                                 .alias("amount_cents"))
+    assert run_digests(changed)["A"] != d["A"] and run_digests(changed)["B"] == d["B"]
+    assert run_digests(lines.head(3).vstack(lines.head(1)))["A"] != d["A"]  # a duplicate more
+    assert run_digests(lines.slice(1))["A"] != d["A"]  # one of the two alike rows gone
+    assert run_digests(lines.with_columns(pl.col("amount_cents").cast(pl.Int32)))["A"] != d["A"]
+    assert run_digests(lines.head(0)) == {}
+
+
+class _Fitted:
+    def __init__(self, params):
+        self.params = params
+
+    def fit(self, calls: list):
+        calls.append(1)
+        self.level_ = pl.DataFrame({"x": [1.5]})
+        return self
+
+
+def test_a_model_s_fitted_state_is_kept_without_its_parameters(tmp_path):
+    """`fitted_state`: the second model of a key gets the first one's state (through a folder:
+    pickled), its own parameters, and is not fitted again."""
+    params = Params("PW201", defaults()["PW201"])
+    for make_cache in (lambda: (m := MemoryCache(), m), lambda: (ModelFolder(tmp_path), ModelFolder(tmp_path))):
+        one, two = make_cache()
+        calls: list = []
+        first = fitted_state(one, "k", _Fitted(params), lambda m: m.fit(calls))
+        again = fitted_state(two, "k", _Fitted(params), lambda m: m.fit(calls))
+        assert len(calls) == 1 and again.params is params and "params" in vars(again)
+        assert again.level_.equals(first.level_)
+    calls = []
+    fitted_state(None, "k", _Fitted(params), lambda m: m.fit(calls))
+    fitted_state(None, "k", _Fitted(params), lambda m: m.fit(calls))
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("iban, bank_country", [

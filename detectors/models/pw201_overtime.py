@@ -61,7 +61,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     if ctx.meta.run_type == "OFFCYCLE":
         return findings_frame([])
     hist = ctx.inp.history
-    model = ContextModel(params, pm.WT_OVERTIME, "hours").fit(hist.final_lines, hist.runs)
+    model = ctx.fitted_on_history(CODE, params, ContextModel(params, pm.WT_OVERTIME, "hours"),
+                                  lambda m: m.fit(hist.final_lines, hist.runs), pm.WT_OVERTIME)
     ctx.artifacts[CODE] = model
     hits = model.score(ctx.current, ctx.facts).filter(pl.col("unusual"))
     rows = []

@@ -25,7 +25,7 @@ import polars as pl
 from detectors.base import Detector, finding, findings_frame
 from detectors.config import ENABLED, SEVERITY, Key, Params
 from detectors.context import Context
-from detectors.models.cache import fitted, frame_digest, model_key
+from detectors.models.cache import fitted, model_key
 from detectors.models.context import band
 from detectors.models.features import FEATURES, LABELS, robust_stats, staff_run_features
 from detectors.scoring import calibrated
@@ -135,10 +135,11 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     hist = ctx.inp.history.final_lines
     cache = ctx.inp.models
     recent = finals[-params.training_runs:]
-    # the training set, for the cache key: training runs (id + version) and their rows
-    train_lines = hist.filter(pl.col("run_id").is_in(recent)) if cache is not None else None
-    key = (model_key(CODE, params, runs.filter(pl.col("run_id").is_in(recent)), frame_digest(train_lines))
-           if cache is not None else "")
+    # the training set, for the cache key: training runs (id + version) and their rows (each
+    # run's digest, computed once per run for every model)
+    digests = ctx.final_digests() if cache is not None else {}
+    key = (model_key(CODE, params, runs.filter(pl.col("run_id").is_in(recent)),
+                     *[f"{r}={digests.get(r)}" for r in recent]) if cache is not None else "")
     pooled = fitted(cache, f"{key}-all", lambda: IsolationModel(params).fit(hist, finals))
     if not pooled.fitted:
         return findings_frame([])
@@ -151,11 +152,14 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     groups = _groups(ctx, params.band_split)
     now = now.join(groups, on="pernr", how="left")
     # training rows per group, counted once: only groups large enough get their own forest
-    sizes = (hist.filter(pl.col("run_id").is_in(recent) & (pl.col("wage_type") == "1000"))
-             .select("run_id", "pernr").unique().join(groups, on="pernr").group_by("group").len())
+    # (the training runs' staff-runs and staff: the history's alone, kept for the month's later runs)
+    training = ctx.from_history(CODE, params, "training_staff", lambda: (
+        hist.filter(pl.col("run_id").is_in(recent) & (pl.col("wage_type") == "1000")).select("run_id", "pernr")
+        .unique(), hist.filter(pl.col("run_id").is_in(recent))["pernr"].unique()))
+    sizes = training[0].join(groups, on="pernr").group_by("group").len()
     own = set(sizes.filter(pl.col("len") >= params.min_group_rows)["group"].to_list())
 
-    trained_staff = train_lines["pernr"].unique().implode() if cache is not None else None
+    trained_staff = training[1].implode()
 
     def group_model(g: str) -> IsolationModel:
         members = groups.filter(pl.col("group") == g)["pernr"]

@@ -39,7 +39,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     hist = ctx.inp.history
     rows = []
     for wt, category in CATEGORY.items():
-        model = ContextModel(params, wt, "share").fit(hist.final_lines, hist.runs)
+        model = ctx.fitted_on_history(CODE, params, ContextModel(params, wt, "share"),
+                                      lambda m: m.fit(hist.final_lines, hist.runs), wt)
         ctx.artifacts[f"{CODE}:{wt}"] = model
         hits = model.score(ctx.current, ctx.facts).filter(pl.col("unusual"))
         if wt == pm.WT_SPECIAL_POST:

@@ -17,8 +17,14 @@ CONFIG = (ENABLED, SEVERITY)
 
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:
-    lines = ctx.inp.lines.join(ctx.wage_types.select("wage_type", "wage_class", "owner", "wage_type_text"),
-                               on="wage_type", how="left")
+    # only the lines that can be in a group of more than one (a few: written more than once, or
+    # of a wage type T512W holds twice) are joined and grouped: the same groups, of the same
+    # lines in the same order, as joining and grouping every line
+    wts = ctx.wage_types.select("wage_type", "wage_class", "owner", "wage_type_text")
+    twice = wts.filter(pl.col("wage_type").is_duplicated())["wage_type"].implode()
+    lines = ctx.inp.lines.filter(pl.struct("pernr", "wage_type", "for_period").is_duplicated()
+                                 | pl.col("wage_type").is_in(twice)).join(wts, on="wage_type", how="left",
+                                                                         maintain_order="left")
     dup = (
         lines.filter(pl.col("wage_class").fill_null("") != "TOTAL")  # totals: PW102
         .group_by("pernr", "wage_type", "for_period")

@@ -58,8 +58,10 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     if finals.height == 0 or prev_final.height == 0:
         return findings_frame([])
     last_run = finals["run_id"][-1]
-    prev_net = prev_final.filter((pl.col("run_id") == last_run) & (pl.col("wage_type") == "/560")).group_by("pernr").agg(
-        pl.col("amount_cents").sum().alias("prev_net"))
+    # net pay at the last FINAL: the history's alone (kept for the month's later runs)
+    prev_net = ctx.from_history(CODE, params, "prev_net", lambda: prev_final.filter(
+        (pl.col("run_id") == last_run) & (pl.col("wage_type") == "/560")).group_by("pernr").agg(
+        pl.col("amount_cents").sum().alias("prev_net")))
     net = ctx.current.filter(pl.col("wage_type") == "/560").group_by("pernr").agg(
         pl.col("amount_cents").sum().alias("net"), pl.col("currency").first())
     # what this month's master data pays by the pay model (overtime aside, its hours are claimed):

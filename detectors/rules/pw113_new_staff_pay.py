@@ -28,7 +28,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     if (ctx.meta.run_type == "OFFCYCLE"
             or runs.filter(pl.col("run_type") == "FINAL").height == 0):
         return findings_frame([])  # no FINAL yet: everyone would look new
-    seen = final_lines.select("pernr").unique()
+    # staff paid at an earlier FINAL: the history's alone (kept for the month's later runs)
+    seen = ctx.from_history(CODE, params, "seen", lambda: final_lines.select("pernr").unique())
     paid = (ctx.current.filter(pl.col("wage_type") == "/560").group_by("pernr")
             .agg(pl.col("amount_cents").sum().alias("paid"), pl.col("currency").first())
             .join(seen, on="pernr", how="anti"))

@@ -50,12 +50,15 @@ def _recalculated(ctx: Context, months_by_staff: dict[str, str]) -> pl.DataFrame
     return pl.concat(parts)
 
 
-def windows(ctx: Context) -> dict[str, str]:
+def windows(ctx: Context, params: Params) -> dict[str, str]:
     """First month to recalculate per staff member with an unsettled change."""
     hist = ctx.inp.history
     period = ctx.meta.period
     paid_now = ctx.current.filter(~pl.col("wage_type").str.starts_with("/"))["pernr"].unique()
-    last = h.last_final_with_pay(hist.final_lines, hist.runs, paid_now)
+    # the last FINAL that paid each staff member of the history (the history's alone: kept for
+    # the month's later runs), read for those paid now
+    last = ctx.from_history(CODE, params, "last_final", lambda: h.last_final_with_pay(
+        hist.final_lines, hist.runs, hist.final_lines["pernr"].unique()))
     # staff by the FINAL that last paid them (None: never paid), grouped in polars
     by_run: dict[str | None, list[str]] = dict(
         pl.DataFrame({"pernr": paid_now}).join(last, on="pernr", how="left")
@@ -79,14 +82,16 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     if ctx.meta.run_type == "OFFCYCLE":
         return findings_frame([])
     done = h.final_periods(ctx.inp.history.runs)
-    win = windows(ctx)
+    win = windows(ctx, params)
     written = (ctx.retro.group_by("pernr", "for_period", "wage_type")
                .agg(pl.col("amount_cents").sum().alias("written_cents"), pl.col("currency").first()))
     written = written.filter(pl.col("for_period").is_in(list(done)))  # others cannot be checked
     recalc = _recalculated(ctx, win)
     # only staff with a window are recalculated: the ledger of the others is never read
     recalculated = pl.Series(list(win), dtype=pl.String).implode()
-    paid = h.ledger(ctx.inp.history.final_lines.filter(pl.col("pernr").is_in(recalculated)))
+    final_lines = ctx.inp.history.final_lines
+    paid = ctx.from_history(CODE, params, "ledger", lambda: h.ledger(final_lines)).filter(
+        pl.col("pernr").is_in(recalculated))
     exp = (recalc.join(paid, on=["pernr", "for_period", "wage_type"], how="left")
            .with_columns((pl.col("expected_cents") - pl.col("paid_cents").fill_null(0)).alias("diff_cents")))
     cmp = exp.join(written, on=["pernr", "for_period", "wage_type"], how="full", coalesce=True).with_columns(

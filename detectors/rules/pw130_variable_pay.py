@@ -57,13 +57,29 @@ def _relative(lines: pl.DataFrame, wts: list[str]) -> pl.DataFrame:
             .with_columns((pl.col("amount").abs() / pl.col("_base")).alias("rel")).collect())
 
 
-def _without_history(ctx: Context, hist: pl.DataFrame, params: Params) -> list[dict]:
+def _past(hist: pl.DataFrame, wts: list[str]) -> pl.DataFrame:
+    """The usual level of each variable wage type in the FINAL history. Grain: one row per
+    staff member and wage type."""
+    return (_relative(hist.lazy().filter(pl.col("for_period") == pl.col("in_period")), wts)
+            .group_by("pernr", "wage_type").agg(
+                pl.col("rel").max().alias("past_max"), pl.col("rel").min().alias("past_min"),
+                # the usual level: the lower median month. Not the highest nor the latest month:
+                # one earlier spike paid at FINAL would become the yardstick and hide the next one
+                pl.col("rel").sort().gather((pl.len() - 1) // 2).first().alias("usual"),
+                pl.col("amount").abs().sort().gather((pl.len() - 1) // 2).first().alias("usual_amount"),
+                pl.col("amount").abs().sort_by("month").last().alias("latest_amount")))
+
+
+def _without_history(ctx: Context, hist: pl.DataFrame, params: Params, now_all: pl.DataFrame) -> list[dict]:
     """A special post allowance with no FINAL history to compare with: flag only a share of
-    net base salary no post could justify (`no_history_max_share`)."""
+    net base salary no post could justify (`no_history_max_share`). `now_all`: this run's
+    `_relative` 1500 and 3300."""
     limit = params.no_history_max_share
-    seen = hist.filter(pl.col("wage_type") == pm.WT_SPECIAL_POST).select("pernr").unique()
-    now = (_relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), [pm.WT_SPECIAL_POST])
-           .join(seen, on="pernr", how="anti").filter(pl.col("rel") > limit))
+    # who had 1500 at an earlier FINAL: the history's alone (kept for the month's later runs)
+    seen = ctx.from_history(CODE, params, "seen_1500", lambda: hist.filter(
+        pl.col("wage_type") == pm.WT_SPECIAL_POST).select("pernr").unique())
+    spa_now = now_all.filter(pl.col("wage_type") == pm.WT_SPECIAL_POST)
+    now = spa_now.join(seen, on="pernr", how="anti").filter(pl.col("rel") > limit)
     rows = [finding(ctx, params, r["pernr"], "special_allowance_spike",
                     (f"{ctx.text(pm.WT_SPECIAL_POST)} ({pm.WT_SPECIAL_POST}) is {money(r['amount'], r['currency'])}, "
                      f"{r['rel']:.0%} of net base salary, with no earlier FINAL to compare with; more than "
@@ -83,8 +99,7 @@ def _without_history(ctx: Context, hist: pl.DataFrame, params: Params) -> list[d
             .join(seen, on="pernr", how="anti").sort("rel", "run_id")
             .group_by("pernr").agg(pl.col("rel").first().alias("prev_rel"), pl.col("amount").first().alias("prev_amount"),
                                    pl.col("run_id").first()))
-    cur = (_relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), [pm.WT_SPECIAL_POST])
-           .join(seen, on="pernr", how="anti").filter(pl.col("rel") <= limit).drop("run_id")
+    cur = (spa_now.join(seen, on="pernr", how="anti").filter(pl.col("rel") <= limit).drop("run_id")
            .join(prev, on="pernr")
            .filter((pl.col("rel") > pl.col("prev_rel") * ratio) & (pl.col("amount") > pl.col("prev_amount") * ratio)))
     rows += [finding(ctx, params, r["pernr"], "special_allowance_spike",
@@ -105,17 +120,11 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     if ctx.meta.run_type == "OFFCYCLE":
         return findings_frame([])
     wts = [pm.WT_SPECIAL_POST, pm.WT_OTHER_DED]
-    rows = _without_history(ctx, hist, params)
-    # amounts relative to the month's net base salary: proration by days cancels out
-    past = (_relative(hist.lazy().filter(pl.col("for_period") == pl.col("in_period")), wts)
-            .group_by("pernr", "wage_type").agg(
-                pl.col("rel").max().alias("past_max"), pl.col("rel").min().alias("past_min"),
-                # the usual level: the lower median month. Not the highest nor the latest month:
-                # one earlier spike paid at FINAL would become the yardstick and hide the next one
-                pl.col("rel").sort().gather((pl.len() - 1) // 2).first().alias("usual"),
-                pl.col("amount").abs().sort().gather((pl.len() - 1) // 2).first().alias("usual_amount"),
-                pl.col("amount").abs().sort_by("month").last().alias("latest_amount")))
     now = _relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), wts)
+    rows = _without_history(ctx, hist, params, now)
+    # amounts relative to the month's net base salary: proration by days cancels out (the
+    # history's alone: kept for the month's later runs)
+    past = ctx.from_history(CODE, params, "past", lambda: _past(hist, wts))
     cmp = now.join(past, on=["pernr", "wage_type"], how="inner")
     ratio, tol = params.spike_ratio, params.change_tolerance
     for r in cmp.iter_rows(named=True):

@@ -41,11 +41,14 @@ def ledger_events(ctx: Context, params: Params) -> pl.DataFrame:
     h = ctx.inp.history
     adv, rec = params.advance_wage_types, params.recovery_wage_types
     cols = ["run_id", "pernr", "in_period", "wage_type", "amount_cents", "currency"]
-    finals = h.final_lines.select(cols).with_columns(pl.lit("FINAL").alias("run_type"))
-    offc = h.offcycle_lines.select(cols).with_columns(pl.lit("OFFCYCLE").alias("run_type"))
-    now = (ctx.inp.lines.with_columns(pl.lit(CURRENT).alias("run_id")).select(cols)
+    # each part's advance and recovery lines (a few), then stacked: the same rows, in the same
+    # order, as stacking every line and filtering
+    wts = pl.col("wage_type").is_in(adv + rec)
+    finals = h.final_lines.filter(wts).select(cols).with_columns(pl.lit("FINAL").alias("run_type"))
+    offc = h.offcycle_lines.filter(wts).select(cols).with_columns(pl.lit("OFFCYCLE").alias("run_type"))
+    now = (ctx.inp.lines.filter(wts).with_columns(pl.lit(CURRENT).alias("run_id")).select(cols)
            .with_columns(pl.lit(ctx.meta.run_type).alias("run_type")))
-    ev = pl.concat([finals, offc, now], how="vertical_relaxed").filter(pl.col("wage_type").is_in(adv + rec))
+    ev = pl.concat([finals, offc, now], how="vertical_relaxed")
     kind = pl.when(pl.col("wage_type").is_in(adv)).then(pl.lit("advance")).otherwise(pl.lit("recovery"))
     # a recovery is a deduction: it is written negative, and recovers its absolute amount;
     # simulations pay nothing, so only FINAL runs (and this run) recover

@@ -54,7 +54,14 @@ CONTEXT_KEYS = (
 PEAK_KEYS = (Key("peak_ratio", float, "this multiple of the peers' peak this month (their second highest), two "
                   "spread floors beyond it, is unusual too ..."),
              Key("peak_min_peers", int, "... in a peer group of at least this many"))
-CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_hours", float, "floor of the spread, in hours"), *PEAK_KEYS)
+AREA_KEYS = (Key("area_quantile", float, "the area's ceiling this month (every unit of the category, those in "
+                  "session included): from this quantile of its values upward, the values go on ..."),
+             Key("area_ratio", float, "... while each next one is within this multiple (or two spread floors) of the one "
+                 "before; without an own usual level, a value not beyond that ceiling by as much is not unusual by "
+                 "the peers alone, and one beyond it (and beyond the unit's peak) is unusual whatever the unit claims ..."),
+             Key("area_min_claims", int, "... read when at least this many others of the category have the wage type"))
+CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_hours", float, "floor of the spread, in hours"), *PEAK_KEYS,
+          *AREA_KEYS)
 
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:

@@ -138,15 +138,17 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
         [f"_{k}{i}" for i in range(len(LEVELS)) for k in "msunqx"])
 
 
-def area_reference(x: pl.DataFrame, quantile: float, ratio: float, floor: float) -> pl.DataFrame:
+def area_reference(x: pl.DataFrame, quantile: float, ratio: float, floor: float,
+                   keys: tuple[str, ...] = ("staff_category",)) -> pl.DataFrame:
     """`x` with the whole area's reference this run, per staff category over every unit (those in
     session included): area_ceiling = where the area's continuum of values ends — from its
     `quantile` upward, the values go on while each next one is within `ratio` x or two spread
     floors (`floor`) of the one before; the first value past such a gap, and all above it, are
     beyond (one error, or several, far above the rest do not raise the ceiling, and the area's
     habitual heavy claimants stay inside it) —, and area_n = the others of the category with the
-    wage type. What a payroll officer reads a claim against when the unit alone says it is high."""
-    keys = ["staff_category"]
+    wage type (`keys`: the category; the pay currency for an amount). What a payroll officer reads
+    a claim against when the unit alone says it is high."""
+    keys = list(keys)
     v = pl.col("value")
     nxt = v.shift(-1).over(keys, order_by="value")
     brk = (v >= v.quantile(quantile, "lower").over(keys)) & (nxt > pl.max_horizontal(v * ratio, v + 2 * floor))
@@ -248,9 +250,12 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
             raw, pl.min_horizontal(pl.col("z_peer"), pl.col("z_amount")) / t_dual)).otherwise(raw)
     by_ratio = by_ratio | dual | alone
     if peak_ratio is not None and "peer_max" in x.columns:
+        # a share beyond the peers' peak as an amount too needs no multiple of their median besides
+        # (a newcomer's allowance x 3 above every holder's of a mixed-grade group; see below)
+        share = "peer_amount_max" in x.columns
         peak = (peer & (pl.col("peer_n") >= peak_min_peers) & (pl.col("value") >= pl.col("peer_max") * peak_ratio)
                 & (pl.col("value") - pl.col("peer_max") >= 2 * peak_floor)
-                & (pl.col("value") >= pl.col("peer_median") * min_ratio)
+                & (pl.lit(share) | (pl.col("value") >= pl.col("peer_median") * min_ratio))
                 & (~own | (weak & ~vouched)
                    | ((pl.col("z_own") >= t_own) & (pl.col("value") >= pl.col("own_median") * min_ratio))))
         if "peer_amount_max" in x.columns:  # a share: beyond anyone's as an amount too

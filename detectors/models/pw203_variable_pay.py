@@ -18,7 +18,7 @@ from detectors import paymodel as pm
 from detectors.base import Detector, finding, findings_frame
 from detectors.config import ENABLED, Key, Params
 from detectors.context import Context
-from detectors.models.context import ContextModel, describe, severity
+from detectors.models.context import ContextModel, area_reference, describe, severity
 from detectors.models.pw201_overtime import CONTEXT_KEYS, PEAK_KEYS, _round
 from detectors.money import money
 from detectors.scoring import calibrated
@@ -29,7 +29,14 @@ CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_share", float, "floor of the sp
               "AND as an amount, at which a value is unusual ..."),
           Key("dual_min_peers", int, "... in a peer group of at least this many"), *PEAK_KEYS,
           Key("same_amount_tolerance", float, "3300 within this share above the staff member's usual amount is "
-              "their usual deduction, whatever its share of a prorated base"))
+              "their usual deduction, whatever its share of a prorated base"),
+          Key("vouch_min_runs", int, "1500 on fewer own FINALs than this, each beyond the peers' peak this month "
+              "(peak_ratio x, as a share and as an amount), is read as a cold start"),
+          Key("deduction_area_quantile", float, "3300 without own history: the area's ceiling of 3300 amounts this month "
+              "(in the pay currency, every unit): from this quantile upward, amounts go on ..."),
+          Key("deduction_area_ratio", float, "... while each is within this multiple of the one before; an amount not "
+              "this multiple beyond that ceiling is a deduction the area has, not an outlier ..."),
+          Key("deduction_area_min", int, "... read when at least this many others paid in the currency have a 3300"))
 CATEGORY = {pm.WT_SPECIAL_POST: "special_allowance_spike", pm.WT_OTHER_DED: "deduction_outlier"}
 
 
@@ -41,13 +48,28 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     for wt, category in CATEGORY.items():
         model = ContextModel(params, wt, "share").fit(hist.final_lines, hist.runs)
         ctx.artifacts[f"{CODE}:{wt}"] = model
-        hits = model.score(ctx.current, ctx.facts).filter(pl.col("unusual"))
+        scored = model.score(ctx.current, ctx.facts)
         if wt == pm.WT_SPECIAL_POST:
-            hits = hits.filter(pl.col("own_median").is_null())
+            # one own FINAL beyond the peers' peak this month (as a share and as an amount) is no
+            # usual level: an allowance multiplied at a newcomer's first FINAL and paid is read again
+            # as a cold start, not as their habit
+            unvouched = scored.filter(
+                (pl.col("own_n") < params.vouch_min_runs) & (pl.col("peer_n") >= params.peak_min_peers)
+                & (pl.col("own_median") >= pl.col("peer_max") * params.peak_ratio)
+                & (pl.col("own_amount") >= pl.col("peer_amount_max") * params.peak_ratio))["pernr"]
+            if unvouched.len():
+                model.own_ = model.own_.filter(~pl.col("pernr").is_in(unvouched.implode()))
+                scored = pl.concat([scored.filter(~pl.col("pernr").is_in(unvouched.implode())),
+                                    model.score(ctx.current, ctx.facts).filter(pl.col("pernr").is_in(unvouched.implode()))],
+                                   how="diagonal_relaxed")
+            hits = scored.filter(pl.col("unusual") & pl.col("own_median").is_null())
         else:  # a garnishment is a fixed amount: the same as usual is no outlier, whatever the
-            # month's base (a partial month's prorated 1000 makes its share look larger)
-            hits = hits.filter(pl.col("own_amount").is_null() | (
-                pl.col("amount").abs() > pl.col("own_amount") * (1 + params.same_amount_tolerance)))
+            # month's base (a partial month's prorated 1000 makes its share look larger); without
+            # one's own, an amount the area deducts from others in that currency is no outlier either
+            hits = _deduction_area(scored, params).filter(pl.col("unusual") & (
+                pl.col("own_amount").is_null() & ((pl.col("area_n") < params.deduction_area_min)
+                                                  | pl.col("area_beyond"))
+                | (pl.col("amount").abs() > pl.col("own_amount") * (1 + params.same_amount_tolerance))))
         for r in hits.iter_rows(named=True):
             text = (f"{ctx.text(wt)} ({wt}) of {money(r['amount'], r['currency'])} is {describe(r, 'share')}: "
                     f"far above the usual level.")
@@ -61,6 +83,18 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                                           "z_own": _round(r["z_own"]), "z_peer": _round(r["z_peer"]),
                                           "z_amount": _round(r.get("z_amount")), "raw": _round(r["raw"])}))
     return findings_frame(rows)
+
+
+def _deduction_area(x: pl.DataFrame, params: Params) -> pl.DataFrame:
+    """`x` with the area's ceiling of 3300 amounts in the pay currency this month (a garnishment's
+    amount follows no grade: area_ceiling, in cents; area_n) and
+    area_beyond: the amount at least `deduction_area_ratio` x that ceiling."""
+    amounts = x.select("pernr", "currency", pl.col("amount").abs().cast(pl.Float64).alias("value"))
+    area = area_reference(amounts, params.deduction_area_quantile, params.deduction_area_ratio, 0.0, ("currency",))
+    return x.drop("area_ceiling", "area_n", strict=False).join(
+        area.select("pernr", "area_ceiling", "area_n"), on="pernr", how="left").with_columns(
+        (pl.col("amount").abs() >= pl.col("area_ceiling") * params.deduction_area_ratio).fill_null(False)
+        .alias("area_beyond"))
 
 
 DETECTOR = Detector(CODE, "variable_pay_context", tuple(CATEGORY.values()), run, kind="model", config=CONFIG,

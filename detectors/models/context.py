@@ -345,6 +345,9 @@ def describe(r: dict, measure: str) -> str:
         if measure == "share" and r.get("peer_amount_median") is not None:
             peers += f" ({r['peer_amount_median'] / 100:,.2f} {r['currency']})"
         parts.append(peers + f" (n = {r['peer_n']})")
+    if r.get("area_beyond") and r.get("area_ceiling") is not None:  # the area convicted it
+        parts.append(f"beyond all {r['staff_category']} staff of the area this month, whose values run up to "
+                     f"{fmt(r['area_ceiling'])} (n = {r['area_n']})")
     return "; ".join(parts)
 
 

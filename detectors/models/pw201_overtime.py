@@ -82,6 +82,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                                       "peer_group": r["peer_group"], "peer_median": r["peer_median"],
                                       "peer_n": r["peer_n"], "peer_upper": _round(r["peer_upper"]),
                                       "peer_max": r["peer_max"], "by_ratio": r["by_ratio"],
+                                      "area_ceiling": r.get("area_ceiling"), "area_n": r.get("area_n"),
+                                      "area_beyond": r.get("area_beyond"),
                                       "z_own": _round(r["z_own"]),
                                       "z_peer": _round(r["z_peer"]), "raw": _round(r["raw"])}))
     return findings_frame(rows)

@@ -67,11 +67,15 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
             # month's base (a partial month's prorated 1000 makes its share look larger); without
             # one's own, an amount the area deducts from others in that currency is no outlier either
             hits = _deduction_area(scored, params).filter(pl.col("unusual") & (
-                pl.col("own_amount").is_null() & ((pl.col("area_n") < params.deduction_area_min)
-                                                  | pl.col("area_beyond"))
+                pl.col("own_amount").is_null() & ((pl.col("ded_n") < params.deduction_area_min)
+                                                  | pl.col("ded_beyond"))
                 | (pl.col("amount").abs() > pl.col("own_amount") * (1 + params.same_amount_tolerance))))
         for r in hits.iter_rows(named=True):
-            text = (f"{ctx.text(wt)} ({wt}) of {money(r['amount'], r['currency'])} is {describe(r, 'share')}: "
+            area = ""
+            if r.get("ded_beyond") and r["own_amount"] is None and r["ded_n"] >= params.deduction_area_min:
+                area = (f"; beyond every 3300 of the area in {r['currency']} this month, which run up to "
+                        f"{money(round(r['ded_ceiling']), r['currency'])} (n = {r['ded_n']})")
+            text = (f"{ctx.text(wt)} ({wt}) of {money(r['amount'], r['currency'])} is {describe(r, 'share')}{area}: "
                     f"far above the usual level.")
             rows.append(finding(ctx, params, r["pernr"], category, text, owner="HR" if wt == pm.WT_SPECIAL_POST
                                 else "FINANCE", wage_type=wt, amount_cents=r["amount"], currency=r["currency"],
@@ -87,14 +91,14 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
 
 def _deduction_area(x: pl.DataFrame, params: Params) -> pl.DataFrame:
     """`x` with the area's ceiling of 3300 amounts in the pay currency this month (a garnishment's
-    amount follows no grade: area_ceiling, in cents; area_n) and
-    area_beyond: the amount at least `deduction_area_ratio` x that ceiling."""
+    amount follows no grade: ded_ceiling, in cents; ded_n: the others with a 3300) and
+    ded_beyond: the amount at least `deduction_area_ratio` x that ceiling."""
     amounts = x.select("pernr", "currency", pl.col("amount").abs().cast(pl.Float64).alias("value"))
     area = area_reference(amounts, params.deduction_area_quantile, params.deduction_area_ratio, 0.0, ("currency",))
-    return x.drop("area_ceiling", "area_n", strict=False).join(
-        area.select("pernr", "area_ceiling", "area_n"), on="pernr", how="left").with_columns(
-        (pl.col("amount").abs() >= pl.col("area_ceiling") * params.deduction_area_ratio).fill_null(False)
-        .alias("area_beyond"))
+    return x.join(area.select("pernr", pl.col("area_ceiling").alias("ded_ceiling"), pl.col("area_n").alias("ded_n")),
+                  on="pernr", how="left").with_columns(
+        (pl.col("amount").abs() >= pl.col("ded_ceiling") * params.deduction_area_ratio).fill_null(False)
+        .alias("ded_beyond"))
 
 
 DETECTOR = Detector(CODE, "variable_pay_context", tuple(CATEGORY.values()), run, kind="model", config=CONFIG,

@@ -192,9 +192,10 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     above the unit when there is no own history and at least `area_min` others: a value no higher
     than the area's ceiling (what several others of the area claim this month, units in session
     included) is not unusual by the peers' reading alone (`area_within`: a habitual heavy
-    claimant in an area's first month); one at least `area_ratio` x that ceiling, two spread floors
-    beyond it and `min_ratio` x the peers' median is unusual whatever the unit claims
-    (`area_beyond`: above everything the area claims is no one's habit)."""
+    claimant in an area's first month); one at least `area_ratio` x that ceiling and two spread
+    floors beyond it is unusual whatever the unit claims, its own session included (`area_beyond`:
+    above everything the area claims is no one's habit). One own month (`weak`) that is not
+    beyond the ceiling vouches for up to `min_ratio` x itself too."""
     own, peer = pl.col("own_median").is_not_null(), pl.col("peer_median").is_not_null()
     z_own = (pl.col("value") - pl.col("own_median")) / pl.col("own_scale")
     z_peer = (pl.col("value") - pl.col("peer_median")) / pl.col("peer_scale")
@@ -218,8 +219,8 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     area = over = pl.lit(False)
     if area_ratio is not None and "area_ceiling" in x.columns:  # the whole area above the unit
         ceiling, area = pl.col("area_ceiling"), (pl.col("area_n") >= area_min).fill_null(False)
-        over = ((pl.col("value") >= ceiling * area_ratio) & (pl.col("value") - ceiling >= 2 * peak_floor)
-                & (~peer | (pl.col("value") >= pl.col("peer_median") * min_ratio))).fill_null(False)
+        over = ((pl.col("value") >= ceiling * area_ratio)
+                & (pl.col("value") - ceiling >= 2 * peak_floor)).fill_null(False)
         # one own month that the area would not call beyond vouches too (the area's heaviest
         # claimants have such months); a newcomer's 89 h error paid at FINAL is not one
         vouched = vouched | (weak & area & (pl.col("value") < pl.col("own_median") * min_ratio)

@@ -14,6 +14,16 @@ their median) is unusual too: a category group that mixes peaking units with qui
 a wide spread, but its range still ends. Peer statistics leave the staff member out. Without own history (a newcomer, an area's first month) the
 peers stand alone against the stricter `threshold_alone`. Far beyond with a large amount at
 stake (`hold_factor`, `hold_min_cents`) is hold, otherwise review.
+
+Above the unit stands the whole area (`area_quantile`, `area_ratio`, `area_min_claims`): all G
+claimants of the run, units in session included. Its ceiling is where its claims stop going on
+(from the 95th percentile upward, each within 1.15 x or 8 h of the one before), so a few errors
+far above do not raise it and habitual heavy claimants stay inside it. Without an own usual
+level (no earlier FINAL with overtime, or one only), the unit explains a claim and the area
+convicts it: a claim not beyond the ceiling by 1.15 x and 8 h is no outlier however high for
+its unit (a heavy claimant in an area's first month), one beyond it is, whatever the unit
+claims (a newcomer's 70 h beside units in session whose claims end at 60 h); one own month
+inside the ceiling vouches for up to `min_ratio` x itself.
 """
 
 from __future__ import annotations

@@ -7,7 +7,12 @@ a jump against own history alone is enough); this model covers its cold start �
 an allowance new to the staff member, an area's first month — where peers of the same entity
 and grade band (else the category) stand in. 3300 is read against both references; the
 contract does not prorate it, so an amount no higher than the staff member's usual one is
-never an outlier, however large its share of a partial month's base.
+never an outlier, however large its share of a partial month's base; without one's own, an
+amount the area deducts from others paid in the same currency (its continuum of 3300 amounts
+from the 90th percentile up, each within 1.5 x of the one before: `deduction_area_*`) is not
+one either — a garnishment's amount follows no grade. A 1500 on fewer than `vouch_min_runs`
+own FINALs, each beyond `peak_ratio` x the peers' peak this month as a share and as an amount
+(an allowance multiplied at a newcomer's first FINAL and paid), is read as a cold start again.
 """
 
 from __future__ import annotations

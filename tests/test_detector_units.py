@@ -672,6 +672,8 @@ def test_pw203_an_allowance_paid_once_beyond_the_peers_is_read_as_a_cold_start()
         cfg = load_config()
         cfg["PW203"].update(case["params"], vouch_min_runs=vouch)
         f = detect(world.build(case).inp, cfg, only={"PW203"})
-        return "20000008" in f.filter(pl.col("category") == "special_allowance_spike")["pernr"].to_list()
+        return f.filter((pl.col("category") == "special_allowance_spike") & (pl.col("pernr") == "20000008"))
 
-    assert flagged("2000.00") and not flagged("400.00") and not flagged("2000.00", vouch=1)
+    hit = flagged("2000.00")
+    assert hit.height == 1 and flagged("400.00").height == 0 and flagged("2000.00", vouch=1).height == 0
+    assert "its only earlier FINAL (2,000.00 CHF) was itself beyond the peers' peak" in hit["explanation"][0]

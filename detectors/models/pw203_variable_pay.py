@@ -63,10 +63,12 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                 & (pl.col("own_median") >= pl.col("peer_max") * params.peak_ratio)
                 & (pl.col("own_amount") >= pl.col("peer_amount_max") * params.peak_ratio))["pernr"]
             if unvouched.len():
+                aside = model.own_.filter(pl.col("pernr").is_in(unvouched.implode())).select(
+                    "pernr", pl.col("own_amount").alias("own_aside"))
                 model.own_ = model.own_.filter(~pl.col("pernr").is_in(unvouched.implode()))
                 scored = pl.concat([scored.filter(~pl.col("pernr").is_in(unvouched.implode())),
                                     model.score(ctx.current, ctx.facts).filter(pl.col("pernr").is_in(unvouched.implode()))],
-                                   how="diagonal_relaxed")
+                                   how="diagonal_relaxed").join(aside, on="pernr", how="left")
             hits = scored.filter(pl.col("unusual") & pl.col("own_median").is_null())
         else:  # a garnishment is a fixed amount: the same as usual is no outlier, whatever the
             # month's base (a partial month's prorated 1000 makes its share look larger); without
@@ -76,11 +78,15 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                                                   | pl.col("ded_beyond"))
                 | (pl.col("amount").abs() > pl.col("own_amount") * (1 + params.same_amount_tolerance))))
         for r in hits.iter_rows(named=True):
-            area = ""
+            area, said = "", describe(r, "share")
+            if r.get("own_aside") is not None:  # the own month set aside, named instead of "no earlier FINAL"
+                said = said.replace("no earlier FINAL of this staff member to compare with",
+                                    f"its only earlier FINAL ({money(round(r['own_aside']), r['currency'])}) was itself "
+                                    f"beyond the peers' peak, no usual level")
             if r.get("ded_beyond") and r["own_amount"] is None and r["ded_n"] >= params.deduction_area_min:
                 area = (f"; beyond every 3300 of the area in {r['currency']} this month, which run up to "
                         f"{money(round(r['ded_ceiling']), r['currency'])} (n = {r['ded_n']})")
-            text = (f"{ctx.text(wt)} ({wt}) of {money(r['amount'], r['currency'])} is {describe(r, 'share')}{area}: "
+            text = (f"{ctx.text(wt)} ({wt}) of {money(r['amount'], r['currency'])} is {said}{area}: "
                     f"far above the usual level.")
             rows.append(finding(ctx, params, r["pernr"], category, text, owner="HR" if wt == pm.WT_SPECIAL_POST
                                 else "FINANCE", wage_type=wt, amount_cents=r["amount"], currency=r["currency"],

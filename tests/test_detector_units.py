@@ -580,3 +580,100 @@ def test_context_scoring_one_own_month_vouches_unless_beyond_the_unit():
 
     assert unusual(36, own=5.0) and not unusual(36, own=20.0)
     assert unusual(45, own=20.0) and unusual(113, own=89.0)
+
+
+def test_area_ceiling_is_where_the_areas_continuum_ends():
+    """From the 95th percentile upward the claims go on while each is within 1.15 x or 8 h of the
+    one before: five errors of 103-149 h above a session month's 59 h do not raise the ceiling
+    (seed 26918's SIM2, where the third highest of the others was an error); an area's habitual
+    heavy claimants (19-39.5 h in steps under 1.15 x) stay inside it; the ceiling is per
+    category, and area_n counts the others."""
+    from detectors.models.context import area_reference
+
+    def ceilings(values, cats=None):
+        x = pl.DataFrame({"pernr": [str(i) for i in range(len(values))], "value": [float(v) for v in values],
+                          "staff_category": cats or ["G"] * len(values)}).sample(fraction=1.0, shuffle=True, seed=1)
+        return area_reference(x, 0.95, 1.15, 4.0).sort("pernr")
+
+    quiet = [4.0 + (i % 15) for i in range(180)]
+    session = quiet[:150] + [40.0 + i for i in range(20)] + [57.5, 59.0, 59.0, 103.0, 132.0, 132.0, 134.0, 149.0]
+    assert set(ceilings(session)["area_ceiling"].to_list()) == {59.0}
+    heavy = quiet[:165] + [19.0, 20.5, 22.0, 23.0, 25.0, 26.5, 28.0, 29.5, 30.5, 31.5, 33.5, 34.0, 35.0, 36.0, 39.5]
+    assert set(ceilings(heavy)["area_ceiling"].to_list()) == {39.5}
+    two = ceilings([5.0, 6.0, 70.0, 100.0], ["G", "G", "P", "P"])
+    assert two["area_n"].to_list() == [1, 1, 1, 1]
+    assert two.filter(pl.col("staff_category") == "G")["area_ceiling"].to_list() == [6.0, 6.0]
+
+
+def test_context_scoring_reads_the_area_above_the_unit():
+    """Without an own usual level the unit explains a claim, the area convicts it. 36 h against a
+    quiet unit (median 5 h, z = 7.75) is not unusual when the area's ceiling is 39.5 h; 70 h
+    against a peaking unit (median 50 h, peak 58 h, z = 2.4) is, above an area ceiling of 58 h
+    (1.2 x and 12 h); 66 h is not (8 h beyond, but 1.14 x). With one own month within the area's
+    ceiling, that month vouches (25 h after 30 h); beyond it (89 h, then 113 h) it does not. Too
+    few others in the area (area_min): the unit's reading as before. Own history of two FINALs
+    or more: the area changes nothing."""
+    from detectors.models.context import scored
+
+    def row(value, median, peak, ceiling, own=None, own_n=None, area_n=180):
+        return pl.DataFrame({"pernr": ["1"], "value": [float(value)], "amount": [300_000], "own_median": [own],
+                             "own_scale": [4.0 if own else None], "own_n": [own_n], "peer_median": [median],
+                             "peer_scale": [4.0], "peer_upper": [median + 8.0], "peer_max": [peak],
+                             "peer_n": [40], "area_ceiling": [ceiling], "area_n": [area_n]},
+                            schema_overrides={"own_median": pl.Float64, "own_scale": pl.Float64,
+                                              "own_n": pl.UInt32})
+
+    def unusual(*a, area=1.15, **k):
+        return scored(row(*a, **k), 4.0, 4.0, 6.0, 2.0, own_ratio=3.0, ratio_min_runs=2, peak_ratio=1.5,
+                      peak_min_peers=8, peak_floor=4.0, area_ratio=area, area_min=20)["unusual"][0]
+
+    assert unusual(36, 5.0, 9.5, 39.5, area=None) and not unusual(36, 5.0, 9.5, 39.5)
+    assert unusual(70, 50.0, 58.0, 58.0) and not unusual(70, 50.0, 58.0, 58.0, area=None)
+    assert not unusual(66, 50.0, 58.0, 58.0)
+    assert not unusual(25, 10.0, 15.5, 25.0, own=30.0, own_n=1)
+    assert unusual(25, 10.0, 15.5, 25.0, own=30.0, own_n=1, area=None)
+    assert unusual(113, 10.0, 15.5, 36.0, own=89.0, own_n=1)
+    assert unusual(36, 5.0, 9.5, 39.5, area_n=10)
+    assert unusual(40, 5.0, 9.5, 39.5, own=10.0, own_n=3) == unusual(40, 5.0, 9.5, 39.5, own=10.0, own_n=3, area=None)
+
+
+def test_context_scoring_share_beyond_the_peers_peak_as_an_amount_needs_no_median_multiple():
+    """A newcomer's allowance x 3 in a mixed-grade group (shares 5-10.6 %, amounts up to 538.00):
+    15.8 % and 948.00 are 1.5 x the others' peak in both, though under 2 x their median share
+    (8.9 %); an amount within the peak is not (a high share of a low salary)."""
+    from detectors.models.context import scored
+
+    def unusual(share, amount):
+        x = pl.DataFrame({"pernr": ["1"], "value": [share], "amount": [amount], "own_median": [None],
+                          "own_scale": [None], "peer_median": [0.089], "peer_scale": [0.0275],
+                          "peer_upper": [0.135], "peer_max": [0.1023], "peer_n": [9],
+                          "peer_amount_median": [49_100.0], "peer_amount_scale": [7_365.0],
+                          "peer_amount_max": [53_800.0]},
+                         schema_overrides={"own_median": pl.Float64, "own_scale": pl.Float64})
+        return scored(x, 4.0, 4.0, 6.0, 2.0, own_ratio=3.0, t_dual=3.0, dual_min_peers=8, peak_ratio=1.5,
+                      peak_min_peers=8, peak_floor=0.02)["unusual"][0]
+
+    assert unusual(0.158, 94_800)
+    assert not unusual(0.158, 60_000)
+
+
+def test_pw203_an_allowance_paid_once_beyond_the_peers_is_read_as_a_cold_start():
+    """One earlier FINAL with a 1500 that was itself beyond 1.5 x the peers' peak (share and
+    amount) is no usual level: the same allowance is flagged again; one within the peers vouches
+    (and stays PW130's); with vouch_min_runs 1 the one month vouches as before."""
+    import detector_world as world
+    from detectors.registry import detect, load_config
+
+    def flagged(amount, vouch=2):
+        case = {"params": {"min_group": 4, "dual_min_peers": 4, "peak_min_peers": 4},
+                "history_line": {"run_type": "FINAL", "period": "202502", "pernr": "20000008", "wage_type": "1500",
+                                 "amount": amount},
+                "set_pay": {"pernr": "20000008", "special_post": amount}}
+        cfg = load_config()
+        cfg["PW203"].update(case["params"], vouch_min_runs=vouch)
+        f = detect(world.build(case).inp, cfg, only={"PW203"})
+        return f.filter((pl.col("category") == "special_allowance_spike") & (pl.col("pernr") == "20000008"))
+
+    hit = flagged("2000.00")
+    assert hit.height == 1 and flagged("400.00").height == 0 and flagged("2000.00", vouch=1).height == 0
+    assert "its only earlier FINAL (2,000.00 CHF) was itself beyond the peers' peak" in hit["explanation"][0]

@@ -138,10 +138,29 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
         [f"_{k}{i}" for i in range(len(LEVELS)) for k in "msunqx"])
 
 
+def area_reference(x: pl.DataFrame, quantile: float, ratio: float, floor: float,
+                   keys: tuple[str, ...] = ("staff_category",)) -> pl.DataFrame:
+    """`x` with the whole area's reference this run, per staff category over every unit (those in
+    session included): area_ceiling = where the area's continuum of values ends — from its
+    `quantile` upward, the values go on while each next one is within `ratio` x or two spread
+    floors (`floor`) of the one before; the first value past such a gap, and all above it, are
+    beyond (one error, or several, far above the rest do not raise the ceiling, and the area's
+    habitual heavy claimants stay inside it) —, and area_n = the others of the category with the
+    wage type (`keys`: the category; the pay currency for an amount). What a payroll officer reads
+    a claim against when the unit alone says it is high."""
+    keys = list(keys)
+    v = pl.col("value")
+    nxt = v.shift(-1).over(keys, order_by="value")
+    brk = (v >= v.quantile(quantile, "lower").over(keys)) & (nxt > pl.max_horizontal(v * ratio, v + 2 * floor))
+    return (x.with_columns(pl.coalesce(v.filter(brk).min().over(keys), v.max().over(keys)).alias("area_ceiling"),
+                           (pl.len().over(keys) - 1).cast(pl.Int64).alias("area_n")))
+
+
 def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_ratio: float,
            own_ratio: float | None = None, cold_upper: float | None = None, cold_min_peers: int = 20,
            t_dual: float | None = None, ratio_min_runs: int = 1, dual_min_peers: int = 8,
-           peak_ratio: float | None = None, peak_min_peers: int = 8, peak_floor: float = 0.0) -> pl.DataFrame:
+           peak_ratio: float | None = None, peak_min_peers: int = 8, peak_floor: float = 0.0,
+           area_ratio: float | None = None, area_min: int = 20) -> pl.DataFrame:
     """Adds z_own, z_peer, `raw` (unusualness in thresholds: 1 = at the threshold) and
     `unusual`. With both references a row must be unusual against BOTH (a level the whole
     unit shares is not, nor one that is this person's habit); with one, it stands alone
@@ -168,7 +187,15 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     beyond it, and `min_ratio` x their median is
     unusual too, when it is unusual against the own history as well (z >= `t_own` and
     `min_ratio` x the own level) or there is none: a unit in session claims 20-60 h, one person's 106 h is beyond anyone's. For a share,
-    the amount must be beyond the peers' highest amount by as much."""
+    the amount must be beyond the peers' highest amount by as much.
+    With `area_ratio` (and `area_ceiling`, `area_n` from area_reference), the whole area stands
+    above the unit when there is no own history and at least `area_min` others: a value no higher
+    than the area's ceiling (what several others of the area claim this month, units in session
+    included) is not unusual by the peers' reading alone (`area_within`: a habitual heavy
+    claimant in an area's first month); one at least `area_ratio` x that ceiling and two spread
+    floors beyond it is unusual whatever the unit claims, its own session included (`area_beyond`:
+    above everything the area claims is no one's habit). One own month (`weak`) that is not
+    beyond the ceiling vouches for up to `min_ratio` x itself too."""
     own, peer = pl.col("own_median").is_not_null(), pl.col("peer_median").is_not_null()
     z_own = (pl.col("value") - pl.col("own_median")) / pl.col("own_scale")
     z_peer = (pl.col("value") - pl.col("peer_median")) / pl.col("peer_scale")
@@ -189,6 +216,15 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     if peak_ratio is not None and "peer_max" in x.columns:
         vouched = (weak & (pl.col("value") < pl.col("own_median") * min_ratio)
                    & (pl.col("own_median") <= pl.col("peer_max") * peak_ratio)).fill_null(False)
+    area = over = pl.lit(False)
+    if area_ratio is not None and "area_ceiling" in x.columns:  # the whole area above the unit
+        ceiling, area = pl.col("area_ceiling"), (pl.col("area_n") >= area_min).fill_null(False)
+        over = ((pl.col("value") >= ceiling * area_ratio)
+                & (pl.col("value") - ceiling >= 2 * peak_floor)).fill_null(False)
+        # one own month that the area would not call beyond vouches too (the area's heaviest
+        # claimants have such months); a newcomer's 89 h error paid at FINAL is not one
+        vouched = vouched | (weak & area & (pl.col("value") < pl.col("own_median") * min_ratio)
+                             & (pl.col("own_median") < ceiling * area_ratio)).fill_null(False)
     alone = (weak & ~vouched & peer & (pl.col("z_peer") >= t_alone)
              & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
     raw = pl.when(alone).then(pl.max_horizontal(raw, pl.col("z_peer") / t_alone)).otherwise(raw)
@@ -215,9 +251,12 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
             raw, pl.min_horizontal(pl.col("z_peer"), pl.col("z_amount")) / t_dual)).otherwise(raw)
     by_ratio = by_ratio | dual | alone
     if peak_ratio is not None and "peer_max" in x.columns:
+        # a share beyond the peers' peak as an amount too needs no multiple of their median besides
+        # (a newcomer's allowance x 3 above every holder's of a mixed-grade group; see below)
+        share = "peer_amount_max" in x.columns
         peak = (peer & (pl.col("peer_n") >= peak_min_peers) & (pl.col("value") >= pl.col("peer_max") * peak_ratio)
                 & (pl.col("value") - pl.col("peer_max") >= 2 * peak_floor)
-                & (pl.col("value") >= pl.col("peer_median") * min_ratio)
+                & (pl.lit(share) | (pl.col("value") >= pl.col("peer_median") * min_ratio))
                 & (~own | (weak & ~vouched)
                    | ((pl.col("z_own") >= t_own) & (pl.col("value") >= pl.col("own_median") * min_ratio))))
         if "peer_amount_max" in x.columns:  # a share: beyond anyone's as an amount too
@@ -226,13 +265,22 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
         raw = pl.when(peak).then(pl.max_horizontal(
             raw, pl.col("value") / (pl.col("peer_max") * peak_ratio))).otherwise(raw)
         by_ratio = by_ratio | peak
+    # without a usual level of one's own, the unit explains a claim but the area convicts it:
+    # not beyond the area's ceiling is no outlier (`within`), beyond it is one (`beyond`)
+    within = ((~own | weak) & area & ~over).fill_null(False)
+    beyond = ((~own | (weak & ~vouched)) & area & over).fill_null(False)
+    if area_ratio is not None and "area_ceiling" in x.columns:
+        raw = pl.when(beyond).then(pl.max_horizontal(
+            raw, pl.col("value") / (pl.col("area_ceiling") * area_ratio))).otherwise(raw)
+    by_ratio = (by_ratio & ~within) | beyond
     # raw for a row unusual by ratio: how far past the peers' range, in those ranges (>= 1)
     raw_ratio = pl.max_horizontal(pl.lit(1.0), pl.col("value") / pl.col("peer_upper"))
+    x = x.with_columns(within.alias("area_within"), beyond.alias("area_beyond"))
     return x.with_columns(by_ratio.alias("by_ratio"), raw.alias("raw")).with_columns(
         pl.when(pl.col("by_ratio") & (pl.col("raw").fill_null(0.0) < 1.0)).then(raw_ratio)
         .otherwise(pl.col("raw")).alias("raw"),
         (((pl.col("raw") >= 1.0) & (pl.col("value") >= pl.col("reference") * min_ratio)).fill_null(False)
-         | pl.col("by_ratio")).alias("unusual"),
+         & ~pl.col("area_within") | pl.col("by_ratio")).alias("unusual"),
         # money above the usual level: what would be overpaid if this went out
         (pl.col("amount").abs().cast(pl.Float64) * (1 - pl.col("reference") / pl.col("value"))).alias("excess"))
 
@@ -272,9 +320,12 @@ class ContextModel:
                                   pl.col("peer_max").alias("peer_amount_max")), on="pernr", how="left")
             t_dual, dual_min = p.dual_threshold, p.dual_min_peers
         x = x.join(self.own_, on="pernr", how="left")
+        area = p.as_dict().get("area_ratio")
+        if area is not None:
+            x = area_reference(x, p.area_quantile, area, self.floor)
         return scored(x, p.threshold, p.threshold, p.threshold_alone, p.min_ratio, p.own_ratio, p.cold_upper,
                       p.cold_min_peers, t_dual, p.ratio_min_runs, dual_min, p.peak_ratio, p.peak_min_peers,
-                      self.floor)
+                      self.floor, area, p.as_dict().get("area_min_claims", 20))
 
     def decision_function(self, lines: pl.DataFrame, facts: pl.DataFrame) -> pl.Series:
         return self.score(lines, facts)["raw"].fill_null(0.0)
@@ -295,6 +346,9 @@ def describe(r: dict, measure: str) -> str:
         if measure == "share" and r.get("peer_amount_median") is not None:
             peers += f" ({r['peer_amount_median'] / 100:,.2f} {r['currency']})"
         parts.append(peers + f" (n = {r['peer_n']})")
+    if r.get("area_beyond") and r.get("area_ceiling") is not None:  # the area convicted it
+        parts.append(f"beyond all {r['staff_category']} staff of the area this month, whose values run up to "
+                     f"{fmt(r['area_ceiling'])} (n = {r['area_n']})")
     return "; ".join(parts)
 
 

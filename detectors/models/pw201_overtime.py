@@ -14,6 +14,16 @@ their median) is unusual too: a category group that mixes peaking units with qui
 a wide spread, but its range still ends. Peer statistics leave the staff member out. Without own history (a newcomer, an area's first month) the
 peers stand alone against the stricter `threshold_alone`. Far beyond with a large amount at
 stake (`hold_factor`, `hold_min_cents`) is hold, otherwise review.
+
+Above the unit stands the whole area (`area_quantile`, `area_ratio`, `area_min_claims`): all G
+claimants of the run, units in session included. Its ceiling is where its claims stop going on
+(from the 95th percentile upward, each within 1.15 x or 8 h of the one before), so a few errors
+far above do not raise it and habitual heavy claimants stay inside it. Without an own usual
+level (no earlier FINAL with overtime, or one only), the unit explains a claim and the area
+convicts it: a claim not beyond the ceiling by 1.15 x and 8 h is no outlier however high for
+its unit (a heavy claimant in an area's first month), one beyond it is, whatever the unit
+claims (a newcomer's 70 h beside units in session whose claims end at 60 h); one own month
+inside the ceiling vouches for up to `min_ratio` x itself.
 """
 
 from __future__ import annotations
@@ -54,7 +64,14 @@ CONTEXT_KEYS = (
 PEAK_KEYS = (Key("peak_ratio", float, "this multiple of the peers' peak this month (their second highest), two "
                   "spread floors beyond it, is unusual too ..."),
              Key("peak_min_peers", int, "... in a peer group of at least this many"))
-CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_hours", float, "floor of the spread, in hours"), *PEAK_KEYS)
+AREA_KEYS = (Key("area_quantile", float, "the area's ceiling this month (every unit of the category, those in "
+                  "session included): from this quantile of its values upward, the values go on ..."),
+             Key("area_ratio", float, "... while each next one is within this multiple (or two spread floors) of the one "
+                 "before; without an own usual level, a value not beyond that ceiling by as much is not unusual by "
+                 "the peers alone, and one beyond it (and beyond the unit's peak) is unusual whatever the unit claims ..."),
+             Key("area_min_claims", int, "... read when at least this many others of the category have the wage type"))
+CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_hours", float, "floor of the spread, in hours"), *PEAK_KEYS,
+          *AREA_KEYS)
 
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:
@@ -76,6 +93,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                                       "peer_group": r["peer_group"], "peer_median": r["peer_median"],
                                       "peer_n": r["peer_n"], "peer_upper": _round(r["peer_upper"]),
                                       "peer_max": r["peer_max"], "by_ratio": r["by_ratio"],
+                                      "area_ceiling": r.get("area_ceiling"), "area_n": r.get("area_n"),
+                                      "area_beyond": r.get("area_beyond"),
                                       "z_own": _round(r["z_own"]),
                                       "z_peer": _round(r["z_peer"]), "raw": _round(r["raw"])}))
     return findings_frame(rows)

@@ -89,19 +89,24 @@ def watcher_env(server, smtp, monkeypatch):
         yield smtp[1]
 
 
-def test_watcher_verifies_in_its_own_process_when_no_warm_worker_answers(watcher_env, tmp_path, caplog):
-    """Runs before the module's worker starts: nobody is subscribed to verify-warm."""
+def _pull_and_verify_logged(landing: Path, db: Path, caplog) -> list[dict]:
+    """The landing watcher's flow on `landing`, with its flow-run log lines in `caplog`."""
     from flows.verify import pull_and_verify
 
-    landing, db = tmp_path / "landing", tmp_path / "wh" / "warehouse.duckdb"
-    landing.mkdir()
-    shutil.copytree(SAMPLE / RUNS[0], landing / "drop")
     runs_log = logging.getLogger("prefect.flow_runs")  # Prefect's loggers do not propagate
     runs_log.addHandler(caplog.handler)
     try:
-        done = pull_and_verify(str(landing), str(db), settle_seconds=0)
+        return pull_and_verify(str(landing), str(db), settle_seconds=0)
     finally:
         runs_log.removeHandler(caplog.handler)
+
+
+def test_watcher_verifies_in_its_own_process_when_no_warm_worker_answers(watcher_env, tmp_path, caplog):
+    """Runs before the module's worker starts: nobody is subscribed to verify-warm."""
+    landing, db = tmp_path / "landing", tmp_path / "wh" / "warehouse.duckdb"
+    landing.mkdir()
+    shutil.copytree(SAMPLE / RUNS[0], landing / "drop")
+    done = _pull_and_verify_logged(landing, db, caplog)
     assert done == [{"run_id": RUNS[0], "state": "Completed", "warm_worker_pid": None}]
     said = [r.getMessage() for r in caplog.records if "no warm worker answered" in r.getMessage()]
     assert said and "verifying in this flow run's process instead" in said[0], said
@@ -216,7 +221,6 @@ def test_a_warm_worker_killed_mid_verify_leaves_no_half_loaded_run_and_the_watch
     verify of the run leaves it (no second version, no half-loaded rows), with the same
     exceptions.csv."""
     from flows import warm
-    from flows.verify import pull_and_verify
     from paywatch.pipeline import verify_run
     from paywatch.warehouse.db import open_warehouse, warehouse_digest
 
@@ -246,12 +250,7 @@ def test_a_warm_worker_killed_mid_verify_leaves_no_half_loaded_run_and_the_watch
         landing.mkdir()
         shutil.copytree(SAMPLE / RUNS[1], landing / "drop")
         monkeypatch.setattr(warm, "GRACE_SECONDS", 5.0)
-        runs_log = logging.getLogger("prefect.flow_runs")  # Prefect's loggers do not propagate
-        runs_log.addHandler(caplog.handler)
-        try:
-            done = pull_and_verify(str(landing), str(db), settle_seconds=0)
-        finally:
-            runs_log.removeHandler(caplog.handler)
+        done = _pull_and_verify_logged(landing, db, caplog)
         assert proc.wait(timeout=60) == -signal.SIGKILL, log_path.read_text()[-3000:]  # died at the point
     finally:
         if proc.poll() is None:

@@ -160,7 +160,8 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
            own_ratio: float | None = None, cold_upper: float | None = None, cold_min_peers: int = 20,
            t_dual: float | None = None, ratio_min_runs: int = 1, dual_min_peers: int = 8,
            peak_ratio: float | None = None, peak_min_peers: int = 8, peak_floor: float = 0.0,
-           area_ratio: float | None = None, area_min: int = 20) -> pl.DataFrame:
+           area_ratio: float | None = None, area_min: int = 20,
+           peak_amount_ratio: float | None = None) -> pl.DataFrame:
     """Adds z_own, z_peer, `raw` (unusualness in thresholds: 1 = at the threshold) and
     `unusual`. With both references a row must be unusual against BOTH (a level the whole
     unit shares is not, nor one that is this person's habit); with one, it stands alone
@@ -187,7 +188,7 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     beyond it, and `min_ratio` x their median is
     unusual too, when it is unusual against the own history as well (z >= `t_own` and
     `min_ratio` x the own level) or there is none: a unit in session claims 20-60 h, one person's 106 h is beyond anyone's. For a share,
-    the amount must be beyond the peers' highest amount by as much.
+    the amount must be beyond the peers' highest amount too, by `peak_amount_ratio` (default: by as much).
     With `area_ratio` (and `area_ceiling`, `area_n` from area_reference), the whole area stands
     above the unit when there is no own history and at least `area_min` others: a value no higher
     than the area's ceiling (what several others of the area claim this month, units in session
@@ -260,7 +261,8 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
                 & (~own | (weak & ~vouched)
                    | ((pl.col("z_own") >= t_own) & (pl.col("value") >= pl.col("own_median") * min_ratio))))
         if "peer_amount_max" in x.columns:  # a share: beyond anyone's as an amount too
-            peak = peak & (pl.col("amount").abs() >= pl.col("peer_amount_max") * peak_ratio)
+            by = peak_ratio if peak_amount_ratio is None else peak_amount_ratio
+            peak = peak & (pl.col("amount").abs() >= pl.col("peer_amount_max") * by)
         peak = peak.fill_null(False)
         raw = pl.when(peak).then(pl.max_horizontal(
             raw, pl.col("value") / (pl.col("peer_max") * peak_ratio))).otherwise(raw)
@@ -325,7 +327,8 @@ class ContextModel:
             x = area_reference(x, p.area_quantile, area, self.floor)
         return scored(x, p.threshold, p.threshold, p.threshold_alone, p.min_ratio, p.own_ratio, p.cold_upper,
                       p.cold_min_peers, t_dual, p.ratio_min_runs, dual_min, p.peak_ratio, p.peak_min_peers,
-                      self.floor, area, p.as_dict().get("area_min_claims", 20))
+                      self.floor, area, p.as_dict().get("area_min_claims", 20),
+                      p.as_dict().get("peak_amount_ratio"))
 
     def decision_function(self, lines: pl.DataFrame, facts: pl.DataFrame) -> pl.Series:
         return self.score(lines, facts)["raw"].fill_null(0.0)

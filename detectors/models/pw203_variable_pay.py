@@ -33,6 +33,8 @@ CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_share", float, "floor of the sp
           Key("dual_threshold", float, "without own history: robust z against the peers, as a share of base salary "
               "AND as an amount, at which a value is unusual ..."),
           Key("dual_min_peers", int, "... in a peer group of at least this many"), *PEAK_KEYS,
+          Key("peak_amount_ratio", float, "... for a share, its amount beyond the peers' peak amount (their second "
+              "highest) by this multiple too"),
           Key("same_amount_tolerance", float, "3300 within this share above the staff member's usual amount is "
               "their usual deduction, whatever its share of a prorated base"),
           Key("vouch_min_runs", int, "1500 on fewer own FINALs than this, each beyond the peers' peak this month "

@@ -640,32 +640,14 @@ def test_context_scoring_reads_the_area_above_the_unit():
 def test_context_scoring_share_beyond_the_peers_peak_as_an_amount_needs_no_median_multiple():
     """A newcomer's allowance x 3 in a mixed-grade group (shares 5-10.6 %, amounts up to 538.00):
     15.8 % and 948.00 are 1.5 x the others' peak in both, though under 2 x their median share
-    (8.9 %); an amount within the peak is not (a high share of a low salary)."""
+    (8.9 %); an amount within the peak is not (a high share of a low salary). With PW203's
+    `peak_amount_ratio` (1.0 shipped) 15.8 % is unusual when its amount is above every other
+    holder's but one (600.00: a G-4's allowance multiplied, still inside what higher grades are
+    paid); within the peak amount it is still not."""
     from detectors.models.context import scored
 
-    def unusual(share, amount):
+    def unusual(share, amount, peak_amount_ratio=None):
         x = pl.DataFrame({"pernr": ["1"], "value": [share], "amount": [amount], "own_median": [None],
-                          "own_scale": [None], "peer_median": [0.089], "peer_scale": [0.0275],
-                          "peer_upper": [0.135], "peer_max": [0.1023], "peer_n": [9],
-                          "peer_amount_median": [49_100.0], "peer_amount_scale": [7_365.0],
-                          "peer_amount_max": [53_800.0]},
-                         schema_overrides={"own_median": pl.Float64, "own_scale": pl.Float64})
-        return scored(x, 4.0, 4.0, 6.0, 2.0, own_ratio=3.0, t_dual=3.0, dual_min_peers=8, peak_ratio=1.5,
-                      peak_min_peers=8, peak_floor=0.02)["unusual"][0]
-
-    assert unusual(0.158, 94_800)
-    assert not unusual(0.158, 60_000)
-
-
-def test_context_scoring_share_beyond_the_peers_peak_needs_its_amount_beyond_their_peak_amount_only():
-    """PW203's `peak_amount_ratio` (1.0 shipped): a newcomer's 15.8 % that is 1.5 x the others'
-    peak share is unusual when its amount is above every other holder's but one (600.00 against a
-    peak amount of 538.00: a G-4's allowance multiplied, still inside what higher grades are paid);
-    an amount within that peak is a high share of a low salary, and is not."""
-    from detectors.models.context import scored
-
-    def unusual(amount, peak_amount_ratio=1.0):
-        x = pl.DataFrame({"pernr": ["1"], "value": [0.158], "amount": [amount], "own_median": [None],
                           "own_scale": [None], "peer_median": [0.089], "peer_scale": [0.0275],
                           "peer_upper": [0.135], "peer_max": [0.1023], "peer_n": [9],
                           "peer_amount_median": [49_100.0], "peer_amount_scale": [7_365.0],
@@ -674,9 +656,10 @@ def test_context_scoring_share_beyond_the_peers_peak_needs_its_amount_beyond_the
         return scored(x, 4.0, 4.0, 6.0, 2.0, own_ratio=3.0, t_dual=3.0, dual_min_peers=8, peak_ratio=1.5,
                       peak_min_peers=8, peak_floor=0.02, peak_amount_ratio=peak_amount_ratio)["unusual"][0]
 
-    assert unusual(60_000)
-    assert not unusual(60_000, peak_amount_ratio=None)  # by peak_ratio, as before
-    assert not unusual(50_000)
+    assert unusual(0.158, 94_800)
+    assert not unusual(0.158, 60_000)  # by peak_ratio when no peak_amount_ratio is given
+    assert unusual(0.158, 60_000, peak_amount_ratio=1.0)
+    assert not unusual(0.158, 50_000, peak_amount_ratio=1.0)
 
 
 def test_pw203_an_allowance_paid_once_beyond_the_peers_is_read_as_a_cold_start():

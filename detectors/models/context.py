@@ -294,8 +294,9 @@ class ContextModel:
 
     threshold_ = 1.0
 
-    def __init__(self, params, wage_type: str, measure: str):
+    def __init__(self, params, wage_type: str, measure: str, peak_amount_ratio: float | None = None):
         self.params, self.wage_type, self.measure = params, wage_type, measure
+        self.peak_amount_ratio = peak_amount_ratio
         self.floor = params.min_scale_hours if measure == "hours" else params.min_scale_share
 
     def fit(self, final_lines: pl.DataFrame, runs: pl.DataFrame) -> "ContextModel":
@@ -327,8 +328,7 @@ class ContextModel:
             x = area_reference(x, p.area_quantile, area, self.floor)
         return scored(x, p.threshold, p.threshold, p.threshold_alone, p.min_ratio, p.own_ratio, p.cold_upper,
                       p.cold_min_peers, t_dual, p.ratio_min_runs, dual_min, p.peak_ratio, p.peak_min_peers,
-                      self.floor, area, p.as_dict().get("area_min_claims", 20),
-                      p.as_dict().get("peak_amount_ratio"))
+                      self.floor, area, p.as_dict().get("area_min_claims", 20), self.peak_amount_ratio)
 
     def decision_function(self, lines: pl.DataFrame, facts: pl.DataFrame) -> pl.Series:
         return self.score(lines, facts)["raw"].fill_null(0.0)

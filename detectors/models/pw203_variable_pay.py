@@ -33,8 +33,8 @@ CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_share", float, "floor of the sp
           Key("dual_threshold", float, "without own history: robust z against the peers, as a share of base salary "
               "AND as an amount, at which a value is unusual ..."),
           Key("dual_min_peers", int, "... in a peer group of at least this many"), *PEAK_KEYS,
-          Key("peak_amount_ratio", float, "... for a share, its amount beyond the peers' peak amount (their second "
-              "highest) by this multiple too"),
+          Key("peak_amount_ratio", float, "... for 1500, its amount beyond the peers' peak amount (their second "
+              "highest) by this multiple too (3300, whose amount follows no grade: by peak_ratio)"),
           Key("same_amount_tolerance", float, "3300 within this share above the staff member's usual amount is "
               "their usual deduction, whatever its share of a prorated base"),
           Key("vouch_min_runs", int, "1500 on fewer own FINALs than this, each beyond the peers' peak this month "
@@ -53,7 +53,10 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     hist = ctx.inp.history
     rows = []
     for wt, category in CATEGORY.items():
-        model = ctx.fitted_on_history(CODE, params, ContextModel(params, wt, "share"),
+        # a special post allowance follows the grade gap, so a share beyond every holder's needs
+        # only an amount beyond theirs; a garnishment follows no grade: 3300 keeps peak_ratio
+        by = params.peak_amount_ratio if wt == pm.WT_SPECIAL_POST else None
+        model = ctx.fitted_on_history(CODE, params, ContextModel(params, wt, "share", by),
                                       lambda m: m.fit(hist.final_lines, hist.runs), wt)
         ctx.artifacts[f"{CODE}:{wt}"] = model
         scored = model.score(ctx.current, ctx.facts)

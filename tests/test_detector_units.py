@@ -643,7 +643,8 @@ def test_context_scoring_share_beyond_the_peers_peak_as_an_amount_needs_no_media
     (8.9 %); an amount within the peak is not (a high share of a low salary). With PW203's
     `peak_amount_ratio` (1.0 shipped) 15.8 % is unusual when its amount is above every other
     holder's but one (600.00: a G-4's allowance multiplied, still inside what higher grades are
-    paid); within the peak amount it is still not."""
+    paid); within the peak amount it is still not. And the reverse: 1.5 x the peak amount with a
+    share above every other holder's but one."""
     from detectors.models.context import scored
 
     def unusual(share, amount, peak_amount_ratio=None):
@@ -660,6 +661,11 @@ def test_context_scoring_share_beyond_the_peers_peak_as_an_amount_needs_no_media
     assert not unusual(0.158, 60_000)  # by peak_ratio when no peak_amount_ratio is given
     assert unusual(0.158, 60_000, peak_amount_ratio=1.0)
     assert not unusual(0.158, 50_000, peak_amount_ratio=1.0)
+    # the reverse: 1.5 x the peak amount, and a share beyond the peak share (by two spread floors)
+    assert unusual(0.145, 81_000, peak_amount_ratio=1.0)
+    assert not unusual(0.145, 81_000)
+    assert not unusual(0.145, 79_000, peak_amount_ratio=1.0)
+    assert not unusual(0.13, 90_000, peak_amount_ratio=1.0)  # within two spread floors of the peak share
 
 
 def test_pw203_an_allowance_paid_once_beyond_the_peers_is_read_as_a_cold_start():

@@ -188,7 +188,10 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     beyond it, and `min_ratio` x their median is
     unusual too, when it is unusual against the own history as well (z >= `t_own` and
     `min_ratio` x the own level) or there is none: a unit in session claims 20-60 h, one person's 106 h is beyond anyone's. For a share,
-    the amount must be beyond the peers' highest amount too, by `peak_amount_ratio` (default: by as much).
+    the amount must be beyond the peers' peak amount too, by as much; with `peak_amount_ratio`, a
+    share far (`peak_ratio` x) beyond the peers' peak on one measure, share or amount, needs to be
+    only `peak_amount_ratio` x beyond it on the other (an allowance multiplied in a first month:
+    above every holder's share but inside what higher grades are paid, or the reverse).
     With `area_ratio` (and `area_ceiling`, `area_n` from area_reference), the whole area stands
     above the unit when there is no own history and at least `area_min` others: a value no higher
     than the area's ceiling (what several others of the area claim this month, units in session
@@ -255,14 +258,20 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
         # a share beyond the peers' peak as an amount too needs no multiple of their median besides
         # (a newcomer's allowance x 3 above every holder's of a mixed-grade group; see below)
         share = "peer_amount_max" in x.columns
-        peak = (peer & (pl.col("peer_n") >= peak_min_peers) & (pl.col("value") >= pl.col("peer_max") * peak_ratio)
+        # with `peak_amount_ratio`, a share needs to be far (peak_ratio) beyond the peers' peak on one
+        # measure, share or amount, and beyond it (peak_amount_ratio) on the other
+        by = peak_ratio if peak_amount_ratio is None else peak_amount_ratio
+        far = pl.col("value") >= pl.col("peer_max") * (by if share else peak_ratio)
+        peak = (peer & (pl.col("peer_n") >= peak_min_peers) & far
                 & (pl.col("value") - pl.col("peer_max") >= 2 * peak_floor)
                 & (pl.lit(share) | (pl.col("value") >= pl.col("peer_median") * min_ratio))
                 & (~own | (weak & ~vouched)
                    | ((pl.col("z_own") >= t_own) & (pl.col("value") >= pl.col("own_median") * min_ratio))))
-        if "peer_amount_max" in x.columns:  # a share: beyond anyone's as an amount too
-            by = peak_ratio if peak_amount_ratio is None else peak_amount_ratio
-            peak = peak & (pl.col("amount").abs() >= pl.col("peer_amount_max") * by)
+        if share:  # a share: beyond anyone's as an amount too
+            amt = pl.col("amount").abs()
+            peak = peak & (((pl.col("value") >= pl.col("peer_max") * peak_ratio)
+                            & (amt >= pl.col("peer_amount_max") * by))
+                           | (amt >= pl.col("peer_amount_max") * peak_ratio))
         peak = peak.fill_null(False)
         raw = pl.when(peak).then(pl.max_horizontal(
             raw, pl.col("value") / (pl.col("peer_max") * peak_ratio))).otherwise(raw)

@@ -2,7 +2,10 @@
 
 Bank records (PA0009) valid during the period are grouped by IBAN. Where two or more staff
 share an account, the staff member(s) whose record with it started last are flagged (the
-newcomer to an existing account); ties flag all of them. IBANs are shown masked.
+newcomer to an existing account; ties flag all of them), and so is every holder whose record
+with it took effect this month: a bank change to an account that a new hire's first record then
+carries puts the change first in time, yet it is the change that may divert pay. IBANs are
+shown masked.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     first, last, _ = pm.month_bounds(ctx.meta.period)
     shared = shared_accounts(ctx.inp.md["bank_details"], first, last)
     paid = ctx.inp.lines.select("pernr").unique()
-    flagged = shared.filter(pl.col("since") == pl.col("newest")).join(paid, on="pernr")
+    flagged = shared.filter((pl.col("since") == pl.col("newest")) | (pl.col("since") >= first)).join(paid, on="pernr")
     rows = []
     for r in flagged.iter_rows(named=True):
         others = sorted(set(shared.filter(pl.col("iban") == r["iban"])["pernr"].to_list()) - {r["pernr"]})

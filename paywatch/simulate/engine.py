@@ -564,11 +564,19 @@ class Simulation:
             md_err = [e for e in self.errors if e.present and e.kind in err.MASTER_DATA_KINDS and e.op is not None]
             truth += [(plan.run_id, e.pernr, e.kind) for e in md_err if e.pernr in payees]
             return RunOutput(plan, {**md, **ref, "pay_lines": lines}, truth,
-                             neutral={e.pernr for e in md_err if e.pernr not in payees})
+                             neutral={e.pernr for e in md_err if e.pernr not in payees} | self._involved(truth))
         else:
             lines, truth = self._regular_lines(plan, md, ref)
         frames = {**md, **ref, "pay_lines": lines}
-        return RunOutput(plan, frames, truth)
+        return RunOutput(plan, frames, truth, neutral=self._involved(truth))
+
+    def _involved(self, truth: list[tuple[str, str, str]]) -> set[str]:
+        """Staff an error involves without causing it: the holder of the account a shared_iban
+        error copies (flagging them is no false alarm, nor a catch; tests/foreign_writer.py
+        counts them the same way)."""
+        wrong = {p for _, p, _ in truth}
+        return {e.params["other"] for e in self.errors
+                if e.kind == "shared_iban" and e.present and e.op is not None} - wrong
 
     def _offcycle_lines(self, plan: RunPlan, md: dict[str, pl.DataFrame]) -> pl.DataFrame:
         rows = []

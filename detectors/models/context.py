@@ -83,59 +83,88 @@ def own_reference(final_lines: pl.DataFrame, runs: pl.DataFrame, wage_type: str,
 
 
 def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group: int, floor: float,
-                   floor_rel: float, upper_iqr: float = 1.0, *, loo_max: int) -> pl.DataFrame:
+                   floor_rel: float, upper_iqr: float = 1.0, *, loo_max: int,
+                   amount_floor: float | None = None) -> pl.DataFrame:
     """`now` (pernr, value, ...) with the peer reference of each row: peer_median, peer_scale,
     peer_upper (the top of the group's usual range: third quartile + `upper_iqr` x the
     interquartile range), peer_q3, peer_max (the second highest of the others: the unit's own
     peak, read so that a second outlier does not hide the first) — each over the group's
     other members —, peer_n (the group's size)
     and peer_group (the most specific group of at least `min_group`; null when even the
-    category is smaller). Staff without facts this month (no assignment) get none."""
+    category is smaller). Staff without facts this month (no assignment) get none.
+    With `amount_floor`, the same peers' amounts (|amount|, spread floored at `amount_floor`)
+    too: peer_amount_median, peer_amount_scale, peer_amount_max (the groups are the same rows,
+    so both are read in one pass: each aggregation sees the same groups as it would alone).
+    Only the levels some row reads (its most specific group of at least `min_group`) are
+    computed; each of those exactly as the whole set was (tests/test_detector_peer_identity.py)."""
     who = facts.select("pernr", "entity", "staff_category", "grade").unique("pernr", keep="first")
     x = now.join(who, on="pernr", how="left").with_columns(band(split))
+    out_cols = x.columns
+    values = [(pl.col("value"), floor)]
+    if amount_floor is not None:
+        values.append((pl.col("amount").abs().cast(pl.Float64), amount_floor))
+    x = x.with_columns(*[e.alias(f"_v{j}") for j, (e, _) in enumerate(values)],
+                       *[pl.len().over(list(keys)).alias(f"_n{i}") for i, keys in enumerate(LEVELS)])
+    # the level each row reads: the first whose group is large enough (none without a category)
+    usable = [(pl.col(f"_n{i}") >= min_group) & pl.col("staff_category").is_not_null() for i in range(len(LEVELS))]
+    chosen = pl.lit(None, dtype=pl.Int64)
+    for i in reversed(range(len(LEVELS))):
+        chosen = pl.when(usable[i]).then(pl.lit(i, dtype=pl.Int64)).otherwise(chosen)
+    used = sorted(x.select(chosen.alias("_l")).get_column("_l").drop_nulls().unique().to_list())
     # the statistics of the OTHER members of the group (leave one out): in a group of five,
     # one claim of 79 h must not widen the very spread it is measured against
-    med_e, spread_e = _robust(pl.col("_ov"), floor, floor_rel)
-    q1, q3 = pl.col("_ov").quantile(0.25, "linear"), pl.col("_ov").quantile(0.75, "linear")
-    upper_e = q3 + upper_iqr * (q3 - q1)
-    for i, keys in enumerate(LEVELS):
-        keys = list(keys)
-        x = x.with_columns(pl.len().over(keys).alias(f"_n{i}"))
-        named = [med_e.alias(f"_m{i}"), spread_e.alias(f"_s{i}"), upper_e.alias(f"_u{i}"), q3.alias(f"_q{i}")]
+    def named(i: int) -> list[pl.Expr]:
+        exprs = []
+        for j, (_, fl) in enumerate(values):
+            o = pl.col(f"_o{j}")
+            med_e, spread_e = _robust(o, fl, floor_rel)
+            q1, q3 = o.quantile(0.25, "linear"), o.quantile(0.75, "linear")
+            exprs += [med_e.alias(f"_m{i}_{j}"), spread_e.alias(f"_s{i}_{j}"),
+                      (q3 + upper_iqr * (q3 - q1)).alias(f"_u{i}_{j}"), q3.alias(f"_q{i}_{j}")]
+        return exprs
+    vs = range(len(values))
+    stats = [f"_{k}{{i}}_{j}" for j in vs for k in "msuqx"]
+    for i in used:
+        keys = list(LEVELS[i])
         # pairing each member with every other costs the square of the group's size: exact
         # for groups up to `loo_max`; above it one member moves a median by half a rank at most,
         # so the whole group stands in (its peak still leaves the member out, by rank)
         small = x.filter(pl.col(f"_n{i}") <= loo_max)
-        others = small.select(*keys, pl.col("pernr").alias("_op"), pl.col("value").alias("_ov"))
+        others = small.select(*keys, pl.col("pernr").alias("_op"), *[pl.col(f"_v{j}").alias(f"_o{j}") for j in vs])
         loo = (small.select("pernr", *keys).join(others, on=keys).filter(pl.col("pernr") != pl.col("_op"))
-               .group_by("pernr").agg(*named, pl.col("_ov").top_k(2).min().alias(f"_x{i}")))
+               .group_by("pernr").agg(*named(i), *[pl.col(f"_o{j}").top_k(2).min().alias(f"_x{i}_{j}") for j in vs]))
         big = x.filter(pl.col(f"_n{i}") > loo_max)
-        whole = (big.select(*keys, pl.col("value").alias("_ov")).group_by(keys)
-                 .agg(*named, pl.col("_ov").top_k(3).sort(descending=True).alias("_top")))
-        ranked = (big.select("pernr", *keys, pl.col("value").rank("ordinal", descending=True).over(keys).alias("_r"))
+        whole = (big.select(*keys, *[pl.col(f"_v{j}").alias(f"_o{j}") for j in vs]).group_by(keys)
+                 .agg(*named(i), *[pl.col(f"_o{j}").top_k(3).sort(descending=True).alias(f"_top{j}") for j in vs]))
+        ranked = (big.select("pernr", *keys, *[pl.col(f"_v{j}").rank("ordinal", descending=True).over(keys)
+                                               .alias(f"_r{j}") for j in vs])
                   .join(whole, on=keys)
                   # the others' second highest: the third of the group for its top two, else the second
-                  .with_columns(pl.when(pl.col("_r") <= 2).then(pl.col("_top").list.get(2, null_on_oob=True))
-                                .otherwise(pl.col("_top").list.get(1, null_on_oob=True)).alias(f"_x{i}"))
-                  .select("pernr", *[f"_{k}{i}" for k in "msuqx"]))
+                  .with_columns(*[pl.when(pl.col(f"_r{j}") <= 2).then(pl.col(f"_top{j}").list.get(2, null_on_oob=True))
+                                  .otherwise(pl.col(f"_top{j}").list.get(1, null_on_oob=True)).alias(f"_x{i}_{j}")
+                                  for j in vs])
+                  .select("pernr", *[c.format(i=i) for c in stats]))
         x = x.join(pl.concat([loo, ranked], how="diagonal_relaxed"), on="pernr", how="left")
-    def pick(kind: str) -> pl.Expr:
-        expr = pl.lit(None)
-        for i in reversed(range(len(LEVELS))):
-            expr = pl.when((pl.col(f"_n{i}") >= min_group) & pl.col("staff_category").is_not_null()) \
-                .then(pl.col(f"_{kind}{i}")).otherwise(expr)
+    def pick(col: str, dtype) -> pl.Expr:  # a level no row reads changes no row's pick
+        expr = pl.lit(None, dtype=dtype)
+        for i in reversed(used):
+            expr = pl.when(usable[i]).then(pl.col(col.format(i=i))).otherwise(expr)
         return expr
     label = pl.lit(None, dtype=pl.String)
     names = (pl.concat_str(pl.col("entity"), pl.lit(" "), pl.col("band")),
              pl.concat_str(pl.col("entity"), pl.lit(" "), pl.col("staff_category")), pl.col("band"),
              pl.col("staff_category"), pl.concat_str(pl.lit("paid in "), pl.col("currency")))
-    for i in reversed(range(len(LEVELS))):
-        label = pl.when((pl.col(f"_n{i}") >= min_group) & pl.col("staff_category").is_not_null()) \
-            .then(names[i]).otherwise(label)
-    return x.with_columns(pick("m").alias("peer_median"), pick("s").alias("peer_scale"),
-                          pick("u").alias("peer_upper"), pick("q").alias("peer_q3"), pick("x").alias("peer_max"),
-                          pick("n").cast(pl.Int64).alias("peer_n"), label.alias("peer_group")).drop(
-        [f"_{k}{i}" for i in range(len(LEVELS)) for k in "msunqx"])
+    for i in reversed(used):
+        label = pl.when(usable[i]).then(names[i]).otherwise(label)
+    f64 = pl.Float64
+    out = [pick("_m{i}_0", f64).alias("peer_median"), pick("_s{i}_0", f64).alias("peer_scale"),
+           pick("_u{i}_0", f64).alias("peer_upper"), pick("_q{i}_0", f64).alias("peer_q3"),
+           pick("_x{i}_0", f64).alias("peer_max"), pick("_n{i}", pl.UInt32).cast(pl.Int64).alias("peer_n"),
+           label.alias("peer_group")]
+    if amount_floor is not None:
+        out += [pick("_m{i}_1", f64).alias("peer_amount_median"), pick("_s{i}_1", f64).alias("peer_amount_scale"),
+                pick("_x{i}_1", f64).alias("peer_amount_max")]
+    return x.select(*out_cols, *out)
 
 
 def area_reference(x: pl.DataFrame, quantile: float, ratio: float, floor: float,
@@ -307,17 +336,13 @@ class ContextModel:
         Grain: one row per staff member with the wage type this month."""
         p = self.params
         now = measured(lines, self.wage_type, self.measure).drop("run_id").filter(pl.col("value") > 0)
+        # a share has the same peers' amounts beside it (the groups are the same rows): median,
+        # spread and peak, read in the same pass
+        dual = self.measure == "share" and "dual_threshold" in p.as_dict()
         x = peer_reference(now, facts, p.band_split, p.min_group, self.floor, p.min_scale_rel, p.upper_iqr,
-                           loo_max=p.loo_max)
+                           loo_max=p.loo_max, amount_floor=1.0 if dual else None)
         t_dual, dual_min = None, 0
-        if self.measure == "share" and "dual_threshold" in p.as_dict():
-            # the same peers' amounts (the groups are the same rows): median and spread
-            amounts = now.with_columns(pl.col("amount").abs().cast(pl.Float64).alias("value"))
-            ref = peer_reference(amounts, facts, p.band_split, p.min_group, 1.0, p.min_scale_rel, p.upper_iqr,
-                                 loo_max=p.loo_max)
-            x = x.join(ref.select("pernr", pl.col("peer_median").alias("peer_amount_median"),
-                                  pl.col("peer_scale").alias("peer_amount_scale"),
-                                  pl.col("peer_max").alias("peer_amount_max")), on="pernr", how="left")
+        if dual:
             t_dual, dual_min = p.dual_threshold, p.dual_min_peers
         x = x.join(self.own_, on="pernr", how="left")
         area = p.as_dict().get("area_ratio")

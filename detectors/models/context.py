@@ -124,16 +124,17 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
         return exprs
     vs = range(len(values))
     stats = [f"_{k}{{i}}_{j}" for j in vs for k in "msuqx"]
+    lx = x.lazy()
     for i in used:
         keys = list(LEVELS[i])
         # pairing each member with every other costs the square of the group's size: exact
         # for groups up to `loo_max`; above it one member moves a median by half a rank at most,
         # so the whole group stands in (its peak still leaves the member out, by rank)
-        small = x.filter(pl.col(f"_n{i}") <= loo_max)
+        small = lx.filter(pl.col(f"_n{i}") <= loo_max)
         others = small.select(*keys, pl.col("pernr").alias("_op"), *[pl.col(f"_v{j}").alias(f"_o{j}") for j in vs])
         loo = (small.select("pernr", *keys).join(others, on=keys).filter(pl.col("pernr") != pl.col("_op"))
                .group_by("pernr").agg(*named(i), *[pl.col(f"_o{j}").top_k(2).min().alias(f"_x{i}_{j}") for j in vs]))
-        big = x.filter(pl.col(f"_n{i}") > loo_max)
+        big = lx.filter(pl.col(f"_n{i}") > loo_max)
         whole = (big.select(*keys, *[pl.col(f"_v{j}").alias(f"_o{j}") for j in vs]).group_by(keys)
                  .agg(*named(i), *[pl.col(f"_o{j}").top_k(3).sort(descending=True).alias(f"_top{j}") for j in vs]))
         ranked = (big.select("pernr", *keys, *[pl.col(f"_v{j}").rank("ordinal", descending=True).over(keys)
@@ -144,7 +145,8 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
                                   .otherwise(pl.col(f"_top{j}").list.get(1, null_on_oob=True)).alias(f"_x{i}_{j}")
                                   for j in vs])
                   .select("pernr", *[c.format(i=i) for c in stats]))
-        x = x.join(pl.concat([loo, ranked], how="diagonal_relaxed"), on="pernr", how="left")
+        x = x.lazy().join(pl.concat([loo, ranked], how="diagonal_relaxed"), on="pernr", how="left")
+    x = x.lazy().collect(engine="in-memory")
     def pick(col: str, dtype) -> pl.Expr:  # a level no row reads changes no row's pick
         expr = pl.lit(None, dtype=dtype)
         for i in reversed(used):

@@ -110,7 +110,12 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
     chosen = pl.lit(None, dtype=pl.Int64)
     for i in reversed(range(len(LEVELS))):
         chosen = pl.when(usable[i]).then(pl.lit(i, dtype=pl.Int64)).otherwise(chosen)
-    used = sorted(x.select(chosen.alias("_l")).get_column("_l").drop_nulls().unique().to_list())
+    x = x.with_columns(chosen.alias("_l"))
+    used = sorted(x.get_column("_l").drop_nulls().unique().to_list())
+    # rows that read each level, within groups read leaving one out and within groups read whole
+    counts = x.select(*[((pl.col(f"_n{i}") <= loo_max) & (pl.col("_l") == i)).sum().alias(f"small{i}") for i in used],
+                      *[((pl.col(f"_n{i}") > loo_max) & (pl.col("_l") == i)).sum().alias(f"big{i}") for i in used]
+                      ).row(0, named=True) if used else {}
     # the statistics of the OTHER members of the group (leave one out): in a group of five,
     # one claim of 79 h must not widen the very spread it is measured against
     def named(i: int) -> list[pl.Expr]:
@@ -130,22 +135,29 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
         # pairing each member with every other costs the square of the group's size: exact
         # for groups up to `loo_max`; above it one member moves a median by half a rank at most,
         # so the whole group stands in (its peak still leaves the member out, by rank)
-        small = lx.filter(pl.col(f"_n{i}") <= loo_max)
-        others = small.select(*keys, pl.col("pernr").alias("_op"), *[pl.col(f"_v{j}").alias(f"_o{j}") for j in vs])
-        loo = (small.select("pernr", *keys).join(others, on=keys).filter(pl.col("pernr") != pl.col("_op"))
-               .group_by("pernr").agg(*named(i), *[pl.col(f"_o{j}").top_k(2).min().alias(f"_x{i}_{j}") for j in vs]))
-        big = lx.filter(pl.col(f"_n{i}") > loo_max)
-        whole = (big.select(*keys, *[pl.col(f"_v{j}").alias(f"_o{j}") for j in vs]).group_by(keys)
-                 .agg(*named(i), *[pl.col(f"_o{j}").top_k(3).sort(descending=True).alias(f"_top{j}") for j in vs]))
-        ranked = (big.select("pernr", *keys, *[pl.col(f"_v{j}").rank("ordinal", descending=True).over(keys)
-                                               .alias(f"_r{j}") for j in vs])
-                  .join(whole, on=keys)
-                  # the others' second highest: the third of the group for its top two, else the second
-                  .with_columns(*[pl.when(pl.col(f"_r{j}") <= 2).then(pl.col(f"_top{j}").list.get(2, null_on_oob=True))
-                                  .otherwise(pl.col(f"_top{j}").list.get(1, null_on_oob=True)).alias(f"_x{i}_{j}")
-                                  for j in vs])
-                  .select("pernr", *[c.format(i=i) for c in stats]))
-        x = x.lazy().join(pl.concat([loo, ranked], how="diagonal_relaxed"), on="pernr", how="left")
+        # each group's statistics over all its members; computed for the rows that read them
+        parts = []
+        if counts[f"small{i}"]:
+            small = lx.filter(pl.col(f"_n{i}") <= loo_max)
+            others = small.select(*keys, pl.col("pernr").alias("_op"), *[pl.col(f"_v{j}").alias(f"_o{j}") for j in vs])
+            parts.append(small.filter(pl.col("_l") == i).select("pernr", *keys).join(others, on=keys)
+                         .filter(pl.col("pernr") != pl.col("_op")).group_by("pernr")
+                         .agg(*named(i), *[pl.col(f"_o{j}").top_k(2).min().alias(f"_x{i}_{j}") for j in vs]))
+        if counts[f"big{i}"]:
+            big = lx.filter(pl.col(f"_n{i}") > loo_max)
+            whole = (big.select(*keys, *[pl.col(f"_v{j}").alias(f"_o{j}") for j in vs]).group_by(keys)
+                     .agg(*named(i), *[pl.col(f"_o{j}").top_k(3).sort(descending=True).alias(f"_top{j}") for j in vs]))
+            parts.append(
+                big.select("pernr", "_l", *keys, *[pl.col(f"_v{j}").rank("ordinal", descending=True).over(keys)
+                                                   .alias(f"_r{j}") for j in vs])
+                .filter(pl.col("_l") == i).join(whole, on=keys)
+                # the others' second highest: the third of the group for its top two, else the second
+                .with_columns(*[pl.when(pl.col(f"_r{j}") <= 2).then(pl.col(f"_top{j}").list.get(2, null_on_oob=True))
+                                .otherwise(pl.col(f"_top{j}").list.get(1, null_on_oob=True)).alias(f"_x{i}_{j}")
+                                for j in vs])
+                .select("pernr", *[c.format(i=i) for c in stats]))
+        x = x.lazy().join(pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0], on="pernr",
+                          how="left")
     x = x.lazy().collect(engine="in-memory")
     def pick(col: str, dtype) -> pl.Expr:  # a level no row reads changes no row's pick
         expr = pl.lit(None, dtype=dtype)

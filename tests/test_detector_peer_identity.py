@@ -1,6 +1,7 @@
-"""peer_reference (models/context.py) bit for bit as it was before session 8 made it faster.
+"""peer_reference and scored (models/context.py) bit for bit as they were before session 8 made them faster.
 
-`old_peer_reference` below is the implementation of commit 16db4a5, kept verbatim as the oracle:
+`old_peer_reference` and `old_scored` below are the implementations of commit 16db4a5, kept verbatim as
+the oracles:
 the faster one (only the levels a row reads, the share and its amount in one pass) must give the
 same frame, float for float, on random peer groups — sizes around `min_group` and `loo_max`,
 tied values, staff without facts, null entities and grades, one group or many. An earlier
@@ -14,7 +15,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from detectors.models.context import IQR_SCALE, LEVELS, MAD_SCALE, band, peer_reference
+from detectors.models.context import IQR_SCALE, LEVELS, MAD_SCALE, band, peer_reference, scored
 
 
 def _old_robust(value: pl.Expr, floor: float, floor_rel: float) -> tuple[pl.Expr, pl.Expr]:
@@ -178,3 +179,178 @@ def test_one_reader_of_a_level_in_one_group(loo_max):
     _same(new, old.join(ref.select("pernr", pl.col("peer_median").alias("peer_amount_median"),
                                     pl.col("peer_scale").alias("peer_amount_scale"),
                                     pl.col("peer_max").alias("peer_amount_max")), on="pernr", how="left"))
+
+
+# ------------------------------------------------------------------ scored
+
+
+def old_scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_ratio: float,
+           own_ratio: float | None = None, cold_upper: float | None = None, cold_min_peers: int = 20,
+           t_dual: float | None = None, ratio_min_runs: int = 1, dual_min_peers: int = 8,
+           peak_ratio: float | None = None, peak_min_peers: int = 8, peak_floor: float = 0.0,
+           area_ratio: float | None = None, area_min: int = 20) -> pl.DataFrame:
+    """Adds z_own, z_peer, `raw` (unusualness in thresholds: 1 = at the threshold) and
+    `unusual`. With both references a row must be unusual against BOTH (a level the whole
+    unit shares is not, nor one that is this person's habit); with one, it stands alone
+    against the stricter `t_alone`. Either way the value must be `min_ratio` x the reference.
+    With both references, `own_ratio` x the own usual level or more that is also above the
+    top of the peers' usual range (`peer_upper`, at least two spreads above their median) is
+    unusual too (`by_ratio`): a peak the unit shares
+    stays inside its range, a jump of one person's own does not — read only on an own level of
+    `ratio_min_runs` FINALs or more (one month of 1 h makes an ordinary 15 h look like 15 x);
+    on fewer, the peers' reading (z >= `t_alone`, and the peak reading below) stands on its own
+    too (one month of an error paid at FINAL makes the same error look usual) — unless the value
+    is under `min_ratio` x that month and the month itself was within `peak_ratio` x the peers'
+    peak this month: then the month vouches, as a longer history would. Without own history (cold
+    start), `cold_upper` x the top of the peers' usual range or more is unusual as well, in a
+    group of at least `cold_min_peers` (a range needs peers to be read): in a group that mixes
+    a peaking unit with quiet ones the spread is wide, its range still ends.
+    A share measure has its amount beside it (`peer_amount_median`, `peer_amount_scale`):
+    without own history, a value unusual against the peers both as a share of base salary and
+    as an amount (robust z >= `t_dual` each, and `min_ratio` x the peers' median each), in a
+    group of at least `dual_min_peers`, is unusual too — a high share of a low salary, or a
+    high amount on a high one, is one of the two only; an amount multiplied is both.
+    With `peak_ratio`, a value at least that multiple of the peers' peak this month (the second
+    highest of them, in a group of at least `peak_min_peers`), two spread floors (`peak_floor`)
+    beyond it, and `min_ratio` x their median is
+    unusual too, when it is unusual against the own history as well (z >= `t_own` and
+    `min_ratio` x the own level) or there is none: a unit in session claims 20-60 h, one person's 106 h is beyond anyone's. For a share,
+    the amount must be beyond the peers' highest amount by as much.
+    With `area_ratio` (and `area_ceiling`, `area_n` from area_reference), the whole area stands
+    above the unit when there is no own history and at least `area_min` others: a value no higher
+    than the area's ceiling (what several others of the area claim this month, units in session
+    included) is not unusual by the peers' reading alone (`area_within`: a habitual heavy
+    claimant in an area's first month); one at least `area_ratio` x that ceiling and two spread
+    floors beyond it is unusual whatever the unit claims, its own session included (`area_beyond`:
+    above everything the area claims is no one's habit). One own month (`weak`) that is not
+    beyond the ceiling vouches for up to `min_ratio` x itself too."""
+    own, peer = pl.col("own_median").is_not_null(), pl.col("peer_median").is_not_null()
+    z_own = (pl.col("value") - pl.col("own_median")) / pl.col("own_scale")
+    z_peer = (pl.col("value") - pl.col("peer_median")) / pl.col("peer_scale")
+    ref = pl.max_horizontal(pl.col("own_median"), pl.col("peer_median"))  # the higher of the references
+    x = x.with_columns(z_own.alias("z_own"), z_peer.alias("z_peer"), ref.alias("reference"))
+    raw = (pl.when(own & peer).then(pl.min_horizontal(pl.col("z_own") / t_own, pl.col("z_peer") / t_peer))
+           .when(own).then(pl.col("z_own") / t_alone)
+           .when(peer).then(pl.col("z_peer") / t_alone)
+           .otherwise(None))
+    by_ratio = pl.lit(False)
+    # an own level of fewer than ratio_min_runs FINALs can neither vouch nor convict alone: the
+    # peers' reading stands on its own too (an error paid at a newcomer's first FINAL is no habit)
+    weak = (own & (pl.col("own_n") < ratio_min_runs)) if "own_n" in x.columns else pl.lit(False)
+    # ... yet that one month vouches for up to `min_ratio` x itself, as a longer history does, unless
+    # it was itself beyond the unit's peak this month (`peak_ratio` x the others' second highest):
+    # 24 h after 33 h is no jump; 113 h after a newcomer's 89 h, beyond anyone's, is
+    vouched = pl.lit(False)
+    if peak_ratio is not None and "peer_max" in x.columns:
+        vouched = (weak & (pl.col("value") < pl.col("own_median") * min_ratio)
+                   & (pl.col("own_median") <= pl.col("peer_max") * peak_ratio)).fill_null(False)
+    area = over = pl.lit(False)
+    if area_ratio is not None and "area_ceiling" in x.columns:  # the whole area above the unit
+        ceiling, area = pl.col("area_ceiling"), (pl.col("area_n") >= area_min).fill_null(False)
+        over = ((pl.col("value") >= ceiling * area_ratio)
+                & (pl.col("value") - ceiling >= 2 * peak_floor)).fill_null(False)
+        # one own month that the area would not call beyond vouches too (the area's heaviest
+        # claimants have such months); a newcomer's 89 h error paid at FINAL is not one
+        vouched = vouched | (weak & area & (pl.col("value") < pl.col("own_median") * min_ratio)
+                             & (pl.col("own_median") < ceiling * area_ratio)).fill_null(False)
+    alone = (weak & ~vouched & peer & (pl.col("z_peer") >= t_alone)
+             & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
+    raw = pl.when(alone).then(pl.max_horizontal(raw, pl.col("z_peer") / t_alone)).otherwise(raw)
+    # the top of the peers' usual range, at least two spreads above their median: a group that
+    # is all alike has no interquartile range, and a value just above it is no outlier
+    top = pl.max_horizontal(pl.col("peer_upper"), pl.col("peer_median") + 2 * pl.col("peer_scale"))
+    if own_ratio is not None and "peer_upper" in x.columns:
+        runs_ok = (pl.col("own_n") >= ratio_min_runs) if "own_n" in x.columns else pl.lit(True)
+        by_ratio = (own & peer & runs_ok & (pl.col("value") >= pl.col("own_median") * own_ratio)
+                    & (pl.col("value") > top)
+                    & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
+    if cold_upper is not None and "peer_upper" in x.columns:
+        by_ratio = by_ratio | (~own & peer & (pl.col("peer_n") >= cold_min_peers) & (pl.col("value") >= top * cold_upper)
+                               & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
+    dual = pl.lit(False)
+    if t_dual is not None and "peer_amount_median" in x.columns:
+        amt = pl.col("amount").abs().cast(pl.Float64)
+        x = x.with_columns(((amt - pl.col("peer_amount_median")) / pl.col("peer_amount_scale")).alias("z_amount"))
+        dual = (~own & peer & (pl.col("peer_n") >= dual_min_peers) & (pl.col("z_peer") >= t_dual)
+                & (pl.col("z_amount") >= t_dual)
+                & (pl.col("value") >= pl.col("peer_median") * min_ratio)
+                & (amt >= pl.col("peer_amount_median") * min_ratio)).fill_null(False)
+        raw = pl.when(dual).then(pl.max_horizontal(
+            raw, pl.min_horizontal(pl.col("z_peer"), pl.col("z_amount")) / t_dual)).otherwise(raw)
+    by_ratio = by_ratio | dual | alone
+    if peak_ratio is not None and "peer_max" in x.columns:
+        # a share beyond the peers' peak as an amount too needs no multiple of their median besides
+        # (a newcomer's allowance x 3 above every holder's of a mixed-grade group; see below)
+        share = "peer_amount_max" in x.columns
+        peak = (peer & (pl.col("peer_n") >= peak_min_peers) & (pl.col("value") >= pl.col("peer_max") * peak_ratio)
+                & (pl.col("value") - pl.col("peer_max") >= 2 * peak_floor)
+                & (pl.lit(share) | (pl.col("value") >= pl.col("peer_median") * min_ratio))
+                & (~own | (weak & ~vouched)
+                   | ((pl.col("z_own") >= t_own) & (pl.col("value") >= pl.col("own_median") * min_ratio))))
+        if "peer_amount_max" in x.columns:  # a share: beyond anyone's as an amount too
+            peak = peak & (pl.col("amount").abs() >= pl.col("peer_amount_max") * peak_ratio)
+        peak = peak.fill_null(False)
+        raw = pl.when(peak).then(pl.max_horizontal(
+            raw, pl.col("value") / (pl.col("peer_max") * peak_ratio))).otherwise(raw)
+        by_ratio = by_ratio | peak
+    # without a usual level of one's own, the unit explains a claim but the area convicts it:
+    # not beyond the area's ceiling is no outlier (`within`), beyond it is one (`beyond`)
+    within = ((~own | weak) & area & ~over).fill_null(False)
+    beyond = ((~own | (weak & ~vouched)) & area & over).fill_null(False)
+    if area_ratio is not None and "area_ceiling" in x.columns:
+        raw = pl.when(beyond).then(pl.max_horizontal(
+            raw, pl.col("value") / (pl.col("area_ceiling") * area_ratio))).otherwise(raw)
+    by_ratio = (by_ratio & ~within) | beyond
+    # raw for a row unusual by ratio: how far past the peers' range, in those ranges (>= 1)
+    raw_ratio = pl.max_horizontal(pl.lit(1.0), pl.col("value") / pl.col("peer_upper"))
+    x = x.with_columns(within.alias("area_within"), beyond.alias("area_beyond"))
+    return x.with_columns(by_ratio.alias("by_ratio"), raw.alias("raw")).with_columns(
+        pl.when(pl.col("by_ratio") & (pl.col("raw").fill_null(0.0) < 1.0)).then(raw_ratio)
+        .otherwise(pl.col("raw")).alias("raw"),
+        (((pl.col("raw") >= 1.0) & (pl.col("value") >= pl.col("reference") * min_ratio)).fill_null(False)
+         & ~pl.col("area_within") | pl.col("by_ratio")).alias("unusual"),
+        # money above the usual level: what would be overpaid if this went out
+        (pl.col("amount").abs().cast(pl.Float64) * (1 - pl.col("reference") / pl.col("value"))).alias("excess"))
+
+
+def _scored_world(seed: int) -> tuple[pl.DataFrame, dict]:
+    """Random rows with both references, some without either, the area's ceiling, and a
+    random set of the optional readings (ratio, cold start, dual, peak, area)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    def maybe_null(v, p):
+        return [None if rng.random() < p else float(a) for a in v]
+    value = rng.lognormal(1, 1, n)
+    x = pl.DataFrame({
+        "pernr": [f"{i:08d}" for i in range(n)], "value": value,
+        "amount": rng.integers(-900_000, 900_000, n), "currency": ["CHF"] * n,
+        "staff_category": rng.choice(["P", "G"], n),
+        "own_median": maybe_null(rng.lognormal(1, 1, n), 0.4), "own_scale": rng.random(n) * 3 + 0.01,
+        "own_n": pl.Series([int(a) for a in rng.integers(1, 4, n)], dtype=pl.UInt32),
+        "peer_median": maybe_null(rng.lognormal(1, 1, n), 0.2), "peer_scale": rng.random(n) * 3 + 0.01,
+        "peer_upper": maybe_null(rng.lognormal(1.5, 1, n), 0.1), "peer_q3": rng.lognormal(1, 1, n),
+        "peer_max": maybe_null(rng.lognormal(1.5, 1, n), 0.1), "peer_n": rng.integers(0, 40, n),
+        "peer_amount_median": rng.lognormal(10, 1, n), "peer_amount_scale": rng.lognormal(8, 1, n),
+        "peer_amount_max": rng.lognormal(11, 1, n),
+        "area_ceiling": maybe_null(rng.lognormal(2, 1, n), 0.1), "area_n": rng.integers(0, 40, n),
+    })
+    drop = [c for c, p in (("own_n", 0.2), ("peer_amount_median", 0.5), ("peer_amount_max", 0.5),
+                           ("area_ceiling", 0.4)) if rng.random() < p]
+    if "peer_amount_median" in drop:
+        drop += ["peer_amount_scale"]
+    x = x.drop(drop)
+    pick = lambda v, p=0.7: v if rng.random() < p else None  # noqa: E731
+    kw = dict(own_ratio=pick(3.0), cold_upper=pick(1.5), cold_min_peers=int(rng.integers(1, 25)),
+              t_dual=pick(3.0), ratio_min_runs=int(rng.integers(1, 4)), dual_min_peers=int(rng.integers(1, 12)),
+              peak_ratio=pick(1.5), peak_min_peers=int(rng.integers(1, 12)), peak_floor=float(rng.choice([0.0, 2.0])),
+              area_ratio=pick(1.15), area_min=int(rng.integers(1, 25)))
+    return x, kw
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_scored_is_the_old_one_bit_for_bit(seed):
+    x, kw = _scored_world(seed)
+    args = (3.5, 3.5, 5.0, 2.0)
+    new, old = scored(x, *args, **kw), old_scored(x, *args, **kw)
+    assert new.columns == old.columns
+    _same(new, old)

@@ -239,6 +239,19 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     floors beyond it is unusual whatever the unit claims, its own session included (`area_beyond`:
     above everything the area claims is no one's habit). One own month (`weak`) that is not
     beyond the ceiling vouches for up to `min_ratio` x itself too."""
+    # one lazy plan; each reading used again below (raw, weak, vouched, by_ratio) is kept as a
+    # column once rather than its expression copied into every later one (the copies doubled
+    # with each step); elementwise, so the same values
+    cols, temps = set(x.columns), []
+    x = x.lazy()
+
+    def kept(expr: pl.Expr) -> pl.Expr:
+        nonlocal x
+        name = f"_scored{len(temps)}"
+        temps.append(name)
+        x = x.with_columns(expr.alias(name))
+        return pl.col(name)
+
     own, peer = pl.col("own_median").is_not_null(), pl.col("peer_median").is_not_null()
     z_own = (pl.col("value") - pl.col("own_median")) / pl.col("own_scale")
     z_peer = (pl.col("value") - pl.col("peer_median")) / pl.col("peer_scale")
@@ -248,19 +261,20 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
            .when(own).then(pl.col("z_own") / t_alone)
            .when(peer).then(pl.col("z_peer") / t_alone)
            .otherwise(None))
+    raw = kept(raw)
     by_ratio = pl.lit(False)
     # an own level of fewer than ratio_min_runs FINALs can neither vouch nor convict alone: the
     # peers' reading stands on its own too (an error paid at a newcomer's first FINAL is no habit)
-    weak = (own & (pl.col("own_n") < ratio_min_runs)) if "own_n" in x.columns else pl.lit(False)
+    weak = kept(own & (pl.col("own_n") < ratio_min_runs)) if "own_n" in cols else pl.lit(False)
     # ... yet that one month vouches for up to `min_ratio` x itself, as a longer history does, unless
     # it was itself beyond the unit's peak this month (`peak_ratio` x the others' second highest):
     # 24 h after 33 h is no jump; 113 h after a newcomer's 89 h, beyond anyone's, is
     vouched = pl.lit(False)
-    if peak_ratio is not None and "peer_max" in x.columns:
+    if peak_ratio is not None and "peer_max" in cols:
         vouched = (weak & (pl.col("value") < pl.col("own_median") * min_ratio)
                    & (pl.col("own_median") <= pl.col("peer_max") * peak_ratio)).fill_null(False)
     area = over = pl.lit(False)
-    if area_ratio is not None and "area_ceiling" in x.columns:  # the whole area above the unit
+    if area_ratio is not None and "area_ceiling" in cols:  # the whole area above the unit
         ceiling, area = pl.col("area_ceiling"), (pl.col("area_n") >= area_min).fill_null(False)
         over = ((pl.col("value") >= ceiling * area_ratio)
                 & (pl.col("value") - ceiling >= 2 * peak_floor)).fill_null(False)
@@ -268,53 +282,55 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
         # claimants have such months); a newcomer's 89 h error paid at FINAL is not one
         vouched = vouched | (weak & area & (pl.col("value") < pl.col("own_median") * min_ratio)
                              & (pl.col("own_median") < ceiling * area_ratio)).fill_null(False)
+    vouched = kept(vouched)
     alone = (weak & ~vouched & peer & (pl.col("z_peer") >= t_alone)
              & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
-    raw = pl.when(alone).then(pl.max_horizontal(raw, pl.col("z_peer") / t_alone)).otherwise(raw)
+    alone = kept(alone)
+    raw = kept(pl.when(alone).then(pl.max_horizontal(raw, pl.col("z_peer") / t_alone)).otherwise(raw))
     # the top of the peers' usual range, at least two spreads above their median: a group that
     # is all alike has no interquartile range, and a value just above it is no outlier
     top = pl.max_horizontal(pl.col("peer_upper"), pl.col("peer_median") + 2 * pl.col("peer_scale"))
-    if own_ratio is not None and "peer_upper" in x.columns:
-        runs_ok = (pl.col("own_n") >= ratio_min_runs) if "own_n" in x.columns else pl.lit(True)
+    if own_ratio is not None and "peer_upper" in cols:
+        runs_ok = (pl.col("own_n") >= ratio_min_runs) if "own_n" in cols else pl.lit(True)
         by_ratio = (own & peer & runs_ok & (pl.col("value") >= pl.col("own_median") * own_ratio)
                     & (pl.col("value") > top)
                     & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
-    if cold_upper is not None and "peer_upper" in x.columns:
+    if cold_upper is not None and "peer_upper" in cols:
         by_ratio = by_ratio | (~own & peer & (pl.col("peer_n") >= cold_min_peers) & (pl.col("value") >= top * cold_upper)
                                & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
     dual = pl.lit(False)
-    if t_dual is not None and "peer_amount_median" in x.columns:
+    if t_dual is not None and "peer_amount_median" in cols:
         amt = pl.col("amount").abs().cast(pl.Float64)
         x = x.with_columns(((amt - pl.col("peer_amount_median")) / pl.col("peer_amount_scale")).alias("z_amount"))
-        dual = (~own & peer & (pl.col("peer_n") >= dual_min_peers) & (pl.col("z_peer") >= t_dual)
+        dual = kept(~own & peer & (pl.col("peer_n") >= dual_min_peers) & (pl.col("z_peer") >= t_dual)
                 & (pl.col("z_amount") >= t_dual)
                 & (pl.col("value") >= pl.col("peer_median") * min_ratio)
                 & (amt >= pl.col("peer_amount_median") * min_ratio)).fill_null(False)
-        raw = pl.when(dual).then(pl.max_horizontal(
-            raw, pl.min_horizontal(pl.col("z_peer"), pl.col("z_amount")) / t_dual)).otherwise(raw)
-    by_ratio = by_ratio | dual | alone
-    if peak_ratio is not None and "peer_max" in x.columns:
+        raw = kept(pl.when(dual).then(pl.max_horizontal(
+            raw, pl.min_horizontal(pl.col("z_peer"), pl.col("z_amount")) / t_dual)).otherwise(raw))
+    by_ratio = kept(by_ratio | dual | alone)
+    if peak_ratio is not None and "peer_max" in cols:
         # a share beyond the peers' peak as an amount too needs no multiple of their median besides
         # (a newcomer's allowance x 3 above every holder's of a mixed-grade group; see below)
-        share = "peer_amount_max" in x.columns
+        share = "peer_amount_max" in cols
         peak = (peer & (pl.col("peer_n") >= peak_min_peers) & (pl.col("value") >= pl.col("peer_max") * peak_ratio)
                 & (pl.col("value") - pl.col("peer_max") >= 2 * peak_floor)
                 & (pl.lit(share) | (pl.col("value") >= pl.col("peer_median") * min_ratio))
                 & (~own | (weak & ~vouched)
                    | ((pl.col("z_own") >= t_own) & (pl.col("value") >= pl.col("own_median") * min_ratio))))
-        if "peer_amount_max" in x.columns:  # a share: beyond anyone's as an amount too
+        if "peer_amount_max" in cols:  # a share: beyond anyone's as an amount too
             peak = peak & (pl.col("amount").abs() >= pl.col("peer_amount_max") * peak_ratio)
-        peak = peak.fill_null(False)
-        raw = pl.when(peak).then(pl.max_horizontal(
-            raw, pl.col("value") / (pl.col("peer_max") * peak_ratio))).otherwise(raw)
+        peak = kept(peak.fill_null(False))
+        raw = kept(pl.when(peak).then(pl.max_horizontal(
+            raw, pl.col("value") / (pl.col("peer_max") * peak_ratio))).otherwise(raw))
         by_ratio = by_ratio | peak
     # without a usual level of one's own, the unit explains a claim but the area convicts it:
     # not beyond the area's ceiling is no outlier (`within`), beyond it is one (`beyond`)
     within = ((~own | weak) & area & ~over).fill_null(False)
     beyond = ((~own | (weak & ~vouched)) & area & over).fill_null(False)
-    if area_ratio is not None and "area_ceiling" in x.columns:
-        raw = pl.when(beyond).then(pl.max_horizontal(
-            raw, pl.col("value") / (pl.col("area_ceiling") * area_ratio))).otherwise(raw)
+    if area_ratio is not None and "area_ceiling" in cols:
+        raw = kept(pl.when(beyond).then(pl.max_horizontal(
+            raw, pl.col("value") / (pl.col("area_ceiling") * area_ratio))).otherwise(raw))
     by_ratio = (by_ratio & ~within) | beyond
     # raw for a row unusual by ratio: how far past the peers' range, in those ranges (>= 1)
     raw_ratio = pl.max_horizontal(pl.lit(1.0), pl.col("value") / pl.col("peer_upper"))
@@ -325,7 +341,8 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
         (((pl.col("raw") >= 1.0) & (pl.col("value") >= pl.col("reference") * min_ratio)).fill_null(False)
          & ~pl.col("area_within") | pl.col("by_ratio")).alias("unusual"),
         # money above the usual level: what would be overpaid if this went out
-        (pl.col("amount").abs().cast(pl.Float64) * (1 - pl.col("reference") / pl.col("value"))).alias("excess"))
+        (pl.col("amount").abs().cast(pl.Float64) * (1 - pl.col("reference") / pl.col("value"))).alias("excess")
+    ).drop(temps).collect(engine="in-memory")
 
 
 class ContextModel:

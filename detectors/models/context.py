@@ -83,59 +83,102 @@ def own_reference(final_lines: pl.DataFrame, runs: pl.DataFrame, wage_type: str,
 
 
 def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group: int, floor: float,
-                   floor_rel: float, upper_iqr: float = 1.0, *, loo_max: int) -> pl.DataFrame:
+                   floor_rel: float, upper_iqr: float = 1.0, *, loo_max: int,
+                   amount_floor: float | None = None) -> pl.DataFrame:
     """`now` (pernr, value, ...) with the peer reference of each row: peer_median, peer_scale,
     peer_upper (the top of the group's usual range: third quartile + `upper_iqr` x the
     interquartile range), peer_q3, peer_max (the second highest of the others: the unit's own
     peak, read so that a second outlier does not hide the first) — each over the group's
     other members —, peer_n (the group's size)
     and peer_group (the most specific group of at least `min_group`; null when even the
-    category is smaller). Staff without facts this month (no assignment) get none."""
+    category is smaller). Staff without facts this month (no assignment) get none.
+    With `amount_floor`, the same peers' amounts (|amount|, spread floored at `amount_floor`)
+    too: peer_amount_median, peer_amount_scale, peer_amount_max (the groups are the same rows,
+    so both are read in one pass: each aggregation sees the same groups as it would alone).
+    Only the levels some row reads (its most specific group of at least `min_group`) are
+    computed; each of those exactly as the whole set was (tests/test_detector_peer_identity.py)."""
     who = facts.select("pernr", "entity", "staff_category", "grade").unique("pernr", keep="first")
     x = now.join(who, on="pernr", how="left").with_columns(band(split))
+    out_cols = x.columns
+    values = [(pl.col("value"), floor)]
+    if amount_floor is not None:
+        values.append((pl.col("amount").abs().cast(pl.Float64), amount_floor))
+    x = x.with_columns(*[e.alias(f"_v{j}") for j, (e, _) in enumerate(values)],
+                       *[pl.len().over(list(keys)).alias(f"_n{i}") for i, keys in enumerate(LEVELS)])
+    # the level each row reads: the first whose group is large enough (none without a category)
+    usable = [(pl.col(f"_n{i}") >= min_group) & pl.col("staff_category").is_not_null() for i in range(len(LEVELS))]
+    chosen = pl.lit(None, dtype=pl.Int64)
+    for i in reversed(range(len(LEVELS))):
+        chosen = pl.when(usable[i]).then(pl.lit(i, dtype=pl.Int64)).otherwise(chosen)
+    x = x.with_columns(chosen.alias("_l"))
+    used = sorted(x.get_column("_l").drop_nulls().unique().to_list())
+    # rows that read each level, within groups read leaving one out and within groups read whole
+    counts = x.select(*[((pl.col(f"_n{i}") <= loo_max) & (pl.col("_l") == i)).sum().alias(f"small{i}") for i in used],
+                      *[((pl.col(f"_n{i}") > loo_max) & (pl.col("_l") == i)).sum().alias(f"big{i}") for i in used]
+                      ).row(0, named=True) if used else {}
     # the statistics of the OTHER members of the group (leave one out): in a group of five,
     # one claim of 79 h must not widen the very spread it is measured against
-    med_e, spread_e = _robust(pl.col("_ov"), floor, floor_rel)
-    q1, q3 = pl.col("_ov").quantile(0.25, "linear"), pl.col("_ov").quantile(0.75, "linear")
-    upper_e = q3 + upper_iqr * (q3 - q1)
-    for i, keys in enumerate(LEVELS):
-        keys = list(keys)
-        x = x.with_columns(pl.len().over(keys).alias(f"_n{i}"))
-        named = [med_e.alias(f"_m{i}"), spread_e.alias(f"_s{i}"), upper_e.alias(f"_u{i}"), q3.alias(f"_q{i}")]
+    def named(i: int) -> list[pl.Expr]:
+        exprs = []
+        for j, (_, fl) in enumerate(values):
+            o = pl.col(f"_o{j}")
+            med_e, spread_e = _robust(o, fl, floor_rel)
+            q1, q3 = o.quantile(0.25, "linear"), o.quantile(0.75, "linear")
+            exprs += [med_e.alias(f"_m{i}_{j}"), spread_e.alias(f"_s{i}_{j}"),
+                      (q3 + upper_iqr * (q3 - q1)).alias(f"_u{i}_{j}"), q3.alias(f"_q{i}_{j}")]
+        return exprs
+    vs = range(len(values))
+    stats = [f"_{k}{{i}}_{j}" for j in vs for k in "msuqx"]
+    lx = x.lazy()
+    for i in used:
+        keys = list(LEVELS[i])
         # pairing each member with every other costs the square of the group's size: exact
         # for groups up to `loo_max`; above it one member moves a median by half a rank at most,
         # so the whole group stands in (its peak still leaves the member out, by rank)
-        small = x.filter(pl.col(f"_n{i}") <= loo_max)
-        others = small.select(*keys, pl.col("pernr").alias("_op"), pl.col("value").alias("_ov"))
-        loo = (small.select("pernr", *keys).join(others, on=keys).filter(pl.col("pernr") != pl.col("_op"))
-               .group_by("pernr").agg(*named, pl.col("_ov").top_k(2).min().alias(f"_x{i}")))
-        big = x.filter(pl.col(f"_n{i}") > loo_max)
-        whole = (big.select(*keys, pl.col("value").alias("_ov")).group_by(keys)
-                 .agg(*named, pl.col("_ov").top_k(3).sort(descending=True).alias("_top")))
-        ranked = (big.select("pernr", *keys, pl.col("value").rank("ordinal", descending=True).over(keys).alias("_r"))
-                  .join(whole, on=keys)
-                  # the others' second highest: the third of the group for its top two, else the second
-                  .with_columns(pl.when(pl.col("_r") <= 2).then(pl.col("_top").list.get(2, null_on_oob=True))
-                                .otherwise(pl.col("_top").list.get(1, null_on_oob=True)).alias(f"_x{i}"))
-                  .select("pernr", *[f"_{k}{i}" for k in "msuqx"]))
-        x = x.join(pl.concat([loo, ranked], how="diagonal_relaxed"), on="pernr", how="left")
-    def pick(kind: str) -> pl.Expr:
-        expr = pl.lit(None)
-        for i in reversed(range(len(LEVELS))):
-            expr = pl.when((pl.col(f"_n{i}") >= min_group) & pl.col("staff_category").is_not_null()) \
-                .then(pl.col(f"_{kind}{i}")).otherwise(expr)
+        # each group's statistics over all its members; computed for the rows that read them
+        parts = []
+        if counts[f"small{i}"]:
+            small = lx.filter(pl.col(f"_n{i}") <= loo_max)
+            others = small.select(*keys, pl.col("pernr").alias("_op"), *[pl.col(f"_v{j}").alias(f"_o{j}") for j in vs])
+            parts.append(small.filter(pl.col("_l") == i).select("pernr", *keys).join(others, on=keys)
+                         .filter(pl.col("pernr") != pl.col("_op")).group_by("pernr")
+                         .agg(*named(i), *[pl.col(f"_o{j}").top_k(2).min().alias(f"_x{i}_{j}") for j in vs]))
+        if counts[f"big{i}"]:
+            big = lx.filter(pl.col(f"_n{i}") > loo_max)
+            whole = (big.select(*keys, *[pl.col(f"_v{j}").alias(f"_o{j}") for j in vs]).group_by(keys)
+                     .agg(*named(i), *[pl.col(f"_o{j}").top_k(3).sort(descending=True).alias(f"_top{j}") for j in vs]))
+            parts.append(
+                big.select("pernr", "_l", *keys, *[pl.col(f"_v{j}").rank("ordinal", descending=True).over(keys)
+                                                   .alias(f"_r{j}") for j in vs])
+                .filter(pl.col("_l") == i).join(whole, on=keys)
+                # the others' second highest: the third of the group for its top two, else the second
+                .with_columns(*[pl.when(pl.col(f"_r{j}") <= 2).then(pl.col(f"_top{j}").list.get(2, null_on_oob=True))
+                                .otherwise(pl.col(f"_top{j}").list.get(1, null_on_oob=True)).alias(f"_x{i}_{j}")
+                                for j in vs])
+                .select("pernr", *[c.format(i=i) for c in stats]))
+        x = x.lazy().join(pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0], on="pernr",
+                          how="left")
+    x = x.lazy().collect(engine="in-memory")
+    def pick(col: str, dtype) -> pl.Expr:  # a level no row reads changes no row's pick
+        expr = pl.lit(None, dtype=dtype)
+        for i in reversed(used):
+            expr = pl.when(usable[i]).then(pl.col(col.format(i=i))).otherwise(expr)
         return expr
     label = pl.lit(None, dtype=pl.String)
     names = (pl.concat_str(pl.col("entity"), pl.lit(" "), pl.col("band")),
              pl.concat_str(pl.col("entity"), pl.lit(" "), pl.col("staff_category")), pl.col("band"),
              pl.col("staff_category"), pl.concat_str(pl.lit("paid in "), pl.col("currency")))
-    for i in reversed(range(len(LEVELS))):
-        label = pl.when((pl.col(f"_n{i}") >= min_group) & pl.col("staff_category").is_not_null()) \
-            .then(names[i]).otherwise(label)
-    return x.with_columns(pick("m").alias("peer_median"), pick("s").alias("peer_scale"),
-                          pick("u").alias("peer_upper"), pick("q").alias("peer_q3"), pick("x").alias("peer_max"),
-                          pick("n").cast(pl.Int64).alias("peer_n"), label.alias("peer_group")).drop(
-        [f"_{k}{i}" for i in range(len(LEVELS)) for k in "msunqx"])
+    for i in reversed(used):
+        label = pl.when(usable[i]).then(names[i]).otherwise(label)
+    f64 = pl.Float64
+    out = [pick("_m{i}_0", f64).alias("peer_median"), pick("_s{i}_0", f64).alias("peer_scale"),
+           pick("_u{i}_0", f64).alias("peer_upper"), pick("_q{i}_0", f64).alias("peer_q3"),
+           pick("_x{i}_0", f64).alias("peer_max"), pick("_n{i}", pl.UInt32).cast(pl.Int64).alias("peer_n"),
+           label.alias("peer_group")]
+    if amount_floor is not None:
+        out += [pick("_m{i}_1", f64).alias("peer_amount_median"), pick("_s{i}_1", f64).alias("peer_amount_scale"),
+                pick("_x{i}_1", f64).alias("peer_amount_max")]
+    return x.select(*out_cols, *out)
 
 
 def area_reference(x: pl.DataFrame, quantile: float, ratio: float, floor: float,
@@ -200,6 +243,19 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     floors beyond it is unusual whatever the unit claims, its own session included (`area_beyond`:
     above everything the area claims is no one's habit). One own month (`weak`) that is not
     beyond the ceiling vouches for up to `min_ratio` x itself too."""
+    # one lazy plan; each reading used again below (raw, weak, vouched, by_ratio) is kept as a
+    # column once rather than its expression copied into every later one (the copies doubled
+    # with each step); elementwise, so the same values
+    cols, temps = set(x.columns), []
+    x = x.lazy()
+
+    def kept(expr: pl.Expr) -> pl.Expr:
+        nonlocal x
+        name = f"_scored{len(temps)}"
+        temps.append(name)
+        x = x.with_columns(expr.alias(name))
+        return pl.col(name)
+
     own, peer = pl.col("own_median").is_not_null(), pl.col("peer_median").is_not_null()
     z_own = (pl.col("value") - pl.col("own_median")) / pl.col("own_scale")
     z_peer = (pl.col("value") - pl.col("peer_median")) / pl.col("peer_scale")
@@ -209,19 +265,20 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
            .when(own).then(pl.col("z_own") / t_alone)
            .when(peer).then(pl.col("z_peer") / t_alone)
            .otherwise(None))
+    raw = kept(raw)
     by_ratio = pl.lit(False)
     # an own level of fewer than ratio_min_runs FINALs can neither vouch nor convict alone: the
     # peers' reading stands on its own too (an error paid at a newcomer's first FINAL is no habit)
-    weak = (own & (pl.col("own_n") < ratio_min_runs)) if "own_n" in x.columns else pl.lit(False)
+    weak = kept(own & (pl.col("own_n") < ratio_min_runs)) if "own_n" in cols else pl.lit(False)
     # ... yet that one month vouches for up to `min_ratio` x itself, as a longer history does, unless
     # it was itself beyond the unit's peak this month (`peak_ratio` x the others' second highest):
     # 24 h after 33 h is no jump; 113 h after a newcomer's 89 h, beyond anyone's, is
     vouched = pl.lit(False)
-    if peak_ratio is not None and "peer_max" in x.columns:
+    if peak_ratio is not None and "peer_max" in cols:
         vouched = (weak & (pl.col("value") < pl.col("own_median") * min_ratio)
                    & (pl.col("own_median") <= pl.col("peer_max") * peak_ratio)).fill_null(False)
     area = over = pl.lit(False)
-    if area_ratio is not None and "area_ceiling" in x.columns:  # the whole area above the unit
+    if area_ratio is not None and "area_ceiling" in cols:  # the whole area above the unit
         ceiling, area = pl.col("area_ceiling"), (pl.col("area_n") >= area_min).fill_null(False)
         over = ((pl.col("value") >= ceiling * area_ratio)
                 & (pl.col("value") - ceiling >= 2 * peak_floor)).fill_null(False)
@@ -229,35 +286,37 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
         # claimants have such months); a newcomer's 89 h error paid at FINAL is not one
         vouched = vouched | (weak & area & (pl.col("value") < pl.col("own_median") * min_ratio)
                              & (pl.col("own_median") < ceiling * area_ratio)).fill_null(False)
+    vouched = kept(vouched)
     alone = (weak & ~vouched & peer & (pl.col("z_peer") >= t_alone)
              & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
-    raw = pl.when(alone).then(pl.max_horizontal(raw, pl.col("z_peer") / t_alone)).otherwise(raw)
+    alone = kept(alone)
+    raw = kept(pl.when(alone).then(pl.max_horizontal(raw, pl.col("z_peer") / t_alone)).otherwise(raw))
     # the top of the peers' usual range, at least two spreads above their median: a group that
     # is all alike has no interquartile range, and a value just above it is no outlier
     top = pl.max_horizontal(pl.col("peer_upper"), pl.col("peer_median") + 2 * pl.col("peer_scale"))
-    if own_ratio is not None and "peer_upper" in x.columns:
-        runs_ok = (pl.col("own_n") >= ratio_min_runs) if "own_n" in x.columns else pl.lit(True)
+    if own_ratio is not None and "peer_upper" in cols:
+        runs_ok = (pl.col("own_n") >= ratio_min_runs) if "own_n" in cols else pl.lit(True)
         by_ratio = (own & peer & runs_ok & (pl.col("value") >= pl.col("own_median") * own_ratio)
                     & (pl.col("value") > top)
                     & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
-    if cold_upper is not None and "peer_upper" in x.columns:
+    if cold_upper is not None and "peer_upper" in cols:
         by_ratio = by_ratio | (~own & peer & (pl.col("peer_n") >= cold_min_peers) & (pl.col("value") >= top * cold_upper)
                                & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
     dual = pl.lit(False)
-    if t_dual is not None and "peer_amount_median" in x.columns:
+    if t_dual is not None and "peer_amount_median" in cols:
         amt = pl.col("amount").abs().cast(pl.Float64)
         x = x.with_columns(((amt - pl.col("peer_amount_median")) / pl.col("peer_amount_scale")).alias("z_amount"))
-        dual = (~own & peer & (pl.col("peer_n") >= dual_min_peers) & (pl.col("z_peer") >= t_dual)
+        dual = kept(~own & peer & (pl.col("peer_n") >= dual_min_peers) & (pl.col("z_peer") >= t_dual)
                 & (pl.col("z_amount") >= t_dual)
                 & (pl.col("value") >= pl.col("peer_median") * min_ratio)
                 & (amt >= pl.col("peer_amount_median") * min_ratio)).fill_null(False)
-        raw = pl.when(dual).then(pl.max_horizontal(
-            raw, pl.min_horizontal(pl.col("z_peer"), pl.col("z_amount")) / t_dual)).otherwise(raw)
-    by_ratio = by_ratio | dual | alone
-    if peak_ratio is not None and "peer_max" in x.columns:
+        raw = kept(pl.when(dual).then(pl.max_horizontal(
+            raw, pl.min_horizontal(pl.col("z_peer"), pl.col("z_amount")) / t_dual)).otherwise(raw))
+    by_ratio = kept(by_ratio | dual | alone)
+    if peak_ratio is not None and "peer_max" in cols:
         # a share beyond the peers' peak as an amount too needs no multiple of their median besides
         # (a newcomer's allowance x 3 above every holder's of a mixed-grade group; see below)
-        share = "peer_amount_max" in x.columns
+        share = "peer_amount_max" in cols
         # with `peak_amount_ratio`, a share needs to be far (peak_ratio) beyond the peers' peak on one
         # measure, share or amount, and beyond it (peak_amount_ratio) on the other
         by = peak_ratio if peak_amount_ratio is None else peak_amount_ratio
@@ -272,17 +331,17 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
             peak = peak & (((pl.col("value") >= pl.col("peer_max") * peak_ratio)
                             & (amt >= pl.col("peer_amount_max") * by))
                            | (amt >= pl.col("peer_amount_max") * peak_ratio))
-        peak = peak.fill_null(False)
-        raw = pl.when(peak).then(pl.max_horizontal(
-            raw, pl.col("value") / (pl.col("peer_max") * peak_ratio))).otherwise(raw)
+        peak = kept(peak.fill_null(False))
+        raw = kept(pl.when(peak).then(pl.max_horizontal(
+            raw, pl.col("value") / (pl.col("peer_max") * peak_ratio))).otherwise(raw))
         by_ratio = by_ratio | peak
     # without a usual level of one's own, the unit explains a claim but the area convicts it:
     # not beyond the area's ceiling is no outlier (`within`), beyond it is one (`beyond`)
     within = ((~own | weak) & area & ~over).fill_null(False)
     beyond = ((~own | (weak & ~vouched)) & area & over).fill_null(False)
-    if area_ratio is not None and "area_ceiling" in x.columns:
-        raw = pl.when(beyond).then(pl.max_horizontal(
-            raw, pl.col("value") / (pl.col("area_ceiling") * area_ratio))).otherwise(raw)
+    if area_ratio is not None and "area_ceiling" in cols:
+        raw = kept(pl.when(beyond).then(pl.max_horizontal(
+            raw, pl.col("value") / (pl.col("area_ceiling") * area_ratio))).otherwise(raw))
     by_ratio = (by_ratio & ~within) | beyond
     # raw for a row unusual by ratio: how far past the peers' range, in those ranges (>= 1)
     raw_ratio = pl.max_horizontal(pl.lit(1.0), pl.col("value") / pl.col("peer_upper"))
@@ -293,7 +352,8 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
         (((pl.col("raw") >= 1.0) & (pl.col("value") >= pl.col("reference") * min_ratio)).fill_null(False)
          & ~pl.col("area_within") | pl.col("by_ratio")).alias("unusual"),
         # money above the usual level: what would be overpaid if this went out
-        (pl.col("amount").abs().cast(pl.Float64) * (1 - pl.col("reference") / pl.col("value"))).alias("excess"))
+        (pl.col("amount").abs().cast(pl.Float64) * (1 - pl.col("reference") / pl.col("value"))).alias("excess")
+    ).drop(temps).collect(engine="in-memory")
 
 
 class ContextModel:
@@ -319,17 +379,13 @@ class ContextModel:
         Grain: one row per staff member with the wage type this month."""
         p = self.params
         now = measured(lines, self.wage_type, self.measure).drop("run_id").filter(pl.col("value") > 0)
+        # a share has the same peers' amounts beside it (the groups are the same rows): median,
+        # spread and peak, read in the same pass
+        dual = self.measure == "share" and "dual_threshold" in p.as_dict()
         x = peer_reference(now, facts, p.band_split, p.min_group, self.floor, p.min_scale_rel, p.upper_iqr,
-                           loo_max=p.loo_max)
+                           loo_max=p.loo_max, amount_floor=1.0 if dual else None)
         t_dual, dual_min = None, 0
-        if self.measure == "share" and "dual_threshold" in p.as_dict():
-            # the same peers' amounts (the groups are the same rows): median and spread
-            amounts = now.with_columns(pl.col("amount").abs().cast(pl.Float64).alias("value"))
-            ref = peer_reference(amounts, facts, p.band_split, p.min_group, 1.0, p.min_scale_rel, p.upper_iqr,
-                                 loo_max=p.loo_max)
-            x = x.join(ref.select("pernr", pl.col("peer_median").alias("peer_amount_median"),
-                                  pl.col("peer_scale").alias("peer_amount_scale"),
-                                  pl.col("peer_max").alias("peer_amount_max")), on="pernr", how="left")
+        if dual:
             t_dual, dual_min = p.dual_threshold, p.dual_min_peers
         x = x.join(self.own_, on="pernr", how="left")
         area = p.as_dict().get("area_ratio")

@@ -32,6 +32,7 @@ from detectors.scoring import calibrated
 
 CODE = "PW202"
 TREE_THREADS = os.cpu_count() or 1  # trees scored side by side
+FIT_THREADS = min(2, os.cpu_count() or 1)  # trees fitted side by side (the tree builder releases the GIL)
 CONFIG = (ENABLED, SEVERITY,
           Key("training_runs", int, "most recent earlier FINAL runs to fit on"),
           Key("n_estimators", int, "trees of the forest"),
@@ -63,8 +64,12 @@ class IsolationModel:
         from sklearn.ensemble import IsolationForest  # heavy import: only when a model is fitted
 
         x = train.select(FEATURES).to_numpy()
+        # trees built on threads (their seeds are drawn before, one per tree, and they are kept in
+        # tree order: the same forest as on one thread), then scored on one: scikit-learn's
+        # score_samples adds the trees' depths from its threads in whatever order they finish
         self.forest_ = IsolationForest(n_estimators=p.n_estimators, random_state=p.seed,
-                                       max_samples=min(256, len(x))).fit(x)
+                                       max_samples=min(256, len(x)), n_jobs=FIT_THREADS).fit(x)
+        self.forest_.set_params(n_jobs=None)
         # the threshold needs the tail of the training scores, not every row: a seeded sample
         # bounds the cost on big payroll areas (all rows when there are fewer)
         cap = p.threshold_sample

@@ -163,6 +163,16 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     return findings_frame(rows)
 
 
+def _stopped_history(hist: pl.DataFrame, wts: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """What `_stopped` reads of the earlier FINALs: each staff member's runs with a base salary
+    for their own month (pernr, run_id, in_period), the runs that paid them a negative net (a
+    deduction that wrong is not one whose end is news), and the month's lines of `wts`."""
+    cur = hist.filter(pl.col("for_period") == pl.col("in_period"))
+    negative = hist.filter((pl.col("wage_type") == "/560") & (pl.col("amount_cents") < 0)).select("pernr", "run_id")
+    base = cur.filter(pl.col("wage_type") == pm.WT_BASE).select("pernr", "run_id", "in_period").unique()
+    return base, negative, cur.filter(pl.col("wage_type").is_in(wts))
+
+
 def _stopped(ctx: Context, hist: pl.DataFrame, params: Params, wts: list[str]) -> list[dict]:
     """Recurring 1500/3300 lines missing this run: the wage type in each of the latest
     `recurring_runs` FINALs that paid the staff member (each of those there are, when fewer),
@@ -171,16 +181,13 @@ def _stopped(ctx: Context, hist: pl.DataFrame, params: Params, wts: list[str]) -
     paid_now = ctx.current.filter(pl.col("wage_type") == pm.WT_BASE).select("pernr").unique()
     if hist.height == 0 or paid_now.height == 0:
         return []
-    cur = hist.filter(pl.col("for_period") == pl.col("in_period"))
+    # the history's alone: kept for the month's later runs
+    base, negative, cur_wts = ctx.from_history(CODE, params, "stopped", lambda: _stopped_history(hist, wts))
     # the latest n FINALs that paid each staff member (their runs in contract order = in_period)
-    # a FINAL that paid the staff member a negative net was no usual month (a deduction that
-    # wrong is not one whose end is news)
-    negative = hist.filter((pl.col("wage_type") == "/560") & (pl.col("amount_cents") < 0)).select("pernr", "run_id")
-    their = (cur.filter(pl.col("wage_type") == pm.WT_BASE).select("pernr", "run_id", "in_period").unique()
-             .join(paid_now, on="pernr").join(negative, on=["pernr", "run_id"], how="anti")
+    their = (base.join(paid_now, on="pernr").join(negative, on=["pernr", "run_id"], how="anti")
              .sort("in_period", descending=True).group_by("pernr").head(n))
     counts = their.group_by("pernr").agg(pl.len().alias("_runs"))
-    have = (cur.filter(pl.col("wage_type").is_in(wts)).join(their.select("pernr", "run_id"), on=["pernr", "run_id"])
+    have = (cur_wts.join(their.select("pernr", "run_id"), on=["pernr", "run_id"])
             .group_by("pernr", "wage_type").agg(pl.col("run_id").n_unique().alias("_with"),
                                                  pl.col("amount_cents").sort_by("in_period").last().alias("last"),
                                                  pl.col("currency").last(), pl.col("in_period").max().alias("month")))

@@ -1,0 +1,59 @@
+"""PW202's forests fitted on threads are the forests fitted on one (session 8, detect_fit).
+
+scikit-learn draws every tree's seed before it builds any, and keeps the trees in order,
+so `n_jobs` must not change a tree. Fitted here both ways on the same staff-run features
+and compared split by split, and scored by the detector's own decision_function.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors.config import Params
+from detectors.models import pw202_isolation as iso
+
+
+def test_fit_threads_change_no_tree():
+    from sklearn.ensemble import IsolationForest
+
+    rng = np.random.default_rng(5)
+    x = np.column_stack([rng.lognormal(0, 1, 3000), rng.integers(3, 20, 3000), rng.random(3000),
+                         np.where(rng.random(3000) < 0.1, rng.random(3000) * 40, 0.0)])
+    one = IsolationForest(n_estimators=100, random_state=11, max_samples=256).fit(x)
+    two = IsolationForest(n_estimators=100, random_state=11, max_samples=256, n_jobs=2).fit(x)
+    for a, b in zip(one.estimators_, two.estimators_, strict=True):
+        for field in ("feature", "threshold", "children_left", "children_right", "n_node_samples"):
+            assert np.array_equal(getattr(a.tree_, field), getattr(b.tree_, field)), field
+    assert np.array_equal(one.score_samples(x), two.score_samples(x))
+
+
+def test_the_detector_fits_on_threads_and_scores_in_tree_order():
+    """The model's forest is fitted with FIT_THREADS and kept with n_jobs=None: scikit-learn's
+    own score_samples (the fallback of decision_function) then adds trees in order."""
+    import polars as pl
+
+    if iso.FIT_THREADS < 2:
+        pytest.skip("one core: no threads to fit on")
+    rng = np.random.default_rng(9)
+    n = 900
+    rows = []
+    for run in ("R1", "R2"):
+        for i in range(n):
+            base = int(rng.integers(300_000, 900_000))
+            rows += [(run, f"{i:08d}", "202601", "202601", "1000", base, None),
+                     (run, f"{i:08d}", "202601", "202601", "/560", int(base * rng.uniform(0.6, 0.9)), None),
+                     (run, f"{i:08d}", "202601", "202601", "/101", int(base * rng.uniform(1.0, 1.4)), None)]
+    lines = pl.DataFrame(rows, schema=["run_id", "pernr", "for_period", "in_period", "wage_type", "amount_cents",
+                                       "quantity"], orient="row")
+    params = Params("PW202", {"enabled": True, "severity": "review", "training_runs": 3, "n_estimators": 50,
+                              "seed": 3, "quantile": 0.99, "margin": 1.0, "threshold_sample": 500,
+                              "min_training_rows": 100, "min_group_rows": 300, "band_split": 4})
+    model = iso.IsolationModel(params).fit(lines, ["R1", "R2"])
+    assert model.forest_.n_jobs is None
+    from sklearn.ensemble import IsolationForest
+    from detectors.models.features import FEATURES, staff_run_features
+
+    x = staff_run_features(lines).select(FEATURES).to_numpy()
+    alone = IsolationForest(n_estimators=50, random_state=3, max_samples=256).fit(x)
+    assert np.array_equal(model.decision_function(x), -alone.score_samples(x))

@@ -647,3 +647,59 @@ def _undated(html: str) -> str:
     html = re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", "T", html)
     html = re.sub(r"'_run_time_sort': [\d.]+", "'_run_time_sort': T", html)
     return re.sub(r"\d{8}T\d{6}\.\d+Z", "T", html)
+
+
+def _site_pages(project: Path) -> dict[str, str]:
+    site = runner.site_dir(project)
+    return {_undated(f.relative_to(site).as_posix()): _undated(f.read_text(encoding="utf-8"))
+            for f in sorted(site.rglob("*.html"))}
+
+
+def _stored_results(project: Path) -> dict[str, dict]:
+    """GX's stored results of the last run, by suite, without what differs between two runs
+    on the same data (times, and ids: each project gives its expectations their own)."""
+    out = {}
+    for f in (project / "gx" / "uncommitted" / "validations").rglob("*.json"):
+        doc = json.loads(f.read_text(encoding="utf-8"))
+        for r in doc["results"]:
+            r["expectation_config"].pop("id")
+        meta = doc["meta"]
+        meta.pop("validation_time"), meta["run_id"].pop("run_time"), meta["batch_markers"].pop("ge_load_time")
+        meta.pop("checkpoint_id"), meta.pop("validation_id")
+        out[doc["suite_name"]] = doc
+    return out
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["clean", "broken"])
+def test_a_frame_validated_before_reuses_gx_result_as_this_runs(base: Path, tmp_path: Path, monkeypatch, broken):
+    """A suite whose frame has the same content as the last time this process validated it on
+    this project reuses GX's result, re-dated and stored as this run's: the checks, the Data
+    Docs pages and the stored results are those GX computes for this run (another project, no
+    reuse); a frame changed in one value is validated by GX again."""
+    rf = clean_frames(base, tmp_path)
+    if broken:  # every suite fails: results with the failing rows (COMPLETE) reused
+        rf = _break(rf, SHIPPED)[0]
+    gx_runs = []
+    run_suite = runner._run_suite
+    monkeypatch.setattr(runner, "_run_suite", lambda cps, *a, **k: gx_runs.append(cps[1].name) or run_suite(cps, *a, **k))
+    project = tmp_path / "gx-reuse"
+    runner.validate(rf, SHIPPED, project)
+    assert len(gx_runs) == len(SHIPPED)
+    t510 = rf.frames["T510"]
+    changed = t510.with_columns(pl.when(pl.col("record") == 1).then(pl.col("annual_net") + 1)
+                                .otherwise(pl.col("annual_net")).alias("annual_net"))
+    for name, frames_now, validated in (
+            ("same", rf.frames, []),
+            ("one value changed", {**rf.frames, "T510": changed}, ["paywatch_T510"])):
+        later = frames.RunFrames("GV-202601-SIM2", rf.payroll_area, rf.period, "SIM2", frames_now)
+        gx_runs.clear()
+        checks = runner.validate(later, SHIPPED, project)
+        assert gx_runs == validated, name
+        monkeypatch.setitem(runner.REUSE, "on", False)
+        fresh = tmp_path / f"gx-fresh-{len(validated)}"
+        assert runner.validate(later, SHIPPED, fresh) == checks, name
+        monkeypatch.setitem(runner.REUSE, "on", True)
+        assert _site_pages(project) == _site_pages(fresh), name
+        assert _stored_results(project) == _stored_results(fresh), name
+        assert "GV-202601-SIM2" in (runner.site_dir(project) / "index.html").read_text(encoding="utf-8")
+    assert all(c["success"] for c in checks) != broken

@@ -703,7 +703,7 @@ def _validate(ctx, gx, rf: RunFrames, suites: list[catalog.Suite], project: Path
         else:
             key, suite_result = _run_suite(cps, frame, run_id,
                                            detailed_first=DETAILED_FIRST["on"] and rows_before.get(suite.name) is True)
-            _REUSED[(project, suite.name)] = (same, copy.deepcopy(suite_result))
+            _REUSED[(project, suite.name)] = (same, suite_result)  # read only from here on; `_reuse` copies it
         rows[suite.name] = any(_needs_rows(r) for r in suite_result.results)
         keys.append(key)
         by_name = {r.expectation_config.meta.get("name"): r for r in suite_result.results}

@@ -139,8 +139,8 @@ class _EarlyDetection:
     """Detection started in a thread while the run is validated (`process_loaded`), handed to
     DETECT when validation lets detection go on. Detection is pure (frames in, findings out:
     no warehouse connection), so the findings are those DETECT computes itself; it only runs
-    beside GX's Python (validation holds the GIL and leaves the second core idle, while polars
-    and scikit-learn work mostly outside it). Warm processes only (`early_detection`). Claimed only
+    beside GX's Python (validation, and in a fresh process GX's import), which leaves the
+    second core idle, while polars and scikit-learn work mostly outside the GIL. Claimed only
     by the same input object and an equal configuration; never claimed (critical data-quality
     failure, a stage runner that detects otherwise), it is waited for and thrown away."""
 
@@ -196,14 +196,9 @@ class _EarlyDetection:
 def early_detection(runner) -> bool:
     """Whether `process_loaded` starts detection beside validation for this stage runner: one
     that calls DETECT's function in this process (`stages.run`, or a runner saying
-    `detects_in_process = True`), in a process that has imported GX already (a warm one: the
-    warm worker, backfill, a second verify). Not while GX is still being imported (a fresh
-    `paywatch verify`): detection beside GX's import measured 1.3-2.6 s more CPU for no
-    shorter wall time on a loaded machine (README, session 8). Not for runners that detect
-    elsewhere (per duty station on a task runner), and not when PAYWATCH_EARLY_DETECTION=0."""
-    from paywatch.dq import runner as dq_runner  # noqa: PLC0415 - light: GX itself is not imported
-
-    if os.environ.get("PAYWATCH_EARLY_DETECTION", "1") == "0" or not dq_runner.gx_ready():
+    `detects_in_process = True`). Not for runners that detect elsewhere (per duty station on
+    a task runner), and not when PAYWATCH_EARLY_DETECTION=0."""
+    if os.environ.get("PAYWATCH_EARLY_DETECTION", "1") == "0":
         return False
     return runner is stages.run or getattr(runner, "detects_in_process", False) is True
 
@@ -383,10 +378,13 @@ def warm_up() -> threading.Thread:
             sys.setswitchinterval(min(interval, 0.0005))
             try:
                 import pyarrow  # noqa: F401, PLC0415 - both sides need it: imported once, first
+                # scikit-learn before GX: detection, started beside validation once the run is
+                # prepared (`_EarlyDetection`), fits with it while GX is still being imported;
+                # the two imports share SciPy, so they are not run in two threads at once
+                import sklearn.ensemble  # noqa: F401, PLC0415
                 from paywatch.dq import runner  # noqa: PLC0415
 
                 runner._quiet_import()
-                import sklearn.ensemble  # noqa: F401, PLC0415
             except Exception:  # noqa: BLE001 - a warm-up only
                 pass
             finally:

@@ -1,4 +1,4 @@
-"""Detection started beside validation in a warm process (`paywatch.pipeline._EarlyDetection`): the same
+"""Detection started beside validation (`paywatch.pipeline._EarlyDetection`): the same
 exceptions.csv and warehouse as detecting after validation; detection really runs in its own
 thread while validation runs; a critical data-quality failure still stops the run (exit 3, no
 findings) and no detection outlives the verify; an error in detection is DETECT's error; a
@@ -145,19 +145,3 @@ def test_a_runner_that_detects_elsewhere_gets_no_early_detection(history: Path, 
                               runner=elsewhere)
     assert res.exit_code == 0, res.message
     assert [c["thread"] for c in detect_calls] == [threading.main_thread().name]
-
-
-def test_no_early_detection_in_a_process_still_importing_gx():
-    """A fresh process (a cold `paywatch verify`) detects after validation: beside GX's import
-    detection cost CPU for no shorter wall time; once GX is imported, it starts early."""
-    import subprocess
-    import sys
-
-    script = ("from paywatch import pipeline, stages\n"
-              "from paywatch.dq import runner\n"
-              "assert not pipeline.early_detection(stages.run)\n"
-              "runner._import_gx()\n"
-              "assert pipeline.early_detection(stages.run)\n")
-    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                       cwd=Path(__file__).resolve().parents[1])
-    assert p.returncode == 0, p.stderr[-2000:]

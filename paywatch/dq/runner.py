@@ -72,18 +72,9 @@ class DQEngineError(RuntimeError):
 _IMPORT_LOCK = threading.Lock()
 
 
-_GX_READY = threading.Event()  # GX imported, in full, in this process
-
-
-def gx_ready() -> bool:
-    """GX is imported in this process (a warm process: validation pays no import)."""
-    return _GX_READY.is_set()
-
-
 def _quiet_import():
     with _IMPORT_LOCK:  # one thread imports GX (a warm-up thread may be at it: `preload`)
         if "great_expectations.data_context" in sys.modules:
-            _GX_READY.set()
             return
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
         # GX imports sre_constants (deprecated): importing it under `-W error` fails otherwise
@@ -92,7 +83,6 @@ def _quiet_import():
         _defer_rfc3987_syntax()
         with _without_unused_imports():
             import great_expectations  # noqa: F401, PLC0415 - lazy: ~3 s with pandas and scipy
-        _GX_READY.set()
 
 
 # what GX imports at its own import but never uses on Paywatch's path (`_without_unused_imports`)

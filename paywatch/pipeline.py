@@ -378,13 +378,10 @@ def warm_up() -> threading.Thread:
             sys.setswitchinterval(min(interval, 0.0005))
             try:
                 import pyarrow  # noqa: F401, PLC0415 - both sides need it: imported once, first
-                # scikit-learn before GX: detection, started beside validation once the run is
-                # prepared (`_EarlyDetection`), fits with it while GX is still being imported;
-                # the two imports share SciPy, so they are not run in two threads at once
-                import sklearn.ensemble  # noqa: F401, PLC0415
                 from paywatch.dq import runner  # noqa: PLC0415
 
                 runner._quiet_import()
+                import sklearn.ensemble  # noqa: F401, PLC0415
             except Exception:  # noqa: BLE001 - a warm-up only
                 pass
             finally:

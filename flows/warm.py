@@ -47,9 +47,6 @@ def _logged(stage, *args, **kwargs):
     return result
 
 
-_logged.detects_in_process = True  # stages run here (`stages.run`): detection may start beside validation
-
-
 @task(name="verify-warm", persist_result=True, log_prints=False)
 def verify_warm(run_dir: str, db: str | None = None, out: str | None = None, wait_seconds: float = 600.0,
                 full: bool = False) -> dict:

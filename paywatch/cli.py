@@ -190,8 +190,6 @@ class _StageDisplay:
     rows in 0.1 s`) before the result line. stderr stays for the one line a refusal
     writes (docs/cli-contract.md)."""
 
-    detects_in_process = True  # stages run here (`stages.run`): detection may start beside validation
-
     def __init__(self) -> None:
         self.live = err_console.is_terminal
         self.progress = Progress(SpinnerColumn(finished_text="[green]✓"), TextColumn("{task.description}"),

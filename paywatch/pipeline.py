@@ -7,9 +7,7 @@ policy, detection fanned out per duty station); both run exactly these functions
 
 from __future__ import annotations
 
-import copy
 import hashlib
-import os
 import threading
 from dataclasses import dataclass, field
 from datetime import date
@@ -127,80 +125,8 @@ def stage_validate(con: duckdb.DuckDBPyConnection, inp: DetectionInput, cfg: dic
 
 
 def stage_detect(inp: DetectionInput, cfg: dict) -> pl.DataFrame:
-    """Every enabled detector; one row per finding (the one `early_detection` started for this
-    very input and configuration, when there is one)."""
-    started = _EarlyDetection.claim(inp, cfg)
-    if started is not None:
-        return started.result()
+    """Every enabled detector; one row per finding."""
     return detect(inp, cfg)
-
-
-class _EarlyDetection:
-    """Detection started in a thread while the run is validated (`process_loaded`), handed to
-    DETECT when validation lets detection go on. Detection is pure (frames in, findings out:
-    no warehouse connection), so the findings are those DETECT computes itself; it only runs
-    beside GX's Python (validation, and in a fresh process GX's import), which leaves the
-    second core idle, while polars and scikit-learn work mostly outside the GIL. Claimed only
-    by the same input object and an equal configuration; never claimed (critical data-quality
-    failure, a stage runner that detects otherwise), it is waited for and thrown away."""
-
-    _lock = threading.Lock()
-    _started: dict[int, "_EarlyDetection"] = {}
-
-    def __init__(self, inp: DetectionInput, cfg: dict) -> None:
-        self.inp, self.cfg = inp, copy.deepcopy(cfg)
-        self._done = threading.Event()
-        self._value: pl.DataFrame | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="paywatch-early-detection", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self._value = detect(self.inp, self.cfg)
-        except BaseException as e:  # noqa: BLE001 - handed to whoever claims it (DETECT raises it)
-            self._error = e
-        finally:
-            self._done.set()
-
-    @classmethod
-    def start(cls, inp: DetectionInput, cfg: dict) -> "_EarlyDetection":
-        early = cls(inp, cfg)
-        with cls._lock:
-            cls._started[id(inp)] = early
-        early._thread.start()
-        return early
-
-    @classmethod
-    def claim(cls, inp: DetectionInput, cfg: dict) -> "_EarlyDetection | None":
-        with cls._lock:
-            early = cls._started.get(id(inp))
-            if early is None or early.inp is not inp or early.cfg != cfg:
-                return None
-            del cls._started[id(inp)]
-        return early
-
-    def result(self) -> pl.DataFrame:
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-    def finish(self) -> None:
-        """Wait for the thread (claimed or not): no detection outlives its verify."""
-        with self._lock:
-            if self._started.get(id(self.inp)) is self:
-                del self._started[id(self.inp)]
-        self._thread.join()
-
-
-def early_detection(runner) -> bool:
-    """Whether `process_loaded` starts detection beside validation for this stage runner: one
-    that calls DETECT's function in this process (`stages.run`, or a runner saying
-    `detects_in_process = True`). Not for runners that detect elsewhere (per duty station on
-    a task runner), and not when PAYWATCH_EARLY_DETECTION=0."""
-    if os.environ.get("PAYWATCH_EARLY_DETECTION", "1") == "0":
-        return False
-    return runner is stages.run or getattr(runner, "detects_in_process", False) is True
 
 
 def stage_triage(con: duckdb.DuckDBPyConnection, inp: DetectionInput, findings: pl.DataFrame,
@@ -430,16 +356,11 @@ def process_loaded(con, run_id: str, version: int, cfg: dict,
     if stored is not None:
         status, findings, checks = stored
         return status, findings, checks, inp
-    early = _EarlyDetection.start(inp, cfg) if early_detection(runner) else None
-    try:
-        checks = runner(VALIDATE, con, inp, cfg)
-        if quality.critical_failures(checks):
-            status, raw = "dq_blocked", empty_findings()
-        else:
-            status, raw = "verified", runner(DETECT, inp, cfg)
-    finally:
-        if early is not None:
-            early.finish()
+    checks = runner(VALIDATE, con, inp, cfg)
+    if quality.critical_failures(checks):
+        status, raw = "dq_blocked", empty_findings()
+    else:
+        status, raw = "verified", runner(DETECT, inp, cfg)
     checkpoint("detection")
     findings = runner(TRIAGE, con, inp, raw, version, cfg_version)
     findings, cases = runner(GROUP_CASES, con, inp, findings, version, cfg_version, cfg)

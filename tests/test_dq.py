@@ -553,6 +553,8 @@ if sys.argv[1] == "as-shipped":  # GX's own methods and imports: no replacement 
     runner._GX_KWARGS_VERSION = "none"
     runner._keep_compiled_templates = lambda: None
     runner.HIDDEN_FROM_GX = runner.DEFERRED_FOR_GX = ()
+    runner.FRESHNESS_PASS["skip"] = False
+    runner.DETAILED_FIRST["on"] = False
 src, project, out = Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
 meta = json.loads((src / "meta.json").read_text())
 rf = frames.RunFrames(meta["run_id"], meta["payroll_area"], meta["period"], meta["run_type"],
@@ -570,13 +572,16 @@ def test_gx_speed_ups_change_no_check_and_no_data_docs_page(base: Path, tmp_path
     fresh process compiles no more than a few of GX's templates) and imports GX without
     SQLAlchemy and with altair and jsonschema deferred: on the clean run and on frames broken
     so that every expectation fails, the checks and the Data Docs pages equal GX's own, run in
-    separate processes (a replacement lasts for its process)."""
+    separate processes (a replacement lasts for its process). Also without GX's freshness pass
+    (`runner._run_definition`), and with a suite that met unexpected rows last time run through
+    its detailed checkpoint alone (`runner.DETAILED_FIRST`), on failing and on clean frames."""
     import os
     import subprocess
     import sys
 
     rf = clean_frames(base, tmp_path)
     broken, _ = _break(rf, SHIPPED)
+    seen = {}
     for name, which in (("clean", rf), ("broken", broken)):
         src = tmp_path / name
         src.mkdir()
@@ -585,7 +590,8 @@ def test_gx_speed_ups_change_no_check_and_no_data_docs_page(base: Path, tmp_path
         (src / "meta.json").write_text(json.dumps({k: getattr(which, k) for k in
                                                    ("run_id", "payroll_area", "period", "run_type")}))
         results = {}
-        # "again": a second fresh process on the sped-up run's GX project (its templates compiled)
+        # "again": a second fresh process on the sped-up run's GX project (its templates compiled;
+        # on the broken frames every suite then runs detailed first: each met unexpected rows)
         for mode in ("as-shipped", "sped-up", "again"):
             out = tmp_path / f"{name}-{mode}.json"
             project = tmp_path / f"gx-{name}-{'sped-up' if mode == 'again' else mode}"
@@ -615,6 +621,22 @@ def test_gx_speed_ups_change_no_check_and_no_data_docs_page(base: Path, tmp_path
             assert pages.keys() == shipped.keys() and pages, (name, mode)
             differ = [k for k in pages if pages[k] != shipped[k]]
             assert differ == [], (name, mode, differ[:5])
+        seen[name] = (results["as-shipped"]["checks"], shipped)
+    # the clean frames on the broken frames' project, where every suite met unexpected rows last
+    # time (so each runs detailed first, COMPLETE): GX's own checks and pages all the same
+    project = tmp_path / "gx-broken-sped-up"
+    assert set(json.loads((project / "gx" / "paywatch_rows.json").read_text()).values()) == {True}
+    out = tmp_path / "clean-after-broken.json"
+    p = subprocess.run([sys.executable, "-c", _VALIDATE_SCRIPT, "sped-up", str(tmp_path / "clean"), str(project), str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "0"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(out.read_text())["checks"] == seen["clean"][0]
+    site = runner.site_dir(project)
+    pages = {_undated(f.relative_to(site).as_posix()): _undated(f.read_text(encoding="utf-8"))
+             for f in sorted(site.rglob("*.html"))}
+    assert pages.keys() == seen["clean"][1].keys()
+    assert [k for k in pages if pages[k] != seen["clean"][1][k]] == []
+    assert set(json.loads((project / "gx" / "paywatch_rows.json").read_text()).values()) == {False}
 
 
 def _undated(html: str) -> str:
@@ -625,3 +647,59 @@ def _undated(html: str) -> str:
     html = re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", "T", html)
     html = re.sub(r"'_run_time_sort': [\d.]+", "'_run_time_sort': T", html)
     return re.sub(r"\d{8}T\d{6}\.\d+Z", "T", html)
+
+
+def _site_pages(project: Path) -> dict[str, str]:
+    site = runner.site_dir(project)
+    return {_undated(f.relative_to(site).as_posix()): _undated(f.read_text(encoding="utf-8"))
+            for f in sorted(site.rglob("*.html"))}
+
+
+def _stored_results(project: Path) -> dict[str, dict]:
+    """GX's stored results of the last run, by suite, without what differs between two runs
+    on the same data (times, and ids: each project gives its expectations their own)."""
+    out = {}
+    for f in (project / "gx" / "uncommitted" / "validations").rglob("*.json"):
+        doc = json.loads(f.read_text(encoding="utf-8"))
+        for r in doc["results"]:
+            r["expectation_config"].pop("id")
+        meta = doc["meta"]
+        meta.pop("validation_time"), meta["run_id"].pop("run_time"), meta["batch_markers"].pop("ge_load_time")
+        meta.pop("checkpoint_id"), meta.pop("validation_id")
+        out[doc["suite_name"]] = doc
+    return out
+
+
+@pytest.mark.parametrize("broken", [False, True], ids=["clean", "broken"])
+def test_a_frame_validated_before_reuses_gx_result_as_this_runs(base: Path, tmp_path: Path, monkeypatch, broken):
+    """A suite whose frame has the same content as the last time this process validated it on
+    this project reuses GX's result, re-dated and stored as this run's: the checks, the Data
+    Docs pages and the stored results are those GX computes for this run (another project, no
+    reuse); a frame changed in one value is validated by GX again."""
+    rf = clean_frames(base, tmp_path)
+    if broken:  # every suite fails: results with the failing rows (COMPLETE) reused
+        rf = _break(rf, SHIPPED)[0]
+    gx_runs = []
+    run_suite = runner._run_suite
+    monkeypatch.setattr(runner, "_run_suite", lambda cps, *a, **k: gx_runs.append(cps[1].name) or run_suite(cps, *a, **k))
+    project = tmp_path / "gx-reuse"
+    runner.validate(rf, SHIPPED, project)
+    assert len(gx_runs) == len(SHIPPED)
+    t510 = rf.frames["T510"]
+    changed = t510.with_columns(pl.when(pl.col("record") == 1).then(pl.col("annual_net") + 1)
+                                .otherwise(pl.col("annual_net")).alias("annual_net"))
+    for name, frames_now, validated in (
+            ("same", rf.frames, []),
+            ("one value changed", {**rf.frames, "T510": changed}, ["paywatch_T510"])):
+        later = frames.RunFrames("GV-202601-SIM2", rf.payroll_area, rf.period, "SIM2", frames_now)
+        gx_runs.clear()
+        checks = runner.validate(later, SHIPPED, project)
+        assert gx_runs == validated, name
+        monkeypatch.setitem(runner.REUSE, "on", False)
+        fresh = tmp_path / f"gx-fresh-{len(validated)}"
+        assert runner.validate(later, SHIPPED, fresh) == checks, name
+        monkeypatch.setitem(runner.REUSE, "on", True)
+        assert _site_pages(project) == _site_pages(fresh), name
+        assert _stored_results(project) == _stored_results(fresh), name
+        assert "GV-202601-SIM2" in (runner.site_dir(project) / "index.html").read_text(encoding="utf-8")
+    assert all(c["success"] for c in checks) != broken

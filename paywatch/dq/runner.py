@@ -24,6 +24,7 @@ failed with the error in its detail — never as passed.
 from __future__ import annotations
 
 import contextlib
+import copy
 import fcntl
 import hashlib
 import html
@@ -441,9 +442,9 @@ def _sync(ctx, gx, project: Path, suite: catalog.Suite, on_disk: dict):
     digest = hashlib.sha256((SYNC_FORMAT + json.dumps(suite.document, sort_keys=True)).encode()).hexdigest()
     key = (project, suite.name)
     cp_name = f"paywatch_{suite.frame}"
-    if _SYNCED.get(key) == digest:
-        return _checkpoints(ctx, cp_name)
     stored = project / "gx" / "expectations" / f"{suite.name}.json"
+    if _SYNCED.get(key) == digest and on_disk.get(suite.name) == [digest, _file_sha(stored)]:
+        return _checkpoints(ctx, cp_name)
     if on_disk.get(suite.name) == [digest, _file_sha(stored)]:  # and nobody edited GX's copy
         try:
             cps = _checkpoints(ctx, cp_name)
@@ -482,36 +483,128 @@ def _checkpoints(ctx, cp_name: str):
     return ctx.checkpoints.get(cp_name + QUICK), ctx.checkpoints.get(cp_name)
 
 
-def _run_suite(cps, frame: pl.DataFrame, run_id):
+def _run_suite(cps, frame: pl.DataFrame, run_id, detailed_first: bool = False):
     """The suite's results on `frame` (and their key in GX's results store), through its checkpoints: first the quick one (GX's
     BASIC result format: counts and a sample, no row indexes — a quarter less of GX's
     per-expectation work); when any expectation met an unexpected row or failed, the
     detailed one (COMPLETE: the failing rows' keys and record numbers, which the checks'
     staff counts and samples and the Data Docs' tables are made of) replaces that result
     (same run id and batch: the same key in the results store). A suite that passes
-    cleanly has no row to show, so its checks are the same either way.
+    cleanly has no row to show, so its checks are the same either way. With
+    `detailed_first` (the suite met unexpected rows when this project last validated it:
+    `_ROWS_FILE`) the detailed one runs alone — what the two would have stored, less the
+    quick pass a suite that keeps failing would throw away.
 
     A checkpoint is run as `Checkpoint.run` runs it, less its own freshness pass (every
     suite, validation definition and checkpoint read back from the stores and compared:
     about a sixth of a validation), which its validation definition's `run` does again
     anyway: the validation definition runs with the checkpoint's id and result format and
-    stores its result under the same key; the checkpoints have no actions."""
+    stores its result under the same key; the checkpoints have no actions. On the GX
+    version `_run_definition` was written against, the validation definition's own
+    freshness pass is left out too (`_sync` keeps GX's copies equal to the suite files)."""
     from great_expectations.data_context.types.resource_identifiers import (  # noqa: PLC0415
         ExpectationSuiteIdentifier, ValidationResultIdentifier)
 
     quick, detailed = cps
     pdf = html_safe(frame).to_pandas()
-    for cp in (quick, detailed):
+    for cp in ((detailed,) if detailed_first else (quick, detailed)):
         (vd,) = cp.validation_definitions
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
-            suite_result = vd.run(checkpoint_id=cp.id, batch_parameters={"dataframe": pdf}, expectation_parameters={},
-                                  result_format=cp.result_format, run_id=run_id)
+            suite_result = _run_definition(vd, cp, pdf, run_id)
         if not any(_needs_rows(r) for r in suite_result.results):
             break
     key = ValidationResultIdentifier(expectation_suite_identifier=ExpectationSuiteIdentifier(name=vd.suite.name),
                                      run_id=run_id, batch_identifier=suite_result.batch_id)
     return key, suite_result
+
+
+# the GX version whose `ValidationDefinition.run` `_run_definition` repeats (less its freshness pass)
+_GX_RUN_VERSION = "1.24.1"
+FRESHNESS_PASS = {"skip": True}  # False: GX's own `ValidationDefinition.run` (tests compare both)
+
+
+def _run_definition(vd, cp, pdf, run_id):
+    """`vd.run(checkpoint_id=cp.id, batch_parameters={"dataframe": pdf}, result_format=cp.result_format,
+    run_id=run_id)`: on GX 1.24.1 the same steps, less `is_fresh` (the suite, batch definition
+    and validation definition read back from their stores and compared with these objects:
+    about 5 % of a validation, for copies `_sync` keeps equal to the suite files)."""
+    import great_expectations as gx  # noqa: PLC0415
+
+    if not FRESHNESS_PASS["skip"] or getattr(gx, "__version__", "") != _GX_RUN_VERSION:
+        return vd.run(checkpoint_id=cp.id, batch_parameters={"dataframe": pdf}, expectation_parameters={},
+                      result_format=cp.result_format, run_id=run_id)
+    from great_expectations.core import validation_definition as gx_vd  # noqa: PLC0415
+
+    vd._record_suite_owner(gx_vd.owner_from_batch_definition(vd.data))  # as `is_fresh` does first
+    validator = gx_vd.Validator(batch_definition=vd.batch_definition, batch_parameters={"dataframe": pdf},
+                                result_format=cp.result_format)
+    results = validator.validate_expectation_suite(vd.suite, {})
+    results.meta["validation_id"] = vd.id
+    results.meta["checkpoint_id"] = cp.id
+    results.meta["run_id"] = run_id
+    results.meta["validation_time"] = run_id.run_time
+    results.meta["batch_parameters"] = {"dataframe": gx_vd.DATAFRAME_REPLACEMENT_STR}
+    suite_id, result_id = vd._get_expectation_suite_and_validation_result_ids(validator=validator, run_id=run_id)
+    vd._validation_results_store.store_validation_results(
+        suite_validation_result=results, suite_validation_result_identifier=result_id,
+        expectation_suite_identifier=suite_id)
+    return results
+
+
+DETAILED_FIRST = {"on": True}  # False: every suite through its quick checkpoint first (tests compare both)
+_ROWS_FILE = "paywatch_rows.json"  # in gx/: {suite name: its last validation met unexpected rows}
+
+
+def _rows_file(project: Path) -> Path:
+    return project / "gx" / _ROWS_FILE
+
+
+# False (or PAYWATCH_DQ_REUSE=0): every suite validated by GX on every run (tests compare both)
+REUSE = {"on": os.environ.get("PAYWATCH_DQ_REUSE", "1") != "0"}
+# (project, suite name) -> (what it was validated on: `_same_as_before`, GX's result): the last one only
+_REUSED: dict[tuple[Path, str], tuple[tuple, object]] = {}
+
+
+def _same_as_before(gx, project: Path, suite: catalog.Suite, frame: pl.DataFrame) -> tuple:
+    """What a suite's result depends on: the suite (as `_sync` stores it), GX's version and
+    the frame's content — its schema and values, as Arrow IPC bytes hashed, the very values
+    `_run_suite` hands to GX (`html_safe`). Equal on a frame GX validated earlier in this
+    process on this project: GX, given the same expectations and the same data, gives the
+    same result (it records the same `pandas_data_fingerprint` in the batch markers)."""
+    import io  # noqa: PLC0415
+
+    buf = io.BytesIO()
+    html_safe(frame).write_ipc(buf, compression="uncompressed")
+    return (SYNC_FORMAT, json.dumps(suite.document, sort_keys=True), getattr(gx, "__version__", ""),
+            hashlib.sha256(buf.getbuffer()).hexdigest())
+
+
+def _reuse(ctx, earlier, run_id):
+    """GX's result of an identical suite on an identical frame (`_REUSED`), as this run's: the
+    run's id and validation time, the batch's load time now (its data fingerprint is the
+    same), stored under this run's key in the results store like a result GX has just
+    computed — so Data Docs and the checks show this run, with the expectations' outcomes
+    GX computed on the same data. A warm process (the warm worker, backfill) verifying a
+    run whose reference tables or master data are unchanged skips GX's per-expectation work
+    for those suites."""
+    import datetime  # noqa: PLC0415
+
+    from great_expectations.data_context.types.resource_identifiers import (  # noqa: PLC0415
+        ExpectationSuiteIdentifier, ValidationResultIdentifier)
+
+    result = copy.deepcopy(earlier)
+    result.meta["run_id"] = run_id
+    result.meta["validation_time"] = run_id.run_time
+    markers = result.meta.get("batch_markers")
+    if isinstance(markers, dict) and "ge_load_time" in markers:
+        markers["ge_load_time"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    suite_id = ExpectationSuiteIdentifier(name=result.suite_name)
+    key = ValidationResultIdentifier(expectation_suite_identifier=suite_id, run_id=run_id,
+                                     batch_identifier=result.batch_id)
+    ctx.validation_results_store.store_validation_results(
+        suite_validation_result=result, suite_validation_result_identifier=key, expectation_suite_identifier=suite_id)
+    return key, result
 
 
 def _needs_rows(evr) -> bool:
@@ -578,6 +671,11 @@ def _validate(ctx, gx, rf: RunFrames, suites: list[catalog.Suite], project: Path
     except (OSError, json.JSONDecodeError):
         on_disk = {}
     before = dict(on_disk)
+    try:
+        rows_before = json.loads(_rows_file(project).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        rows_before = {}
+    rows = {}
     checks: list[dict] = []
     keys = []
     for suite in suites:
@@ -587,7 +685,16 @@ def _validate(ctx, gx, rf: RunFrames, suites: list[catalog.Suite], project: Path
         missing = [c for c in suite.key_columns if c not in frame.columns]
         if missing:
             raise DQEngineError(f"{suite.path}: key columns {missing} are not in frame {suite.frame!r}")
-        key, suite_result = _run_suite(_sync(ctx, gx, project, suite, on_disk), frame, run_id)
+        cps = _sync(ctx, gx, project, suite, on_disk)
+        same = _same_as_before(gx, project, suite, frame)
+        reused = _REUSED.get((project, suite.name)) if REUSE["on"] else None
+        if reused is not None and reused[0] == same:
+            key, suite_result = _reuse(ctx, reused[1], run_id)
+        else:
+            key, suite_result = _run_suite(cps, frame, run_id,
+                                           detailed_first=DETAILED_FIRST["on"] and rows_before.get(suite.name) is True)
+            _REUSED[(project, suite.name)] = (same, suite_result)  # read only from here on; `_reuse` copies it
+        rows[suite.name] = any(_needs_rows(r) for r in suite_result.results)
         keys.append(key)
         by_name = {r.expectation_config.meta.get("name"): r for r in suite_result.results}
         for exp in suite.expectations:
@@ -597,6 +704,8 @@ def _validate(ctx, gx, rf: RunFrames, suites: list[catalog.Suite], project: Path
             checks.append(to_check(evr, exp, suite, frame, rf))
     if on_disk != before:
         _synced_file(project).write_text(json.dumps(on_disk, sort_keys=True, indent=1), encoding="utf-8")
+    if rows != rows_before:
+        _rows_file(project).write_text(json.dumps(rows, sort_keys=True, indent=1), encoding="utf-8")
     site = site_dir(project)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)

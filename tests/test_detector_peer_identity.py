@@ -189,41 +189,7 @@ def old_scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min
            t_dual: float | None = None, ratio_min_runs: int = 1, dual_min_peers: int = 8,
            peak_ratio: float | None = None, peak_min_peers: int = 8, peak_floor: float = 0.0,
            area_ratio: float | None = None, area_min: int = 20) -> pl.DataFrame:
-    """Adds z_own, z_peer, `raw` (unusualness in thresholds: 1 = at the threshold) and
-    `unusual`. With both references a row must be unusual against BOTH (a level the whole
-    unit shares is not, nor one that is this person's habit); with one, it stands alone
-    against the stricter `t_alone`. Either way the value must be `min_ratio` x the reference.
-    With both references, `own_ratio` x the own usual level or more that is also above the
-    top of the peers' usual range (`peer_upper`, at least two spreads above their median) is
-    unusual too (`by_ratio`): a peak the unit shares
-    stays inside its range, a jump of one person's own does not — read only on an own level of
-    `ratio_min_runs` FINALs or more (one month of 1 h makes an ordinary 15 h look like 15 x);
-    on fewer, the peers' reading (z >= `t_alone`, and the peak reading below) stands on its own
-    too (one month of an error paid at FINAL makes the same error look usual) — unless the value
-    is under `min_ratio` x that month and the month itself was within `peak_ratio` x the peers'
-    peak this month: then the month vouches, as a longer history would. Without own history (cold
-    start), `cold_upper` x the top of the peers' usual range or more is unusual as well, in a
-    group of at least `cold_min_peers` (a range needs peers to be read): in a group that mixes
-    a peaking unit with quiet ones the spread is wide, its range still ends.
-    A share measure has its amount beside it (`peer_amount_median`, `peer_amount_scale`):
-    without own history, a value unusual against the peers both as a share of base salary and
-    as an amount (robust z >= `t_dual` each, and `min_ratio` x the peers' median each), in a
-    group of at least `dual_min_peers`, is unusual too — a high share of a low salary, or a
-    high amount on a high one, is one of the two only; an amount multiplied is both.
-    With `peak_ratio`, a value at least that multiple of the peers' peak this month (the second
-    highest of them, in a group of at least `peak_min_peers`), two spread floors (`peak_floor`)
-    beyond it, and `min_ratio` x their median is
-    unusual too, when it is unusual against the own history as well (z >= `t_own` and
-    `min_ratio` x the own level) or there is none: a unit in session claims 20-60 h, one person's 106 h is beyond anyone's. For a share,
-    the amount must be beyond the peers' highest amount by as much.
-    With `area_ratio` (and `area_ceiling`, `area_n` from area_reference), the whole area stands
-    above the unit when there is no own history and at least `area_min` others: a value no higher
-    than the area's ceiling (what several others of the area claim this month, units in session
-    included) is not unusual by the peers' reading alone (`area_within`: a habitual heavy
-    claimant in an area's first month); one at least `area_ratio` x that ceiling and two spread
-    floors beyond it is unusual whatever the unit claims, its own session included (`area_beyond`:
-    above everything the area claims is no one's habit). One own month (`weak`) that is not
-    beyond the ceiling vouches for up to `min_ratio` x itself too."""
+    """detectors.models.context.scored as before session 8 (its docstring says what it reads)."""
     own, peer = pl.col("own_median").is_not_null(), pl.col("peer_median").is_not_null()
     z_own = (pl.col("value") - pl.col("own_median")) / pl.col("own_scale")
     z_peer = (pl.col("value") - pl.col("peer_median")) / pl.col("peer_scale")

@@ -7,6 +7,7 @@ policy, detection fanned out per duty station); both run exactly these functions
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import threading
 from dataclasses import dataclass, field
@@ -293,7 +294,8 @@ def warm_up() -> threading.Thread:
     thread reads and loads the extract (mostly native code that releases the GIL). Nothing
     waits for it: whoever needs a module imports it as usual (the import lock makes them
     wait for the thread, never import twice). Once per process; failures are ignored (the
-    stage that needs the module meets the error itself)."""
+    stage that needs the module meets the error itself). Then freezes the collector's view
+    of what is alive (`gc.freeze`): the modules stay, so no full collection walks them."""
     global _WARM_UP
     if _WARM_UP is None:
         def run() -> None:
@@ -312,6 +314,9 @@ def warm_up() -> threading.Thread:
                 pass
             finally:
                 sys.setswitchinterval(interval)
+            # the imported modules' ~300,000 objects live as long as the process: out of the
+            # collector's full passes (0.4 s of a 10,000-staff verify went to walking them)
+            gc.freeze()
 
         _WARM_UP = threading.Thread(target=run, name="paywatch-warm-up", daemon=True)
         _WARM_UP.start()

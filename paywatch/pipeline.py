@@ -35,6 +35,7 @@ from paywatch.paths import Paths
 from paywatch.settings import load_settings
 from paywatch.stages import Retry, Stage
 from paywatch.warehouse import cases as cases_db
+from paywatch.warehouse import kept
 from paywatch.warehouse import queries as q
 from paywatch.warehouse.db import make_private_dir, transaction
 from paywatch.warehouse.findings import FINDING_COLUMNS, first_seen, store_verification, stored_verification
@@ -79,16 +80,19 @@ def detection_input(con: duckdb.DuckDBPyConnection, run_id: str) -> DetectionInp
     info = q.run_info(con, run_id)
     meta = RunMeta(run_id, info["payroll_area"], info["period"], info["run_type"])
     lines = q.pay_lines(con, run_id).select(LINE_COLUMNS)
-    md = {t: q.master_data_as_of_run(con, run_id, f"stg_{t}") for t in MASTER}
+    md = _master_data(con, run_id)
     ref = {t: q.reference_as_of_run(con, run_id, f"stg_{t}") for t in REFERENCE}
     runs = q.history_before(con, run_id)
     recent = runs.filter(pl.col("period") >= dh.window_start(meta.period))
-    final_lines = q.lines_of_runs(con, recent.filter(pl.col("run_type") == "FINAL"))
+    # the earlier FINALs' lines and master data: the same for every run of the month, kept
+    # in this process per delivery (a warm worker reads them once a month)
+    final_lines = kept.lines_of_finals(con, recent.filter(pl.col("run_type") == "FINAL"),
+                                       lambda finals: q.lines_of_runs(con, finals))
     history = History(
         runs=runs,
         final_lines=final_lines,
         offcycle_lines=q.lines_of_runs(con, recent.filter(pl.col("run_type") == "OFFCYCLE")),
-        final_md={fid: _master_data(con, fid, pernrs)
+        final_md={fid: _final_master_data(con, runs, fid, pernrs)
                   for fid, pernrs in dh.final_runs_needed(lines, final_lines, runs).items()},
         pay_date=info["pay_date"],
         extracted_at=str(info["extracted_at"]),
@@ -98,12 +102,16 @@ def detection_input(con: duckdb.DuckDBPyConnection, run_id: str) -> DetectionInp
     return DetectionInput(meta, lines, md, ref, history, models=model_cache(con))
 
 
-def _master_data(con, run_id: str, pernrs: list[str] | None = None) -> dict[str, pl.DataFrame]:
-    md = {t: q.master_data_as_of_run(con, run_id, f"stg_{t}") for t in MASTER}
-    if pernrs is None:
-        return md
+def _final_master_data(con, runs: pl.DataFrame, run_id: str, pernrs: list[str]) -> dict[str, pl.DataFrame]:
+    """An earlier FINAL's master data (kept per delivery: warehouse/kept.py), of `pernrs`."""
+    run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
+    md = kept.kept(kept.delivery_key(con, run, "master_data"), lambda: _master_data(con, run_id))
     keep = pl.Series(pernrs, dtype=pl.String)
     return {t: f.filter(pl.col("pernr").is_in(keep)) for t, f in md.items()}
+
+
+def _master_data(con, run_id: str) -> dict[str, pl.DataFrame]:
+    return {t: q.master_data_as_of_run(con, run_id, f"stg_{t}") for t in MASTER}
 
 
 def previous_of_kind(con: duckdb.DuckDBPyConnection, inp: DetectionInput) -> DetectionInput | None:

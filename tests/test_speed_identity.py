@@ -207,3 +207,38 @@ def test_vectorised_iban_check_never_passes_what_stdnum_rejects(iban, bank_count
     # the common case is settled without stdnum
     assert fine == (iban in ("GB82WEST12345698765432", "FR1420041010050500013M02606", "CH9300762011623852957")
                     and bank_country == iban[:2])
+
+
+def test_the_history_of_earlier_finals_is_read_once_per_delivery(verified, tmp_path):
+    """An earlier FINAL's lines and master data are kept in the process per delivery
+    (paywatch/warehouse/kept.py): a second verify of the month reads them from the process,
+    not from the warehouse, and another warehouse file reads its own."""
+    from paywatch.warehouse import kept
+
+    _, wh = verified
+    run = RUNS[-1]
+    one = Warehouse.at(shutil.copy(wh.db, tmp_path / "one.duckdb"))
+    plus_one = ("UPDATE mart_pay_lines SET amount_cents = amount_cents + 1 WHERE run_id IN "
+                "(SELECT run_id FROM runs WHERE run_type = 'FINAL')")
+    kept.forget()
+    with one.writer() as con:
+        first = pipeline.detection_input(con, run).history
+        assert first.final_lines.height > 0 and first.final_md
+        # a delivery never changes once stored; changed behind the process's back here, to
+        # show where the second read comes from
+        con.execute(plus_one)
+        again = pipeline.detection_input(con, run).history
+    assert again.final_lines.equals(first.final_lines)  # kept, not read again
+    assert set(again.final_md) == set(first.final_md)
+    for fid, md in first.final_md.items():
+        for table, frame in md.items():
+            assert again.final_md[fid][table].equals(frame), (fid, table)
+    kept.forget()
+    with one.writer() as con:
+        fresh = pipeline.detection_input(con, run).history  # read from the warehouse again
+    assert (fresh.final_lines["amount_cents"] - first.final_lines["amount_cents"]).unique().to_list() == [1]
+    # the fixture's own warehouse (other file, same deliveries) is read from its own file
+    with wh.writer() as con:
+        own = pipeline.detection_input(con, run).history
+    assert own.final_lines.equals(first.final_lines)
+    kept.forget()

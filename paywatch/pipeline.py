@@ -37,7 +37,7 @@ from paywatch.stages import Retry, Stage
 from paywatch.warehouse import cases as cases_db
 from paywatch.warehouse import kept
 from paywatch.warehouse import queries as q
-from paywatch.warehouse.db import make_private_dir, transaction
+from paywatch.warehouse.db import database_path, make_private_dir, transaction
 from paywatch.warehouse.findings import FINDING_COLUMNS, first_seen, store_verification, stored_verification
 from paywatch.warehouse.load import LoadResult, load_run, quarantine
 from paywatch.warehouse.models import model_cache
@@ -86,13 +86,14 @@ def detection_input(con: duckdb.DuckDBPyConnection, run_id: str) -> DetectionInp
     recent = runs.filter(pl.col("period") >= dh.window_start(meta.period))
     # the earlier FINALs' lines and master data: the same for every run of the month, kept
     # in this process per delivery (a warm worker reads them once a month)
-    final_lines = kept.lines_of_finals(con, recent.filter(pl.col("run_type") == "FINAL"),
+    db = database_path(con)
+    final_lines = kept.lines_of_finals(db, recent.filter(pl.col("run_type") == "FINAL"),
                                        lambda finals: q.lines_of_runs(con, finals))
     history = History(
         runs=runs,
         final_lines=final_lines,
         offcycle_lines=q.lines_of_runs(con, recent.filter(pl.col("run_type") == "OFFCYCLE")),
-        final_md={fid: _final_master_data(con, runs, fid, pernrs)
+        final_md={fid: _final_master_data(con, db, runs, fid, pernrs)
                   for fid, pernrs in dh.final_runs_needed(lines, final_lines, runs).items()},
         pay_date=info["pay_date"],
         extracted_at=str(info["extracted_at"]),
@@ -102,10 +103,11 @@ def detection_input(con: duckdb.DuckDBPyConnection, run_id: str) -> DetectionInp
     return DetectionInput(meta, lines, md, ref, history, models=model_cache(con))
 
 
-def _final_master_data(con, runs: pl.DataFrame, run_id: str, pernrs: list[str]) -> dict[str, pl.DataFrame]:
+def _final_master_data(con, db: Path | None, runs: pl.DataFrame, run_id: str,
+                       pernrs: list[str]) -> dict[str, pl.DataFrame]:
     """An earlier FINAL's master data (kept per delivery: warehouse/kept.py), of `pernrs`."""
     run = runs.filter(pl.col("run_id") == run_id).row(0, named=True)
-    md = kept.kept(kept.delivery_key(con, run, "master_data"), lambda: _master_data(con, run_id))
+    md = kept.kept(db, run, "master_data", lambda: _master_data(con, run_id))
     keep = pl.Series(pernrs, dtype=pl.String)
     return {t: f.filter(pl.col("pernr").is_in(keep)) for t, f in md.items()}
 

@@ -9,6 +9,7 @@ once with every detector and once with the anomaly models switched off. And case
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 from datetime import timedelta
@@ -182,24 +183,43 @@ def regime_line(name: str, s: Summary, target: dict) -> str:
             f"worst_kind={worst[0]}:{worst[1]:.3f}{extra} targets={'met' if meets(s, target) else 'MISSED'}")
 
 
-def month_noise(summary: Summary, special_periods: list[str], floor: float = 0.001
+def month_noise(summary: Summary, special_periods: list[str], floor: float = 0.001, alpha: float = 0.01
                 ) -> dict[str, tuple[float, float, bool]]:
     """False-alarm rate of each special month against the others' mean + 2 sd (at least
-    `floor`: one review among a thousand staff is no population flagged).
+    `floor`: one review among a thousand staff is no population flagged), or against what
+    chance alone gives, whichever is higher: the count that a Poisson draw at the others'
+    mean rate (at least `floor`) exceeds with probability `alpha` at most. A month of 1,500
+    clean staff with two reviews is 0.13 %, above a 0.10 % limit by one person: the count
+    bound tells a population flagged (the issue's 1 %) from a count that chance gives.
     Returns {period: (rate, limit, within)}; regular runs only."""
     per_period: dict[str, list[float]] = {}
+    clean: dict[str, list[int]] = {}
     for r in summary.runs:
         if r.run_type != "OFFCYCLE":
             per_period.setdefault(r.period, []).append(r.false_alarms / max(r.clean_staff, 1))
+            clean.setdefault(r.period, []).append(max(r.clean_staff, 1))
     rates = {p: sum(v) / len(v) for p, v in per_period.items()}
     out = {}
     for p in special_periods:
         others = [v for q, v in rates.items() if q not in special_periods]
         if p not in rates or len(others) < 2:
             continue
-        limit = max(statistics.mean(others) + 2 * statistics.stdev(others), floor)
+        staff = statistics.mean(clean[p])
+        by_chance = poisson_upper(max(statistics.mean(others), floor) * staff, alpha) / staff
+        limit = max(statistics.mean(others) + 2 * statistics.stdev(others), floor, by_chance)
         out[p] = (rates[p], limit, rates[p] <= limit + 1e-12)
     return out
+
+
+def poisson_upper(mean: float, alpha: float) -> int:
+    """The smallest count k with P(X > k) <= alpha for X ~ Poisson(mean)."""
+    k, term = 0, math.exp(-mean)
+    below = term
+    while 1 - below > alpha:
+        k += 1
+        term *= mean / k
+        below += term
+    return k
 
 
 def evaluate(cfg: SimConfig, work: Path | None = None,

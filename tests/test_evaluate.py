@@ -178,3 +178,28 @@ def test_the_holder_of_a_copied_account_is_neutral():
             checked += 1
         assert not (o.neutral & {p for _, p, _ in o.truth})
     assert checked
+
+
+def _month(period: str, staff: int, false_alarms: int) -> list:
+    from paywatch.evaluate import RunScore  # noqa: PLC0415
+
+    return [RunScore(f"GV-{period}-{t}", t, period, staff, 0, 0, 0, 0, false_alarms)
+            for t in ("SIM1", "SIM2", "SIM3", "FINAL")]
+
+
+def test_the_special_month_check_tells_a_population_flagged_from_chance():
+    """Two reviews among 1,500 clean staff (0.13 %) is what chance gives at the ordinary months'
+    rate; 15 (1 %, the issue's flood) is not; at 10,000 staff 25 reviews (0.25 %) against
+    ordinary months at 0.02-0.04 % is not either: the count bound does not swallow a large area."""
+    from paywatch.evaluate import poisson_upper, summarise  # noqa: PLC0415
+
+    assert [poisson_upper(m, 0.01) for m in (0.0, 1.0, 1.5, 10.0)] == [0, 4, 5, 18]
+    small = ("202511", 0), ("202512", 1), ("202602", 0)
+    for alarms, within in ((2, True), (15, False)):
+        runs = [r for p, n in (*small, ("202601", alarms)) for r in _month(p, 1500, n)]
+        rate, limit, ok = month_noise(summarise(runs), ["202601"])["202601"]
+        assert ok is within, (rate, limit)
+    big = ("202511", 2), ("202512", 4), ("202602", 3)
+    runs = [r for p, n in (*big, ("202601", 25)) for r in _month(p, 10_000, n)]
+    rate, limit, ok = month_noise(summarise(runs), ["202601"])["202601"]
+    assert not ok and limit < 0.002, (rate, limit)

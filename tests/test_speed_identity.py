@@ -242,3 +242,34 @@ def test_the_history_of_earlier_finals_is_read_once_per_delivery(verified, tmp_p
         own = pipeline.detection_input(con, run).history
     assert own.final_lines.equals(first.final_lines)
     kept.forget()
+
+
+def test_account_verdicts_kept_in_the_process_are_the_verdicts_computed_afresh():
+    """PW115 keeps each account's verdict for the process (Verdicts): a pair asked again is
+    answered from memory with the verdict a fresh computation gives, pairs it has not seen are
+    computed, and past its cap it starts afresh without losing an answer."""
+    from detectors.rules.pw115_bank_integrity import Verdicts, _verdicts
+
+    pairs = pl.DataFrame({"iban": ["GB82WEST12345698765432", "GB83WEST12345698765432", "XX00NOTANIBAN",
+                                   "BE68539007547034", None, "FR1420041010050500013M02607"],
+                          "bank_country": ["GB", "GB", "CH", "BE", "GB", "FR"]})
+    fresh = _verdicts(pairs).sort("iban", nulls_last=True)
+    assert fresh.filter(pl.col("problem").is_not_null()).height >= 3  # the bad ones are refused
+    memo = Verdicts(cap=4)
+    first = memo.of(pairs.head(3)).sort("iban", nulls_last=True)
+    assert first.equals(_verdicts(pairs.head(3)).sort("iban", nulls_last=True))
+    calls = []
+    import detectors.rules.pw115_bank_integrity as pw115
+
+    original = pw115.account_problems
+    pw115.account_problems = lambda *a: calls.append(a) or original(*a)
+    try:
+        both = memo.of(pairs).sort("iban", nulls_last=True)  # 3 known, 3 new: past the cap of 4
+        again = memo.of(pairs.tail(3)).sort("iban", nulls_last=True)
+    finally:
+        pw115.account_problems = original
+    assert both.equals(fresh)
+    assert again.equals(fresh.filter(pl.col("iban").is_in(pairs.tail(3)["iban"].implode())
+                                     | pl.col("iban").is_null()).sort("iban", nulls_last=True))
+    # the first three were never asked again; the last three once (kept after the reset)
+    assert {a[0] for a in calls} <= set(pairs.tail(3)["iban"].to_list()) and len(calls) <= 3

@@ -16,6 +16,7 @@ Needs the whole population (other staff's accounts): area scope.
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 import polars as pl
@@ -103,6 +104,54 @@ def national_problem(account: str | None) -> str | None:
     return account_problems(acc, acc[:2])[1]
 
 
+def _verdicts(pairs: pl.DataFrame) -> pl.DataFrame:
+    """`account_problems` of each (iban, bank_country) pair: valid accounts of the bank's
+    country are settled for all at once (detectors/iban.py), stdnum sees the rest."""
+    fine = surely_fine(pairs)
+    settled = pairs.filter(fine).with_columns(pl.lit(None, dtype=pl.String).alias("problem"),
+                                             pl.lit(None, dtype=pl.String).alias("national"))
+    rest = pairs.filter(~fine)
+    asked = rest.with_columns(pl.struct("iban", "bank_country").map_elements(
+        lambda s: dict(zip(("problem", "national"), account_problems(s["iban"], s["bank_country"]))),
+        return_dtype=pl.Struct({"problem": pl.String, "national": pl.String})).alias("_p")).unnest("_p")
+    return pl.concat([settled, asked.select(settled.columns)])
+
+
+class Verdicts:
+    """The verdict on each account (`_verdicts`), kept for this process: a verdict is a
+    function of the account and the bank's country alone, and SIM2, SIM3 and FINAL pay into
+    the accounts SIM1 paid into (a warm worker checks a month's accounts once). Bounded:
+    past `cap` pairs it starts afresh. Findings are the same with or without it
+    (tests/test_speed_identity.py)."""
+
+    def __init__(self, cap: int = 400_000):
+        self.cap = cap
+        self._known = pl.DataFrame(schema={"iban": pl.String, "bank_country": pl.String,
+                                           "problem": pl.String, "national": pl.String})
+        self._lock = threading.Lock()
+
+    def of(self, pairs: pl.DataFrame) -> pl.DataFrame:
+        """pairs (iban, bank_country, unique) with their `problem` and `national` columns."""
+        pairs = pairs.select(pl.col("iban").cast(pl.String), pl.col("bank_country").cast(pl.String))
+        with self._lock:
+            known = self._known
+        keys = ["iban", "bank_country"]
+        new = _verdicts(pairs.join(known, on=keys, how="anti", nulls_equal=True))
+        if new.height:
+            with self._lock:
+                grown = pl.concat([self._known, new]).unique(keys, keep="first", maintain_order=True)
+                self._known = grown if grown.height <= self.cap else new
+            known = pl.concat([known, new])  # the snapshot and what it lacked: disjoint
+        return pairs.join(known, on=keys, how="left", nulls_equal=True)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._known = self._known.head(0)
+
+
+VERDICTS = Verdicts()
+
+
 def _paid(ctx: Context) -> pl.DataFrame:
     """Staff paid by the run (/560 above zero). Grain: one row per staff member."""
     return (ctx.inp.lines.filter(pl.col("wage_type") == "/560").group_by("pernr")
@@ -126,12 +175,7 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
         rows.append(finding(ctx, params, r["pernr"], "missing_bank_record", text, owner="HR", wage_type="/560",
                             amount_cents=r["net"], currency=r["currency"], evidence={"pay_date": str(day)}))
     accounts = paid.join(on_day.select("pernr", "iban", "bank_country"), on="pernr")
-    pairs = accounts.select("iban", "bank_country").unique()
-    # valid accounts of the bank's country are settled for all at once; stdnum sees the rest
-    pairs = pairs.filter(~surely_fine(pairs))
-    problems = pairs.with_columns(pl.struct("iban", "bank_country").map_elements(
-        lambda s: dict(zip(("problem", "national"), account_problems(s["iban"], s["bank_country"]))),
-        return_dtype=pl.Struct({"problem": pl.String, "national": pl.String})).alias("_p")).unnest("_p")
+    problems = VERDICTS.of(accounts.select("iban", "bank_country").unique())
     bad = accounts.join(problems, on=["iban", "bank_country"], how="left", nulls_equal=True).filter(
         pl.col("problem").is_not_null() | pl.col("national").is_not_null())
     for r in bad.iter_rows(named=True):

@@ -96,3 +96,91 @@ def test_verify_walks_the_stages_in_order(tmp_path):
     res = pipeline.verify_run(SAMPLE / run, db=tmp_path / "w.duckdb", out=tmp_path / "out", runner=recording)
     assert res.exit_code == 0, res.message
     assert walked == list(pipeline.STAGES)
+
+
+# ------------------------------------------------------------------ validation beside detection
+
+def _recording_runner(validate, detect, overlaps: bool):
+    """A runner that stands in for the two stages' functions and records what ran where."""
+    import threading
+
+    events = []
+
+    def runner(stage, *args, **kwargs):
+        events.append(("start", stage.name, threading.current_thread().name))
+        try:
+            return validate() if stage is pipeline.VALIDATE else detect()
+        finally:
+            events.append(("end", stage.name, threading.current_thread().name))
+
+    if overlaps:
+        runner.overlaps = True
+    return runner, events
+
+
+_PASSED = [{"severity": "critical", "success": True}]
+_BLOCKED = [{"severity": "critical", "success": False}]
+
+
+def test_detection_runs_beside_the_validation_with_a_runner_that_allows_it():
+    import threading
+
+    import polars as pl
+
+    detecting = threading.Event()
+    seen = {}
+
+    def validate():
+        seen["overlapped"] = detecting.wait(10)  # detection started while validation ran
+        return _PASSED
+
+    def detect():
+        detecting.set()
+        return pl.DataFrame({"pernr": ["1"]})
+
+    runner, events = _recording_runner(validate, detect, overlaps=True)
+    status, findings, checks = pipeline._validate_and_detect(None, None, {}, runner)
+    assert (status, findings["pernr"].to_list(), checks) == ("verified", ["1"], _PASSED)
+    assert seen["overlapped"] is True
+    threads = {name: thread for kind, name, thread in events if kind == "start"}
+    assert threads["validate"] != threads["detect"]
+    assert stages.overlaps(stages.run) and not stages.overlaps(lambda *a: None)
+
+
+def test_a_run_the_gate_stops_drops_detection_and_its_errors():
+    def detect():
+        raise RuntimeError("detection on data the gate refuses")
+
+    for overlaps in (True, False):
+        runner, events = _recording_runner(lambda: _BLOCKED, detect, overlaps)
+        status, findings, _ = pipeline._validate_and_detect(None, None, {}, runner)
+        assert (status, findings.height) == ("dq_blocked", 0)
+        ran = sorted(name for kind, name, _ in events if kind == "start")
+        # in turn, detection never starts behind a failed gate; beside it, it ran and was dropped
+        assert ran == (["detect", "validate"] if overlaps else ["validate"])
+
+
+def test_a_validation_error_waits_for_detection_then_propagates():
+    import time
+
+    def validate():
+        raise ValueError("the suites could not run")
+
+    def detect():
+        time.sleep(0.3)
+        raise RuntimeError("not this one")
+
+    runner, events = _recording_runner(validate, detect, overlaps=True)
+    with pytest.raises(ValueError, match="suites could not run"):
+        pipeline._validate_and_detect(None, None, {}, runner)
+    assert ("end", "detect") in {(kind, name) for kind, name, _ in events}  # nothing left running
+
+
+def test_a_runner_without_overlaps_runs_validation_then_detection():
+    import polars as pl
+
+    runner, events = _recording_runner(lambda: _PASSED, lambda: pl.DataFrame({"pernr": ["2"]}), overlaps=False)
+    status, findings, _ = pipeline._validate_and_detect(None, None, {}, runner)
+    assert status == "verified" and findings["pernr"].to_list() == ["2"]
+    assert [(k, n) for k, n, _ in events] == [("start", "validate"), ("end", "validate"), ("start", "detect"),
+                                             ("end", "detect")]

@@ -412,12 +412,13 @@ def expected_for_period(
     pernrs: list[str] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Facts (with reference values) and expected lines of every staff member in a period."""
-    facts = staff_month_facts(md if pernrs is None else _subset(md, pernrs), period)
+    facts = staff_month_facts(md if pernrs is None else subset(md, pernrs), period)
     facts = attach_reference(facts, reference_for_period(ref, period))
     return facts, expected_lines(facts, written, overtime_hours)
 
 
-def _subset(md: dict[str, pl.DataFrame], pernrs: list[str]) -> dict[str, pl.DataFrame]:
+def subset(md: dict[str, pl.DataFrame], pernrs: list[str]) -> dict[str, pl.DataFrame]:
+    """The master data of `pernrs` only."""
     keep = pl.Series(pernrs, dtype=pl.String)
     return {k: v.filter(pl.col("pernr").is_in(keep)) for k, v in md.items()}
 

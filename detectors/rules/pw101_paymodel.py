@@ -40,7 +40,11 @@ def _written(ctx: Context) -> pl.DataFrame:
     return (
         ctx.current.filter(pl.col("wage_type").is_in(list(pm.MODEL_WAGE_TYPES)))
         .group_by("pernr", "wage_type")
-        .agg(pl.col("amount_cents").alias("amounts"), pl.col("amount_cents").first().alias("written_cents"),
+        # the lines' sum, count and range: what a finding says and whether they all match
+        # (aggregates, not a list of amounts per staff member and wage type)
+        .agg(pl.col("amount_cents").sum().alias("written_sum"), pl.len().alias("lines_written"),
+             pl.col("amount_cents").min().alias("written_min"), pl.col("amount_cents").max().alias("written_max"),
+             pl.col("amount_cents").first().alias("written_cents"),
              pl.col("currency").first().alias("currency_written"))
     )
 
@@ -67,7 +71,7 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     incomputable = pl.col("expected_cents").is_null() & pl.col("for_period").is_not_null()
     missing = pl.col("written_cents").is_null() & (pl.col("exp0") != 0)
     differs = pl.col("written_cents").is_not_null() & (
-        (pl.col("amounts").list.min() != pl.col("exp0")) | (pl.col("amounts").list.max() != pl.col("exp0")))
+        (pl.col("written_min") != pl.col("exp0")) | (pl.col("written_max") != pl.col("exp0")))
     bad = cmp.filter(incomputable | missing | differs)
     if bad.height == 0:
         return findings_frame([])
@@ -115,7 +119,7 @@ def _category(r: dict) -> str:
 def _finding(ctx: Context, params: Params, r: dict) -> dict:
     category = r["category"]
     wt, cur = r["wage_type"], r["currency"] or r["currency_written"]
-    written = None if r["written_cents"] is None else sum(r["amounts"])
+    written = None if r["written_cents"] is None else r["written_sum"]
     exp = r["exp0"] if r["for_period"] is None else r["expected_cents"]
     basis = (f"{r['grade']} step {r['step']}, {r['employment_pct']} %, "
              f"{r['active_days']}/{r['days_in_month']} days active") if r.get("grade") else "master data incomplete"
@@ -145,7 +149,7 @@ def _finding(ctx: Context, params: Params, r: dict) -> dict:
         evidence={"grade": r.get("grade"), "step": r.get("step"), "employment_pct": r.get("employment_pct"),
                   "active_days": r.get("active_days"), "days_in_month": r.get("days_in_month"),
                   "n_children": r.get("n_children"), "has_dependent_spouse": r.get("has_dependent_spouse"),
-                  "lines_written": len(r["amounts"] or [])})
+                  "lines_written": r["lines_written"] or 0})
 
 
 DETECTOR = Detector(CODE, "pay_model", CATEGORIES, run, config=CONFIG,

@@ -35,12 +35,15 @@ def _recalculated(ctx: Context, months_by_staff: dict[str, str]) -> pl.DataFrame
     period = ctx.meta.period
     months = sorted(m for m in h.final_periods(ctx.inp.history.runs) if m < period)
     wts = pl.DataFrame({"wage_type": list(pm.RETRO_WAGE_TYPES)})
+    # the master data of the staff recalculated, taken once for all months (the pay model is
+    # per staff member: another's records never change one's amounts)
+    md = pm.subset(ctx.inp.md, sorted(months_by_staff))
     parts = []
     for m in months:
         pernrs = sorted(p for p, start in months_by_staff.items() if start <= m)
         if not pernrs:
             continue
-        _, exp = pm.expected_for_period(ctx.inp.md, ctx.inp.ref, m, pernrs=pernrs)
+        _, exp = pm.expected_for_period(md, ctx.inp.ref, m, pernrs=pernrs)
         grid = pl.DataFrame({"pernr": pernrs, "for_period": [m] * len(pernrs)}).join(wts, how="cross")
         parts.append(grid.join(exp.select("pernr", "wage_type", "expected_cents"), on=["pernr", "wage_type"],
                                how="left").with_columns(pl.col("expected_cents").fill_null(0)))

@@ -70,8 +70,39 @@ AREA_KEYS = (Key("area_quantile", float, "the area's ceiling this month (every u
                  "before; without an own usual level, a value not beyond that ceiling by as much is not unusual by "
                  "the peers alone, and one beyond it (and beyond the unit's peak) is unusual whatever the unit claims ..."),
              Key("area_min_claims", int, "... read when at least this many others of the category have the wage type"))
+UNIT_KEYS = (Key("unit_min_others", int, "with own history, when the unit (entity + category) is too small for a "
+                 "peer group of its own: a claim `own_ratio` x the own level (z >= threshold) that is also "
+                 "`peak_ratio` x, and two spread floors, beyond the highest of the unit's other claims this month "
+                 "is unusual, read with at least this many other claimants in the unit"),)
 CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_hours", float, "floor of the spread, in hours"), *PEAK_KEYS,
-          *AREA_KEYS)
+          *AREA_KEYS, *UNIT_KEYS)
+
+
+def unit_reading(scored: pl.DataFrame, params: Params) -> pl.DataFrame:
+    """`scored` (ContextModel.score) with the staff member's own unit this month, for the rows
+    whose peer group had to leave it (a unit smaller than `min_group` is read within its
+    category's band across the area, which in a session month mixes units in session with quiet
+    ones): unit_n (the unit's claimants), unit_max (the highest of the others' claims) and
+    `by_unit` — far above the own usual level and above everyone else of the unit. A rise the
+    unit shares stays normal: one other claimant as high is enough.
+    Grain: one row per claimant, as `scored`."""
+    unit = ["entity", "staff_category"]
+    v = pl.col("value")
+    tops = (scored.filter(pl.col("entity").is_not_null() & pl.col("staff_category").is_not_null())
+            .group_by(unit).agg(v.top_k(2).sort(descending=True).alias("_top"), pl.len().alias("unit_n")))
+    x = scored.join(tops, on=unit, how="left", nulls_equal=False).with_columns(
+        v.rank("ordinal", descending=True).over(unit).alias("_r"))
+    x = x.with_columns(pl.when(pl.col("_r") == 1).then(pl.col("_top").list.get(1, null_on_oob=True))
+                       .otherwise(pl.col("_top").list.get(0, null_on_oob=True)).alias("unit_max"),
+                       pl.col("unit_n").fill_null(0).cast(pl.Int64))
+    p = params
+    by_unit = (~pl.col("unusual") & (pl.col("own_n").fill_null(0) >= p.ratio_min_runs)
+               & (pl.col("z_own").fill_null(0.0) >= p.threshold) & (v >= pl.col("own_median") * p.own_ratio)
+               & (pl.col("unit_n") < p.min_group) & (pl.col("unit_n") - 1 >= p.unit_min_others)
+               & (v >= pl.col("unit_max") * p.peak_ratio) & (v - pl.col("unit_max") >= 2 * p.min_scale_hours))
+    return x.drop("_top", "_r").with_columns(by_unit.fill_null(False).alias("by_unit")).with_columns(
+        (pl.col("unusual") | pl.col("by_unit")).alias("unusual"),
+        pl.when(pl.col("by_unit")).then(pl.max_horizontal("raw", pl.lit(1.0))).otherwise(pl.col("raw")).alias("raw"))
 
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:
@@ -81,11 +112,14 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     model = ctx.fitted_on_history(CODE, params, ContextModel(params, pm.WT_OVERTIME, "hours"),
                                   lambda m: m.fit(hist.final_lines, hist.runs), pm.WT_OVERTIME)
     ctx.artifacts[CODE] = model
-    hits = model.score(ctx.current, ctx.facts).filter(pl.col("unusual"))
+    hits = unit_reading(model.score(ctx.current, ctx.facts), params).filter(pl.col("unusual"))
     rows = []
     for r in hits.iter_rows(named=True):
         text = (f"Overtime of {describe(r, 'hours')}: {money(r['amount'], r['currency'])} claimed, far above "
                 f"both what this staff member and their peers usually claim.")
+        if r["by_unit"]:
+            text = text[:-1] + (f"; the other {r['unit_n'] - 1} {r['staff_category']} claimants of {r['entity']} "
+                                f"this month claim at most {r['unit_max']:g} h.")
         rows.append(finding(ctx, params, r["pernr"], "overtime_outlier", text, owner="HR", wage_type=pm.WT_OVERTIME,
                             amount_cents=r["amount"], currency=r["currency"], severity=severity(r, params),
                             score=calibrated(float(r["raw"]), model.threshold_),
@@ -94,7 +128,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                                       "peer_n": r["peer_n"], "peer_upper": _round(r["peer_upper"]),
                                       "peer_max": r["peer_max"], "by_ratio": r["by_ratio"],
                                       "area_ceiling": r.get("area_ceiling"), "area_n": r.get("area_n"),
-                                      "area_beyond": r.get("area_beyond"),
+                                      "area_beyond": r.get("area_beyond"), "by_unit": r["by_unit"],
+                                      "unit_n": r["unit_n"], "unit_max": r["unit_max"],
                                       "z_own": _round(r["z_own"]),
                                       "z_peer": _round(r["z_peer"]), "raw": _round(r["raw"])}))
     return findings_frame(rows)

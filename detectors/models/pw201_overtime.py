@@ -24,6 +24,13 @@ convicts it: a claim not beyond the ceiling by 1.15 x and 8 h is no outlier howe
 its unit (a heavy claimant in an area's first month), one beyond it is, whatever the unit
 claims (a newcomer's 70 h beside units in session whose claims end at 60 h); one own month
 inside the ceiling vouches for up to `min_ratio` x itself.
+
+Below the peer group stands the staff member's own unit (`unit_reading`): when the unit (entity
++ category) is too small for a group of its own (`min_group`), its claims this month are read
+all the same — with an own usual level, `own_ratio` x it (z >= `threshold`) that is also
+`peak_ratio` x, and two spread floors, beyond the highest of the unit's other claims (at least
+`unit_min_others` of them) is unusual, however wide units in session elsewhere make the area's
+band; one other claimant as high makes it a rise the unit shares.
 """
 
 from __future__ import annotations

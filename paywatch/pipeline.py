@@ -373,8 +373,7 @@ def process_loaded(con, run_id: str, version: int, cfg: dict,
     if stored is not None:
         status, findings, checks = stored
         return status, findings, checks, inp
-    status, raw, checks = _validate_and_detect(con, inp, cfg, runner,
-                                               side_by_side=stages.overlaps(runner) and dq.ready(con))
+    status, raw, checks = _validate_and_detect(con, inp, cfg, runner)
     checkpoint("detection")
     findings = runner(TRIAGE, con, inp, raw, version, cfg_version)
     findings, cases = runner(GROUP_CASES, con, inp, findings, version, cfg_version, cfg)
@@ -382,19 +381,14 @@ def process_loaded(con, run_id: str, version: int, cfg: dict,
     return status, findings, checks, inp
 
 
-def _validate_and_detect(con, inp: DetectionInput, cfg: dict, runner,
-                         side_by_side: bool) -> tuple[str, pl.DataFrame, list[dict]]:
+def _validate_and_detect(con, inp: DetectionInput, cfg: dict, runner) -> tuple[str, pl.DataFrame, list[dict]]:
     """(status, findings, checks): the data-quality gate, then detection unless a critical
-    check failed. `side_by_side` (a warm process, the GX context of this warehouse already
-    built: `dq.ready`, and a runner that may be called from two threads at once:
-    `stages.overlaps`): detection runs beside the validation and its findings are dropped
-    when the gate stops the run: the suites are Python bound to one core, detection is polars
-    and numpy, which release the interpreter, so the two overlap (detection is pure: frames
-    in, findings out; it touches neither the warehouse nor the GX project). Measured at
-    10,000 staff: the month's next run in a warm process 0.4 s faster (median of 6 pairs); a
-    fresh process, whose validation first imports GX and builds its context, 1.1 s slower
-    beside detection (4 pairs) — so a fresh process runs them in turn."""
-    if not side_by_side:
+    check failed. With a runner that may be called from two threads at once
+    (`stages.overlaps`), detection runs beside the validation and its findings are dropped
+    when the gate stops the run: Great Expectations is Python bound to one core, detection is
+    polars and numpy, which release the interpreter, so the two overlap (detection is pure:
+    frames in, findings out; it touches neither the warehouse nor the GX project)."""
+    if not stages.overlaps(runner):
         checks = runner(VALIDATE, con, inp, cfg)
         if quality.critical_failures(checks):
             return "dq_blocked", empty_findings(), checks

@@ -139,7 +139,7 @@ def test_detection_runs_beside_the_validation_with_a_runner_that_allows_it():
         return pl.DataFrame({"pernr": ["1"]})
 
     runner, events = _recording_runner(validate, detect, overlaps=True)
-    status, findings, checks = pipeline._validate_and_detect(None, None, {}, runner, side_by_side=stages.overlaps(runner))
+    status, findings, checks = pipeline._validate_and_detect(None, None, {}, runner)
     assert (status, findings["pernr"].to_list(), checks) == ("verified", ["1"], _PASSED)
     assert seen["overlapped"] is True
     threads = {name: thread for kind, name, thread in events if kind == "start"}
@@ -153,7 +153,7 @@ def test_a_run_the_gate_stops_drops_detection_and_its_errors():
 
     for overlaps in (True, False):
         runner, events = _recording_runner(lambda: _BLOCKED, detect, overlaps)
-        status, findings, _ = pipeline._validate_and_detect(None, None, {}, runner, side_by_side=stages.overlaps(runner))
+        status, findings, _ = pipeline._validate_and_detect(None, None, {}, runner)
         assert (status, findings.height) == ("dq_blocked", 0)
         ran = sorted(name for kind, name, _ in events if kind == "start")
         # in turn, detection never starts behind a failed gate; beside it, it ran and was dropped
@@ -172,7 +172,7 @@ def test_a_validation_error_waits_for_detection_then_propagates():
 
     runner, events = _recording_runner(validate, detect, overlaps=True)
     with pytest.raises(ValueError, match="suites could not run"):
-        pipeline._validate_and_detect(None, None, {}, runner, side_by_side=stages.overlaps(runner))
+        pipeline._validate_and_detect(None, None, {}, runner)
     assert ("end", "detect") in {(kind, name) for kind, name, _ in events}  # nothing left running
 
 
@@ -180,25 +180,7 @@ def test_a_runner_without_overlaps_runs_validation_then_detection():
     import polars as pl
 
     runner, events = _recording_runner(lambda: _PASSED, lambda: pl.DataFrame({"pernr": ["2"]}), overlaps=False)
-    status, findings, _ = pipeline._validate_and_detect(None, None, {}, runner, side_by_side=stages.overlaps(runner))
+    status, findings, _ = pipeline._validate_and_detect(None, None, {}, runner)
     assert status == "verified" and findings["pernr"].to_list() == ["2"]
     assert [(k, n) for k, n, _ in events] == [("start", "validate"), ("end", "validate"), ("start", "detect"),
                                              ("end", "detect")]
-
-
-def test_detection_goes_beside_validation_only_in_a_process_that_holds_the_gx_context(tmp_path):
-    """A fresh process's first validation imports GX and builds its context: detection waits
-    for it (beside it, both were slower); once the context is built, the next run overlaps."""
-    from paywatch import dq
-    from paywatch.warehouse.resource import Warehouse
-
-    wh = Warehouse.in_folder(tmp_path / "wh")
-    with wh.writer() as con:
-        assert dq.ready(con) is False
-    first = (SAMPLE / "runs.txt").read_text(encoding="utf-8").split()[0]
-    assert pipeline.verify_run(SAMPLE / first, db=wh.db, out=tmp_path / "rep").exit_code in (0, 1)
-    with wh.writer() as con:
-        assert dq.ready(con) is True
-    other = Warehouse.in_folder(tmp_path / "other")
-    with other.writer() as con:
-        assert dq.ready(con) is False  # another warehouse's project is not warm

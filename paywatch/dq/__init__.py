@@ -27,7 +27,7 @@ from paywatch.dq import catalog, frames
 from paywatch.paths import Paths
 from paywatch.warehouse.db import database_path
 
-__all__ = ["run_checks", "publish", "with_suites_version", "project_dir", "suites_folder", "ready"]
+__all__ = ["run_checks", "publish", "with_suites_version", "project_dir", "suites_folder"]
 
 DOCS_FOLDER = "data_docs"
 log = logging.getLogger(__name__)
@@ -62,15 +62,6 @@ def _marker(con, inp: DetectionInput, folder: Path) -> dict:
 
     return {"run_id": inp.meta.run_id, "run_version": q.current_version(con, inp.meta.run_id),
             "suites_version": catalog.suites_version(folder)}
-
-
-def ready(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether this process already holds the GX context of `con`'s warehouse (a warm worker
-    after its first run): validating then is running the suites, not importing GX and
-    building its context."""
-    from paywatch.dq import runner  # noqa: PLC0415 - GX itself is not imported by this
-
-    return runner.has_context(project_dir(con))
 
 
 def run_checks(con: duckdb.DuckDBPyConnection, inp: DetectionInput, previous: DetectionInput | None,

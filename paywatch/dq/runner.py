@@ -328,11 +328,6 @@ def _templates_on_disk(project: Path) -> None:
         _templates().on_disk = jinja2.FileSystemBytecodeCache(str(folder))
 
 
-def has_context(project: Path) -> bool:
-    """Whether `context(project)` was built in this process."""
-    return Path(project).resolve() in _CONTEXTS
-
-
 def context(project: Path):
     """The file context of `project` (created on first use), one per process."""
     project = Path(project).resolve()

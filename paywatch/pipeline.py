@@ -7,11 +7,9 @@ policy, detection fanned out per duty station); both run exactly these functions
 
 from __future__ import annotations
 
-import contextvars
 import gc
 import hashlib
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -373,37 +371,16 @@ def process_loaded(con, run_id: str, version: int, cfg: dict,
     if stored is not None:
         status, findings, checks = stored
         return status, findings, checks, inp
-    status, raw, checks = _validate_and_detect(con, inp, cfg, runner)
+    checks = runner(VALIDATE, con, inp, cfg)
+    if quality.critical_failures(checks):
+        status, raw = "dq_blocked", empty_findings()
+    else:
+        status, raw = "verified", runner(DETECT, inp, cfg)
     checkpoint("detection")
     findings = runner(TRIAGE, con, inp, raw, version, cfg_version)
     findings, cases = runner(GROUP_CASES, con, inp, findings, version, cfg_version, cfg)
     runner(STORE, con, run_id, version, cfg, cfg_version, findings, cases, checks, status)
     return status, findings, checks, inp
-
-
-def _validate_and_detect(con, inp: DetectionInput, cfg: dict, runner) -> tuple[str, pl.DataFrame, list[dict]]:
-    """(status, findings, checks): the data-quality gate, then detection unless a critical
-    check failed. With a runner that may be called from two threads at once
-    (`stages.overlaps`), detection runs beside the validation and its findings are dropped
-    when the gate stops the run: Great Expectations is Python bound to one core, detection is
-    polars and numpy, which release the interpreter, so the two overlap (detection is pure:
-    frames in, findings out; it touches neither the warehouse nor the GX project)."""
-    if not stages.overlaps(runner):
-        checks = runner(VALIDATE, con, inp, cfg)
-        if quality.critical_failures(checks):
-            return "dq_blocked", empty_findings(), checks
-        return "verified", runner(DETECT, inp, cfg), checks
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="paywatch-detect") as pool:
-        detected = pool.submit(contextvars.copy_context().run, runner, DETECT, inp, cfg)
-        try:
-            checks = runner(VALIDATE, con, inp, cfg)
-        except BaseException:
-            wait([detected])  # its outcome no longer matters; the validation's error does
-            raise
-        if quality.critical_failures(checks):
-            wait([detected])  # findings of a run the gate stopped are not wanted, nor its errors
-            return "dq_blocked", empty_findings(), checks
-        return "verified", detected.result(), checks
 
 
 # what a delivery did, in words (the load outcomes of paywatch.warehouse.load)

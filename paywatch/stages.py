@@ -103,17 +103,6 @@ def run(stage: Stage, *args, **kwargs):
     raise AssertionError("unreachable")
 
 
-# the plain runner may be called from two threads at once (it keeps no state of its own)
-run.overlaps = True
-
-
-def overlaps(runner) -> bool:
-    """Whether `runner` may run two stages at once, from two threads (it says so with an
-    `overlaps` attribute; a runner that does not, such as the Prefect flow's, runs them in
-    turn)."""
-    return getattr(runner, "overlaps", False) is True
-
-
 def stage_count(stage: Stage, result) -> str:
     """What a stage gave, counted for its progress or log line (counts only: never a name or an
     account). One wording for `paywatch verify` and the Prefect task logs."""

@@ -212,14 +212,15 @@ def month_noise(summary: Summary, special_periods: list[str], floor: float = 0.0
 
 
 def poisson_upper(mean: float, alpha: float) -> int:
-    """The smallest count k with P(X > k) <= alpha for X ~ Poisson(mean)."""
-    k, term = 0, math.exp(-mean)
-    below = term
-    while 1 - below > alpha:
+    """The smallest count k with P(X > k) <= alpha for X ~ Poisson(mean). Each term is taken
+    from its logarithm: exp(-mean) underflows to 0 past a mean of about 745 (a large area)."""
+    k, below = 0, 0.0
+    while True:
+        log_term = -mean + (k * math.log(mean) if mean > 0 else 0.0) - math.lgamma(k + 1)
+        below += math.exp(log_term)
+        if 1 - below <= alpha:
+            return k
         k += 1
-        term *= mean / k
-        below += term
-    return k
 
 
 def evaluate(cfg: SimConfig, work: Path | None = None,

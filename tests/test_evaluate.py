@@ -194,6 +194,7 @@ def test_the_special_month_check_tells_a_population_flagged_from_chance():
     from paywatch.evaluate import poisson_upper, summarise  # noqa: PLC0415
 
     assert [poisson_upper(m, 0.01) for m in (0.0, 1.0, 1.5, 10.0)] == [0, 4, 5, 18]
+    assert 1000 < poisson_upper(1000.0, 0.01) < 1100  # a large area: no underflow to a hang
     small = ("202511", 0), ("202512", 1), ("202602", 0)
     for alarms, within in ((2, True), (15, False)):
         runs = [r for p, n in (*small, ("202601", alarms)) for r in _month(p, 1500, n)]

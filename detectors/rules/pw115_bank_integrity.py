@@ -144,10 +144,6 @@ class Verdicts:
             known = pl.concat([known, new])  # the snapshot and what it lacked: disjoint
         return pairs.join(known, on=keys, how="left", nulls_equal=True)
 
-    def forget(self) -> None:
-        with self._lock:
-            self._known = self._known.head(0)
-
 
 VERDICTS = Verdicts()
 

@@ -28,9 +28,11 @@ inside the ceiling vouches for up to `min_ratio` x itself.
 Below the peer group stands the staff member's own unit (`unit_reading`): when the unit (entity
 + category) is too small for a group of its own (`min_group`), its claims this month are read
 all the same — with an own usual level, `own_ratio` x it (z >= `threshold`) that is also
-`peak_ratio` x, and two spread floors, beyond the highest of the unit's other claims (at least
-`unit_min_others` of them) is unusual, however wide units in session elsewhere make the area's
-band; one other claimant as high makes it a rise the unit shares.
+`peak_ratio` x, and two spread floors, beyond the highest of the unit's other claims that have
+risen (at least `unit_min_others` others in the unit) is unusual, however wide units in session
+elsewhere make the area's band. An other claimant has risen at `own_ratio` x their own usual
+level, or, without one, by claiming at all (their habit unknown): one of them as high makes it a
+rise the unit shares, while a heavy claimant at their usual hours is no session.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ AREA_KEYS = (Key("area_quantile", float, "the area's ceiling this month (every u
 UNIT_KEYS = (Key("unit_min_others", int, "with own history, when the unit (entity + category) is too small for a "
                  "peer group of its own: a claim `own_ratio` x the own level (z >= threshold) that is also "
                  "`peak_ratio` x, and two spread floors, beyond the highest of the unit's other claims this month "
-                 "is unusual, read with at least this many other claimants in the unit"),)
+                 "that have risen (own_ratio x their own level, or any without one) is unusual, read with at "
+                 "least this many other claimants in the unit"),)
 CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_hours", float, "floor of the spread, in hours"), *PEAK_KEYS,
           *AREA_KEYS, *UNIT_KEYS)
 
@@ -90,24 +93,36 @@ def unit_reading(scored: pl.DataFrame, params: Params) -> pl.DataFrame:
     whose peer group had to leave it (a unit smaller than `min_group` is read within its
     category's band across the area, which in a session month mixes units in session with quiet
     ones): unit_n (the unit's claimants), unit_max (the highest of the others' claims) and
-    `by_unit` — far above the own usual level and above everyone else of the unit. A rise the
-    unit shares stays normal: one other claimant as high is enough.
+    `by_unit` — far above the own usual level and above everyone else of the unit who has risen
+    too (unit_rise_max: own_ratio x their own level, or any claim without one). A rise the unit
+    shares stays normal: one risen claimant as high is enough.
     Grain: one row per claimant, as `scored`."""
     unit = ["entity", "staff_category"]
     v = pl.col("value")
-    tops = (scored.filter(pl.col("entity").is_not_null() & pl.col("staff_category").is_not_null())
-            .group_by(unit).agg(v.top_k(2).sort(descending=True).alias("_top"), pl.len().alias("unit_n")))
-    x = scored.join(tops, on=unit, how="left", nulls_equal=False).with_columns(
-        v.rank("ordinal", descending=True).over(unit).alias("_r"))
-    x = x.with_columns(pl.when(pl.col("_r") == 1).then(pl.col("_top").list.get(1, null_on_oob=True))
-                       .otherwise(pl.col("_top").list.get(0, null_on_oob=True)).alias("unit_max"),
-                       pl.col("unit_n").fill_null(0).cast(pl.Int64))
     p = params
-    by_unit = (~pl.col("unusual") & (pl.col("own_n").fill_null(0) >= p.ratio_min_runs)
+    owned = pl.col("own_n").fill_null(0) >= p.ratio_min_runs
+    # an other claimant shares a rise when risen to own_ratio x their own level, or, without one, when
+    # as high in hours (their habit unknown): a heavy claimant at their usual hours is no session
+    rising = pl.when(owned).then(v >= pl.col("own_median") * p.own_ratio).otherwise(True)
+    tops = (scored.filter(pl.col("entity").is_not_null() & pl.col("staff_category").is_not_null())
+            .group_by(unit).agg(v.top_k(2).sort(descending=True).alias("_top"), pl.len().alias("unit_n"),
+                                v.filter(rising).top_k(2).sort(descending=True).alias("_rise")))
+    x = scored.join(tops, on=unit, how="left", nulls_equal=False).with_columns(rising.alias("_rising"))
+
+    def of_others(col: str, member: pl.Expr) -> pl.Expr:  # the unit's top value leaving the member out
+        first = pl.col(col).list.get(0, null_on_oob=True)
+        return pl.when(member & (first == v)).then(pl.col(col).list.get(1, null_on_oob=True)).otherwise(first)
+
+    x = x.with_columns(of_others("_top", pl.lit(True)).alias("unit_max"),
+                       of_others("_rise", pl.col("_rising")).alias("unit_rise_max"),
+                       pl.col("unit_n").fill_null(0).cast(pl.Int64))
+    beyond = (lambda col: pl.col(col).is_null() | (v >= pl.col(col) * p.peak_ratio)
+              & (v - pl.col(col) >= 2 * p.min_scale_hours))
+    by_unit = (~pl.col("unusual") & owned
                & (pl.col("z_own").fill_null(0.0) >= p.threshold) & (v >= pl.col("own_median") * p.own_ratio)
                & (pl.col("unit_n") < p.min_group) & (pl.col("unit_n") - 1 >= p.unit_min_others)
-               & (v >= pl.col("unit_max") * p.peak_ratio) & (v - pl.col("unit_max") >= 2 * p.min_scale_hours))
-    return x.drop("_top", "_r").with_columns(by_unit.fill_null(False).alias("by_unit")).with_columns(
+               & beyond("unit_rise_max"))
+    return x.drop("_top", "_rise", "_rising").with_columns(by_unit.fill_null(False).alias("by_unit")).with_columns(
         (pl.col("unusual") | pl.col("by_unit")).alias("unusual"),
         pl.when(pl.col("by_unit")).then(pl.max_horizontal("raw", pl.lit(1.0))).otherwise(pl.col("raw")).alias("raw"))
 
@@ -125,8 +140,12 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
         text = (f"Overtime of {describe(r, 'hours')}: {money(r['amount'], r['currency'])} claimed, far above "
                 f"both what this staff member and their peers usually claim.")
         if r["by_unit"]:
-            text = text[:-1] + (f"; the other {r['unit_n'] - 1} {r['staff_category']} claimants of {r['entity']} "
-                                f"this month claim at most {r['unit_max']:g} h.")
+            others = f"the other {r['unit_n'] - 1} {r['staff_category']} claimant{'s' if r['unit_n'] > 2 else ''}"
+            risen = (f"none of them {params.own_ratio:g} x their own usual hours" if r["unit_rise_max"] is None
+                     else f"those risen {params.own_ratio:g} x their own usual hours or more at most "
+                          f"{r['unit_rise_max']:g} h")
+            text = text[:-1] + (f"; {others} of {r['entity']} this month claim at most {r['unit_max']:g} h, "
+                                f"{risen}: no rise the unit shares.")
         rows.append(finding(ctx, params, r["pernr"], "overtime_outlier", text, owner="HR", wage_type=pm.WT_OVERTIME,
                             amount_cents=r["amount"], currency=r["currency"], severity=severity(r, params),
                             score=calibrated(float(r["raw"]), model.threshold_),
@@ -137,6 +156,7 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                                       "area_ceiling": r.get("area_ceiling"), "area_n": r.get("area_n"),
                                       "area_beyond": r.get("area_beyond"), "by_unit": r["by_unit"],
                                       "unit_n": r["unit_n"], "unit_max": r["unit_max"],
+                                      "unit_rise_max": r["unit_rise_max"],
                                       "z_own": _round(r["z_own"]),
                                       "z_peer": _round(r["z_peer"]), "raw": _round(r["raw"])}))
     return findings_frame(rows)

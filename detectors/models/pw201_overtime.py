@@ -30,9 +30,11 @@ Below the peer group stands the staff member's own unit (`unit_reading`): when t
 all the same — with an own usual level, `own_ratio` x it (z >= `threshold`) that is also
 `peak_ratio` x, and two spread floors, beyond the highest of the unit's other claims that have
 risen (at least `unit_min_others` others in the unit) is unusual, however wide units in session
-elsewhere make the area's band. An other claimant has risen at `own_ratio` x their own usual
-level, or, without one, by claiming at all (their habit unknown): one of them as high makes it a
-rise the unit shares, while a heavy claimant at their usual hours is no session.
+elsewhere make the area's band. An other claimant has risen at `unit_rise_ratio` x their own
+usual level, or, without one, by claiming at all (their habit unknown); the second highest of
+those is the rise the unit shares (one error beside another shares nothing), while a heavy
+claimant at their usual hours is no session. Since session 11 this holds for units of any size:
+a unit's usual range includes its heavy habitual claimants, its rise does not.
 """
 
 from __future__ import annotations
@@ -82,8 +84,11 @@ AREA_KEYS = (Key("area_quantile", float, "the area's ceiling this month (every u
 UNIT_KEYS = (Key("unit_min_others", int, "with own history, when the unit (entity + category) is too small for a "
                  "peer group of its own: a claim `own_ratio` x the own level (z >= threshold) that is also "
                  "`peak_ratio` x, and two spread floors, beyond the highest of the unit's other claims this month "
-                 "that have risen (own_ratio x their own level, or any without one) is unusual, read with at "
-                 "least this many other claimants in the unit"),)
+                 "that have risen (unit_rise_ratio x their own level, or any without one) is unusual, read with at "
+                 "least this many other claimants in the unit"),
+             Key("unit_rise_ratio", float, "an other claimant of the unit has risen at this multiple of their own "
+                 "usual level (or claims with none on record); the second highest of those who rose is the rise "
+                 "the unit shares"))
 CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_hours", float, "floor of the spread, in hours"), *PEAK_KEYS,
           *AREA_KEYS, *UNIT_KEYS)
 
@@ -93,34 +98,37 @@ def unit_reading(scored: pl.DataFrame, params: Params) -> pl.DataFrame:
     whose peer group had to leave it (a unit smaller than `min_group` is read within its
     category's band across the area, which in a session month mixes units in session with quiet
     ones): unit_n (the unit's claimants), unit_max (the highest of the others' claims) and
-    `by_unit` — far above the own usual level and above everyone else of the unit who has risen
-    too (unit_rise_max: own_ratio x their own level, or any claim without one). A rise the unit
-    shares stays normal: one risen claimant as high is enough.
+    `by_unit` — far above the own usual level and beyond the rise of the unit's others
+    (unit_rise_max: the second highest of those risen unit_rise_ratio x their own level, or
+    claiming without one). A rise the unit shares stays normal: two risen others as high.
     Grain: one row per claimant, as `scored`."""
     unit = ["entity", "staff_category"]
     v = pl.col("value")
     p = params
     owned = pl.col("own_n").fill_null(0) >= p.ratio_min_runs
-    # an other claimant shares a rise when risen to own_ratio x their own level, or, without one, when
+    # an other claimant shares a rise when risen to unit_rise_ratio x their own level, or, without one, when
     # as high in hours (their habit unknown): a heavy claimant at their usual hours is no session
-    rising = pl.when(owned).then(v >= pl.col("own_median") * p.own_ratio).otherwise(True)
+    rising = pl.when(owned).then(v >= pl.col("own_median") * p.unit_rise_ratio).otherwise(True)
     tops = (scored.filter(pl.col("entity").is_not_null() & pl.col("staff_category").is_not_null())
             .group_by(unit).agg(v.top_k(2).sort(descending=True).alias("_top"), pl.len().alias("unit_n"),
-                                v.filter(rising).top_k(2).sort(descending=True).alias("_rise")))
+                                v.filter(rising).top_k(3).sort(descending=True).alias("_rise")))
     x = scored.join(tops, on=unit, how="left", nulls_equal=False).with_columns(rising.alias("_rising"))
 
     def of_others(col: str, member: pl.Expr) -> pl.Expr:  # the unit's top value leaving the member out
         first = pl.col(col).list.get(0, null_on_oob=True)
         return pl.when(member & (first == v)).then(pl.col(col).list.get(1, null_on_oob=True)).otherwise(first)
 
-    x = x.with_columns(of_others("_top", pl.lit(True)).alias("unit_max"),
-                       of_others("_rise", pl.col("_rising")).alias("unit_rise_max"),
+    # the peak of the others who rose is their second highest (as the unit's peak): one error
+    # beside another in the same unit does not make a rise they share
+    rise = [pl.col("_rise").list.get(i, null_on_oob=True) for i in range(3)]
+    rise_peak = (pl.when(pl.col("_rising") & ((rise[0] == v) | (rise[1] == v))).then(rise[2]).otherwise(rise[1]))
+    x = x.with_columns(of_others("_top", pl.lit(True)).alias("unit_max"), rise_peak.alias("unit_rise_max"),
                        pl.col("unit_n").fill_null(0).cast(pl.Int64))
     beyond = (lambda col: pl.col(col).is_null() | (v >= pl.col(col) * p.peak_ratio)
               & (v - pl.col(col) >= 2 * p.min_scale_hours))
     by_unit = (~pl.col("unusual") & owned
                & (pl.col("z_own").fill_null(0.0) >= p.threshold) & (v >= pl.col("own_median") * p.own_ratio)
-               & (pl.col("unit_n") < p.min_group) & (pl.col("unit_n") - 1 >= p.unit_min_others)
+               & (pl.col("unit_n") - 1 >= p.unit_min_others)
                & beyond("unit_rise_max"))
     return x.drop("_top", "_rise", "_rising").with_columns(by_unit.fill_null(False).alias("by_unit")).with_columns(
         (pl.col("unusual") | pl.col("by_unit")).alias("unusual"),
@@ -141,9 +149,10 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                 f"both what this staff member and their peers usually claim.")
         if r["by_unit"]:
             others = f"the other {r['unit_n'] - 1} {r['staff_category']} claimant{'s' if r['unit_n'] > 2 else ''}"
-            risen = (f"none of them {params.own_ratio:g} x their own usual hours" if r["unit_rise_max"] is None
-                     else f"those risen {params.own_ratio:g} x their own usual hours or more at most "
-                          f"{r['unit_rise_max']:g} h")
+            risen = (f"not two of them risen {params.unit_rise_ratio:g} x their own usual hours"
+                     if r["unit_rise_max"] is None else
+                     f"the second highest of those risen {params.unit_rise_ratio:g} x their own usual hours "
+                     f"{r['unit_rise_max']:g} h")
             text = text[:-1] + (f"; {others} of {r['entity']} this month claim at most {r['unit_max']:g} h, "
                                 f"{risen}: no rise the unit shares.")
         rows.append(finding(ctx, params, r["pernr"], "overtime_outlier", text, owner="HR", wage_type=pm.WT_OVERTIME,

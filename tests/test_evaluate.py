@@ -205,20 +205,3 @@ def test_the_special_month_check_tells_a_population_flagged_from_chance():
     rate, limit, ok = month_noise(summarise(runs), ["202601"])["202601"]
     assert not ok and limit < 0.002, (rate, limit)
 
-
-def test_the_simulated_special_post_allowance_is_what_a_promotion_adds():
-    """UN Staff Rule 3.10: the allowance is the gap to the next level (step worth two own steps),
-    so its share of base pay falls with the step, and the top grades of the scale have none."""
-    from decimal import Decimal
-
-    from paywatch.simulate.reference import build_scales, grade_steps, special_post_gap
-
-    scale = build_scales(2025, 2025, {})[0]
-    assert special_post_gap(scale, "D-2", 1) is None and special_post_gap(scale, "G-7", 3) is None
-    # P-5 step 1 (100,000) acting at D-1: step 1 (115,000) is worth more than two P-5 steps
-    assert special_post_gap(scale, "P-5", 1) == Decimal(15_000) / 12
-    for grade in ("P-1", "P-3", "P-4", "D-1", "G-1", "G-4", "G-6"):
-        shares = [special_post_gap(scale, grade, s) * 12 / scale.amounts[(grade, f"{s:02d}")][0]
-                  for s in range(1, grade_steps(grade) + 1)]
-        assert all(Decimal("0.05") <= x <= Decimal("0.29") for x in shares), (grade, shares)
-        assert shares[0] == max(shares) and shares[0] > shares[-1], (grade, shares)

@@ -28,7 +28,7 @@ from paywatch.simulate.population import (
 )
 from paywatch.simulate.reference import (
     G_SCALE, OPEN_END, P_SCALE, WAGE_TYPES, ScaleYear, build_scales, day_before, grade_category,
-    grade_steps, special_post_gap, utc,
+    grade_steps, utc,
 )
 from paywatch.simulate.store import RecordStore
 
@@ -248,10 +248,8 @@ class Simulation:
         s = Staff(pernr, category, grade, step, pct, ws, str(rng.choice(ENTITIES)), hired,
                   anniversary=int(rng.integers(1, 13)), iban=make_iban(rng, bank_country),
                   status="active" if initial else "future")
-        gap = special_post_gap(self.scales[max(min(self.scales), min(hired.year, max(self.scales)))], grade, step)
-        if rng.random() < (0.05 if category != "G" else 0.02) and gap is not None:
-            # the grade gap at hire, for the hours worked, kept as is ("usually the same from month to month")
-            s.spa_cents = int((gap * pct).quantize(Decimal(1)))
+        if rng.random() < (0.05 if category != "G" else 0.02):
+            s.spa_cents = int(rng.integers(200, 900)) * 100
         if rng.random() < 0.05:
             s.other_ded_cents = int(rng.integers(50, 800)) * 100
         self.staff[pernr] = s

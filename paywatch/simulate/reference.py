@@ -67,26 +67,6 @@ def build_scales(first_year: int, last_year: int, revisions: dict[int, Decimal])
     return out
 
 
-# the ladder a special post allowance reads: the next higher level of each grade in the scale
-NEXT_GRADE = {"P-1": "P-2", "P-2": "P-3", "P-3": "P-4", "P-4": "P-5", "P-5": "D-1", "D-1": "D-2",
-              "G-1": "G-2", "G-2": "G-3", "G-3": "G-4", "G-4": "G-5", "G-5": "G-6", "G-6": "G-7"}
-
-
-def special_post_gap(scale: ScaleYear, grade: str, step: int) -> Decimal | None:
-    """Monthly special post allowance of a staff member at `grade`/`step` acting one level up:
-    what a promotion would add to their net base salary (UN Staff Rule 3.10). On promotion the
-    step is the lowest of the higher grade worth at least two steps of the lower one, else its
-    last. None at the top of the scale (no higher grade in it)."""
-    higher = NEXT_GRADE.get(grade)
-    if higher is None:
-        return None
-    net = scale.amounts[(grade, f"{step:02d}")][0]
-    target = net * (1 + STEP_GROWTH) ** 2
-    ladder = [scale.amounts[(higher, f"{k:02d}")][0] for k in range(1, grade_steps(higher) + 1)]
-    promoted = next((n for n in ladder if n >= target), ladder[-1])
-    return (max(promoted, target) - net) / 12
-
-
 def utc(d: date, hour: int = 0) -> datetime:
     return datetime(d.year, d.month, d.day, hour, tzinfo=timezone.utc)
 

@@ -149,10 +149,10 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                 f"both what this staff member and their peers usually claim.")
         if r["by_unit"]:
             others = f"the other {r['unit_n'] - 1} {r['staff_category']} claimant{'s' if r['unit_n'] > 2 else ''}"
-            risen = (f"not two of them risen {params.unit_rise_ratio:g} x their own usual hours"
+            risen = (f"fewer than two of them risen {params.unit_rise_ratio:g} x their own usual hours"
                      if r["unit_rise_max"] is None else
-                     f"the second highest of those risen {params.unit_rise_ratio:g} x their own usual hours "
-                     f"{r['unit_rise_max']:g} h")
+                     f"those who rose ({params.unit_rise_ratio:g} x their own usual hours, or with none on record) "
+                     f"peak at {r['unit_rise_max']:g} h (their second highest)")
             text = text[:-1] + (f"; {others} of {r['entity']} this month claim at most {r['unit_max']:g} h, "
                                 f"{risen}: no rise the unit shares.")
         rows.append(finding(ctx, params, r["pernr"], "overtime_outlier", text, owner="HR", wage_type=pm.WT_OVERTIME,

@@ -25,16 +25,15 @@ its unit (a heavy claimant in an area's first month), one beyond it is, whatever
 claims (a newcomer's 70 h beside units in session whose claims end at 60 h); one own month
 inside the ceiling vouches for up to `min_ratio` x itself.
 
-Below the peer group stands the staff member's own unit (`unit_reading`): when the unit (entity
-+ category) is too small for a group of its own (`min_group`), its claims this month are read
-all the same — with an own usual level, `own_ratio` x it (z >= `threshold`) that is also
-`peak_ratio` x, and two spread floors, beyond the highest of the unit's other claims that have
-risen (at least `unit_min_others` others in the unit) is unusual, however wide units in session
-elsewhere make the area's band. An other claimant has risen at `unit_rise_ratio` x their own
-usual level, or, without one, by claiming at all (their habit unknown); the second highest of
-those is the rise the unit shares (one error beside another shares nothing), while a heavy
-claimant at their usual hours is no session. Since session 11 this holds for units of any size:
-a unit's usual range includes its heavy habitual claimants, its rise does not.
+Beside the peer group stands the staff member's own unit (`unit_reading`, entity + category,
+any size): its claims this month are read for its rise — with an own usual level, `own_ratio` x
+it (z >= `threshold`) that is also `peak_ratio` x, and two spread floors, beyond the rise the
+unit's others share (at least `unit_min_others` others in the unit) is unusual, however wide
+units in session elsewhere make the area's band or heavy habitual claimants make the unit's own
+range. An other claimant has risen at `unit_rise_ratio` x their own usual level, or, without
+one, by claiming at all (their habit unknown); the second highest of those is the rise the unit
+shares, so a heavy claimant at his usual hours is no session and one error beside another
+shares nothing.
 """
 
 from __future__ import annotations
@@ -81,11 +80,9 @@ AREA_KEYS = (Key("area_quantile", float, "the area's ceiling this month (every u
                  "before; without an own usual level, a value not beyond that ceiling by as much is not unusual by "
                  "the peers alone, and one beyond it (and beyond the unit's peak) is unusual whatever the unit claims ..."),
              Key("area_min_claims", int, "... read when at least this many others of the category have the wage type"))
-UNIT_KEYS = (Key("unit_min_others", int, "with own history, when the unit (entity + category) is too small for a "
-                 "peer group of its own: a claim `own_ratio` x the own level (z >= threshold) that is also "
-                 "`peak_ratio` x, and two spread floors, beyond the highest of the unit's other claims this month "
-                 "that have risen (unit_rise_ratio x their own level, or any without one) is unusual, read with at "
-                 "least this many other claimants in the unit"),
+UNIT_KEYS = (Key("unit_min_others", int, "with own history: a claim `own_ratio` x the own level (z >= threshold) "
+                 "that is also `peak_ratio` x, and two spread floors, beyond the rise the other claimants of the "
+                 "unit (entity + category) share this month is unusual, read with at least this many others"),
              Key("unit_rise_ratio", float, "an other claimant of the unit has risen at this multiple of their own "
                  "usual level (or claims with none on record); the second highest of those who rose is the rise "
                  "the unit shares"))
@@ -94,10 +91,8 @@ CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_hours", float, "floor of the sp
 
 
 def unit_reading(scored: pl.DataFrame, params: Params) -> pl.DataFrame:
-    """`scored` (ContextModel.score) with the staff member's own unit this month, for the rows
-    whose peer group had to leave it (a unit smaller than `min_group` is read within its
-    category's band across the area, which in a session month mixes units in session with quiet
-    ones): unit_n (the unit's claimants), unit_max (the highest of the others' claims) and
+    """`scored` (ContextModel.score) with the staff member's own unit (entity + category) this
+    month: unit_n (the unit's claimants), unit_max (the highest of the others' claims) and
     `by_unit` — far above the own usual level and beyond the rise of the unit's others
     (unit_rise_max: the second highest of those risen unit_rise_ratio x their own level, or
     claiming without one). A rise the unit shares stays normal: two risen others as high.

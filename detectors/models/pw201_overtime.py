@@ -109,22 +109,21 @@ def unit_reading(scored: pl.DataFrame, params: Params) -> pl.DataFrame:
                                 v.filter(rising).top_k(3).sort(descending=True).alias("_rise")))
     x = scored.join(tops, on=unit, how="left", nulls_equal=False).with_columns(rising.alias("_rising"))
 
-    def of_others(col: str, member: pl.Expr) -> pl.Expr:  # the unit's top value leaving the member out
-        first = pl.col(col).list.get(0, null_on_oob=True)
-        return pl.when(member & (first == v)).then(pl.col(col).list.get(1, null_on_oob=True)).otherwise(first)
+    def of_others(col: str, member: pl.Expr, k: int) -> pl.Expr:
+        """The k-th highest (0: the highest) of the unit's values in `col` leaving the member out."""
+        top = [pl.col(col).list.get(i, null_on_oob=True) for i in range(k + 2)]
+        return pl.when(member & pl.any_horizontal([t == v for t in top[:k + 1]])).then(top[k + 1]).otherwise(top[k])
 
-    # the peak of the others who rose is their second highest (as the unit's peak): one error
-    # beside another in the same unit does not make a rise they share
-    rise = [pl.col("_rise").list.get(i, null_on_oob=True) for i in range(3)]
-    rise_peak = (pl.when(pl.col("_rising") & ((rise[0] == v) | (rise[1] == v))).then(rise[2]).otherwise(rise[1]))
-    x = x.with_columns(of_others("_top", pl.lit(True)).alias("unit_max"), rise_peak.alias("unit_rise_max"),
+    # the rise the others share is the second highest of those who rose (as the unit's peak):
+    # one error beside another in the same unit does not make a rise they share
+    x = x.with_columns(of_others("_top", pl.lit(True), 0).alias("unit_max"),
+                       of_others("_rise", pl.col("_rising"), 1).alias("unit_rise_max"),
                        pl.col("unit_n").fill_null(0).cast(pl.Int64))
-    beyond = (lambda col: pl.col(col).is_null() | (v >= pl.col(col) * p.peak_ratio)
-              & (v - pl.col(col) >= 2 * p.min_scale_hours))
+    rise = pl.col("unit_rise_max")
     by_unit = (~pl.col("unusual") & owned
                & (pl.col("z_own").fill_null(0.0) >= p.threshold) & (v >= pl.col("own_median") * p.own_ratio)
                & (pl.col("unit_n") - 1 >= p.unit_min_others)
-               & beyond("unit_rise_max"))
+               & (rise.is_null() | (v >= rise * p.peak_ratio) & (v - rise >= 2 * p.min_scale_hours)))
     return x.drop("_top", "_rise", "_rising").with_columns(by_unit.fill_null(False).alias("by_unit")).with_columns(
         (pl.col("unusual") | pl.col("by_unit")).alias("unusual"),
         pl.when(pl.col("by_unit")).then(pl.max_horizontal("raw", pl.lit(1.0))).otherwise(pl.col("raw")).alias("raw"))

@@ -66,12 +66,12 @@ def own_reference(final_lines: pl.DataFrame, runs: pl.DataFrame, wage_type: str,
                   floor: float, floor_rel: float) -> pl.DataFrame:
     """Own usual level. Grain: one row per staff member with the wage type in the last
     `own_runs` earlier FINALs (pernr, own_median, own_scale, own_n, own_amount: the lower
-    median of the amounts paid, in cents)."""
+    median of the amounts paid, in cents; own_max: the highest month)."""
     finals = runs.filter(pl.col("run_type") == "FINAL")["run_id"].to_list()[-own_runs:]
     past = measured(final_lines.lazy().filter(pl.col("run_id").is_in(finals)), wage_type, measure)
     if past.height == 0:
         return pl.DataFrame(schema={"pernr": pl.String, "own_median": pl.Float64, "own_scale": pl.Float64,
-                                    "own_n": pl.UInt32, "own_amount": pl.Float64})
+                                    "own_n": pl.UInt32, "own_amount": pl.Float64, "own_max": pl.Float64})
     # the lower median: with two months on record, an earlier error paid at FINAL must not
     # become half the yardstick
     v = pl.col("value").cast(pl.Float64)
@@ -79,7 +79,7 @@ def own_reference(final_lines: pl.DataFrame, runs: pl.DataFrame, wage_type: str,
     spread = pl.max_horizontal((v - med).abs().median() * MAD_SCALE, med.abs() * floor_rel, pl.lit(floor))
     amount = pl.col("amount").abs().cast(pl.Float64).sort().gather((pl.len() - 1) // 2).first()
     return past.group_by("pernr").agg(med.alias("own_median"), spread.alias("own_scale"), pl.len().alias("own_n"),
-                                      amount.alias("own_amount"))
+                                      amount.alias("own_amount"), v.max().alias("own_max"))
 
 
 def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group: int, floor: float,

@@ -33,7 +33,13 @@ units in session elsewhere make the area's band or heavy habitual claimants make
 range. An other claimant has risen at `unit_rise_ratio` x their own usual level, or, without
 one, by claiming at all (their habit unknown); the second highest of those is the rise the unit
 shares, so a heavy claimant at his usual hours is no session and one error beside another
-shares nothing.
+shares nothing. With one own month only (no usual level, and the claim beyond the `min_ratio` x
+it that one month vouches for), the unit's past stands in: its members' claims over the same
+earlier FINALs (`unit_past_min_claims` or more on record); a claim `unit_past_ratio` x, and
+two spread floors, beyond the highest of them and beyond the rise the unit shares this month
+(a unit in session spreads its claims: the rise alone is no yardstick for an unknown habit)
+is unusual — a quiet unit's 57 h after one month of 9.5 h, however high units in
+session raise the area's ceiling.
 """
 
 from __future__ import annotations
@@ -85,19 +91,38 @@ UNIT_KEYS = (Key("unit_min_others", int, "with own history: a claim `own_ratio` 
                  "unit (entity + category) share this month is unusual, read with at least this many others"),
              Key("unit_rise_ratio", float, "an other claimant of the unit has risen at this multiple of their own "
                  "usual level (or claims with none on record); the second highest of those who rose is the rise "
-                 "the unit shares"))
+                 "the unit shares"),
+             Key("unit_past_ratio", float, "with one own month only, beyond what it vouches for: this multiple, and "
+                 "two spread floors, beyond the highest month the unit's members claimed over the same earlier FINALs "
+                 "and beyond the rise the unit shares this month, is unusual ..."),
+             Key("unit_past_min_claims", int, "... read when the unit's members have at least this many claims on "
+                 "record"))
 CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_hours", float, "floor of the spread, in hours"), *PEAK_KEYS,
           *AREA_KEYS, *UNIT_KEYS)
 
 
-def unit_reading(scored: pl.DataFrame, params: Params) -> pl.DataFrame:
+UNIT = ["entity", "staff_category"]
+
+
+def unit_past(own: pl.DataFrame, facts: pl.DataFrame) -> pl.DataFrame:
+    """The unit's record over the earlier FINALs of the own level (`own`: ContextModel.own_),
+    its members as this month: unit_past_max (the highest month any of them claimed) and
+    unit_past_n (their claims on record). Grain: one row per unit (entity + category)."""
+    who = facts.select("pernr", *UNIT).unique("pernr", keep="first").drop_nulls(UNIT)
+    return (own.join(who, on="pernr").group_by(UNIT)
+            .agg(pl.col("own_max").max().alias("unit_past_max"), pl.col("own_n").sum().cast(pl.Int64)
+                 .alias("unit_past_n")))
+
+
+def unit_reading(scored: pl.DataFrame, params: Params, past: pl.DataFrame | None = None) -> pl.DataFrame:
     """`scored` (ContextModel.score) with the staff member's own unit (entity + category) this
     month: unit_n (the unit's claimants), unit_max (the highest of the others' claims) and
     `by_unit` — far above the own usual level and beyond the rise of the unit's others
     (unit_rise_max: the second highest of those risen unit_rise_ratio x their own level, or
     claiming without one). A rise the unit shares stays normal: two risen others as high.
+    With one own month only, `past` (unit_past) stands in for the usual level: `by_unit_past`.
     Grain: one row per claimant, as `scored`."""
-    unit = ["entity", "staff_category"]
+    unit = UNIT
     v = pl.col("value")
     p = params
     owned = pl.col("own_n").fill_null(0) >= p.ratio_min_runs
@@ -124,6 +149,21 @@ def unit_reading(scored: pl.DataFrame, params: Params) -> pl.DataFrame:
                & (pl.col("z_own").fill_null(0.0) >= p.threshold) & (v >= pl.col("own_median") * p.own_ratio)
                & (pl.col("unit_n") - 1 >= p.unit_min_others)
                & (rise.is_null() | (v >= rise * p.peak_ratio) & (v - rise >= 2 * p.min_scale_hours)))
+    if past is None:
+        past = pl.DataFrame(schema={**{c: pl.String for c in unit}, "unit_past_max": pl.Float64,
+                                    "unit_past_n": pl.Int64})
+    x = x.join(past, on=unit, how="left", nulls_equal=False)
+    # one own month is no usual level, and vouches for up to min_ratio x itself only: beyond
+    # that, the unit's own record over the same FINALs is the yardstick (a unit in session this
+    # month shares its rise; one that was in session before has it on record)
+    top = pl.col("unit_past_max")
+    by_past = (~pl.col("unusual") & (pl.col("own_n").fill_null(0) >= 1) & ~owned
+               & (v > pl.col("own_median") * p.min_ratio)
+               & (pl.col("unit_past_n").fill_null(0) >= p.unit_past_min_claims)
+               & (v >= top * p.unit_past_ratio) & (v - top >= 2 * p.min_scale_hours)
+               & (rise.is_null() | (v >= rise * p.unit_past_ratio) & (v - rise >= 2 * p.min_scale_hours)))
+    x = x.with_columns(by_past.fill_null(False).alias("by_unit_past"))
+    by_unit = by_unit | pl.col("by_unit_past")
     return x.drop("_top", "_rise", "_rising").with_columns(by_unit.fill_null(False).alias("by_unit")).with_columns(
         (pl.col("unusual") | pl.col("by_unit")).alias("unusual"),
         pl.when(pl.col("by_unit")).then(pl.max_horizontal("raw", pl.lit(1.0))).otherwise(pl.col("raw")).alias("raw"))
@@ -136,7 +176,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     model = ctx.fitted_on_history(CODE, params, ContextModel(params, pm.WT_OVERTIME, "hours"),
                                   lambda m: m.fit(hist.final_lines, hist.runs), pm.WT_OVERTIME)
     ctx.artifacts[CODE] = model
-    hits = unit_reading(model.score(ctx.current, ctx.facts), params).filter(pl.col("unusual"))
+    hits = unit_reading(model.score(ctx.current, ctx.facts), params, unit_past(model.own_, ctx.facts)).filter(
+        pl.col("unusual"))
     rows = []
     for r in hits.iter_rows(named=True):
         text = (f"Overtime of {describe(r, 'hours')}: {money(r['amount'], r['currency'])} claimed, far above "
@@ -147,8 +188,17 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                      if r["unit_rise_max"] is None else
                      f"those who rose ({params.unit_rise_ratio:g} x their own usual hours, or with none on record) "
                      f"peak at {r['unit_rise_max']:g} h (their second highest)")
-            text = text[:-1] + (f"; {others} of {r['entity']} this month claim at most {r['unit_max']:g} h, "
-                                f"{risen}: no rise the unit shares.")
+            past = ""
+            if r["by_unit_past"]:
+                past = (f"one earlier FINAL on record ({r['own_median']:g} h) vouches for up to "
+                        f"{params.min_ratio:g} x itself, and the unit's {r['unit_past_n']} claims of the last "
+                        f"{params.own_runs} FINALs peak at {r['unit_past_max']:g} h; ")
+            if r["unit_max"] is None:
+                now = f"no other {r['staff_category']} staff of {r['entity']} claims this month: no rise the unit shares."
+            else:
+                now = (f"{others} of {r['entity']} this month claim at most {r['unit_max']:g} h, "
+                       f"{risen}: no rise the unit shares.")
+            text = text[:-1] + f"; {past}{now}"
         rows.append(finding(ctx, params, r["pernr"], "overtime_outlier", text, owner="HR", wage_type=pm.WT_OVERTIME,
                             amount_cents=r["amount"], currency=r["currency"], severity=severity(r, params),
                             score=calibrated(float(r["raw"]), model.threshold_),
@@ -159,7 +209,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                                       "area_ceiling": r.get("area_ceiling"), "area_n": r.get("area_n"),
                                       "area_beyond": r.get("area_beyond"), "by_unit": r["by_unit"],
                                       "unit_n": r["unit_n"], "unit_max": r["unit_max"],
-                                      "unit_rise_max": r["unit_rise_max"],
+                                      "unit_rise_max": r["unit_rise_max"], "by_unit_past": r["by_unit_past"],
+                                      "unit_past_max": r["unit_past_max"], "unit_past_n": r["unit_past_n"],
                                       "z_own": _round(r["z_own"]),
                                       "z_peer": _round(r["z_peer"]), "raw": _round(r["raw"])}))
     return findings_frame(rows)

@@ -122,7 +122,6 @@ def unit_reading(scored: pl.DataFrame, params: Params, past: pl.DataFrame | None
     claiming without one). A rise the unit shares stays normal: two risen others as high.
     With one own month only, `past` (unit_past) stands in for the usual level: `by_unit_past`.
     Grain: one row per claimant, as `scored`."""
-    unit = UNIT
     v = pl.col("value")
     p = params
     owned = pl.col("own_n").fill_null(0) >= p.ratio_min_runs
@@ -130,9 +129,9 @@ def unit_reading(scored: pl.DataFrame, params: Params, past: pl.DataFrame | None
     # as high in hours (their habit unknown): a heavy claimant at their usual hours is no session
     rising = pl.when(owned).then(v >= pl.col("own_median") * p.unit_rise_ratio).otherwise(True)
     tops = (scored.filter(pl.col("entity").is_not_null() & pl.col("staff_category").is_not_null())
-            .group_by(unit).agg(v.top_k(2).sort(descending=True).alias("_top"), pl.len().alias("unit_n"),
+            .group_by(UNIT).agg(v.top_k(2).sort(descending=True).alias("_top"), pl.len().alias("unit_n"),
                                 v.filter(rising).top_k(3).sort(descending=True).alias("_rise")))
-    x = scored.join(tops, on=unit, how="left", nulls_equal=False).with_columns(rising.alias("_rising"))
+    x = scored.join(tops, on=UNIT, how="left", nulls_equal=False).with_columns(rising.alias("_rising"))
 
     def of_others(col: str, member: pl.Expr, k: int) -> pl.Expr:
         """The k-th highest (0: the highest) of the unit's values in `col` leaving the member out."""
@@ -150,9 +149,9 @@ def unit_reading(scored: pl.DataFrame, params: Params, past: pl.DataFrame | None
                & (pl.col("unit_n") - 1 >= p.unit_min_others)
                & (rise.is_null() | (v >= rise * p.peak_ratio) & (v - rise >= 2 * p.min_scale_hours)))
     if past is None:
-        past = pl.DataFrame(schema={**{c: pl.String for c in unit}, "unit_past_max": pl.Float64,
+        past = pl.DataFrame(schema={**{c: pl.String for c in UNIT}, "unit_past_max": pl.Float64,
                                     "unit_past_n": pl.Int64})
-    x = x.join(past, on=unit, how="left", nulls_equal=False)
+    x = x.join(past, on=UNIT, how="left", nulls_equal=False)
     # one own month is no usual level, and vouches for up to min_ratio x itself only: beyond
     # that, the unit's own record over the same FINALs is the yardstick (a unit in session this
     # month shares its rise; one that was in session before has it on record)
@@ -191,8 +190,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
             past = ""
             if r["by_unit_past"]:
                 past = (f"one earlier FINAL on record ({r['own_median']:g} h) vouches for up to "
-                        f"{params.min_ratio:g} x itself, and the unit's {r['unit_past_n']} claims of the last "
-                        f"{params.own_runs} FINALs peak at {r['unit_past_max']:g} h; ")
+                        f"{params.min_ratio:g} x itself, and the unit's {r['unit_past_n']} claims in its earlier "
+                        f"FINALs (the last {params.own_runs} at most) peak at {r['unit_past_max']:g} h; ")
             if r["unit_max"] is None:
                 now = f"no other {r['staff_category']} staff of {r['entity']} claims this month: no rise the unit shares."
             else:

@@ -144,10 +144,15 @@ def unit_reading(scored: pl.DataFrame, params: Params, past: pl.DataFrame | None
                        of_others("_rise", pl.col("_rising"), 1).alias("unit_rise_max"),
                        pl.col("unit_n").fill_null(0).cast(pl.Int64))
     rise = pl.col("unit_rise_max")
+
+    def beyond(ref: pl.Expr, ratio: float) -> pl.Expr:
+        """The claim `ratio` x, and two spread floors, beyond `ref`."""
+        return (v >= ref * ratio) & (v - ref >= 2 * p.min_scale_hours)
+
     by_unit = (~pl.col("unusual") & owned
                & (pl.col("z_own").fill_null(0.0) >= p.threshold) & (v >= pl.col("own_median") * p.own_ratio)
                & (pl.col("unit_n") - 1 >= p.unit_min_others)
-               & (rise.is_null() | (v >= rise * p.peak_ratio) & (v - rise >= 2 * p.min_scale_hours)))
+               & (rise.is_null() | beyond(rise, p.peak_ratio)))
     if past is None:
         past = pl.DataFrame(schema={**{c: pl.String for c in UNIT}, "unit_past_max": pl.Float64,
                                     "unit_past_n": pl.Int64})
@@ -159,8 +164,7 @@ def unit_reading(scored: pl.DataFrame, params: Params, past: pl.DataFrame | None
     by_past = (~pl.col("unusual") & (pl.col("own_n").fill_null(0) >= 1) & ~owned
                & (v > pl.col("own_median") * p.min_ratio)
                & (pl.col("unit_past_n").fill_null(0) >= p.unit_past_min_claims)
-               & (v >= top * p.unit_past_ratio) & (v - top >= 2 * p.min_scale_hours)
-               & (rise.is_null() | (v >= rise * p.unit_past_ratio) & (v - rise >= 2 * p.min_scale_hours)))
+               & beyond(top, p.unit_past_ratio) & (rise.is_null() | beyond(rise, p.unit_past_ratio)))
     x = x.with_columns(by_past.fill_null(False).alias("by_unit_past"))
     by_unit = by_unit | pl.col("by_unit_past")
     return x.drop("_top", "_rise", "_rising").with_columns(by_unit.fill_null(False).alias("by_unit")).with_columns(

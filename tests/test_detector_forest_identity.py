@@ -55,3 +55,25 @@ def test_the_detector_scores_its_forest_in_tree_order_as_scikit_learn_does():
     x = staff_run_features(lines).select(FEATURES).to_numpy()
     alone = IsolationForest(n_estimators=50, random_state=3, max_samples=256).fit(x)
     assert np.array_equal(model.decision_function(x), -alone.score_samples(x))
+
+
+def test_rows_that_repeat_are_scored_once_and_get_the_score_of_each_copy():
+    """decision_function scores each distinct row once (session 13): on rows that repeat,
+    in any order, with missing values and signed zeros, every row gets exactly the score
+    scikit-learn gives it."""
+    from sklearn.ensemble import IsolationForest
+
+    rng = np.random.default_rng(13)
+    train = np.column_stack([rng.lognormal(0, 1, 2000), rng.integers(3, 20, 2000), rng.random(2000)])
+    forest = IsolationForest(n_estimators=60, random_state=2, max_samples=256).fit(train)
+    model = iso.IsolationModel(Params("PW202", {}))
+    model.forest_ = forest
+    kinds = np.array([[1.5, 7.0, 0.25], [1.5, 7.0, np.nan], [0.0, 7.0, 0.5], [-0.0, 7.0, 0.5], [40.0, 3.0, 0.9]])
+    x = kinds[rng.integers(0, len(kinds), 500)]
+    distinct, copies = iso._distinct_rows(x.astype(np.float32))
+    assert len(distinct) == len(kinds)  # -0.0 and 0.0 differ as bytes: scored apart, alike
+    assert np.array_equal(distinct[copies], x.astype(np.float32), equal_nan=True)
+    assert np.array_equal(model.decision_function(x), -forest.score_samples(x))
+    # a row that differs in its last bit is its own row
+    nudged = np.vstack([x[:1], np.nextafter(x[:1].astype(np.float32), np.float32(2))])
+    assert len(iso._distinct_rows(nudged.astype(np.float32))[0]) == 2

@@ -103,22 +103,34 @@ class IsolationModel:
         if not whole:
             return -f.score_samples(x)
         xs = np.asarray(x, dtype=np.float32)  # what score_samples validates the input to
-        depths = np.zeros(xs.shape[0], order="f")
+        # a row's score depends on that row alone, and many staff share one (same grade, same
+        # lines: 3,601 distinct rows of 10,046 at 10,000 staff): each distinct row, compared
+        # byte for byte, goes down the trees once and its score is given to every copy
+        distinct, copies = _distinct_rows(xs)
+        depths = np.zeros(distinct.shape[0], order="f")
 
         # summed in tree order, as scikit-learn sums them (the same floats), on this thread: the
         # detection stage already runs the detectors side by side, and trees scored on threads
         # of their own made it slower (session 12, stage best of 15 at 40,000 staff: 0.91 s on
         # one thread against 1.10 s; at 10,000: 0.30 against 0.34 s of 9)
         for tree, path_lengths, avg_lengths in per_tree:
-            leaves = tree.tree_.apply(xs)
+            leaves = tree.tree_.apply(distinct)
             depths += path_lengths[leaves] + avg_lengths[leaves] - 1.0
-        return self._scores(f, depths, _average_path_length)
+        return self._scores(f, depths, _average_path_length)[copies]
 
     @staticmethod
     def _scores(f, depths: np.ndarray, average_path_length) -> np.ndarray:
         denominator = len(f.estimators_) * average_path_length([f._max_samples])
         return 2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0))
 
+
+def _distinct_rows(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the distinct rows of `xs`, the index among them of each row of `xs`): rows compared as
+    their bytes, so only rows that are the same input to a tree are one."""
+    rows = np.ascontiguousarray(xs)
+    as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, copies = np.unique(as_bytes, return_index=True, return_inverse=True)
+    return rows[first], copies.ravel()
 
 def _groups(ctx: Context, split: int) -> pl.DataFrame:
     """Peer group of each staff member this run. Grain: one row per staff member with facts."""

@@ -104,7 +104,7 @@ class IsolationModel:
             return -f.score_samples(x)
         xs = np.asarray(x, dtype=np.float32)  # what score_samples validates the input to
         # a row's score depends on that row alone, and many staff share one (same grade, same
-        # lines: 3,601 distinct rows of 10,046 at 10,000 staff): each distinct row, compared
+        # lines: 3,365 distinct rows of 10,046 at 10,000 staff): each distinct row, compared
         # byte for byte, goes down the trees once and its score is given to every copy
         distinct, copies = _distinct_rows(xs)
         depths = np.zeros(distinct.shape[0], order="f")
@@ -131,6 +131,7 @@ def _distinct_rows(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     as_bytes = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
     _, first, copies = np.unique(as_bytes, return_index=True, return_inverse=True)
     return rows[first], copies.ravel()
+
 
 def _groups(ctx: Context, split: int) -> pl.DataFrame:
     """Peer group of each staff member this run. Grain: one row per staff member with facts."""

@@ -641,10 +641,11 @@ def test_context_scoring_share_beyond_the_peers_peak_as_an_amount_needs_no_media
     """A newcomer's allowance x 3 in a mixed-grade group (shares 5-10.6 %, amounts up to 538.00):
     15.8 % and 948.00 are 1.5 x the others' peak in both, though under 2 x their median share
     (8.9 %); an amount within the peak is not (a high share of a low salary). With PW203's
-    `peak_amount_ratio` (1.0 shipped) 15.8 % is unusual when its amount is above every other
-    holder's but one (600.00: a G-4's allowance multiplied, still inside what higher grades are
-    paid); within the peak amount it is still not. And the reverse: 1.5 x the peak amount with a
-    share above every other holder's but one."""
+    `peak_amount_ratio` (1.3 shipped) 15.8 % is unusual when its amount is 1.3 x beyond every
+    other holder's but one (700.00: a G-4's allowance multiplied, still inside what higher
+    grades are paid); just above the peak amount (600.00: the group's top holder on a low grade)
+    it is not. And the reverse: 1.5 x the peak amount with a share above every other holder's
+    but one."""
     from detectors.models.context import scored
 
     def unusual(share, amount, peak_amount_ratio=None):
@@ -659,13 +660,17 @@ def test_context_scoring_share_beyond_the_peers_peak_as_an_amount_needs_no_media
 
     assert unusual(0.158, 94_800)
     assert not unusual(0.158, 60_000)  # by peak_ratio when no peak_amount_ratio is given
+    assert unusual(0.158, 70_000, peak_amount_ratio=1.3)
+    assert not unusual(0.158, 60_000, peak_amount_ratio=1.3)
     assert unusual(0.158, 60_000, peak_amount_ratio=1.0)
     assert not unusual(0.158, 50_000, peak_amount_ratio=1.0)
-    # the reverse: 1.5 x the peak amount, and a share beyond the peak share (by two spread floors)
-    assert unusual(0.145, 81_000, peak_amount_ratio=1.0)
+    # the reverse: 1.5 x the peak amount, and a share beyond the peak share (by two spread floors),
+    # whatever peak_amount_ratio asks of the amount when the share is the far one
+    for ratio in (1.0, 1.3):
+        assert unusual(0.145, 81_000, peak_amount_ratio=ratio)
+        assert not unusual(0.145, 79_000, peak_amount_ratio=ratio)
+        assert not unusual(0.13, 90_000, peak_amount_ratio=ratio)  # within two spread floors of the peak share
     assert not unusual(0.145, 81_000)
-    assert not unusual(0.145, 79_000, peak_amount_ratio=1.0)
-    assert not unusual(0.13, 90_000, peak_amount_ratio=1.0)  # within two spread floors of the peak share
 
 
 def test_pw203_an_allowance_paid_once_beyond_the_peers_is_read_as_a_cold_start():

@@ -232,9 +232,10 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     unusual too, when it is unusual against the own history as well (z >= `t_own` and
     `min_ratio` x the own level) or there is none: a unit in session claims 20-60 h, one person's 106 h is beyond anyone's. For a share,
     the amount must be beyond the peers' peak amount too, by as much; with `peak_amount_ratio`, a
-    share far (`peak_ratio` x) beyond the peers' peak on one measure, share or amount, needs to be
-    only `peak_amount_ratio` x beyond it on the other (an allowance multiplied in a first month:
-    above every holder's share but inside what higher grades are paid, or the reverse).
+    share far (`peak_ratio` x) beyond the peers' peak share needs its amount only
+    `peak_amount_ratio` x beyond their peak amount (an allowance multiplied in a first month:
+    above every holder's share but inside what higher grades are paid), and an amount far beyond
+    their peak amount needs its share only beyond their peak share (the reverse).
     With `area_ratio` (and `area_ceiling`, `area_n` from area_reference), the whole area stands
     above the unit when there is no own history and at least `area_min` others: a value no higher
     than the area's ceiling (what several others of the area claim this month, units in session
@@ -317,9 +318,12 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
         # a share beyond the peers' peak as an amount too needs no multiple of their median besides
         # (a newcomer's allowance x 3 above every holder's of a mixed-grade group; see below)
         share = "peer_amount_max" in cols
-        # with `peak_amount_ratio`, a share needs to be far (peak_ratio) beyond the peers' peak on one
-        # measure, share or amount, and beyond it (peak_amount_ratio) on the other
-        by = peak_ratio if peak_amount_ratio is None else peak_amount_ratio
+        # with `peak_amount_ratio`, a share far (peak_ratio) beyond the peers' peak share needs its
+        # amount `peak_amount_ratio` x beyond their peak amount (a group's top holder on a low grade
+        # sits just above the others' peak amount; a multiplied allowance far above it), and an
+        # amount far beyond their peak amount needs its share only beyond their peak share
+        by = peak_ratio if peak_amount_ratio is None else 1.0
+        by_amount = peak_ratio if peak_amount_ratio is None else peak_amount_ratio
         far = pl.col("value") >= pl.col("peer_max") * (by if share else peak_ratio)
         peak = (peer & (pl.col("peer_n") >= peak_min_peers) & far
                 & (pl.col("value") - pl.col("peer_max") >= 2 * peak_floor)
@@ -329,7 +333,7 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
         if share:  # a share: beyond anyone's as an amount too
             amt = pl.col("amount").abs()
             peak = peak & (((pl.col("value") >= pl.col("peer_max") * peak_ratio)
-                            & (amt >= pl.col("peer_amount_max") * by))
+                            & (amt >= pl.col("peer_amount_max") * by_amount))
                            | (amt >= pl.col("peer_amount_max") * peak_ratio))
         peak = kept(peak.fill_null(False))
         raw = kept(pl.when(peak).then(pl.max_horizontal(

@@ -218,7 +218,7 @@ def test_the_history_of_earlier_finals_is_read_once_per_delivery(verified, tmp_p
     _, wh = verified
     run = RUNS[-1]
     one = Warehouse.at(shutil.copy(wh.db, tmp_path / "one.duckdb"))
-    plus_one = ("UPDATE mart_pay_lines SET amount_cents = amount_cents + 1 WHERE run_id IN "
+    plus_one = ("UPDATE stg_pay_lines SET amount_cents = amount_cents + 1 WHERE run_id IN "
                 "(SELECT run_id FROM runs WHERE run_type = 'FINAL')")
     kept.forget()
     with one.writer() as con:

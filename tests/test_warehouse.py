@@ -229,6 +229,35 @@ def test_load_fills_every_layer_at_its_grain(wh, tmp_path):
     assert staff["currency"] == "USD"
 
 
+def test_pay_lines_are_stored_once_and_an_older_warehouse_is_migrated(wh, tmp_path):
+    """mart_pay_lines is a view over the staged lines (written once) with the run's wage
+    classes; a warehouse from before, where it was a table holding a copy of every line, gets
+    its run wage types filled and the copy dropped on opening, and reads the same lines."""
+    con, db, _ = wh
+    load(wh, make_extract(tmp_path / "r1"))
+    load(wh, make_extract(tmp_path / "r2", run_id="GV-202504-SIM1", period="202504"))
+    kinds = dict(con.execute("SELECT table_name, table_type FROM information_schema.tables "
+                             "WHERE table_name IN ('mart_pay_lines', 'mart_run_wage_types')").fetchall())
+    assert kinds == {"mart_pay_lines": "VIEW", "mart_run_wage_types": "BASE TABLE"}
+    before = con.execute("SELECT * FROM mart_pay_lines ORDER BY ALL").fetchall()
+    assert len(before) == count(con, "SELECT count(*) FROM stg_pay_lines")
+    # the layout before: the lines copied into a table, no run wage types
+    con.execute("CREATE TABLE old_copy AS SELECT * FROM mart_pay_lines")
+    con.execute("DROP VIEW mart_pay_lines")
+    con.execute("ALTER TABLE old_copy RENAME TO mart_pay_lines")
+    con.execute("DROP TABLE mart_run_wage_types")
+    con.close()
+    again = open_warehouse(db)
+    try:
+        kind = again.execute("SELECT table_type FROM information_schema.tables "
+                             "WHERE table_name = 'mart_pay_lines'").fetchone()[0]
+        assert kind == "VIEW"
+        assert again.execute("SELECT * FROM mart_pay_lines ORDER BY ALL").fetchall() == before
+        assert count(again, "SELECT count(DISTINCT (run_id, run_version)) FROM mart_run_wage_types") == 2
+    finally:
+        again.close()
+
+
 def test_master_data_stored_once_and_as_of_run(wh, tmp_path):
     con = wh[0]
     f1 = base_frames()

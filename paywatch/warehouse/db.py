@@ -93,6 +93,10 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(
                 "INSERT INTO warehouse_meta VALUES ('schema_version', ?)", [schema.SCHEMA_VERSION]
             )
+        # a warehouse from before mart_pay_lines became a view: its copied lines go first
+        from paywatch.warehouse.marts import migrate_mart_pay_lines  # marts imports this module
+
+        migrate_mart_pay_lines(con)
         ensure_views(con)  # after the tables: views read them
 
 

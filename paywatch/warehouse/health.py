@@ -7,7 +7,7 @@ import duckdb
 from paywatch.warehouse.queries import query_frame
 
 # Tables whose size says how big a warehouse is (benchmarks print them).
-SIZE_TABLES = ("runs", "mart_pay_lines", "findings", "stg_record_runs")
+SIZE_TABLES = ("runs", "stg_pay_lines", "findings", "stg_record_runs")
 
 
 def run_row_counts(con: duckdb.DuckDBPyConnection, run_id: str, run_version: int) -> dict:

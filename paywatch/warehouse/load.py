@@ -405,7 +405,7 @@ def _load_pay_lines(con, frame: pl.DataFrame, run_id: str, version: int) -> int:
     src_name = f"_src_{next(_names)}"
     con.register(src_name, src)
     try:
-        _widen_numbers(con, src_name, src, [table, "mart_pay_lines"], cols)
+        _widen_numbers(con, src_name, src, [table], cols)
         con.execute(
             f"INSERT INTO {table} BY NAME SELECT $1 AS run_id, $2 AS run_version, "
             f"CAST(line_no AS BIGINT) AS line_no, {_typed_select(con, table, cols)} "

@@ -172,22 +172,15 @@ _FIXED_TABLES: list[tuple[str, str, str]] = [
 )""",
     ),
     (
-        "mart_pay_lines",
-        "grain: one row per pay line per run version",
-        f"""CREATE TABLE IF NOT EXISTS mart_pay_lines (
+        "mart_run_wage_types",
+        ("grain: one row per wage type per run version: its T512W record as that run carries it "
+         "(mart_pay_lines, a view, joins it to the run's staged pay lines)"),
+        """CREATE TABLE IF NOT EXISTS mart_run_wage_types (
     run_id VARCHAR NOT NULL,
     run_version INTEGER NOT NULL,
-    line_no BIGINT NOT NULL,
-    pernr VARCHAR NOT NULL,
-    for_period VARCHAR NOT NULL,
-    in_period VARCHAR NOT NULL,
     wage_type VARCHAR NOT NULL,
-    amount_cents BIGINT NOT NULL,
-    currency VARCHAR NOT NULL,
-    quantity DECIMAL(38,{NUMBER_SCALE}),
-    wage_class VARCHAR,                  -- from T512W as of the run; null if not listed
-    owner VARCHAR,
-    is_retro BOOLEAN NOT NULL            -- for_period < in_period
+    wage_class VARCHAR,
+    owner VARCHAR
 )""",
     ),
     (

@@ -10,6 +10,15 @@ from paywatch.warehouse.fetch import fetch_value
 # A finding's identity across the runs of a month: staff member, detector, wage type,
 # for-period (issue: lifecycle). Decisions attach to an identity.
 VIEWS: dict[str, str] = {
+    # grain: one row per pay line per run version: the staged line with its wage class and
+    # owner from T512W as the run carries it (mart_run_wage_types), and whether it is a retro
+    # line; a view, so that a run's lines are written once
+    "mart_pay_lines": """
+SELECT p.run_id, p.run_version, p.line_no, p.pernr, p.for_period, p.in_period, p.wage_type,
+       p.amount_cents, p.currency, p.quantity, w.wage_class, w.owner, p.for_period < p.in_period AS is_retro
+FROM stg_pay_lines p
+LEFT JOIN mart_run_wage_types w
+  ON w.run_id = p.run_id AND w.run_version = p.run_version AND w.wage_type = p.wage_type""",
     # grain: one row per finding of the current version of each run, under the configuration
     # of that run version's latest verification
     "current_findings": """

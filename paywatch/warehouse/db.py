@@ -25,6 +25,7 @@ from paywatch.paths import DIR_MODE, FILE_MODE, make_private_dir, owner_only_uma
 from paywatch.warehouse import schema
 from paywatch.warehouse.fetch import fetch_one, fetch_value
 from paywatch.warehouse.views import ensure_views
+from paywatch.warehouse.wage_types import migrate_mart_pay_lines
 
 # DuckDB's cap (buffer pool + operators; beyond it DuckDB spills to `<db>.tmp/`). Python's
 # frames come on top of it, so a whole verify's peak is this plus the run held in polars.
@@ -93,10 +94,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(
                 "INSERT INTO warehouse_meta VALUES ('schema_version', ?)", [schema.SCHEMA_VERSION]
             )
-        # a warehouse from before mart_pay_lines became a view: its copied lines go first
-        from paywatch.warehouse.marts import migrate_mart_pay_lines  # marts imports this module
-
-        migrate_mart_pay_lines(con)
+        migrate_mart_pay_lines(con)  # a warehouse from before the view: its copied lines go first
         ensure_views(con)  # after the tables: views read them
 
 

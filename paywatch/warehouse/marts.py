@@ -13,6 +13,7 @@ import polars as pl
 
 from paywatch.extract.schema import TOTAL_GROSS, TOTAL_NET, TOTAL_PAID
 from paywatch.warehouse.db import transaction
+from paywatch.warehouse.wage_types import build_run_wage_types
 
 _names = itertools.count()
 
@@ -20,45 +21,8 @@ _names = itertools.count()
 def build_run_marts(con: duckdb.DuckDBPyConnection, run_id: str, run_version: int) -> None:
     """(Re)build every mart of one run version from staging."""
     with transaction(con):
-        _build_mart_run_wage_types(con, run_id, run_version)
+        build_run_wage_types(con, run_id, run_version)
         _build_mart_staff_run(con, run_id, run_version)
-
-
-def _build_mart_run_wage_types(con, run_id: str, run_version: int) -> None:
-    """mart_run_wage_types — grain: one row per wage type per run version.
-
-    Wage class and owner come from T512W as carried by the same run (the view mart_pay_lines
-    joins them to its pay lines, so each line is stored once, in staging). Should T512W list a
-    wage type twice (a content break, reported elsewhere), one record is chosen by its content
-    key so that the join never multiplies pay lines and the choice is reproducible.
-    """
-    con.execute("DELETE FROM mart_run_wage_types WHERE run_id = $1 AND run_version = $2",
-                [run_id, run_version])
-    con.execute(
-        """
-        INSERT INTO mart_run_wage_types BY NAME
-        SELECT l.run_id, l.run_version, s.wage_type, s.wage_class, s.owner
-        FROM stg_wage_types s
-        JOIN stg_record_runs l
-          ON l.table_name = 'stg_wage_types' AND l.record_key = s.record_key
-         AND l.run_id = $1 AND l.run_version = $2
-        QUALIFY row_number() OVER (PARTITION BY s.wage_type ORDER BY s.record_key) = 1
-        """,
-        [run_id, run_version],
-    )
-
-
-def migrate_mart_pay_lines(con: duckdb.DuckDBPyConnection) -> bool:
-    """A warehouse made before mart_pay_lines became a view: fill mart_run_wage_types for every
-    run version it staged, then drop the copied lines (staging keeps every one). True if done."""
-    table = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'mart_pay_lines' "
-                        "AND database_name = current_database() AND NOT temporary").fetchone()[0]
-    if not table:
-        return False
-    for run_id, run_version in con.execute("SELECT DISTINCT run_id, run_version FROM stg_pay_lines").fetchall():
-        _build_mart_run_wage_types(con, run_id, run_version)
-    con.execute("DROP TABLE mart_pay_lines")
-    return True
 
 
 def _build_mart_staff_run(con, run_id: str, run_version: int) -> None:

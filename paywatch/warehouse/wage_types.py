@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import duckdb
 
+from paywatch.warehouse.fetch import fetch_value
 
-def build_run_wage_types(con, run_id: str, run_version: int) -> None:
+
+def build_run_wage_types(con: duckdb.DuckDBPyConnection, run_id: str, run_version: int) -> None:
     """mart_run_wage_types — grain: one row per wage type per run version.
 
     Wage class and owner come from T512W as carried by the same run (the view mart_pay_lines
@@ -31,14 +33,12 @@ def build_run_wage_types(con, run_id: str, run_version: int) -> None:
     )
 
 
-def migrate_mart_pay_lines(con: duckdb.DuckDBPyConnection) -> bool:
+def migrate_mart_pay_lines(con: duckdb.DuckDBPyConnection) -> None:
     """A warehouse made before mart_pay_lines became a view: fill mart_run_wage_types for every
-    run version it staged, then drop the copied lines (staging keeps every one). True if done."""
-    table = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'mart_pay_lines' "
-                        "AND database_name = current_database() AND NOT temporary").fetchone()[0]
-    if not table:
-        return False
+    run version it staged, then drop the copied lines (staging keeps every one)."""
+    if not fetch_value(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'mart_pay_lines' "
+                            "AND database_name = current_database() AND NOT temporary"):
+        return
     for run_id, run_version in con.execute("SELECT DISTINCT run_id, run_version FROM stg_pay_lines").fetchall():
         build_run_wage_types(con, run_id, run_version)
     con.execute("DROP TABLE mart_pay_lines")
-    return True

@@ -54,6 +54,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
         subset=["pernr", "valid_from"]).drop("_earlier")
     if offcycle:
         return _offcycle(ctx, params, recent.select("pernr", "valid_from"), pay_date)
+    if recent.height == 0:
+        return findings_frame([])  # most runs: no account changed shortly before pay day
     finals = hist.runs.filter(pl.col("run_type") == "FINAL")
     if finals.height == 0 or prev_final.height == 0:
         return findings_frame([])
@@ -69,7 +71,7 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     # no payment out of the ordinary, so the reference is the higher of it and the last FINAL
     model = (ctx.expected.filter((pl.col("wage_type") != pm.WT_OVERTIME) & (pl.col("for_period") == ctx.meta.period))
              .group_by("pernr").agg(pl.col("expected_cents").sum().alias("_model")))
-    rise = _unit_rise(ctx, params, net, prev_net)
+    rise = _unit_rise(ctx, params, net, prev_net, recent["pernr"])
     prev_net = (prev_net.join(rise, on="pernr", how="left").join(model, on="pernr", how="left")
                 .with_columns(pl.col("unit_rise").fill_null(1.0))
                 .select("pernr", "unit_rise", "unit",
@@ -94,11 +96,15 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     return findings_frame(rows)
 
 
-def _unit_rise(ctx: Context, params: Params, net: pl.DataFrame, prev_net: pl.DataFrame) -> pl.DataFrame:
+def _unit_rise(ctx: Context, params: Params, net: pl.DataFrame, prev_net: pl.DataFrame,
+               changed: pl.Series) -> pl.DataFrame:
     """How much more the staff member's unit (entity and staff category) is paid than at the
-    last FINAL, at `peer_quantile`, never below 1. Grain: one row per staff member of a unit
-    with at least `peer_min_staff` staff paid in both runs (pernr, unit_rise, unit)."""
+    last FINAL, at `peer_quantile`, never below 1, for the units of the staff whose account
+    `changed` (no other is read). Grain: one row per staff member of such a unit with at least
+    `peer_min_staff` staff paid in both runs (pernr, unit_rise, unit)."""
     who = ctx.facts.select("pernr", "entity", "staff_category").unique("pernr", keep="first")
+    units = who.filter(pl.col("pernr").is_in(changed.implode())).select("entity", "staff_category").unique()
+    who = who.join(units, on=["entity", "staff_category"], how="semi", nulls_equal=True)
     both = (net.join(prev_net.filter(pl.col("prev_net") > 0), on="pernr").join(who, on="pernr")
             .with_columns((pl.col("net") / pl.col("prev_net")).alias("_r")))
     units = (both.group_by("entity", "staff_category")

@@ -242,8 +242,9 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     included) is not unusual by the peers' reading alone (`area_within`: a habitual heavy
     claimant in an area's first month); one at least `area_ratio` x that ceiling and two spread
     floors beyond it is unusual whatever the unit claims, its own session included (`area_beyond`:
-    above everything the area claims is no one's habit). One own month (`weak`) that is not
-    beyond the ceiling vouches for up to `min_ratio` x itself too."""
+    above everything the area claims is no one's habit). Where the area is read, it alone decides
+    whether one own month (`weak`) vouches: one not beyond the ceiling does, for up to `min_ratio`
+    x itself; one beyond it does not, however near the peers' peak."""
     # one lazy plan; each reading used again below (raw, weak, vouched, by_ratio) is kept as a
     # column once rather than its expression copied into every later one (the copies doubled
     # with each step); elementwise, so the same values
@@ -283,10 +284,12 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
         ceiling, area = pl.col("area_ceiling"), (pl.col("area_n") >= area_min).fill_null(False)
         over = ((pl.col("value") >= ceiling * area_ratio)
                 & (pl.col("value") - ceiling >= 2 * peak_floor)).fill_null(False)
-        # one own month that the area would not call beyond vouches too (the area's heaviest
-        # claimants have such months); a newcomer's 89 h error paid at FINAL is not one
-        vouched = vouched | (weak & area & (pl.col("value") < pl.col("own_median") * min_ratio)
-                             & (pl.col("own_median") < ceiling * area_ratio)).fill_null(False)
+        # where the area is read, it decides whether one own month vouches: one it would not call
+        # beyond does (the area's heaviest claimants have such months); one beyond it does not,
+        # however close to the peers' peak (a newcomer's 77 h error paid at FINAL, then 150 h)
+        vouched = (pl.when(area).then(weak & (pl.col("value") < pl.col("own_median") * min_ratio)
+                                      & (pl.col("own_median") < ceiling * area_ratio))
+                   .otherwise(vouched)).fill_null(False)
     vouched = kept(vouched)
     alone = (weak & ~vouched & peer & (pl.col("z_peer") >= t_alone)
              & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)

@@ -39,7 +39,11 @@ earlier FINALs (`unit_past_min_claims` or more on record); a claim `unit_past_ra
 two spread floors, beyond the highest of them and beyond the rise the unit shares this month
 (a unit in session spreads its claims: the rise alone is no yardstick for an unknown habit)
 is unusual — a quiet unit's 57 h after one month of 9.5 h, however high units in
-session raise the area's ceiling.
+session raise the area's ceiling. And that one month vouches for what a session paid only while
+the unit still claims as then: when the unit's claimants (`unit_quiet_min_others` others or more
+with an earlier month) now claim, at their median, s < 1 x their earlier months, it vouches for
+`min_ratio` x s x itself, and beyond that the peers alone judge (z >= `threshold_alone`) — 88 h
+after a session month's 55.5 h, in a unit whose others are back at half their session hours.
 """
 
 from __future__ import annotations
@@ -96,7 +100,11 @@ UNIT_KEYS = (Key("unit_min_others", int, "with own history: a claim `own_ratio` 
                  "two spread floors, beyond the highest month the unit's members claimed over the same earlier FINALs "
                  "and beyond the rise the unit shares this month, is unusual ..."),
              Key("unit_past_min_claims", int, "... read when the unit's members have at least this many claims on "
-                 "record"))
+                 "record"),
+             Key("unit_quiet_min_others", int, "with one own month only: when the unit's claimants (at least this many "
+                 "others with an earlier month) now claim, at their median, less than in their earlier months, that "
+                 "month vouches only for as much (min_ratio x it, scaled by the unit's median), and beyond it the "
+                 "peers' reading stands alone (z >= threshold_alone, min_ratio x their median)"))
 CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_hours", float, "floor of the spread, in hours"), *PEAK_KEYS,
           *AREA_KEYS, *UNIT_KEYS)
 
@@ -130,7 +138,12 @@ def unit_reading(scored: pl.DataFrame, params: Params, past: pl.DataFrame | None
     rising = pl.when(owned).then(v >= pl.col("own_median") * p.unit_rise_ratio).otherwise(True)
     tops = (scored.filter(pl.col("entity").is_not_null() & pl.col("staff_category").is_not_null())
             .group_by(UNIT).agg(v.top_k(2).sort(descending=True).alias("_top"), pl.len().alias("unit_n"),
-                                v.filter(rising).top_k(3).sort(descending=True).alias("_rise")))
+                                v.filter(rising).top_k(3).sort(descending=True).alias("_rise"),
+                                # how the unit claims now against its claimants' earlier months (the
+                                # member's own ratio included: it only raises the median)
+                                (v / pl.col("own_median")).filter(pl.col("own_median") > 0).median()
+                                .alias("unit_shift"),
+                                (pl.col("own_median") > 0).sum().cast(pl.Int64).alias("unit_shift_n")))
     x = scored.join(tops, on=UNIT, how="left", nulls_equal=False).with_columns(rising.alias("_rising"))
 
     def of_others(col: str, member: pl.Expr, k: int) -> pl.Expr:
@@ -166,7 +179,16 @@ def unit_reading(scored: pl.DataFrame, params: Params, past: pl.DataFrame | None
                & (pl.col("unit_past_n").fill_null(0) >= p.unit_past_min_claims)
                & beyond(top, p.unit_past_ratio) & (rise.is_null() | beyond(rise, p.unit_past_ratio)))
     x = x.with_columns(by_past.fill_null(False).alias("by_unit_past"))
-    by_unit = by_unit | pl.col("by_unit_past")
+    # ... and it vouches for what a session paid only while the unit still claims as then: a unit
+    # that has calmed down (its claimants at 0.5 x their earlier months) scales what the month
+    # vouches for, and beyond that the peers' reading stands alone, as with no own month at all
+    shift = pl.col("unit_shift")
+    by_quiet = (~pl.col("unusual") & (pl.col("own_n").fill_null(0) >= 1) & ~owned & ~pl.col("area_within")
+                & (pl.col("unit_shift_n") - 1 >= p.unit_quiet_min_others) & (shift < 1)
+                & (v >= pl.col("own_median") * p.min_ratio * shift)
+                & (pl.col("z_peer") >= p.threshold_alone) & (v >= pl.col("peer_median") * p.min_ratio))
+    x = x.with_columns(by_quiet.fill_null(False).alias("by_unit_quiet"))
+    by_unit = by_unit | pl.col("by_unit_past") | pl.col("by_unit_quiet")
     return x.drop("_top", "_rise", "_rising").with_columns(by_unit.fill_null(False).alias("by_unit")).with_columns(
         (pl.col("unusual") | pl.col("by_unit")).alias("unusual"),
         pl.when(pl.col("by_unit")).then(pl.max_horizontal("raw", pl.lit(1.0))).otherwise(pl.col("raw")).alias("raw"))
@@ -201,6 +223,11 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
             else:
                 now = (f"{others} of {r['entity']} this month claim at most {r['unit_max']:g} h, "
                        f"{risen}: no rise the unit shares.")
+            if r["by_unit_quiet"]:
+                past += (f"one earlier FINAL on record ({r['own_median']:g} h) vouches for up to "
+                        f"{params.min_ratio:g} x itself only while the unit claims as then, and its "
+                        f"{r['unit_shift_n']} claimants with an earlier month now claim {r['unit_shift']:.2f} x it "
+                        f"(their median): it vouches for {r['own_median'] * params.min_ratio * r['unit_shift']:.1f} h; ")
             text = text[:-1] + f"; {past}{now}"
         rows.append(finding(ctx, params, r["pernr"], "overtime_outlier", text, owner="HR", wage_type=pm.WT_OVERTIME,
                             amount_cents=r["amount"], currency=r["currency"], severity=severity(r, params),
@@ -214,6 +241,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                                       "unit_n": r["unit_n"], "unit_max": r["unit_max"],
                                       "unit_rise_max": r["unit_rise_max"], "by_unit_past": r["by_unit_past"],
                                       "unit_past_max": r["unit_past_max"], "unit_past_n": r["unit_past_n"],
+                                      "by_unit_quiet": r["by_unit_quiet"], "unit_shift": _round(r["unit_shift"]),
+                                      "unit_shift_n": r["unit_shift_n"],
                                       "z_own": _round(r["z_own"]),
                                       "z_peer": _round(r["z_peer"]), "raw": _round(r["raw"])}))
     return findings_frame(rows)

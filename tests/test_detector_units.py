@@ -693,3 +693,29 @@ def test_pw203_an_allowance_paid_once_beyond_the_peers_is_read_as_a_cold_start()
     hit = flagged("2000.00")
     assert hit.height == 1 and flagged("400.00").height == 0 and flagged("2000.00", vouch=1).height == 0
     assert "its only earlier FINAL (2,000.00 CHF) was itself beyond the peers' peak" in hit["explanation"][0]
+
+
+def _claims(rows: list[tuple]) -> pl.DataFrame:
+    """PW201's scored claims of one unit (WMO G), as ContextModel.score leaves them: (pernr,
+    hours, own median, own months, z against the peers, peers' median)."""
+    return pl.DataFrame(rows, schema={"pernr": pl.String, "value": pl.Float64, "own_median": pl.Float64,
+                                      "own_n": pl.UInt32, "z_peer": pl.Float64, "peer_median": pl.Float64},
+                        orient="row").with_columns(
+        pl.lit("WMO").alias("entity"), pl.lit("G").alias("staff_category"), pl.lit(False).alias("unusual"),
+        pl.lit(0.5).alias("raw"), pl.lit(None, dtype=pl.Float64).alias("z_own"), pl.lit(False).alias("area_within"))
+
+
+def test_one_own_month_is_no_yardstick_against_the_units_record_alone_when_peers_claim_as_much():
+    """PW201, one own month (3.5 h): 40 h is far beyond the unit's record (16 h at most over 4
+    claims) and no other in the unit has risen, but the G staff claim 35 h this month (their
+    median): not far above the peers, so not unusual; at 80 h (2 x their median and more) it is."""
+    from detectors.models import pw201_overtime as m
+    from detectors.registry import load_config
+
+    params = m.DETECTOR.params(load_config()["PW201"])
+    past = pl.DataFrame({"entity": ["WMO"], "staff_category": ["G"], "unit_past_max": [16.0], "unit_past_n": [4]})
+    quiet = [("B", 12.0, 12.5, 6, 0.0, 35.0), ("C", 14.0, 14.0, 6, 0.0, 35.0)]
+    for hours, flagged in ((40.0, False), (80.0, True)):
+        out = m.unit_reading(_claims([("A", hours, 3.5, 1, 1.0, 35.0), *quiet]), params, past)
+        row = out.filter(pl.col("pernr") == "A").row(0, named=True)
+        assert row["by_unit_past"] is flagged and row["unusual"] is flagged, (hours, row)

@@ -37,8 +37,8 @@ shares nothing. With one own month only (no usual level, and the claim beyond th
 it that one month vouches for), the unit's past stands in: its members' claims over the same
 earlier FINALs (`unit_past_min_claims` or more on record); a claim `unit_past_ratio` x, and
 two spread floors, beyond the highest of them and beyond the rise the unit shares this month
-(a unit in session spreads its claims: the rise alone is no yardstick for an unknown habit)
-is unusual — a quiet unit's 57 h after one month of 9.5 h, however high units in
+(a unit in session spreads its claims: the rise alone is no yardstick for an unknown habit),
+and `min_ratio` x the peers' median this month, is unusual — a quiet unit's 57 h after one month of 9.5 h, however high units in
 session raise the area's ceiling. And that one month vouches for what a session paid only while
 the unit still claims as then: when the unit's claimants (`unit_quiet_min_others` others or more
 with an earlier month) now claim, at their median, s < 1 x their earlier months, it vouches for
@@ -177,7 +177,10 @@ def unit_reading(scored: pl.DataFrame, params: Params, past: pl.DataFrame | None
     by_past = (~pl.col("unusual") & (pl.col("own_n").fill_null(0) >= 1) & ~owned
                & (v > pl.col("own_median") * p.min_ratio)
                & (pl.col("unit_past_n").fill_null(0) >= p.unit_past_min_claims)
-               & beyond(top, p.unit_past_ratio) & (rise.is_null() | beyond(rise, p.unit_past_ratio)))
+               & beyond(top, p.unit_past_ratio) & (rise.is_null() | beyond(rise, p.unit_past_ratio))
+               # and far above the peers this month too: 19.5 h beside G staff at 18 h is no outlier,
+               # however quiet the unit's record
+               & (pl.col("peer_median").is_null() | (v >= pl.col("peer_median") * p.min_ratio)))
     x = x.with_columns(by_past.fill_null(False).alias("by_unit_past"))
     # ... and it vouches for what a session paid only while the unit still claims as then: a unit
     # that has calmed down (its claimants at 0.5 x their earlier months) scales what the month

@@ -241,8 +241,9 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     than the area's ceiling (what several others of the area claim this month, units in session
     included) is not unusual by the peers' reading alone (`area_within`: a habitual heavy
     claimant in an area's first month); one at least `area_ratio` x that ceiling and two spread
-    floors beyond it is unusual whatever the unit claims, its own session included (`area_beyond`:
-    above everything the area claims is no one's habit). Where the area is read, it alone decides
+    floors beyond it, and beyond the peers' own peak (their second highest) by as much, is unusual
+    however high the unit's session (`area_beyond`: above everything the area claims is no one's
+    habit, unless others of the unit claim as much: a peak they share). Where the area is read, it alone decides
     whether one own month (`weak`) vouches: one not beyond the ceiling does, for up to `min_ratio`
     x itself; one beyond it does not, however near the peers' peak."""
     # one lazy plan; each reading used again below (raw, weak, vouched, by_ratio) is kept as a
@@ -345,7 +346,12 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     # without a usual level of one's own, the unit explains a claim but the area convicts it:
     # not beyond the area's ceiling is no outlier (`within`), beyond it is one (`beyond`)
     within = ((~own | weak) & area & ~over).fill_null(False)
-    beyond = ((~own | (weak & ~vouched)) & area & over).fill_null(False)
+    # ... and beyond the peers' own peak (their second highest) by as much: three of a unit in
+    # session at 48-52 h above an area whose other claims stop at 38 h share their peak
+    unit_peak = (pl.col("peer_max").is_null()
+                 | ((pl.col("value") >= pl.col("peer_max") * area_ratio)
+                    & (pl.col("value") - pl.col("peer_max") >= 2 * peak_floor))) if area_ratio is not None and "peer_max" in cols else pl.lit(True)
+    beyond = ((~own | (weak & ~vouched)) & area & over & unit_peak).fill_null(False)
     if area_ratio is not None and "area_ceiling" in cols:
         raw = kept(pl.when(beyond).then(pl.max_horizontal(
             raw, pl.col("value") / (pl.col("area_ceiling") * area_ratio))).otherwise(raw))

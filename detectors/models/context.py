@@ -182,7 +182,8 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
 
 
 def area_reference(x: pl.DataFrame, quantile: float, ratio: float, floor: float,
-                   keys: tuple[str, ...] = ("staff_category",)) -> pl.DataFrame:
+                   keys: tuple[str, ...] = ("staff_category",),
+                   unit: tuple[str, ...] = ("entity", "staff_category")) -> pl.DataFrame:
     """`x` with the whole area's reference this run, per staff category over every unit (those in
     session included): area_ceiling = where the area's continuum of values ends — from its
     `quantile` upward, the values go on while each next one is within `ratio` x or two spread
@@ -190,13 +191,22 @@ def area_reference(x: pl.DataFrame, quantile: float, ratio: float, floor: float,
     beyond (one error, or several, far above the rest do not raise the ceiling, and the area's
     habitual heavy claimants stay inside it) —, and area_n = the others of the category with the
     wage type (`keys`: the category; the pay currency for an amount). What a payroll officer reads
-    a claim against when the unit alone says it is high."""
+    a claim against when the unit alone says it is high. Also area_unit_peak: the second highest
+    of the others of the staff member's unit (`unit`: client entity and category), null with
+    fewer than two others — what the unit itself claims this month."""
     keys = list(keys)
     v = pl.col("value")
     nxt = v.shift(-1).over(keys, order_by="value")
     brk = (v >= v.quantile(quantile, "lower").over(keys)) & (nxt > pl.max_horizontal(v * ratio, v + 2 * floor))
-    return (x.with_columns(pl.coalesce(v.filter(brk).min().over(keys), v.max().over(keys)).alias("area_ceiling"),
-                           (pl.len().over(keys) - 1).cast(pl.Int64).alias("area_n")))
+    x = x.with_columns(pl.coalesce(v.filter(brk).min().over(keys), v.max().over(keys)).alias("area_ceiling"),
+                       (pl.len().over(keys) - 1).cast(pl.Int64).alias("area_n"))
+    if not set(unit) <= set(x.columns):
+        return x.with_columns(pl.lit(None, dtype=pl.Float64).alias("area_unit_peak"))
+    top = v.top_k(3).over(list(unit), mapping_strategy="join")
+    t0, t1, t2 = (top.list.get(i, null_on_oob=True) for i in range(3))
+    second = pl.when((v == t0) | (v == t1)).then(t2).otherwise(t1)  # leaving the member out
+    return x.with_columns(pl.when(pl.all_horizontal(pl.col(c).is_not_null() for c in unit)).then(second)
+                          .otherwise(None).alias("area_unit_peak"))
 
 
 def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_ratio: float,
@@ -241,7 +251,7 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     than the area's ceiling (what several others of the area claim this month, units in session
     included) is not unusual by the peers' reading alone (`area_within`: a habitual heavy
     claimant in an area's first month); one at least `area_ratio` x that ceiling and two spread
-    floors beyond it, and beyond the peers' own peak (their second highest) by as much, is unusual
+    floors beyond it, and beyond the unit's own peak (`area_unit_peak`) by as much, is unusual
     however high the unit's session (`area_beyond`: above everything the area claims is no one's
     habit, unless others of the unit claim as much: a peak they share). Where the area is read, it alone decides
     whether one own month (`weak`) vouches: one not beyond the ceiling does, for up to `min_ratio`
@@ -346,11 +356,14 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     # without a usual level of one's own, the unit explains a claim but the area convicts it:
     # not beyond the area's ceiling is no outlier (`within`), beyond it is one (`beyond`)
     within = ((~own | weak) & area & ~over).fill_null(False)
-    # ... and beyond the peers' own peak (their second highest) by as much: three of a unit in
-    # session at 48-52 h above an area whose other claims stop at 38 h share their peak
-    unit_peak = (pl.col("peer_max").is_null()
-                 | ((pl.col("value") >= pl.col("peer_max") * area_ratio)
-                    & (pl.col("value") - pl.col("peer_max") >= 2 * peak_floor))) if area_ratio is not None and "peer_max" in cols else pl.lit(True)
+    # ... and beyond the unit's own peak (the second highest of its others) by as much: three of a
+    # unit in session at 48-52 h above an area whose other claims stop at 38 h share their peak
+    # (the unit, not the peer group: a group read area-wide holds other units' errors)
+    unit_peak = pl.lit(True)
+    if area_ratio is not None and "area_unit_peak" in cols:
+        unit_peak = (pl.col("area_unit_peak").is_null()
+                     | ((pl.col("value") >= pl.col("area_unit_peak") * area_ratio)
+                        & (pl.col("value") - pl.col("area_unit_peak") >= 2 * peak_floor)))
     beyond = ((~own | (weak & ~vouched)) & area & over & unit_peak).fill_null(False)
     if area_ratio is not None and "area_ceiling" in cols:
         raw = kept(pl.when(beyond).then(pl.max_horizontal(

@@ -22,7 +22,7 @@ far above do not raise it and habitual heavy claimants stay inside it. Without a
 level (no earlier FINAL with overtime, or one only), the unit explains a claim and the area
 convicts it: a claim not beyond the ceiling by 1.15 x and 8 h is no outlier however high for
 its unit (a heavy claimant in an area's first month), one beyond it, and as far beyond the
-peers' own peak (their second highest), is, however high the unit's session (a newcomer's 70 h
+unit's own peak (the second highest of its others), is, however high the unit's session (a newcomer's 70 h
 beside units in session whose claims end at 60 h; three of one unit at 48-52 h share a peak); one own month
 inside the ceiling vouches for up to `min_ratio` x itself.
 
@@ -89,7 +89,7 @@ AREA_KEYS = (Key("area_quantile", float, "the area's ceiling this month (every u
                   "session included): from this quantile of its values upward, the values go on ..."),
              Key("area_ratio", float, "... while each next one is within this multiple (or two spread floors) of the one "
                  "before; without an own usual level, a value not beyond that ceiling by as much is not unusual by "
-                 "the peers alone, and one beyond it, and as far beyond the peers' own peak (their second highest), is "
+                 "the peers alone, and one beyond it, and as far beyond the unit's own peak (the second highest of its others), is "
                  "unusual however high the unit's session ..."),
              Key("area_min_claims", int, "... read when at least this many others of the category have the wage type"))
 UNIT_KEYS = (Key("unit_min_others", int, "with own history: a claim `own_ratio` x the own level (z >= threshold) "

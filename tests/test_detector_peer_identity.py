@@ -1,7 +1,8 @@
 """peer_reference and scored (models/context.py) bit for bit as they were before session 8 made them faster.
 
 `old_peer_reference` and `old_scored` below are the implementations of commit 16db4a5, kept verbatim as
-the oracles:
+the oracles (`old_scored` with the reading changes made since written into it the old way, each
+marked with its session, so that it stays the slow, obviously-correct twin of `scored`):
 the faster one (only the levels a row reads, the share and its amount in one pass) must give the
 same frame, float for float, on random peer groups — sizes around `min_group` and `loo_max`,
 tied values, staff without facts, null entities and grades, one group or many. An earlier
@@ -215,10 +216,10 @@ def old_scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min
         ceiling, area = pl.col("area_ceiling"), (pl.col("area_n") >= area_min).fill_null(False)
         over = ((pl.col("value") >= ceiling * area_ratio)
                 & (pl.col("value") - ceiling >= 2 * peak_floor)).fill_null(False)
-        # one own month that the area would not call beyond vouches too (the area's heaviest
-        # claimants have such months); a newcomer's 89 h error paid at FINAL is not one
-        vouched = vouched | (weak & area & (pl.col("value") < pl.col("own_median") * min_ratio)
-                             & (pl.col("own_median") < ceiling * area_ratio)).fill_null(False)
+        # session 15: where the area is read, it alone decides whether one own month vouches
+        vouched = (pl.when(area).then(weak & (pl.col("value") < pl.col("own_median") * min_ratio)
+                                      & (pl.col("own_median") < ceiling * area_ratio))
+                   .otherwise(vouched)).fill_null(False)
     alone = (weak & ~vouched & peer & (pl.col("z_peer") >= t_alone)
              & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
     raw = pl.when(alone).then(pl.max_horizontal(raw, pl.col("z_peer") / t_alone)).otherwise(raw)
@@ -262,7 +263,13 @@ def old_scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min
     # without a usual level of one's own, the unit explains a claim but the area convicts it:
     # not beyond the area's ceiling is no outlier (`within`), beyond it is one (`beyond`)
     within = ((~own | weak) & area & ~over).fill_null(False)
-    beyond = ((~own | (weak & ~vouched)) & area & over).fill_null(False)
+    # session 15: and as far beyond the unit's own peak (the second highest of its others)
+    unit_peak = pl.lit(True)
+    if area_ratio is not None and "area_unit_peak" in x.columns:
+        unit_peak = (pl.col("area_unit_peak").is_null()
+                     | ((pl.col("value") >= pl.col("area_unit_peak") * area_ratio)
+                        & (pl.col("value") - pl.col("area_unit_peak") >= 2 * peak_floor)))
+    beyond = ((~own | (weak & ~vouched)) & area & over & unit_peak).fill_null(False)
     if area_ratio is not None and "area_ceiling" in x.columns:
         raw = pl.when(beyond).then(pl.max_horizontal(
             raw, pl.col("value") / (pl.col("area_ceiling") * area_ratio))).otherwise(raw)
@@ -299,9 +306,10 @@ def _scored_world(seed: int) -> tuple[pl.DataFrame, dict]:
         "peer_amount_median": rng.lognormal(10, 1, n), "peer_amount_scale": rng.lognormal(8, 1, n),
         "peer_amount_max": rng.lognormal(11, 1, n),
         "area_ceiling": maybe_null(rng.lognormal(2, 1, n), 0.1), "area_n": rng.integers(0, 40, n),
+        "area_unit_peak": maybe_null(rng.lognormal(1.5, 1, n), 0.3),
     })
     drop = [c for c, p in (("own_n", 0.2), ("peer_amount_median", 0.5), ("peer_amount_max", 0.5),
-                           ("area_ceiling", 0.4)) if rng.random() < p]
+                           ("area_ceiling", 0.4), ("area_unit_peak", 0.4)) if rng.random() < p]
     if "peer_amount_median" in drop:
         drop += ["peer_amount_scale"]
     x = x.drop(drop)

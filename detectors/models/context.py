@@ -182,8 +182,7 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
 
 
 def area_reference(x: pl.DataFrame, quantile: float, ratio: float, floor: float,
-                   keys: tuple[str, ...] = ("staff_category",),
-                   unit: tuple[str, ...] = ("entity", "staff_category")) -> pl.DataFrame:
+                   keys: tuple[str, ...] = ("staff_category",)) -> pl.DataFrame:
     """`x` with the whole area's reference this run, per staff category over every unit (those in
     session included): area_ceiling = where the area's continuum of values ends — from its
     `quantile` upward, the values go on while each next one is within `ratio` x or two spread
@@ -191,17 +190,20 @@ def area_reference(x: pl.DataFrame, quantile: float, ratio: float, floor: float,
     beyond (one error, or several, far above the rest do not raise the ceiling, and the area's
     habitual heavy claimants stay inside it) —, and area_n = the others of the category with the
     wage type (`keys`: the category; the pay currency for an amount). What a payroll officer reads
-    a claim against when the unit alone says it is high. Also area_unit_peak: the second highest
-    of the others of the staff member's unit (`unit`: client entity and category), null with
-    fewer than two others — what the unit itself claims this month."""
+    a claim against when the unit alone says it is high."""
     keys = list(keys)
     v = pl.col("value")
     nxt = v.shift(-1).over(keys, order_by="value")
     brk = (v >= v.quantile(quantile, "lower").over(keys)) & (nxt > pl.max_horizontal(v * ratio, v + 2 * floor))
-    x = x.with_columns(pl.coalesce(v.filter(brk).min().over(keys), v.max().over(keys)).alias("area_ceiling"),
-                       (pl.len().over(keys) - 1).cast(pl.Int64).alias("area_n"))
-    if not set(unit) <= set(x.columns):
-        return x.with_columns(pl.lit(None, dtype=pl.Float64).alias("area_unit_peak"))
+    return (x.with_columns(pl.coalesce(v.filter(brk).min().over(keys), v.max().over(keys)).alias("area_ceiling"),
+                           (pl.len().over(keys) - 1).cast(pl.Int64).alias("area_n")))
+
+
+def unit_peak(x: pl.DataFrame, unit: tuple[str, ...] = ("entity", "staff_category")) -> pl.DataFrame:
+    """`x` with area_unit_peak: the second highest value of the others of the staff member's unit
+    (client entity and category) this run, null with fewer than two others or no unit — what the
+    unit itself claims, beside the area's ceiling (a peak three of a unit share is no outlier)."""
+    v = pl.col("value")
     top = v.top_k(3).over(list(unit), mapping_strategy="join")
     t0, t1, t2 = (top.list.get(i, null_on_oob=True) for i in range(3))
     second = pl.when((v == t0) | (v == t1)).then(t2).otherwise(t1)  # leaving the member out
@@ -251,7 +253,7 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     than the area's ceiling (what several others of the area claim this month, units in session
     included) is not unusual by the peers' reading alone (`area_within`: a habitual heavy
     claimant in an area's first month); one at least `area_ratio` x that ceiling and two spread
-    floors beyond it, and beyond the unit's own peak (`area_unit_peak`) by as much, is unusual
+    floors beyond it, and beyond the unit's own peak (`area_unit_peak`, from unit_peak) by as much, is unusual
     however high the unit's session (`area_beyond`: above everything the area claims is no one's
     habit, unless others of the unit claim as much: a peak they share). Where the area is read, it alone decides
     whether one own month (`weak`) vouches: one not beyond the ceiling does, for up to `min_ratio`
@@ -416,7 +418,7 @@ class ContextModel:
         x = x.join(self.own_, on="pernr", how="left")
         area = p.as_dict().get("area_ratio")
         if area is not None:
-            x = area_reference(x, p.area_quantile, area, self.floor)
+            x = unit_peak(area_reference(x, p.area_quantile, area, self.floor))
         return scored(x, p.threshold, p.threshold, p.threshold_alone, p.min_ratio, p.own_ratio, p.cold_upper,
                       p.cold_min_peers, t_dual, p.ratio_min_runs, dual_min, p.peak_ratio, p.peak_min_peers,
                       self.floor, area, p.as_dict().get("area_min_claims", 20), self.peak_amount_ratio)

@@ -204,7 +204,8 @@ def unit_peak(x: pl.DataFrame, unit: tuple[str, ...] = ("entity", "staff_categor
     (client entity and category) this run, null with fewer than two others or no unit — what the
     unit itself claims, beside the area's ceiling (a peak three of a unit share is no outlier)."""
     v = pl.col("value")
-    top = v.top_k(3).over(list(unit), mapping_strategy="join")
+    # top_k leaves its values in no particular order (it moved with the rows' order between runs)
+    top = v.top_k(3).sort(descending=True).over(list(unit), mapping_strategy="join")
     t0, t1, t2 = (top.list.get(i, null_on_oob=True) for i in range(3))
     second = pl.when((v == t0) | (v == t1)).then(t2).otherwise(t1)  # leaving the member out
     return x.with_columns(pl.when(pl.all_horizontal(pl.col(c).is_not_null() for c in unit)).then(second)

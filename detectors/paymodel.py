@@ -5,7 +5,8 @@
 * `staff_month_facts` + `attach_reference` + `expected_lines` — vectorised polars over all
   staff of a period, integer-only (Int128 numerators, one final half-away-from-zero
   rounding division per line). Used by the simulator (to write pay) and the detectors
-  (to expect it).
+  (to expect it). `expected_for_periods` runs the same pass over several periods at once
+  (the retro check's recalculated months), each month on its own bounds and reference values.
 
 Money is in integer cents throughout. Rates are exact fractions (num/den Int128 columns).
 Frames use the warehouse staging column names (paywatch/extract/schema.py `staging`).
@@ -151,6 +152,58 @@ def _latest_per(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     return frame.sort([*keys, "valid_from"]).unique(subset=keys, keep="last", maintain_order=True)
 
 
+FACT_COLUMNS = ("pernr", "active_days", "reference_day", "for_period", "days_in_month", "grade", "step",
+                "employment_pct", "staff_category", "duty_station", "entity", "currency", "has_dependent_spouse",
+                "child_birth_dates")
+REFERENCE_COLUMNS = ("annual_net_cents", "annual_pr_cents", "multiplier_num", "multiplier_den", "n_children",
+                     "pension_num", "pension_den", "spouse_num", "spouse_den", "health_num", "health_den",
+                     "child_num", "child_den")
+
+
+@dataclass(frozen=True)
+class _Months:
+    """The periods a pass of the pay model reads, as expressions: with one period, its bounds
+    are literals and the staff member alone is the key (the common case, kept as cheap as a
+    single-period model); with several, each row carries its period's bounds (joined from
+    `frame`) and (pernr, for_period) is the key."""
+
+    periods: list[str]
+
+    @property
+    def one(self) -> bool:
+        return len(self.periods) == 1
+
+    @property
+    def keys(self) -> list[str]:
+        return ["pernr"] if self.one else ["pernr", "for_period"]
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        bounds = [month_bounds(p) for p in self.periods]
+        return pl.DataFrame({"for_period": self.periods, "_first": [b[0] for b in bounds],
+                             "_last": [b[1] for b in bounds], "days_in_month": [b[2] for b in bounds]},
+                            schema={"for_period": pl.String, "_first": pl.Date, "_last": pl.Date,
+                                    "days_in_month": pl.Int64})
+
+    def bound(self, name: str) -> pl.Expr:
+        """_first, _last or days_in_month of each row's period."""
+        if not self.one:
+            return pl.col(name)
+        first, last, days = month_bounds(self.periods[0])
+        return {"_first": pl.lit(first), "_last": pl.lit(last), "days_in_month": pl.lit(days, dtype=pl.Int64)}[name]
+
+    def spread(self, frame: pl.DataFrame, cols: tuple[str, ...] = ("for_period", "_first", "_last")) -> pl.DataFrame:
+        """`frame` once per period (several periods), or as it is (one: the bounds are literals)."""
+        return frame if self.one else frame.join(self.frame.select(cols), how="cross")
+
+    def tagged(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """`frame` keyed by `keys` with for_period and days_in_month."""
+        if self.one:
+            return frame.with_columns(pl.lit(self.periods[0]).alias("for_period"),
+                                      self.bound("days_in_month").alias("days_in_month"))
+        return frame.join(self.frame.select("for_period", "days_in_month"), on="for_period", how="left")
+
+
 def staff_month_facts(md: dict[str, pl.DataFrame], period: str) -> pl.DataFrame:
     """Master-data facts for a period. Grain: one row per staff member with f > 0.
 
@@ -160,36 +213,47 @@ def staff_month_facts(md: dict[str, pl.DataFrame], period: str) -> pl.DataFrame:
     n_children_candidates (list of birth dates of dependent children, age checked later).
     Missing master data on the reference day leaves nulls (flagged by detectors).
     """
-    first, last, days = month_bounds(period)
-    actions = md["actions"].filter(
-        (pl.col("employment_status") == "3") & (pl.col("valid_from") <= last) & (pl.col("valid_to") >= first)
-    )
+    return staff_months_facts(md, [period])
+
+
+def staff_months_facts(md: dict[str, pl.DataFrame], periods: list[str],
+                       pairs: pl.DataFrame | None = None) -> pl.DataFrame:
+    """`staff_month_facts` of several periods in one pass (each month read on its own bounds,
+    as one call per period would), only of the (pernr, for_period) `pairs` when given.
+    Grain: one row per staff member per period with f > 0."""
+    mo = _Months(periods)
+    keys, first, last = mo.keys, mo.bound("_first"), mo.bound("_last")
+    actions = mo.spread(md["actions"].filter(pl.col("employment_status") == "3")).filter(
+        (pl.col("valid_from") <= last) & (pl.col("valid_to") >= first))
+    if pairs is not None:
+        actions = actions.join(pairs.filter(pl.col("for_period").is_in(periods)).select(keys), on=keys, how="semi")
     active = (
         actions.with_columns(
-            pl.max_horizontal(pl.col("valid_from"), pl.lit(first)).alias("_s"),
-            pl.min_horizontal(pl.col("valid_to"), pl.lit(last)).alias("_e"),
+            pl.max_horizontal(pl.col("valid_from"), first).alias("_s"),
+            pl.min_horizontal(pl.col("valid_to"), last).alias("_e"),
         )
-        .group_by("pernr")
+        .group_by(keys)
         .agg(
             ((pl.col("_e") - pl.col("_s")).dt.total_days() + 1).sum().alias("active_days"),
             pl.col("_s").min().alias("first_active_day"),
         )
-        .with_columns(pl.col("active_days").clip(upper_bound=days).cast(pl.Int64))
     )
+    active = mo.tagged(active).with_columns(
+        pl.col("active_days").clip(upper_bound=mo.bound("days_in_month")).cast(pl.Int64))
     has_pay_record_on_first = (
-        md["basic_pay"].filter(_valid_on(first)).select("pernr").unique().with_columns(pl.lit(True).alias("_bp1"))
+        mo.spread(md["basic_pay"], ("for_period", "_first")).filter(_valid_on(first)).select(keys).unique()
+        .with_columns(pl.lit(True).alias("_bp1"))
     )
     facts = (
-        active.join(has_pay_record_on_first, on="pernr", how="left")
+        active.join(has_pay_record_on_first, on=keys, how="left")
         .with_columns(
-            pl.when(pl.col("_bp1")).then(pl.lit(first)).otherwise(pl.col("first_active_day")).alias("reference_day"),
-            pl.lit(period).alias("for_period"),
-            pl.lit(days, dtype=pl.Int64).alias("days_in_month"),
-        )
+            pl.when(pl.col("_bp1")).then(mo.bound("_first") if mo.one else
+                                         pl.col("for_period").replace_strict(mo.frame["for_period"], mo.frame["_first"]))
+            .otherwise(pl.col("first_active_day")).alias("reference_day"))
         .drop("_bp1", "first_active_day")
     )
-    facts = _join_on_reference_day(facts, md["basic_pay"], ["grade", "step", "employment_pct"])
-    facts = _join_on_reference_day(facts, md["assignments"], ["staff_category", "duty_station", "entity"])
+    facts = _join_on_reference_day(facts, md["basic_pay"], ["grade", "step", "employment_pct"], keys)
+    facts = _join_on_reference_day(facts, md["assignments"], ["staff_category", "duty_station", "entity"], keys)
     facts = facts.with_columns(
         pl.when(pl.col("staff_category") == "G").then(pl.lit("CHF"))
         .when(pl.col("staff_category").is_in(["P", "D"])).then(pl.lit("USD"))
@@ -197,33 +261,35 @@ def staff_month_facts(md: dict[str, pl.DataFrame], period: str) -> pl.DataFrame:
     )
     fam = (
         md["family"].filter(pl.col("is_dependent").fill_null(False))
-        .join(facts.select("pernr", "reference_day"), on="pernr")
+        .join(facts.select(*keys, "reference_day"), on="pernr")
         .filter(_valid_on(pl.col("reference_day")))
     )
     spouses = (
-        fam.filter(pl.col("member_type") == "1").select("pernr").unique()
+        fam.filter(pl.col("member_type") == "1").select(keys).unique()
         .with_columns(pl.lit(True).alias("has_dependent_spouse"))
     )
     children = (
         fam.filter(pl.col("member_type") == "2").sort("member_id")
-        .unique(subset=["pernr", "member_id"], keep="last")
-        .group_by("pernr").agg(pl.col("birth_date").alias("child_birth_dates"))
+        .unique(subset=[*keys, "member_id"], keep="last")
+        .group_by(keys).agg(pl.col("birth_date").alias("child_birth_dates"))
     )
     return (
-        facts.join(spouses, on="pernr", how="left")
-        .join(children, on="pernr", how="left")
+        facts.join(spouses, on=keys, how="left")
+        .join(children, on=keys, how="left")
         .with_columns(pl.col("has_dependent_spouse").fill_null(False))
-        .sort("pernr")
+        .select(FACT_COLUMNS)
+        .sort(keys)
     )
 
 
-def _join_on_reference_day(facts: pl.DataFrame, records: pl.DataFrame, cols: list[str]) -> pl.DataFrame:
+def _join_on_reference_day(facts: pl.DataFrame, records: pl.DataFrame, cols: list[str],
+                           keys: list[str]) -> pl.DataFrame:
     valid = (
         records.select("pernr", "valid_from", "valid_to", *cols)
-        .join(facts.select("pernr", "reference_day"), on="pernr")
+        .join(facts.select(*keys, "reference_day"), on="pernr")
         .filter(_valid_on(pl.col("reference_day")))
     )
-    return facts.join(_latest_per(valid, ["pernr"]).select("pernr", *cols), on="pernr", how="left")
+    return facts.join(_latest_per(valid, keys).select(*keys, *cols), on=keys, how="left")
 
 
 def _rate_on(table: pl.DataFrame, key_col: str, value_col: str, day: date) -> dict[str, Fraction]:
@@ -249,11 +315,39 @@ def reference_for_period(ref: dict[str, pl.DataFrame], period: str) -> dict:
     }
 
 
-def _frac_cols(name: str, value: Fraction | None) -> list[pl.Expr]:
-    if value is None:
-        return [pl.lit(None, dtype=I128).alias(f"{name}_num"), pl.lit(None, dtype=I128).alias(f"{name}_den")]
-    return [pl.lit(value.numerator, dtype=I128).alias(f"{name}_num"),
-            pl.lit(value.denominator, dtype=I128).alias(f"{name}_den")]
+def _num_den(values: list[Fraction | None], name: str) -> dict[str, pl.Series]:
+    return {f"{name}_num": pl.Series([None if v is None else v.numerator for v in values], dtype=I128),
+            f"{name}_den": pl.Series([None if v is None else v.denominator for v in values], dtype=I128)}
+
+
+def _reference_frames(by_period: dict[str, dict]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The reference values of each period (`reference_for_period`) as frames keyed by
+    for_period: scale (+ grade, step), multipliers (+ duty_station), rates (one row)."""
+    periods = list(by_period)
+    scale = pl.concat([pl.DataFrame({"for_period": pl.Series([], dtype=pl.String), "grade": pl.Series([], dtype=pl.String),
+                                     "step": pl.Series([], dtype=pl.String),
+                                     "annual_net_cents": pl.Series([], dtype=pl.Int64),
+                                     "annual_pr_cents": pl.Series([], dtype=pl.Int64)})]
+                      + [r["scale"].select(pl.lit(p).alias("for_period"), "grade", "step",
+                                           pl.col("annual_net_cents").cast(pl.Int64),
+                                           pl.col("annual_pr_cents").cast(pl.Int64))
+                         for p, r in by_period.items()])
+    mult = [(p, k, v) for p, r in by_period.items() for k, v in r["multipliers"].items()]
+    mult = pl.DataFrame({"for_period": pl.Series([m[0] for m in mult], dtype=pl.String),
+                         "duty_station": pl.Series([m[1] for m in mult], dtype=pl.String),
+                         **_num_den([m[2] for m in mult], "multiplier")})
+
+    def rate(key: str, times: int = 1) -> list[Fraction | None]:
+        return [None if r["rates"].get(key) is None else r["rates"][key] * times for r in by_period.values()]
+
+    limits = [r["rates"].get("CHILD_AGE_LIMIT") for r in by_period.values()]
+    rates = pl.DataFrame({"for_period": pl.Series(periods, dtype=pl.String),
+                          **_num_den(rate("PENSION_STAFF_RATE"), "pension"), **_num_den(rate("SPOUSE_RATE"), "spouse"),
+                          **_num_den(rate("HEALTH_RATE"), "health"),
+                          **_num_den(rate("CHILD_ANNUAL_USD", 100), "child_usd"),
+                          **_num_den(rate("CHILD_ANNUAL_CHF", 100), "child_chf"),
+                          "_age_limit": pl.Series([None if v is None else int(v) for v in limits], dtype=pl.Int64)})
+    return scale, mult, rates
 
 
 def attach_reference(facts: pl.DataFrame, refp: dict) -> pl.DataFrame:
@@ -261,57 +355,49 @@ def attach_reference(facts: pl.DataFrame, refp: dict) -> pl.DataFrame:
 
     Grain unchanged: one row per staff member with f > 0. Adds n_children (dependent
     children under the age limit on the reference day)."""
-    rates = refp["rates"]
-    limit = rates.get("CHILD_AGE_LIMIT")
+    return attach_references(facts, {p: refp for p in facts["for_period"].unique().to_list()})
+
+
+def attach_references(facts: pl.DataFrame, by_period: dict[str, dict]) -> pl.DataFrame:
+    """`attach_reference` of facts of several periods, each with its own reference values
+    (`by_period`: for_period -> `reference_for_period`). Grain unchanged."""
+    one = len(by_period) <= 1
+    keys = ["pernr"] if one else ["pernr", "for_period"]
+    scale, mult, rates = _reference_frames(by_period)
+    if one:  # one period: its values as literals, joined on the staff member's own keys
+        scale, mult = scale.drop("for_period"), mult.drop("for_period")
+        values = rates.row(0, named=True) if rates.height else {c: None for c in rates.columns}
+        lits = {c: pl.lit(values[c], dtype=rates.schema[c]).alias(c) for c in rates.columns if c != "for_period"}
+    b = pl.col("birth_date")
+    lim = pl.col("_age_limit")
+    leap_day = (b.dt.month() == 2) & (b.dt.day() == 29)
+    target_year = b.dt.year() + lim
+    target_is_leap = (target_year % 4 == 0) & ((target_year % 100 != 0) | (target_year % 400 == 0))
+    turns_limit = (
+        pl.when(leap_day & ~target_is_leap)
+        .then(pl.date(target_year, 3, 1))
+        .otherwise(pl.date(target_year, b.dt.month(), b.dt.day()))
+    )
     kids = (
-        facts.select("pernr", "reference_day", "child_birth_dates")
+        facts.select(*keys, "reference_day", "child_birth_dates")
         .explode("child_birth_dates")
         .drop_nulls("child_birth_dates")
         .rename({"child_birth_dates": "birth_date"})
     )
-    if limit is None:
-        kids = kids.head(0)
-    else:
-        lim = int(limit)
-        b = pl.col("birth_date")
-        leap_day = (b.dt.month() == 2) & (b.dt.day() == 29)
-        target_year = b.dt.year() + lim
-        target_is_leap = (target_year % 4 == 0) & ((target_year % 100 != 0) | (target_year % 400 == 0))
-        turns_limit = (
-            pl.when(leap_day & ~target_is_leap)
-            .then(pl.date(target_year, 3, 1))
-            .otherwise(pl.date(target_year, b.dt.month(), b.dt.day()))
-        )
-        kids = kids.filter(pl.col("reference_day") < turns_limit)
-    n_children = kids.group_by("pernr").agg(pl.len().cast(pl.Int64).alias("n_children"))
-    mult = pl.DataFrame(
-        {
-            "duty_station": list(refp["multipliers"]),
-            "multiplier_num": [v.numerator for v in refp["multipliers"].values()],
-            "multiplier_den": [v.denominator for v in refp["multipliers"].values()],
-        },
-        schema={"duty_station": pl.String, "multiplier_num": I128, "multiplier_den": I128},
-    )
-    child_usd, child_chf = rates.get("CHILD_ANNUAL_USD"), rates.get("CHILD_ANNUAL_CHF")
-    out = (
-        facts.join(refp["scale"], on=["grade", "step"], how="left")
-        .join(mult, on="duty_station", how="left")
-        .join(n_children, on="pernr", how="left")
-        .with_columns(
-            pl.col("n_children").fill_null(0),
-            *_frac_cols("pension", rates.get("PENSION_STAFF_RATE")),
-            *_frac_cols("spouse", rates.get("SPOUSE_RATE")),
-            *_frac_cols("health", rates.get("HEALTH_RATE")),
-            *_frac_cols("child_usd", None if child_usd is None else child_usd * 100),
-            *_frac_cols("child_chf", None if child_chf is None else child_chf * 100),
-        )
-        .with_columns(
-            pl.when(pl.col("currency") == "USD").then(pl.col("child_usd_num")).otherwise(pl.col("child_chf_num")).alias("child_num"),
-            pl.when(pl.col("currency") == "USD").then(pl.col("child_usd_den")).otherwise(pl.col("child_chf_den")).alias("child_den"),
-        )
-        .drop("child_usd_num", "child_usd_den", "child_chf_num", "child_chf_den")
-    )
-    return out
+    kids = kids.with_columns(lits["_age_limit"]) if one else kids.join(rates.select("for_period", "_age_limit"),
+                                                                       on="for_period")
+    kids = kids.filter(lim.is_not_null()).filter(pl.col("reference_day") < turns_limit)  # no age limit: none count
+    n_children = kids.group_by(keys).agg(pl.len().cast(pl.Int64).alias("n_children"))
+    out = facts.join(scale, on=[*keys[1:], "grade", "step"], how="left").join(
+        mult, on=[*keys[1:], "duty_station"], how="left").join(n_children, on=keys, how="left")
+    out = (out.with_columns(e for c, e in lits.items() if c != "_age_limit") if one
+           else out.join(rates.drop("_age_limit"), on="for_period", how="left"))
+    usd = pl.col("currency") == "USD"
+    return out.with_columns(
+        pl.col("n_children").fill_null(0),
+        pl.when(usd).then(pl.col("child_usd_num")).otherwise(pl.col("child_chf_num")).alias("child_num"),
+        pl.when(usd).then(pl.col("child_usd_den")).otherwise(pl.col("child_chf_den")).alias("child_den"),
+    ).select(*facts.columns, *REFERENCE_COLUMNS)
 
 
 def round_div(num: pl.Expr, den: pl.Expr) -> pl.Expr:
@@ -332,7 +418,8 @@ def expected_lines(
 ) -> pl.DataFrame:
     """Expected deterministic lines. Grain: one row per staff member per wage type.
 
-    `facts` from `attach_reference`. `written`: pay lines of the same for-period
+    `facts` from `attach_reference` (several periods: `written` and `overtime_hours` are
+    given for one period only, and are then None). `written`: pay lines of the same for-period
     (pernr, wage_type, amount_cents) — 1010, 1100 and 3100 use 1000/1010 as written
     (summed when written twice; the model amount when missing). `overtime_hours`:
     (pernr, hours_num, hours_den) for 1400. Out: pernr, for_period, wage_type,
@@ -415,6 +502,17 @@ def expected_for_period(
     facts = staff_month_facts(md if pernrs is None else subset(md, pernrs), period)
     facts = attach_reference(facts, reference_for_period(ref, period))
     return facts, expected_lines(facts, written, overtime_hours)
+
+
+def expected_for_periods(md: dict[str, pl.DataFrame], ref: dict[str, pl.DataFrame],
+                         pairs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`expected_for_period` of the (pernr, for_period) `pairs` — several periods in one pass,
+    with nothing written and no overtime (the retro check's recalculated months).
+    Grain: facts one row per pair with f > 0; expected one row per pair per wage type."""
+    periods = sorted(pairs["for_period"].unique().to_list())
+    facts = staff_months_facts(subset(md, pairs["pernr"].unique().to_list()), periods, pairs)
+    facts = attach_references(facts, {p: reference_for_period(ref, p) for p in periods})
+    return facts, expected_lines(facts)
 
 
 def subset(md: dict[str, pl.DataFrame], pernrs: list[str]) -> dict[str, pl.DataFrame]:

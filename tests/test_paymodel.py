@@ -4,6 +4,7 @@ from datetime import date
 from fractions import Fraction
 
 import polars as pl
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from detectors import paymodel as pm
@@ -145,3 +146,88 @@ def test_written_lines_drive_referring_lines_vectorised():
     got = dict(lines.select("wage_type", "expected_cents").iter_rows())
     assert got["1000"] == 666667  # model amount is still expected for 1000 itself
     assert got["1010"] == pm.round_half_away(Fraction(300_000) * Fraction("0.817"))  # written twice: the sum
+
+
+def _many_periods_world(rng) -> tuple[dict, dict]:
+    """Staff hired, separated, promoted, moved and having children through 2026, under reference
+    tables that change on 1 March (scale, GVA multiplier, health rate, child age limit)."""
+    far, cut = date(9999, 12, 31), date(2026, 3, 1)
+    md = {k: [] for k in ("actions", "basic_pay", "assignments", "family")}
+    for i in range(int(rng.integers(1, 14))):
+        p = f"{i:08d}"
+        hired = date(2026, int(rng.integers(1, 6)), int(rng.integers(1, 29)))
+        gone = date(2026, int(rng.integers(hired.month, 7)), 28) if rng.random() < 0.3 else far
+        md["actions"].append((p, hired, gone, "3"))
+        if gone != far:
+            md["actions"].append((p, date(gone.year, gone.month, 28) + (date(2026, 1, 2) - date(2026, 1, 1)), far, "0"))
+        cat = str(rng.choice(["P", "G"]))
+        grade = "P-3" if cat == "P" else "G-4"
+        step_change = date(2026, int(rng.integers(1, 7)), 1)
+        bp_start = hired if rng.random() < 0.8 else date(2026, hired.month, min(hired.day + 3, 28))
+        md["basic_pay"] += [(p, bp_start, max(step_change, bp_start), grade, "01", int(rng.choice([50, 80, 100]))),
+                            (p, max(step_change, bp_start) + (date(2026, 1, 2) - date(2026, 1, 1)), far, grade, "02",
+                             100)]
+        md["assignments"].append((p, hired, far, cat, str(rng.choice(["GVA", "NBO"])), "ECE"))
+        if rng.random() < 0.5:
+            md["family"].append((p, "01", "1", date(1980, 1, 1), date(2000, 1, 1), far, True))
+        for k in range(int(rng.integers(0, 3))):
+            born = date(int(rng.integers(2007, 2009)), int(rng.integers(1, 13)), 1)
+            md["family"].append((p, f"1{k}", "2", born, born, far, bool(rng.random() < 0.9)))
+    cols = {"actions": ["pernr", "valid_from", "valid_to", "employment_status"],
+            "basic_pay": ["pernr", "valid_from", "valid_to", "grade", "step", "employment_pct"],
+            "assignments": ["pernr", "valid_from", "valid_to", "staff_category", "duty_station", "entity"],
+            "family": ["pernr", "member_id", "member_type", "birth_date", "valid_from", "valid_to", "is_dependent"]}
+    md = {k: pl.DataFrame(v, schema=cols[k], orient="row") for k, v in md.items()}
+    md["family"] = md["family"].cast({"birth_date": pl.Date, "valid_from": pl.Date, "valid_to": pl.Date,
+                                      "is_dependent": pl.Boolean})
+    scale = [(g, s, f, t, n, n * 2) for g in ("P-3", "G-4") for s in ("01", "02")
+             for f, t, n in ((date(2020, 1, 1), date(2026, 2, 28), 8_000_000 + 300_000 * (s == "02")),
+                             (cut, far, 8_240_000 + 300_000 * (s == "02")))]
+    ref = {
+        "pay_scale": pl.DataFrame(scale, schema=["grade", "step", "valid_from", "valid_to", "annual_net_cents",
+                                                 "annual_pr_cents"], orient="row"),
+        "post_adjustment": pl.DataFrame({"duty_station": ["GVA", "GVA", "NBO"],
+                                         "valid_from": [date(2020, 1, 1), cut, date(2020, 1, 1)],
+                                         "valid_to": [date(2026, 2, 28), far, far],
+                                         "multiplier_pct": ["81.7", "83.1", "40.2"]}
+                                        ).with_columns(pl.col("multiplier_pct").cast(pl.Decimal(38, 1))),
+        "rates": pl.DataFrame({"rate_key": [*pm.RATE_KEYS, "HEALTH_RATE", "CHILD_AGE_LIMIT"],
+                               "rate_value": ["0.079", "0.06", "3150.00", "4200.00", "18", "0.04", "0.045", "19"],
+                               "valid_from": [date(2020, 1, 1)] * 6 + [cut] * 2,
+                               "valid_to": [far, far, far, far, date(2026, 2, 28), date(2026, 2, 28), far, far]}
+                              ).with_columns(pl.col("rate_value").cast(pl.Decimal(38, 4))),
+    }
+    return md, ref
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_several_periods_in_one_pass_are_one_pass_per_period(seed):
+    """expected_for_periods (the retro check's recalculated months in one pass) gives what
+    expected_for_period gives month by month, for any set of (staff member, month) pairs —
+    one month alone included, and months whose reference tables differ."""
+    import numpy as np  # noqa: PLC0415
+
+    rng = np.random.default_rng(seed)
+    md, ref = _many_periods_world(rng)
+    staff = md["actions"]["pernr"].unique().sort().to_list()
+    months = ["202601", "202602", "202603", "202604", "202605", "202606"]
+    chosen = months[:1] if seed % 5 == 0 else sorted(rng.choice(months, int(rng.integers(1, 7)), replace=False))
+    pairs = pl.DataFrame([(p, m) for p in staff for m in chosen if rng.random() < 0.7],
+                         schema=["pernr", "for_period"], orient="row")
+    if pairs.height == 0:
+        pairs = pl.DataFrame({"pernr": staff[:1], "for_period": chosen[:1]})
+    facts, exp = pm.expected_for_periods(md, ref, pairs)
+    want_facts, want_exp = [], []
+    for m in chosen:
+        who = pairs.filter(pl.col("for_period") == m)["pernr"].to_list()
+        if who:
+            f, e = pm.expected_for_period(md, ref, m, pernrs=who)
+            want_facts.append(f)
+            want_exp.append(e)
+    key = ["pernr", "for_period"]
+    want_f = pl.concat(want_facts).sort(key)
+    assert facts.columns == want_f.columns
+    assert facts.drop("child_birth_dates").sort(key).equals(want_f.drop("child_birth_dates"))
+    assert facts.sort(key)["child_birth_dates"].list.sort().equals(want_f["child_birth_dates"].list.sort())
+    assert exp.sort([*key, "wage_type"]).equals(pl.concat(want_exp).sort([*key, "wage_type"]))
+    assert facts.select(key).unique().join(pairs, on=key, how="anti").height == 0  # nothing beyond the pairs

@@ -30,27 +30,27 @@ CONFIG = (ENABLED,
 
 
 def _recalculated(ctx: Context, months_by_staff: dict[str, str]) -> pl.DataFrame:
-    """Model amounts of the recalculated months (0 where the model has no line).
+    """Model amounts of the recalculated months (0 where the model has no line), every month
+    of every staff member in one pass of the pay model (a year of history is twelve months:
+    one pass each cost twelve times the same fixed work).
     Grain: one row per staff member, recalculated month and retro wage type."""
     period = ctx.meta.period
-    months = sorted(m for m in h.final_periods(ctx.inp.history.runs) if m < period)
-    wts = pl.DataFrame({"wage_type": list(pm.RETRO_WAGE_TYPES)})
-    # the master data of the staff recalculated, taken once for all months (the pay model is
-    # per staff member: another's records never change one's amounts)
-    md = pm.subset(ctx.inp.md, sorted(months_by_staff))
-    parts = []
-    for m in months:
-        pernrs = sorted(p for p, start in months_by_staff.items() if start <= m)
-        if not pernrs:
-            continue
-        _, exp = pm.expected_for_period(md, ctx.inp.ref, m, pernrs=pernrs)
-        grid = pl.DataFrame({"pernr": pernrs, "for_period": [m] * len(pernrs)}).join(wts, how="cross")
-        parts.append(grid.join(exp.select("pernr", "wage_type", "expected_cents"), on=["pernr", "wage_type"],
-                               how="left").with_columns(pl.col("expected_cents").fill_null(0)))
-    if not parts:
+    months = pl.DataFrame({"for_period": sorted(m for m in h.final_periods(ctx.inp.history.runs) if m < period)},
+                          schema={"for_period": pl.String})
+    starts = pl.DataFrame({"pernr": list(months_by_staff), "_start": list(months_by_staff.values())},
+                          schema={"pernr": pl.String, "_start": pl.String})
+    pairs = (starts.join(months, how="cross").filter(pl.col("for_period") >= pl.col("_start"))
+             .select("pernr", "for_period"))
+    if pairs.height == 0:
         return pl.DataFrame(schema={"pernr": pl.String, "for_period": pl.String, "wage_type": pl.String,
                                     "expected_cents": pl.Int64})
-    return pl.concat(parts)
+    # the pay model is per staff member: another's records never change one's amounts
+    _, exp = pm.expected_for_periods(ctx.inp.md, ctx.inp.ref, pairs)
+    wts = pl.DataFrame({"wage_type": list(pm.RETRO_WAGE_TYPES)})
+    return (pairs.join(wts, how="cross")
+            .join(exp.select("pernr", "for_period", "wage_type", "expected_cents"),
+                  on=["pernr", "for_period", "wage_type"], how="left")
+            .with_columns(pl.col("expected_cents").fill_null(0)))
 
 
 def windows(ctx: Context, params: Params) -> dict[str, str]:

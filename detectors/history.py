@@ -50,21 +50,19 @@ def _effective_changes(now: pl.DataFrame, then: pl.DataFrame, key: list[str]) ->
 
     A record re-delimited (same values, other end) changes from the earlier of the two ends
     + 1 day; any other added or removed record (new, gone or corrected in place) from its
-    start."""
+    start. Where several added and removed records share every value but their end, each
+    pair of them is a re-delimitation: the earliest day any of them changes is the earliest
+    of all their ends + 1 day, which is all a staff member's earliest change reads."""
     cols = now.columns
-    added = now.join(then, on=cols, how="anti", nulls_equal=True)
-    removed = then.join(now, on=cols, how="anti", nulls_equal=True)
+    added = now.join(then, on=cols, how="anti", nulls_equal=True).with_columns(pl.lit(True).alias("_added"))
+    removed = then.join(now, on=cols, how="anti", nulls_equal=True).with_columns(pl.lit(False).alias("_added"))
     # a re-delimited record keeps every value but its end; anything else is a new content
     same = [c for c in cols if c != "valid_to"]
-    paired = added.select(*same, pl.col("valid_to").alias("_to_new")).join(
-        removed.select(*same, pl.col("valid_to").alias("_to_old")), on=same, how="inner", nulls_equal=True)
-    paired = paired.with_columns(
-        (pl.min_horizontal("_to_new", "_to_old") + timedelta(days=1)).alias("effective"))
-    plain = pl.concat([added.select(same), removed.select(same)]).join(
-        paired.select(same), on=same, how="anti", nulls_equal=True)
-    plain = plain.with_columns(pl.col("valid_from").alias("effective"))
-    return pl.concat([paired.select("pernr", "effective"), plain.select("pernr", "effective")]).unique(
-        maintain_order=True)
+    side = pl.col("_added")
+    paired = (side.any() & (~side).any()).over(same)
+    return pl.concat([added, removed]).select(
+        "pernr", pl.when(paired).then(pl.col("valid_to").min().over(same) + timedelta(days=1))
+        .otherwise(pl.col("valid_from")).alias("effective")).unique(maintain_order=True)
 
 
 def earliest_unsettled_change(md_now: dict[str, pl.DataFrame], md_then: dict[str, pl.DataFrame] | None,

@@ -719,3 +719,41 @@ def test_one_own_month_is_no_yardstick_against_the_units_record_alone_when_peers
         out = m.unit_reading(_claims([("A", hours, 3.5, 1, 1.0, 35.0), *quiet]), params, past)
         row = out.filter(pl.col("pernr") == "A").row(0, named=True)
         assert row["by_unit_past"] is flagged and row["unusual"] is flagged, (hours, row)
+
+
+def _joined_effective_changes(now: pl.DataFrame, then: pl.DataFrame) -> pl.DataFrame:
+    """history._effective_changes as written before session 16 (pairs by an inner join): the oracle."""
+    cols = now.columns
+    added = now.join(then, on=cols, how="anti", nulls_equal=True)
+    removed = then.join(now, on=cols, how="anti", nulls_equal=True)
+    same = [c for c in cols if c != "valid_to"]
+    paired = added.select(*same, pl.col("valid_to").alias("_to_new")).join(
+        removed.select(*same, pl.col("valid_to").alias("_to_old")), on=same, how="inner", nulls_equal=True)
+    paired = paired.with_columns((pl.min_horizontal("_to_new", "_to_old") + timedelta(days=1)).alias("effective"))
+    plain = pl.concat([added.select(same), removed.select(same)]).join(
+        paired.select(same), on=same, how="anti", nulls_equal=True)
+    plain = plain.with_columns(pl.col("valid_from").alias("effective"))
+    return pl.concat([paired.select("pernr", "effective"), plain.select("pernr", "effective")]).unique()
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_effective_changes_pair_re_delimited_records_as_the_join_did(seed):
+    """Random extracts of a few staff: re-delimited, duplicated, corrected, added and removed
+    records, null grades; the window form gives the rows the join form gave."""
+    import random  # noqa: PLC0415
+
+    rng = random.Random(seed)
+    starts = [date(2024, 1, 1), date(2025, 1, 1), date(2025, 6, 1)]
+    ends = [date(2024, 12, 31), date(2025, 5, 31), date(2025, 12, 31), OPEN]
+
+    def record():
+        return (str(rng.randint(1, 3)), rng.choice(starts), rng.choice(ends), rng.choice(["P-3", "P-4", None]),
+                rng.choice(["01", "02"]), rng.choice([100, 50]))
+
+    then = [record() for _ in range(rng.randint(0, 8))]
+    now = [r for r in then if rng.random() < 0.6]
+    now += [(r[0], r[1], rng.choice(ends), *r[3:]) for r in then if rng.random() < 0.4]  # re-delimited
+    now += [record() for _ in range(rng.randint(0, 4))]
+    now += [r for r in now if rng.random() < 0.2]  # written twice
+    a, b = basic_pay(*now), basic_pay(*then)
+    assert effective(a, b) == sorted(_joined_effective_changes(a, b).iter_rows())

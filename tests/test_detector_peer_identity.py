@@ -145,9 +145,17 @@ def test_peer_reference_is_the_old_one_bit_for_bit(seed):
     _same(new, old_peer_reference(now, facts, split, min_group, floor, floor_rel, upper, loo_max=loo_max))
     # the share and its amount in one pass: the amount's median, spread and peak as the old
     # function read them from a frame of amounts
+    # (session 16: a prorated wage type's peers are compared on their whole-month amount_month)
+    if rng.random() < 0.5:
+        # whole cents, of the magnitudes the amounts have (the two forms' quantiles agree to the bit
+        # on those; on amounts four times larger they differ in the last bit)
+        now = now.with_columns(pl.Series("amount_month", rng.integers(-500_000, 500_000, now.height)
+                                         .astype(float)))
     both = peer_reference(now, facts, split, min_group, floor, floor_rel, upper, loo_max=loo_max, amount_floor=1.0)
-    amounts = now.with_columns(pl.col("amount").abs().cast(pl.Float64).alias("value"))
+    read = "amount_month" if "amount_month" in now.columns else "amount"
+    amounts = now.with_columns(pl.col(read).abs().cast(pl.Float64).alias("value"))
     ref = old_peer_reference(amounts, facts, split, min_group, 1.0, floor_rel, upper, loo_max=loo_max)
+    new = new.join(now.select("pernr", *[c for c in ("amount_month",) if c in now.columns]), on="pernr", how="left")
     _same(both, new.join(ref.select("pernr", pl.col("peer_median").alias("peer_amount_median"),
                                      pl.col("peer_scale").alias("peer_amount_scale"),
                                      pl.col("peer_max").alias("peer_amount_max")), on="pernr", how="left"))
@@ -235,8 +243,10 @@ def old_scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min
         by_ratio = by_ratio | (~own & peer & (pl.col("peer_n") >= cold_min_peers) & (pl.col("value") >= top * cold_upper)
                                & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
     dual = pl.lit(False)
+    # session 16: a prorated wage type's amount is read for a whole month (amount_month) where given
+    read = "amount_month" if "amount_month" in x.columns else "amount"
     if t_dual is not None and "peer_amount_median" in x.columns:
-        amt = pl.col("amount").abs().cast(pl.Float64)
+        amt = pl.col(read).abs().cast(pl.Float64)
         x = x.with_columns(((amt - pl.col("peer_amount_median")) / pl.col("peer_amount_scale")).alias("z_amount"))
         dual = (~own & peer & (pl.col("peer_n") >= dual_min_peers) & (pl.col("z_peer") >= t_dual)
                 & (pl.col("z_amount") >= t_dual)
@@ -255,7 +265,7 @@ def old_scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min
                 & (~own | (weak & ~vouched)
                    | ((pl.col("z_own") >= t_own) & (pl.col("value") >= pl.col("own_median") * min_ratio))))
         if "peer_amount_max" in x.columns:  # a share: beyond anyone's as an amount too
-            peak = peak & (pl.col("amount").abs() >= pl.col("peer_amount_max") * peak_ratio)
+            peak = peak & (pl.col(read).abs() >= pl.col("peer_amount_max") * peak_ratio)
         peak = peak.fill_null(False)
         raw = pl.when(peak).then(pl.max_horizontal(
             raw, pl.col("value") / (pl.col("peer_max") * peak_ratio))).otherwise(raw)
@@ -308,8 +318,9 @@ def _scored_world(seed: int) -> tuple[pl.DataFrame, dict]:
         "area_ceiling": maybe_null(rng.lognormal(2, 1, n), 0.1), "area_n": rng.integers(0, 40, n),
         "area_unit_peak": maybe_null(rng.lognormal(1.5, 1, n), 0.3),
     })
+    x = x.with_columns(pl.Series("amount_month", rng.integers(-900_000, 900_000, n).astype(float)))
     drop = [c for c, p in (("own_n", 0.2), ("peer_amount_median", 0.5), ("peer_amount_max", 0.5),
-                           ("area_ceiling", 0.4), ("area_unit_peak", 0.4)) if rng.random() < p]
+                           ("area_ceiling", 0.4), ("area_unit_peak", 0.4), ("amount_month", 0.5)) if rng.random() < p]
     if "peer_amount_median" in drop:
         drop += ["peer_amount_scale"]
     x = x.drop(drop)

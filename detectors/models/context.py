@@ -52,6 +52,24 @@ def measured(lines: pl.DataFrame | pl.LazyFrame, wage_type: str, measure: str) -
         "run_id", "pernr", (pl.col("amount").abs() / pl.col("_base")).alias("value"), "amount", "currency").collect()
 
 
+def amount_read(cols) -> pl.Expr:
+    """The amount peers are compared on: a prorated wage type's whole-month amount
+    (`amount_month`, where `whole_month` added it), else the amount paid."""
+    return pl.col("amount_month" if "amount_month" in cols else "amount")
+
+
+def whole_month(now: pl.DataFrame, facts: pl.DataFrame) -> pl.DataFrame:
+    """`now` (pernr, amount, ...) with amount_month: the amount / f in whole cents (f = active days / days in the
+    month, from `facts`) — a 1500 is paid as a monthly amount x f (the contract), so a newcomer's
+    first, partial month is compared on what a whole month pays (an allowance multiplied in a
+    hire's first month hides inside the holders' amounts when prorated). Without facts, the amount."""
+    f = facts.select("pernr", (pl.col("active_days") / pl.col("days_in_month")).alias("_f")).unique(
+        "pernr", keep="first")
+    return now.join(f, on="pernr", how="left").with_columns(
+        (pl.col("amount") / pl.col("_f")).round(0).fill_null(pl.col("amount").cast(pl.Float64)).alias("amount_month")
+    ).drop("_f")
+
+
 def _robust(value: pl.Expr, floor: float, floor_rel: float) -> tuple[pl.Expr, pl.Expr]:
     """Median and spread: the larger of the scaled MAD and the scaled interquartile range (a
     unit half in session and half not is two clusters, whose MAD reads one tight cluster)."""
@@ -102,7 +120,7 @@ def peer_reference(now: pl.DataFrame, facts: pl.DataFrame, split: int, min_group
     out_cols = x.columns
     values = [(pl.col("value"), floor)]
     if amount_floor is not None:
-        values.append((pl.col("amount").abs().cast(pl.Float64), amount_floor))
+        values.append((amount_read(out_cols).abs().cast(pl.Float64), amount_floor))
     x = x.with_columns(*[e.alias(f"_v{j}") for j, (e, _) in enumerate(values)],
                        *[pl.len().over(list(keys)).alias(f"_n{i}") for i, keys in enumerate(LEVELS)])
     # the level each row reads: the first whose group is large enough (none without a category)
@@ -322,7 +340,7 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
                                & (pl.col("value") >= pl.col("peer_median") * min_ratio)).fill_null(False)
     dual = pl.lit(False)
     if t_dual is not None and "peer_amount_median" in cols:
-        amt = pl.col("amount").abs().cast(pl.Float64)
+        amt = amount_read(cols).abs().cast(pl.Float64)
         x = x.with_columns(((amt - pl.col("peer_amount_median")) / pl.col("peer_amount_scale")).alias("z_amount"))
         dual = kept(~own & peer & (pl.col("peer_n") >= dual_min_peers) & (pl.col("z_peer") >= t_dual)
                 & (pl.col("z_amount") >= t_dual)
@@ -348,7 +366,7 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
                 & (~own | (weak & ~vouched)
                    | ((pl.col("z_own") >= t_own) & (pl.col("value") >= pl.col("own_median") * min_ratio))))
         if share:  # a share: beyond anyone's as an amount too
-            amt = pl.col("amount").abs()
+            amt = amount_read(cols).abs()
             peak = peak & (((pl.col("value") >= pl.col("peer_max") * peak_ratio)
                             & (amt >= pl.col("peer_amount_max") * by_amount))
                            | (amt >= pl.col("peer_amount_max") * peak_ratio))
@@ -408,6 +426,8 @@ class ContextModel:
         Grain: one row per staff member with the wage type this month."""
         p = self.params
         now = measured(lines, self.wage_type, self.measure).drop("run_id").filter(pl.col("value") > 0)
+        if self.wage_type in pm.PRORATED_VARIABLE:
+            now = whole_month(now, facts)
         # a share has the same peers' amounts beside it (the groups are the same rows): median,
         # spread and peak, read in the same pass
         dual = self.measure == "share" and "dual_threshold" in p.as_dict()

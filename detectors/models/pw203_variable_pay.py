@@ -92,7 +92,10 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
             if r.get("ded_beyond") and r["own_amount"] is None and r["ded_n"] >= params.deduction_area_min:
                 area = (f"; beyond every 3300 of the area in {r['currency']} this month, which run up to "
                         f"{money(round(r['ded_ceiling']), r['currency'])} (n = {r['ded_n']})")
-            text = (f"{ctx.text(wt)} ({wt}) of {money(r['amount'], r['currency'])} is {said}{area}: "
+            month = r.get("amount_month")
+            whole = (f" ({money(round(month), r['currency'])} for a whole month: paid for part of it)"
+                     if month is not None and abs(month - r["amount"]) >= 1 else "")
+            text = (f"{ctx.text(wt)} ({wt}) of {money(r['amount'], r['currency'])}{whole} is {said}{area}: "
                     f"far above the usual level.")
             rows.append(finding(ctx, params, r["pernr"], category, text, owner="HR" if wt == pm.WT_SPECIAL_POST
                                 else "FINANCE", wage_type=wt, amount_cents=r["amount"], currency=r["currency"],
@@ -101,6 +104,7 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                                           "own_n": r["own_n"], "peer_group": r["peer_group"],
                                           "peer_median": r["peer_median"], "peer_n": r["peer_n"],
                                           "peer_amount_median": _round(r.get("peer_amount_median")),
+                                          "amount_month": _round(r.get("amount_month")),
                                           "z_own": _round(r["z_own"]), "z_peer": _round(r["z_peer"]),
                                           "z_amount": _round(r.get("z_amount")), "raw": _round(r["raw"])}))
     return findings_frame(rows)

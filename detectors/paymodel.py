@@ -517,6 +517,20 @@ def expected_for_periods(md: dict[str, pl.DataFrame], ref: dict[str, pl.DataFram
     return facts, expected_lines(facts)
 
 
+def whole_month(now: pl.DataFrame, facts: pl.DataFrame) -> pl.DataFrame:
+    """`now` (pernr, amount, ...) with amount_month: the amount / f in whole cents (f = active days
+    / days in the month, from `facts`). A prorated variable amount (PRORATED_VARIABLE: a 1500 is
+    paid as a monthly amount x f) is compared on what a whole month pays: an allowance multiplied
+    in a partial month hides inside the usual amounts as paid. Without facts, the amount."""
+    if not {"pernr", "active_days", "days_in_month"} <= set(facts.columns):  # no facts at all
+        return now.with_columns(pl.col("amount").cast(pl.Float64).alias("amount_month"))
+    f = facts.select("pernr", (pl.col("active_days") / pl.col("days_in_month")).alias("_f")).unique(
+        "pernr", keep="first")
+    return now.join(f, on="pernr", how="left").with_columns(
+        (pl.col("amount") / pl.col("_f")).round(0).fill_null(pl.col("amount").cast(pl.Float64)).alias("amount_month")
+    ).drop("_f")
+
+
 def subset(md: dict[str, pl.DataFrame], pernrs: list[str]) -> dict[str, pl.DataFrame]:
     """The master data of `pernrs` only."""
     keep = pl.Series(pernrs, dtype=pl.String)

@@ -54,20 +54,8 @@ def measured(lines: pl.DataFrame | pl.LazyFrame, wage_type: str, measure: str) -
 
 def amount_read(cols) -> pl.Expr:
     """The amount peers are compared on: a prorated wage type's whole-month amount
-    (`amount_month`, where `whole_month` added it), else the amount paid."""
+    (`amount_month`, where paymodel.whole_month added it), else the amount paid."""
     return pl.col("amount_month" if "amount_month" in cols else "amount")
-
-
-def whole_month(now: pl.DataFrame, facts: pl.DataFrame) -> pl.DataFrame:
-    """`now` (pernr, amount, ...) with amount_month: the amount / f in whole cents (f = active days / days in the
-    month, from `facts`) — a 1500 is paid as a monthly amount x f (the contract), so a newcomer's
-    first, partial month is compared on what a whole month pays (an allowance multiplied in a
-    hire's first month hides inside the holders' amounts when prorated). Without facts, the amount."""
-    f = facts.select("pernr", (pl.col("active_days") / pl.col("days_in_month")).alias("_f")).unique(
-        "pernr", keep="first")
-    return now.join(f, on="pernr", how="left").with_columns(
-        (pl.col("amount") / pl.col("_f")).round(0).fill_null(pl.col("amount").cast(pl.Float64)).alias("amount_month")
-    ).drop("_f")
 
 
 def _robust(value: pl.Expr, floor: float, floor_rel: float) -> tuple[pl.Expr, pl.Expr]:
@@ -427,7 +415,7 @@ class ContextModel:
         p = self.params
         now = measured(lines, self.wage_type, self.measure).drop("run_id").filter(pl.col("value") > 0)
         if self.wage_type in pm.PRORATED_VARIABLE:
-            now = whole_month(now, facts)
+            now = pm.whole_month(now, facts)
         # a share has the same peers' amounts beside it (the groups are the same rows): median,
         # spread and peak, read in the same pass
         dual = self.measure == "share" and "dual_threshold" in p.as_dict()

@@ -2,7 +2,7 @@
 
 Special post allowance (1500) is usually constant month to month. Amounts are compared as
 a share of the month's net base salary (1000), so proration by days cancels out: a share
-(and an amount) above `spike_ratio` x the usual one — the lower median of the look-back
+(and an amount, read for a whole month: amount / f) above `spike_ratio` x the usual one — the lower median of the look-back
 FINAL runs, so that an earlier spike paid at FINAL does not become the yardstick — is a
 spike (review), unless it repeats the latest FINAL's amount (a raise kept is the new usual).
 Without FINAL history, the same jump against the earlier runs of this month (simulations:
@@ -122,6 +122,9 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     wts = [pm.WT_SPECIAL_POST, pm.WT_OTHER_DED]
     now = _relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), wts)
     rows = _without_history(ctx, hist, params, now)
+    # a 1500 is paid as a monthly amount x f: its amount is compared for a whole month (tripled
+    # in a leaver's last third of a month, it is paid as usual)
+    now = pm.whole_month(now, ctx.facts)
     # amounts relative to the month's net base salary: proration by days cancels out (the
     # history's alone: kept for the month's later runs)
     past = ctx.from_history(CODE, params, "past", lambda: _past(hist, wts))
@@ -130,11 +133,12 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     for r in cmp.iter_rows(named=True):
         rel = r["rel"]
         is_spa = r["wage_type"] == pm.WT_SPECIAL_POST
-        # both the share of base pay and the amount itself must jump: a part-time change
-        # moves only the share, a newcomer's first (prorated) month only the amount
+        # both the share of base pay and the amount itself (for a whole month) must jump: a
+        # part-time change moves only the share
         # a raise paid at the latest FINAL and paid again at the same amount is the new usual
-        same_as_latest = abs(abs(r["amount"]) - r["latest_amount"]) <= r["latest_amount"] * tol
-        spike = (is_spa and rel > r["usual"] * ratio and abs(r["amount"]) > r["usual_amount"] * ratio
+        month = abs(r["amount_month"]) if is_spa else abs(r["amount"])
+        same_as_latest = abs(month - r["latest_amount"]) <= r["latest_amount"] * tol
+        spike = (is_spa and rel > r["usual"] * ratio and month > r["usual_amount"] * ratio
                  and not same_as_latest)
         if is_spa and not spike:
             continue
@@ -146,7 +150,9 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
         # rose 3 % is 2.9 x its usual share; a share of exactly 3 x must not miss by a rounding)
         jump = not is_spa and rel >= r["usual"] * params.jump_ratio * (1 - params.base_tolerance - 1e-9) and \
             abs(r["amount"]) >= r["usual_amount"] * params.jump_ratio
-        text = (f"{ctx.text(r['wage_type'])} ({r['wage_type']}) is {money(r['amount'], r['currency'])}, "
+        whole = (f" ({money(round(r['amount_month']), r['currency'])} for a whole month: paid for part of it)"
+                 if is_spa and abs(r["amount_month"] - r["amount"]) >= 1 else "")
+        text = (f"{ctx.text(r['wage_type'])} ({r['wage_type']}) is {money(r['amount'], r['currency'])}{whole}, "
                 f"{rel:.1%} of net base salary; in the last FINAL runs it was {r['past_min']:.1%} to {r['past_max']:.1%}"
                 + (f", usually {r['usual']:.1%} — {rel / max(r['usual'], 1e-9):.1f} times that." if spike else "."))
         # spike: times the usual share against spike_ratio; change: how far outside the past

@@ -77,7 +77,8 @@ Run:
 * `pay_date = "YYYYMMDD"` (default 20250325).
 * `no_history = true` — the run is the first in the warehouse (empty history).
 * `earlier_run = true` — a SIM1 of the run's own month, computed as usual (no case change),
-  came before it (`History.period_lines`); give the run `run_type = "SIM2"`.
+  came before it (`History.period_lines`); give the run `run_type = "SIM2"`. A `history_line`
+  with `run_type = "SIM1"` and the run's own period is added to that SIM1.
 
 History (what earlier runs paid besides the computed FINALs):
 * `history_line = {run_type, period, pernr, wage_type, amount, quantity?, run = "OC1"?}` — a line
@@ -643,7 +644,8 @@ def build(case: dict | None = None) -> World:
     if "pay_date" in case:
         hist = replace(hist, pay_date=d(case["pay_date"]))
     if case.get("earlier_run"):  # a SIM1 of this month before the run under test, as usual
-        body = month_lines(md_then, ref, PERIOD, {s.pernr: s for s in STAFF})
+        body = pl.concat([month_lines(md_then, ref, PERIOD, {s.pernr: s for s in STAFF}),
+                          _history_lines(_as_list(case.get("history_line")), PERIOD, "SIM1")])
         hist = replace(hist, period_lines=rebuild_totals(body, ref["wage_types"])
                        .with_columns(pl.lit(f"{AREA}-{PERIOD}-SIM1").alias("run_id")).select("run_id", *LINE_SCHEMA))
     run_type = case.get("run_type", "SIM1")

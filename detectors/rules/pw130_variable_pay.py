@@ -5,8 +5,11 @@ a share of the month's net base salary (1000), so proration by days cancels out:
 (and an amount, read for a whole month: amount / f) above `spike_ratio` x the usual one — the lower median of the look-back
 FINAL runs, so that an earlier spike paid at FINAL does not become the yardstick — is a
 spike (review), unless it repeats the latest FINAL's amount (a raise kept is the new usual).
-Without FINAL history, the same jump against the earlier runs of this month (simulations:
-`History.period_lines`, the lowest of them) is a spike, and so is a share above `no_history_max_share`.
+Without FINAL history, a share above `no_history_max_share` is a spike; so is, on fewer than
+`settled_runs` FINALs with a 1500, the same jump against the earlier runs of this month
+(simulations: `History.period_lines`, the lowest of them) — one FINAL is no usual level yet (an
+allowance multiplied at a newcomer's first FINAL and paid would otherwise vouch for the same
+error when it comes back after a rehearsal that paid the right amount).
 Changes of other deductions (3300) are reported as info, for context — as review when the
 share is `jump_ratio` x its usual one or more (a garnishment tripled; the share may fall short
 by `base_tolerance`, a revision of the base salary the same month). A recurring variable
@@ -39,6 +42,8 @@ CONFIG = (ENABLED,
           Key("jump_severity", str, "... reported with this severity", SEVERITY.choices),
           Key("base_tolerance", float, "the share of a jump may fall short of jump_ratio x by this much (a revision "
               "of the base salary the same month)"),
+          Key("settled_runs", int, "1500 on fewer FINALs than this is compared with the earlier runs of the "
+              "month as well (the lowest of them; one FINAL is no usual level yet)"),
           Key("recurring_runs", int, "1500/3300 in each of this many latest FINALs that paid the staff member "
               "is recurring"),
           Key("stopped_severity", str, "severity of a recurring 1500/3300 line missing", SEVERITY.choices))
@@ -75,12 +80,9 @@ def _without_history(ctx: Context, hist: pl.DataFrame, params: Params, now_all: 
     net base salary no post could justify (`no_history_max_share`). `now_all`: this run's
     `_relative` 1500 and 3300."""
     limit = params.no_history_max_share
-    # who had 1500 at an earlier FINAL: the history's alone (kept for the month's later runs)
-    seen = ctx.from_history(CODE, params, "seen_1500", lambda: hist.filter(
-        pl.col("wage_type") == pm.WT_SPECIAL_POST).select("pernr").unique())
-    spa_now = now_all.filter(pl.col("wage_type") == pm.WT_SPECIAL_POST)
-    now = spa_now.join(seen, on="pernr", how="anti").filter(pl.col("rel") > limit)
-    rows = [finding(ctx, params, r["pernr"], "special_allowance_spike",
+    now = (now_all.filter(pl.col("wage_type") == pm.WT_SPECIAL_POST)
+           .join(_finals_with_1500(ctx, hist, params), on="pernr", how="anti").filter(pl.col("rel") > limit))
+    return [finding(ctx, params, r["pernr"], "special_allowance_spike",
                     (f"{ctx.text(pm.WT_SPECIAL_POST)} ({pm.WT_SPECIAL_POST}) is {money(r['amount'], r['currency'])}, "
                      f"{r['rel']:.0%} of net base salary, with no earlier FINAL to compare with; more than "
                      f"{limit:.0%} is not plausible for a special post allowance."),
@@ -88,31 +90,63 @@ def _without_history(ctx: Context, hist: pl.DataFrame, params: Params, now_all: 
                     score=calibrated(r["rel"], limit), severity=params.spike_severity,
                     evidence={"share_of_base": round(r["rel"], 4), "limit_share": limit})
             for r in now.iter_rows(named=True)]
-    # no FINAL yet, but an earlier run of this very month (a simulation) paid it: an allowance
-    # that is usually the same every month does not jump between rehearsals of one month
+
+
+def _finals_with_1500(ctx: Context, hist: pl.DataFrame, params: Params) -> pl.DataFrame:
+    """Who had a 1500 at an earlier FINAL, at how many as their own month's (`_finals`) and the
+    latest (`_final_run`): the history's alone (kept for the month's later runs).
+    Grain: one row per staff member."""
+    return ctx.from_history(CODE, params, "finals_1500", lambda: (
+        hist.filter(pl.col("wage_type") == pm.WT_SPECIAL_POST).group_by("pernr").agg(
+            # a retro line of an earlier month says it was paid once, not what its month was
+            pl.col("run_id").filter(pl.col("for_period") == pl.col("in_period")).n_unique().alias("_finals"),
+            pl.col("run_id").sort_by("in_period").last().alias("_final_run"))))
+
+
+def _since_rehearsal(ctx: Context, hist: pl.DataFrame, params: Params, now_all: pl.DataFrame,
+                     flagged: set[str]) -> list[dict]:
+    """A 1500 on fewer than `settled_runs` earlier FINALs that jumps (share and amount above
+    `spike_ratio` x) against the lowest earlier run of this very month: an allowance that is
+    usually the same every month does not jump between rehearsals of one month, and one FINAL
+    is no usual level to say otherwise. `flagged`: staff already reported a spike."""
     prev_lines = ctx.inp.history.period_lines
     if prev_lines.height == 0:
-        return rows
+        return []
     ratio = params.spike_ratio
+    finals = _finals_with_1500(ctx, hist, params)
+    settled = finals.filter(pl.col("_finals") >= params.settled_runs).select("pernr")
     # the lowest of the month's earlier runs: a spike that arrived at SIM2 is still one at SIM3
     prev = (_relative(prev_lines.lazy().filter(pl.col("for_period") == pl.col("in_period")), [pm.WT_SPECIAL_POST])
-            .join(seen, on="pernr", how="anti").sort("rel", "run_id")
+            .join(settled, on="pernr", how="anti").sort("rel", "run_id")
             .group_by("pernr").agg(pl.col("rel").first().alias("prev_rel"), pl.col("amount").first().alias("prev_amount"),
                                    pl.col("run_id").first()))
-    cur = (spa_now.join(seen, on="pernr", how="anti").filter(pl.col("rel") <= limit).drop("run_id")
+    spa_now = now_all.filter(pl.col("wage_type") == pm.WT_SPECIAL_POST)
+    cur = (spa_now.join(settled, on="pernr", how="anti").drop("run_id")
+           .join(finals, on="pernr", how="left")
+           # beyond the no-history limit it is reported as that already
+           .filter(pl.col("_finals").is_not_null() | (pl.col("rel") <= params.no_history_max_share))
+           .filter(~pl.col("pernr").is_in(sorted(flagged)))
            .join(prev, on="pernr")
            .filter((pl.col("rel") > pl.col("prev_rel") * ratio) & (pl.col("amount") > pl.col("prev_amount") * ratio)))
-    rows += [finding(ctx, params, r["pernr"], "special_allowance_spike",
-                     (f"{ctx.text(pm.WT_SPECIAL_POST)} ({pm.WT_SPECIAL_POST}) is {money(r['amount'], r['currency'])}, "
-                      f"{r['rel']:.1%} of net base salary, {r['rel'] / max(r['prev_rel'], 1e-9):.1f} times the "
-                      f"{r['prev_rel']:.1%} ({money(r['prev_amount'], r['currency'])}) of {r['run_id']} for the same "
-                      f"month (no earlier FINAL)."),
-                     owner="HR", wage_type=pm.WT_SPECIAL_POST, amount_cents=r["amount"], currency=r["currency"],
-                     score=calibrated(r["rel"] / max(r["prev_rel"], 1e-9), ratio), severity=params.spike_severity,
-                     evidence={"share_of_base": round(r["rel"], 4), "earlier_run": r["run_id"],
-                               "earlier_share": round(r["prev_rel"], 4), "earlier_cents": r["prev_amount"]})
-             for r in cur.iter_rows(named=True)]
-    return rows
+    return [finding(ctx, params, r["pernr"], "special_allowance_spike",
+                    (f"{ctx.text(pm.WT_SPECIAL_POST)} ({pm.WT_SPECIAL_POST}) is {money(r['amount'], r['currency'])}, "
+                     f"{r['rel']:.1%} of net base salary, {r['rel'] / max(r['prev_rel'], 1e-9):.1f} times the "
+                     f"{r['prev_rel']:.1%} ({money(r['prev_amount'], r['currency'])}) of {r['run_id']} for the same "
+                     f"month ({_too_few(r)})."),
+                    owner="HR", wage_type=pm.WT_SPECIAL_POST, amount_cents=r["amount"], currency=r["currency"],
+                    score=calibrated(r["rel"] / max(r["prev_rel"], 1e-9), ratio), severity=params.spike_severity,
+                    evidence={"share_of_base": round(r["rel"], 4), "earlier_run": r["run_id"],
+                              "earlier_share": round(r["prev_rel"], 4), "earlier_cents": r["prev_amount"],
+                              "finals_with_it": r["_finals"] or 0})
+            for r in cur.iter_rows(named=True)]
+
+
+def _too_few(r: dict) -> str:
+    """Why the FINAL history of a 1500 gives no usual level, in words."""
+    if not r["_finals"]:
+        return "no earlier FINAL" if r["_finals"] is None else "no earlier FINAL paid it for its own month"
+    runs = "its only earlier FINAL with it" if r["_finals"] == 1 else f"only {r['_finals']} earlier FINALs with it"
+    return f"{runs}, the latest {r['_final_run']}: no usual level yet"
 
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:
@@ -120,11 +154,11 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     if ctx.meta.run_type == "OFFCYCLE":
         return findings_frame([])
     wts = [pm.WT_SPECIAL_POST, pm.WT_OTHER_DED]
-    now = _relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), wts)
-    rows = _without_history(ctx, hist, params, now)
+    now_all = _relative(ctx.current.with_columns(pl.lit("current").alias("run_id")), wts)
+    rows = _without_history(ctx, hist, params, now_all)
     # a 1500 is paid as a monthly amount x f: its amount is compared for a whole month (tripled
     # in a leaver's last third of a month, it is paid as usual)
-    now = pm.whole_month(now, ctx.facts)
+    now = pm.whole_month(now_all, ctx.facts)
     # amounts relative to the month's net base salary: proration by days cancels out (the
     # history's alone: kept for the month's later runs)
     past = ctx.from_history(CODE, params, "past", lambda: _past(hist, wts))
@@ -165,6 +199,8 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                                                                            else params.change_severity),
                             evidence={"share_of_base": round(rel, 4), "past_min_share": round(r["past_min"], 4),
                                       "past_max_share": round(r["past_max"], 4), "usual_share": round(r["usual"], 4)}))
+    spiked = {r["pernr"] for r in rows if r["category"] == "special_allowance_spike"}
+    rows.extend(_since_rehearsal(ctx, hist, params, now_all, spiked))
     rows.extend(_stopped(ctx, hist, params, wts))
     return findings_frame(rows)
 

@@ -16,6 +16,14 @@ def money(cents: int | None, currency: str | None = "") -> str:
     return f"{sign}{c // 100:,}.{c % 100:02d}{(' ' + currency) if currency else ''}"
 
 
+def for_whole_month(cents: int, month: float | None, currency: str | None = "") -> str:
+    """" (1,200.01 CHF for a whole month: paid for part of it)" when the amount read for a whole
+    month (paymodel.whole_month) differs from the amount paid by a cent or more; else ""."""
+    if month is None or abs(month - cents) < 1:
+        return ""
+    return f" ({money(round(month), currency)} for a whole month: paid for part of it)"
+
+
 def plain(cents: int | None) -> str:
     """Amount for CSV files (docs/cli-contract.md): 1234.56, no grouping; "" when there is none."""
     if cents is None:

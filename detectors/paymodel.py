@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date
 from decimal import Decimal
 from fractions import Fraction
@@ -179,7 +180,7 @@ class _Months:
     def keys(self) -> list[str]:
         return ["pernr"] if self.one else ["pernr", "for_period"]
 
-    @property
+    @cached_property  # read twice in a pass; the periods never change
     def frame(self) -> pl.DataFrame:
         bounds = [month_bounds(p) for p in self.periods]
         return pl.DataFrame({"for_period": self.periods, "_first": [b[0] for b in bounds],
@@ -326,10 +327,8 @@ def _reference_frames(by_period: dict[str, dict]) -> tuple[pl.DataFrame, pl.Data
     """The reference values of each period (`reference_for_period`) as frames keyed by
     for_period: scale (+ grade, step), multipliers (+ duty_station), rates (one row)."""
     periods = list(by_period)
-    scale = pl.concat([pl.DataFrame({"for_period": pl.Series([], dtype=pl.String), "grade": pl.Series([], dtype=pl.String),
-                                     "step": pl.Series([], dtype=pl.String),
-                                     "annual_net_cents": pl.Series([], dtype=pl.Int64),
-                                     "annual_pr_cents": pl.Series([], dtype=pl.Int64)})]
+    scale = pl.concat([pl.DataFrame(schema={"for_period": pl.String, "grade": pl.String, "step": pl.String,
+                                            "annual_net_cents": pl.Int64, "annual_pr_cents": pl.Int64})]
                       + [r["scale"].select(pl.lit(p).alias("for_period"), "grade", "step",
                                            pl.col("annual_net_cents").cast(pl.Int64),
                                            pl.col("annual_pr_cents").cast(pl.Int64))

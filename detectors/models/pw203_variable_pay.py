@@ -25,7 +25,7 @@ from detectors.config import ENABLED, Key, Params
 from detectors.context import Context
 from detectors.models.context import ContextModel, area_reference, describe, severity
 from detectors.models.pw201_overtime import CONTEXT_KEYS, PEAK_KEYS, _round
-from detectors.money import money
+from detectors.money import for_whole_month, money
 from detectors.scoring import calibrated
 
 CODE = "PW203"
@@ -92,9 +92,7 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
             if r.get("ded_beyond") and r["own_amount"] is None and r["ded_n"] >= params.deduction_area_min:
                 area = (f"; beyond every 3300 of the area in {r['currency']} this month, which run up to "
                         f"{money(round(r['ded_ceiling']), r['currency'])} (n = {r['ded_n']})")
-            month = r.get("amount_month")
-            whole = (f" ({money(round(month), r['currency'])} for a whole month: paid for part of it)"
-                     if month is not None and abs(month - r["amount"]) >= 1 else "")
+            whole = for_whole_month(r["amount"], r.get("amount_month"), r["currency"])
             text = (f"{ctx.text(wt)} ({wt}) of {money(r['amount'], r['currency'])}{whole} is {said}{area}: "
                     f"far above the usual level.")
             rows.append(finding(ctx, params, r["pernr"], category, text, owner="HR" if wt == pm.WT_SPECIAL_POST

@@ -26,7 +26,7 @@ import polars as pl
 from detectors import paymodel as pm
 from detectors.base import Detector, finding, findings_frame
 from detectors.config import ENABLED, SEVERITY, Key, Params
-from detectors.money import money
+from detectors.money import for_whole_month, money
 from detectors.scoring import calibrated
 from detectors.context import Context
 
@@ -184,8 +184,7 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
         # rose 3 % is 2.9 x its usual share; a share of exactly 3 x must not miss by a rounding)
         jump = not is_spa and rel >= r["usual"] * params.jump_ratio * (1 - params.base_tolerance - 1e-9) and \
             abs(r["amount"]) >= r["usual_amount"] * params.jump_ratio
-        whole = (f" ({money(round(r['amount_month']), r['currency'])} for a whole month: paid for part of it)"
-                 if is_spa and abs(r["amount_month"] - r["amount"]) >= 1 else "")
+        whole = for_whole_month(r["amount"], r["amount_month"], r["currency"]) if is_spa else ""
         text = (f"{ctx.text(r['wage_type'])} ({r['wage_type']}) is {money(r['amount'], r['currency'])}{whole}, "
                 f"{rel:.1%} of net base salary; in the last FINAL runs it was {r['past_min']:.1%} to {r['past_max']:.1%}"
                 + (f", usually {r['usual']:.1%} — {rel / max(r['usual'], 1e-9):.1f} times that." if spike else "."))

@@ -24,8 +24,9 @@ LABELS = {
 
 def staff_run_features(lines: pl.DataFrame) -> pl.DataFrame:
     """Features of every staff member with a net base salary line, per run_id (or one run)."""
-    if "run_id" not in lines.columns:
-        lines = lines.with_columns(pl.lit("current").alias("run_id"))
+    # one run (no run_id): grouped by the staff member alone, its run named after (a second
+    # string key costs a third of the pass)
+    one = "run_id" not in lines.columns
     cur = pl.col("for_period") == pl.col("in_period")
     wt = pl.col("wage_type")
     amt = pl.col("amount_cents").cast(pl.Float64)
@@ -35,7 +36,7 @@ def staff_run_features(lines: pl.DataFrame) -> pl.DataFrame:
     # masked columns, then plain sums: one pass, no per-group filters (amounts are whole
     # cents, exact in float64, so the order of summation does not matter)
     f = lines.lazy().select(
-        "run_id", "pernr",
+        *([] if one else ["run_id"]), "pernr",
         only(cur & (wt == pm.WT_BASE), amt).alias("_base"),
         only(wt == "/560", amt).alias("_net"),
         only(wt == "/101", amt).alias("_gross"),
@@ -44,9 +45,9 @@ def staff_run_features(lines: pl.DataFrame) -> pl.DataFrame:
         pl.when(wt == pm.WT_OVERTIME).then(pl.col("quantity").cast(pl.Float64)).alias("overtime_hours"),
         only(cur & (wt == pm.WT_SPECIAL_POST), amt).alias("_spa"),
         only(cur & (wt == pm.WT_OTHER_DED), amt.abs()).alias("_ded"),
-    ).group_by("run_id", "pernr").agg(pl.all().sum()).filter(pl.col("_base") > 0).collect()
+    ).group_by(*([] if one else ["run_id"]), "pernr").agg(pl.all().sum()).filter(pl.col("_base") > 0).collect()
     return f.select(
-        "run_id", "pernr",
+        pl.lit("current").alias("run_id") if one else "run_id", "pernr",
         (pl.col("_net") / pl.col("_base")).alias("net_to_base"),
         (pl.col("_gross") / pl.col("_base")).alias("gross_to_base"),
         "n_lines",

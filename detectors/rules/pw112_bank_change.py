@@ -69,7 +69,9 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     # what this month's master data pays by the pay model (overtime aside, its hours are claimed):
     # a full month after a short one (return from leave, a newcomer's first full month) is
     # no payment out of the ordinary, so the reference is the higher of it and the last FINAL
-    model = (ctx.expected.filter((pl.col("wage_type") != pm.WT_OVERTIME) & (pl.col("for_period") == ctx.meta.period))
+    # (read for the staff whose account changed alone: the rest of the payroll is no candidate)
+    model = (ctx.expected.filter(pl.col("pernr").is_in(recent["pernr"].implode())
+                                 & (pl.col("wage_type") != pm.WT_OVERTIME) & (pl.col("for_period") == ctx.meta.period))
              .group_by("pernr").agg(pl.col("expected_cents").sum().alias("_model")))
     rise = _unit_rise(ctx, params, net, prev_net, recent["pernr"])
     prev_net = (prev_net.join(rise, on="pernr", how="left").join(model, on="pernr", how="left")

@@ -96,11 +96,12 @@ def _finals_with_1500(ctx: Context, hist: pl.DataFrame, params: Params) -> pl.Da
     """Who had a 1500 at an earlier FINAL, at how many as their own month's (`_finals`) and the
     latest (`_final_run`): the history's alone (kept for the month's later runs).
     Grain: one row per staff member."""
+    own = pl.col("for_period") == pl.col("in_period")
     return ctx.from_history(CODE, params, "finals_1500", lambda: (
         hist.filter(pl.col("wage_type") == pm.WT_SPECIAL_POST).group_by("pernr").agg(
             # a retro line of an earlier month says it was paid once, not what its month was
-            pl.col("run_id").filter(pl.col("for_period") == pl.col("in_period")).n_unique().alias("_finals"),
-            pl.col("run_id").sort_by("in_period").last().alias("_final_run"))))
+            pl.col("run_id").filter(own).n_unique().alias("_finals"),
+            pl.col("run_id").filter(own).sort_by(pl.col("in_period").filter(own)).last().alias("_final_run"))))
 
 
 def _since_rehearsal(ctx: Context, hist: pl.DataFrame, params: Params, now_all: pl.DataFrame,
@@ -145,8 +146,9 @@ def _too_few(r: dict) -> str:
     """Why the FINAL history of a 1500 gives no usual level, in words."""
     if not r["_finals"]:
         return "no earlier FINAL" if r["_finals"] is None else "no earlier FINAL paid it for its own month"
-    runs = "its only earlier FINAL with it" if r["_finals"] == 1 else f"only {r['_finals']} earlier FINALs with it"
-    return f"{runs}, the latest {r['_final_run']}: no usual level yet"
+    if r["_finals"] == 1:
+        return f"its only earlier FINAL with it, {r['_final_run']}, is no usual level yet"
+    return f"only {r['_finals']} earlier FINALs with it, the latest {r['_final_run']}: no usual level yet"
 
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:

@@ -60,6 +60,12 @@ class Context:
     def meta(self):
         return self.inp.meta
 
+    @cached_property  # threads asking at once may each compute it: the same rows
+    def paid(self) -> pl.DataFrame:
+        """The staff with any line in this run (pernr), found once per run: the preparation and
+        several detectors read it. Grain: one row per staff member, in no particular order."""
+        return self.inp.lines.select("pernr").unique()
+
     def final_digests(self) -> dict[str, str]:
         """Digest of each earlier FINAL's lines in the history (models/cache.py `run_digests`),
         computed once per run for all the models that key a cache on them (detectors run on
@@ -163,7 +169,7 @@ def prepare(inp: DetectionInput, eager: bool = True) -> Context:
         facts, expected = pm.expected_for_period(
             inp.md, inp.ref, period, written=current, overtime_hours=overtime_hours(current)
         )
-        return facts, expected, status_days(inp.md["actions"], period, lines["pernr"].unique())
+        return facts, expected, status_days(inp.md["actions"], period, ctx.paid["pernr"])
 
     ctx = Context(inp, current, retro, None, None, None, inp.ref["wage_types"], pending=pending)
     return ctx.prepared() if eager else ctx

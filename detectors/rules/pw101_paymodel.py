@@ -63,7 +63,7 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
         return findings_frame([])
     facts = ctx.facts
     # staff with no line at all are one omission (PW114 active_not_paid), not a missing line each
-    paid = ctx.inp.lines.select("pernr").unique()
+    paid = ctx.paid
     exp = ctx.expected.join(facts.select("pernr"), on="pernr").join(paid, on="pernr", how="semi")
     written = _written(ctx).join(facts.select("pernr"), on="pernr")  # staff not active: PW103
     cmp = exp.join(written, on=["pernr", "wage_type"], how="full", coalesce=True)

@@ -34,7 +34,7 @@ def shared_accounts(bank: pl.DataFrame, first, last) -> pl.DataFrame:
 def run(ctx: Context, params: Params) -> pl.DataFrame:
     first, last, _ = pm.month_bounds(ctx.meta.period)
     shared = shared_accounts(ctx.inp.md["bank_details"], first, last)
-    paid = ctx.inp.lines.select("pernr").unique()
+    paid = ctx.paid
     flagged = shared.filter((pl.col("since") == pl.col("newest")) | (pl.col("since") >= first)).join(paid, on="pernr")
     rows = []
     for r in flagged.iter_rows(named=True):

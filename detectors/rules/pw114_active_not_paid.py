@@ -27,7 +27,7 @@ def unpaid_active(ctx: Context) -> pl.DataFrame:
             .filter((pl.col("valid_from") <= last) & (pl.col("valid_to") >= first)
                     & (pl.col("payroll_area") == ctx.meta.payroll_area))
             .select("pernr").unique())
-    paid = ctx.inp.lines.select("pernr").unique()
+    paid = ctx.paid
     expected = (ctx.expected.filter(pl.col("expected_cents").is_not_null())
                 .join(ctx.wage_types.select("wage_type", "wage_class"), on="wage_type", how="left")
                 .group_by("pernr").agg(pl.col("expected_cents").sum().alias("expected_net"),

@@ -129,7 +129,7 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                             evidence={"other_runs": r["others"] or [], "other_cents": r["other_cents"],
                                       "lines_in_run": r["n_lines"]}))
     if regular:
-        paid = ctx.inp.lines.select("pernr").unique()
+        paid = ctx.paid
         due = pm.shift_period(ctx.meta.period, -params.recovery_months)
         late = (led.join(paid, on="pernr").filter(pl.col("oldest_open").is_not_null()
                                                   & (pl.col("oldest_open") <= due) & (pl.col("recovered_now") == 0)))

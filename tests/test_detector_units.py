@@ -433,7 +433,8 @@ def test_ledger_flags_a_recovery_exactly_when_no_advance_covers_it(advances, rec
     hist = History(final_lines=pl.DataFrame(fin, schema=schema), offcycle_lines=pl.DataFrame(offc, schema=schema))
     inp = DetectionInput(RunMeta("A-202505-SIM1", "A", "202505", "SIM1"), cur, {}, {}, hist)
     params = led.DETECTOR.params(load_config()["PW140"])  # recovery_months 6: nothing is overdue here
-    got = set(led.run(SimpleNamespace(inp=inp, meta=inp.meta), params)["category"].to_list())
+    ctx = SimpleNamespace(inp=inp, meta=inp.meta, paid=cur.select("pernr").unique())  # as Context.paid
+    got = set(led.run(ctx, params)["category"].to_list())
     open_balance = sum(advances) - sum(recovered)
     want = set()
     if now and not advances:

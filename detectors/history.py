@@ -77,21 +77,36 @@ def earliest_unsettled_changes(md_now: dict[str, pl.DataFrame],
                                groups: list[tuple[dict[str, pl.DataFrame] | None, list[str]]]) -> pl.DataFrame:
     """`earliest_unsettled_change` of several groups of staff at once, each group with the
     extract of the last FINAL that paid it (`(md_then, pernrs)`). A staff member is in one
-    group and every record carries its PERNR, so the groups' records are compared in one
-    stacked pass: the same rows as one call per group, in a third of the operations.
+    group and every record carries its PERNR, so the groups' records are compared in two
+    passes (the largest group, the others stacked): the same rows as one call per group.
     Grain: one row per staff member with a change (pernr, effective)."""
+    # the largest group that has an extract is compared whole: every record now against its
+    # whole extract, the changes then kept for its staff (a staff member's changes are read
+    # from his own records alone: every key holds PERNR). Cutting its staff out of both
+    # sides first cost as much as the comparison. The other groups are stacked and compared
+    # on their own staff's records.
+    whole = max((g for g in groups if g[0] is not None), key=lambda g: len(g[1]), default=None)
+    rest = [g for g in groups if g is not whole]
     # each group's staff as one list value, built once for the four infotypes (a Series built
     # from 10,000 Python strings costs as much as the filter that reads it)
-    staff = [(then, pl.Series(pernrs, dtype=pl.String).implode()) for then, pernrs in groups]
-    keep = pl.concat([pernrs.explode() for _, pernrs in staff]).implode() if staff else pl.lit([], pl.List(pl.String))
+    staff = [(then, pl.Series(pernrs, dtype=pl.String).implode()) for then, pernrs in rest]
+    keep = pl.concat([pernrs.explode() for _, pernrs in staff]).implode() if staff else None
+    whole_staff = pl.Series(whole[1], dtype=pl.String).implode() if whole is not None else None
     parts = []
     for it in PAY_INFOTYPES:
         # opaque codes (reason, cost centre) carry no pay meaning: a change there is no change
-        now = md_now[it].filter(pl.col("pernr").is_in(keep)).drop(OPAQUE, strict=False)
-        then = [then[it].filter(pl.col("pernr").is_in(pernrs)).drop(OPAQUE, strict=False).select(now.columns)
-                for then, pernrs in staff if then is not None]
         key = ["pernr", "member_id", "valid_from"] if it == "family" else ["pernr", "valid_from"]
-        parts.append(_effective_changes(now, pl.concat(then) if then else now.head(0), key))
+        every = md_now[it].drop(OPAQUE, strict=False)
+        if whole is not None:
+            parts.append(_effective_changes(every, whole[0][it].drop(OPAQUE, strict=False).select(every.columns), key)
+                         .filter(pl.col("pernr").is_in(whole_staff)))
+        if staff:
+            now = every.filter(pl.col("pernr").is_in(keep))
+            then = [then[it].filter(pl.col("pernr").is_in(pernrs)).drop(OPAQUE, strict=False).select(now.columns)
+                    for then, pernrs in staff if then is not None]
+            parts.append(_effective_changes(now, pl.concat(then) if then else now.head(0), key))
+    if not parts:
+        return pl.DataFrame(schema={"pernr": pl.String, "effective": pl.Date})
     changes = pl.concat(parts)
     return changes.group_by("pernr").agg(pl.col("effective").min())
 

@@ -27,6 +27,8 @@ WT_BASE, WT_POST_ADJ, WT_SPOUSE, WT_CHILD = "1000", "1010", "1100", "1110"
 WT_OVERTIME, WT_SPECIAL_POST, WT_ADVANCE = "1400", "1500", "2000"
 WT_PENSION, WT_HEALTH, WT_RECOVERY, WT_OTHER_DED = "3000", "3100", "3200", "3300"
 MODEL_WAGE_TYPES = (WT_BASE, WT_POST_ADJ, WT_SPOUSE, WT_CHILD, WT_OVERTIME, WT_PENSION, WT_HEALTH)
+# expected_lines gathers each staff member's lines in this order as the sorted order
+assert list(MODEL_WAGE_TYPES) == sorted(MODEL_WAGE_TYPES), "MODEL_WAGE_TYPES must ascend"
 RETRO_WAGE_TYPES = (WT_BASE, WT_POST_ADJ, WT_SPOUSE, WT_CHILD, WT_PENSION, WT_HEALTH)
 # variable amounts the contract pays as a monthly amount x f (1500; 1400, 2000, 3200, 3300 are not prorated)
 PRORATED_VARIABLE = (WT_SPECIAL_POST,)

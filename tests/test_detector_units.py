@@ -95,6 +95,44 @@ def test_earliest_unsettled_change_over_infotypes_and_never_paid_staff():
     assert got == {"2": date(2025, 3, 10)}
 
 
+def test_earliest_unsettled_changes_of_several_groups_are_each_group_s_alone():
+    """The largest group is compared against its whole extract, the others stacked: the same
+    rows as one call per group, whichever extract holds which staff member."""
+    def md(bp: pl.DataFrame) -> dict[str, pl.DataFrame]:
+        pernrs = bp["pernr"].unique().sort().to_list()
+        n = len(pernrs)
+        return {"actions": pl.DataFrame({"pernr": pernrs, "valid_from": [date(2020, 1, 1)] * n, "valid_to": [OPEN] * n,
+                                         "action_type": ["01"] * n, "action_reason": [None] * n,
+                                         "employment_status": ["3"] * n}, schema_overrides={"action_reason": pl.String}),
+                "assignments": pl.DataFrame({"pernr": pernrs, "valid_from": [date(2020, 1, 1)] * n,
+                                             "valid_to": [OPEN] * n, "staff_category": ["P"] * n}),
+                "basic_pay": bp,
+                "family": pl.DataFrame(schema={"pernr": pl.String, "member_id": pl.String, "member_type": pl.String,
+                                               "birth_date": pl.Date, "valid_from": pl.Date, "valid_to": pl.Date,
+                                               "is_dependent": pl.Boolean})}
+
+    # January's extract: 1 and 2 at step 05, 3 at step 01; February's: 3 at step 02 from 15 January
+    # (read against it, 3 would change from 15 January: he is not of its group)
+    jan = md(basic_pay(("1", date(2020, 1, 1), OPEN, "P-3", "05", 100), ("2", date(2020, 1, 1), OPEN, "P-3", "05", 100),
+                       ("3", date(2020, 1, 1), OPEN, "P-2", "01", 100)))
+    feb = md(basic_pay(("1", date(2020, 1, 1), OPEN, "P-3", "05", 100), ("2", date(2020, 1, 1), OPEN, "P-3", "05", 100),
+                       ("3", date(2020, 1, 1), date(2025, 1, 14), "P-2", "01", 100),
+                       ("3", date(2025, 1, 15), OPEN, "P-2", "02", 100)))
+    now = md(basic_pay(("1", date(2020, 1, 1), date(2025, 2, 28), "P-3", "05", 100),
+                       ("1", date(2025, 3, 1), OPEN, "P-3", "06", 100), ("2", date(2020, 1, 1), OPEN, "P-3", "05", 100),
+                       ("3", date(2020, 1, 1), date(2025, 1, 31), "P-2", "01", 100),
+                       ("3", date(2025, 2, 1), OPEN, "P-2", "02", 100), ("4", date(2025, 3, 5), OPEN, "P-1", "01", 100)))
+    groups = [(feb, ["1", "2"]), (jan, ["3"]), (None, ["4"])]
+    together = dict(h.earliest_unsettled_changes(now, groups).iter_rows())
+    alone = {}
+    for then, pernrs in groups:
+        alone |= dict(h.earliest_unsettled_change(now, then, pernrs).iter_rows())
+    # 1: step 06 from March; 3 read against January (February's extract already had his step 02);
+    # 4: never paid (his earliest record counts); 2: no change
+    assert together == alone == {"1": date(2025, 3, 1), "3": date(2025, 2, 1), "4": date(2020, 1, 1)}
+    assert h.earliest_unsettled_changes(now, []).height == 0
+
+
 # -------------------------------------------------------------------------- history.ledger
 
 def test_ledger_sums_final_and_later_retro_lines_of_retro_wage_types_only():

@@ -25,14 +25,22 @@ def staff_totals(ctx: Context) -> pl.DataFrame:
     """Sums by class and the totals as written. Grain: one row per staff member."""
     lines = ctx.inp.lines.join(ctx.wage_types.select("wage_type", "wage_class"), on="wage_type", how="left")
     in_period = pl.col("for_period") == pl.col("in_period")
-    return lines.group_by("pernr").agg(
-        pl.col("amount_cents").filter(pl.col("wage_class") == "EARNING").sum().alias("earnings"),
-        pl.col("amount_cents").filter(pl.col("wage_class") == "DEDUCTION").sum().alias("deductions"),
-        pl.col("currency").filter(pl.col("wage_type") == "/560").first().alias("currency"),
-        (pl.col("wage_class") != "TOTAL").sum().alias("n_pay_lines"),
-        *[pl.col("amount_cents").filter((pl.col("wage_type") == t) & in_period).sum().alias(f"w{t[1:]}") for t in TOTALS],
-        *[((pl.col("wage_type") == t) & in_period).sum().alias(f"n{t[1:]}") for t in TOTALS],
-    )
+    wt, cls = pl.col("wage_type"), pl.col("wage_class")
+
+    def amount_if(cond: pl.Expr) -> pl.Expr:
+        return pl.when(cond).then(pl.col("amount_cents")).otherwise(0)
+
+    # masked columns, then plain sums: one pass, no per-group filter (a filter per
+    # aggregation costs a third of the pass)
+    return lines.lazy().select(
+        "pernr", amount_if(cls == "EARNING").alias("earnings"), amount_if(cls == "DEDUCTION").alias("deductions"),
+        pl.when(wt == "/560").then(pl.col("currency")).alias("currency"),
+        (cls != "TOTAL").cast(pl.UInt32).alias("n_pay_lines"),
+        *[amount_if((wt == t) & in_period).alias(f"w{t[1:]}") for t in TOTALS],
+        *[((wt == t) & in_period).cast(pl.UInt32).alias(f"n{t[1:]}") for t in TOTALS],
+    ).group_by("pernr").agg(pl.exclude("currency").sum(), pl.col("currency").drop_nulls().first()).select(
+        "pernr", "earnings", "deductions", "currency", "n_pay_lines", *[f"w{t[1:]}" for t in TOTALS],
+        *[f"n{t[1:]}" for t in TOTALS]).collect()
 
 
 def _suspects(t: pl.DataFrame, params: Params, offcycle: bool) -> pl.DataFrame:

@@ -18,8 +18,14 @@ CONFIG = (ENABLED, SEVERITY)
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:
     kind = "OFFCYCLE" if ctx.meta.run_type == "OFFCYCLE" else "REGULAR"
-    lines = ctx.inp.lines.join(ctx.wage_types, on="wage_type", how="left")
-    bad = lines.filter(pl.col("run_types").is_null() | ~pl.col("run_types").str.split("|").list.contains(kind))
+    wts = ctx.wage_types
+    not_allowed = pl.col("run_types").is_null() | ~pl.col("run_types").str.split("|").list.contains(kind)
+    # the catalogue is read first (a few dozen rows): only the lines of a wage type it does not
+    # know or does not allow here are joined, the same rows as joining every line
+    doubtful = wts.filter(not_allowed)["wage_type"].implode()
+    wt = pl.col("wage_type")
+    lines = ctx.inp.lines.filter(wt.is_null() | wt.is_in(doubtful) | ~wt.is_in(wts["wage_type"].implode()))
+    bad = lines.join(wts, on="wage_type", how="left").filter(not_allowed)
     rows = []
     for r in bad.iter_rows(named=True):
         unknown = r["run_types"] is None

@@ -16,19 +16,21 @@ class Context:
 
     current: lines of the run's own month (FPPER = INPER). retro: FPPER < INPER.
     facts: one row per staff member active in the month (paymodel.attach_reference).
-    expected: one row per staff member per deterministic wage type (as-written rule).
+    expected: one row per staff member per deterministic wage type (as-written rule);
+    expected_wide: the same amounts, one row per staff member (paymodel.expected_wide).
     status_days: one row per staff member with lines: days of the month per STAT2.
     wage_types: T512W (wage_type, wage_type_text, wage_class, run_types, owner).
-    facts, expected and status_days may be given as `pending` (a function that returns the
-    three): computed then on first use, once, whichever detector thread asks first (the
+    facts, expected, status_days and expected_wide may be given as `pending` (a function that
+    returns the four): computed then on first use, once, whichever detector thread asks first (the
     others wait), so that detectors that read none of them run meanwhile.
     """
 
     def __init__(self, inp: DetectionInput, current: pl.DataFrame, retro: pl.DataFrame, facts: pl.DataFrame | None,
                  expected: pl.DataFrame | None, status_days: pl.DataFrame | None, wage_types: pl.DataFrame,
-                 artifacts: dict | None = None, *, pending=None):
+                 artifacts: dict | None = None, *, pending=None, expected_wide: pl.DataFrame | None = None):
         self.inp, self.current, self.retro, self.wage_types = inp, current, retro, wage_types
         self._facts, self._expected, self._status_days = facts, expected, status_days
+        self._expected_wide = expected_wide
         self._pending = pending
         self.artifacts = artifacts if artifacts is not None else {}  # fitted models, keyed by detector code
         self._lock = threading.Lock()
@@ -36,11 +38,11 @@ class Context:
         self._final_digests: dict | None = None
 
     def prepared(self) -> "Context":
-        """facts, expected and status_days computed (now, if they were pending)."""
+        """facts, expected, status_days and expected_wide computed (now, if they were pending)."""
         if self._pending is not None:
             with self._prepare_lock:
                 if self._pending is not None:
-                    self._facts, self._expected, self._status_days = self._pending()
+                    self._facts, self._expected, self._status_days, self._expected_wide = self._pending()
                     self._pending = None
         return self
 
@@ -55,6 +57,11 @@ class Context:
     @property
     def status_days(self) -> pl.DataFrame:
         return self.prepared()._status_days
+
+    @property
+    def expected_wide(self) -> pl.DataFrame:
+        """`expected` with a column per wage type (None when the context was given `expected` alone)."""
+        return self.prepared()._expected_wide
 
     @property
     def meta(self):
@@ -165,11 +172,11 @@ def prepare(inp: DetectionInput, eager: bool = True) -> Context:
     retro = lines.filter(pl.col("for_period") < pl.col("in_period"))
     period = inp.meta.period
 
-    def pending() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-        facts, expected = pm.expected_for_period(
+    def pending() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        facts, wide = pm.expected_wide_for_period(
             inp.md, inp.ref, period, written=current, overtime_hours=overtime_hours(current)
         )
-        return facts, expected, status_days(inp.md["actions"], period, ctx.paid["pernr"])
+        return facts, pm.lines_of(wide), status_days(inp.md["actions"], period, ctx.paid["pernr"]), wide
 
     ctx = Context(inp, current, retro, None, None, None, inp.ref["wage_types"], pending=pending)
     return ctx.prepared() if eager else ctx

@@ -419,14 +419,26 @@ def expected_lines(
     written: pl.DataFrame | None = None,
     overtime_hours: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Expected deterministic lines. Grain: one row per staff member per wage type.
+    """Expected deterministic lines (`expected_wide`, one row per wage type). Grain: one row per
+    staff member per wage type. Out: pernr, for_period, wage_type, expected_cents (zero lines
+    dropped; null when an input is missing)."""
+    return lines_of(expected_wide(facts, written, overtime_hours))
+
+
+def expected_wide(
+    facts: pl.DataFrame,
+    written: pl.DataFrame | None = None,
+    overtime_hours: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Expected deterministic amounts. Grain: one row per staff member and for-period (sorted
+    by them), a column per wage type of MODEL_WAGE_TYPES: 0 where the model has no line, null
+    where an input is missing.
 
     `facts` from `attach_reference` (several periods: `written` and `overtime_hours` are
     given for one period only, and are then None). `written`: pay lines of the same for-period
     (pernr, wage_type, amount_cents) — 1010, 1100 and 3100 use 1000/1010 as written
     (summed when written twice; the model amount when missing). `overtime_hours`:
-    (pernr, hours_num, hours_den) for 1400. Out: pernr, for_period, wage_type,
-    expected_cents (zero lines dropped; null when an input is missing).
+    (pernr, hours_num, hours_den) for 1400.
     """
     f = facts.with_columns(
         pl.col("annual_net_cents").cast(I128).alias("_net"),
@@ -474,11 +486,17 @@ def expected_lines(
         )
     else:
         f = f.with_columns(pl.lit(0, dtype=pl.Int64).alias("m1400"))
-    # the wide rows sorted (one per staff member and period), unpivoted (wage type by wage type:
-    # MODEL_WAGE_TYPES ascends), then each staff member's seven gathered together: the order
-    # of a sort by staff member and wage type, without sorting seven times the rows by text
     keys = ["pernr", "for_period"]
-    wide = f.select(*keys, *[pl.col(f"m{wt}").alias(wt) for wt in MODEL_WAGE_TYPES]).sort(keys)
+    return f.select(*keys, *[pl.col(f"m{wt}").alias(wt) for wt in MODEL_WAGE_TYPES]).sort(keys)
+
+
+def lines_of(wide: pl.DataFrame) -> pl.DataFrame:
+    """`expected_wide`'s amounts as lines: one row per staff member, period and wage type, zero
+    amounts dropped, sorted by staff member, period and wage type."""
+    # the wide rows (sorted) unpivoted wage type by wage type (MODEL_WAGE_TYPES ascends), then
+    # each staff member's seven gathered together: the order of a sort by staff member and wage
+    # type, without sorting seven times the rows by text
+    keys = ["pernr", "for_period"]
     k, row = len(MODEL_WAGE_TYPES), pl.int_range(0, wide.height * len(MODEL_WAGE_TYPES), eager=True)
     long = wide.unpivot(index=keys, variable_name="wage_type", value_name="expected_cents")
     return long[(row % k) * wide.height + row // k].filter(
@@ -504,9 +522,22 @@ def expected_for_period(
     pernrs: list[str] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Facts (with reference values) and expected lines of every staff member in a period."""
+    facts, wide = expected_wide_for_period(md, ref, period, written, overtime_hours, pernrs)
+    return facts, lines_of(wide)
+
+
+def expected_wide_for_period(
+    md: dict[str, pl.DataFrame],
+    ref: dict[str, pl.DataFrame],
+    period: str,
+    written: pl.DataFrame | None = None,
+    overtime_hours: pl.DataFrame | None = None,
+    pernrs: list[str] | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`expected_for_period` with the expected amounts wide (`expected_wide`)."""
     facts = staff_month_facts(md if pernrs is None else subset(md, pernrs), period)
     facts = attach_reference(facts, reference_for_period(ref, period))
-    return facts, expected_lines(facts, written, overtime_hours)
+    return facts, expected_wide(facts, written, overtime_hours)
 
 
 def expected_for_periods(md: dict[str, pl.DataFrame], ref: dict[str, pl.DataFrame],

@@ -796,3 +796,53 @@ def test_effective_changes_pair_re_delimited_records_as_the_join_did(seed):
     now += [r for r in now if rng.random() < 0.2]  # written twice
     a, b = basic_pay(*now), basic_pay(*then)
     assert effective(a, b) == sorted(_joined_effective_changes(a, b).iter_rows())
+
+
+# -------------------------------------------------------------------------- PW101 suspects
+
+# per wage type: the expected amount (none computable, no line, a line) and what is written for
+# it — mostly as expected, so that one difference alone makes a staff member a suspect
+_WAGE_TYPE = st.tuples(st.sampled_from([None, 0, 0, 100, 250]),
+                       st.sampled_from(["as_expected"] * 6 + ["none", "other", "twice", "and_a_zero", "and_more"]))
+
+
+def _written_for(cell: int | None, mode: str) -> list[int]:
+    line = [cell] if cell else []
+    return {"as_expected": line, "none": [], "other": [300], "twice": line * 2 or [100, 100],
+            "and_a_zero": line + [0], "and_more": line + [300]}[mode]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.lists(_WAGE_TYPE, min_size=7, max_size=7), st.booleans()), min_size=1, max_size=6))
+def test_pw101_suspects_are_the_staff_the_line_by_line_comparison_reads(staff):
+    """PW101 compares line by line only the staff its wide reading picks out: they must be
+    exactly the staff with a row in the line-by-line comparison (expected lines with their
+    zero and null rules against the written lines' range), whatever is written twice, not at
+    all or with no expected line behind it."""
+    from detectors import paymodel as pm
+    from detectors.rules import pw101_paymodel as pw101
+
+    model = list(pm.MODEL_WAGE_TYPES)
+    wide = pl.DataFrame([{"pernr": f"{i:08d}", "for_period": "202605", **{w: c for w, (c, _) in zip(model, wts)}}
+                         for i, (wts, _) in enumerate(staff)],
+                        schema={"pernr": pl.String, "for_period": pl.String, **{w: pl.Int64 for w in model}})
+    lines = [{"pernr": f"{i:08d}", "for_period": "202605", "in_period": "202605", "wage_type": w,
+              "amount_cents": a, "currency": "USD"}
+             for i, (wts, _) in enumerate(staff) for w, (c, mode) in zip(model, wts) for a in _written_for(c, mode)]
+    # a total: paid, whether or not a model line is written
+    lines += [{"pernr": f"{i:08d}", "for_period": "202605", "in_period": "202605", "wage_type": "/560",
+               "amount_cents": 1, "currency": "USD"} for i, (_, paid) in enumerate(staff) if paid]
+    current = pl.DataFrame(lines, schema={"pernr": pl.String, "for_period": pl.String, "in_period": pl.String,
+                                          "wage_type": pl.String, "amount_cents": pl.Int64, "currency": pl.String})
+    ctx = SimpleNamespace(current=current, expected_wide=wide, paid=current.select("pernr").unique())
+    got = set(pw101._suspects(ctx).to_list())
+
+    exp = pm.lines_of(wide).join(ctx.paid, on="pernr", how="semi")
+    written = (current.filter(pl.col("wage_type").is_in(model)).group_by("pernr", "wage_type")
+               .agg(pl.col("amount_cents").min().alias("lo"), pl.col("amount_cents").max().alias("hi")))
+    cmp = exp.join(written, on=["pernr", "wage_type"], how="full", coalesce=True).with_columns(
+        pl.col("expected_cents").fill_null(0).alias("e0"))
+    bad = cmp.filter((pl.col("expected_cents").is_null() & pl.col("for_period").is_not_null())
+                     | (pl.col("lo").is_null() & (pl.col("e0") != 0))
+                     | (pl.col("lo").is_not_null() & ((pl.col("lo") != pl.col("e0")) | (pl.col("hi") != pl.col("e0")))))
+    assert got == set(bad["pernr"].to_list())

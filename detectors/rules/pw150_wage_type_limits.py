@@ -39,12 +39,16 @@ def _limits(params: Params) -> pl.DataFrame:
                         schema={"wage_type": pl.String, "limit": pl.Float64})
 
 
+def _outside_wage_types(ctx: Context) -> pl.Series:
+    """T512W's earnings and deductions the pay model does not compute."""
+    return ctx.wage_types.filter(pl.col("wage_class").is_in(["EARNING", "DEDUCTION"])
+                                 & ~pl.col("wage_type").is_in(list(pm.MODEL_WAGE_TYPES)))["wage_type"]
+
+
 def _outside_model(ctx: Context) -> pl.DataFrame:
     """This run's lines of earnings and deductions the pay model does not compute, summed.
     Grain: one row per staff member, period and wage type."""
-    outside = ctx.wage_types.filter(pl.col("wage_class").is_in(["EARNING", "DEDUCTION"])
-                                    & ~pl.col("wage_type").is_in(list(pm.MODEL_WAGE_TYPES)))["wage_type"]
-    return (ctx.inp.lines.filter(pl.col("wage_type").is_in(outside.implode()))
+    return (ctx.inp.lines.filter(pl.col("wage_type").is_in(_outside_wage_types(ctx).implode()))
             .group_by("pernr", "for_period", "wage_type")
             .agg(pl.col("amount_cents").sum().alias("amount"), pl.col("currency").first()))
 
@@ -75,18 +79,20 @@ def _new_wage_types(ctx: Context, params: Params, lines: pl.DataFrame) -> list[d
         return []
     recurring = lines.filter(~pl.col("wage_type").is_in(params.not_recurring)
                              & (pl.col("for_period") == ctx.meta.period))
-    # semi/anti joins need no distinct rows: the history is read as it is, and only its
-    # lines of the wage types this run pays outside the model can match a (pernr, wage type)
-    paid_before = hist.lazy().select("pernr")
-    seen = hist.lazy().filter(pl.col("wage_type").is_in(recurring["wage_type"].unique().implode())).select(
-        "pernr", "wage_type")
+    # the history's staff, and its (staff member, wage type) pairs of the wage types outside the
+    # model (T512W's, named in the key: a catalogue that changes is another set), are the
+    # history's alone: found once, kept for the month's later runs
+    outside = sorted(_outside_wage_types(ctx).to_list())
+    paid_before = ctx.from_history(CODE, params, "paid_before", lambda: hist.select("pernr").unique())
+    seen = ctx.from_history(CODE, params, "seen:" + ",".join(outside), lambda: hist.filter(
+        pl.col("wage_type").is_in(pl.Series(outside, dtype=pl.String).implode())).select("pernr", "wage_type").unique())
     start = pm.shift_period(ctx.meta.period, -params.action_months)
     first = date(int(start[:4]), int(start[4:]), 1)
     _, last, _ = pm.month_bounds(ctx.meta.period)
     acted = (ctx.inp.md["actions"].filter((pl.col("valid_from") >= first) & (pl.col("valid_from") <= last))
              .select("pernr").unique())
-    new = (recurring.lazy().join(paid_before, on="pernr", how="semi").join(seen, on=["pernr", "wage_type"], how="anti")
-           .join(acted.lazy(), on="pernr", how="anti").collect())
+    new = (recurring.lazy().join(paid_before.lazy(), on="pernr", how="semi")
+           .join(seen.lazy(), on=["pernr", "wage_type"], how="anti").join(acted.lazy(), on="pernr", how="anti").collect())
     n_finals = ctx.inp.history.runs.filter(pl.col("run_type") == "FINAL").height
     return [finding(ctx, params, r["pernr"], "unexplained_new_wage_type",
                     (f"{ctx.text(r['wage_type'])} ({r['wage_type']}) of {money(r['amount'], r['currency'])} is paid "

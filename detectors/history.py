@@ -77,38 +77,36 @@ def earliest_unsettled_changes(md_now: dict[str, pl.DataFrame],
                                groups: list[tuple[dict[str, pl.DataFrame] | None, list[str]]]) -> pl.DataFrame:
     """`earliest_unsettled_change` of several groups of staff at once, each group with the
     extract of the last FINAL that paid it (`(md_then, pernrs)`). A staff member is in one
-    group and every record carries its PERNR, so the groups' records are compared in two
-    passes (the largest group, the others stacked): the same rows as one call per group.
+    group and every record carries its PERNR, so the groups' records are compared in one
+    stacked pass: the same rows as one call per group.
     Grain: one row per staff member with a change (pernr, effective)."""
-    # the largest group that has an extract is compared whole: every record now against its
-    # whole extract, the changes then kept for its staff (a staff member's changes are read
-    # from his own records alone: every key holds PERNR). Cutting its staff out of both
-    # sides first cost as much as the comparison. The other groups are stacked and compared
-    # on their own staff's records.
-    whole = max((g for g in groups if g[0] is not None), key=lambda g: len(g[1]), default=None)
-    rest = [g for g in groups if g is not whole]
+    # one pass: every record now against one stack of earlier records — the largest group's
+    # extract whole but for the other groups' staff, and each other group's extract for its own
+    # staff (a staff member's changes are read from his own records alone: every key holds
+    # PERNR) —, the changes then kept for the groups' staff. Cutting the largest group's staff
+    # out of both sides cost as much as the comparison itself.
     # each group's staff as one list value, built once for the four infotypes (a Series built
     # from 10,000 Python strings costs as much as the filter that reads it)
-    staff = [(then, pl.Series(pernrs, dtype=pl.String).implode()) for then, pernrs in rest]
-    keep = pl.concat([pernrs.explode() for _, pernrs in staff]).implode() if staff else None
-    whole_staff = pl.Series(whole[1], dtype=pl.String).implode() if whole is not None else None
+    staffed = [(then, pl.Series(pernrs, dtype=pl.String).implode()) for then, pernrs in groups]
+    largest = max((i for i, (then, _) in enumerate(staffed) if then is not None), key=lambda i: len(groups[i][1]),
+                  default=None)
+    whole = staffed[largest] if largest is not None else None
+    rest = [g for i, g in enumerate(staffed) if i != largest]
+    rest_staff = pl.concat([pernrs.explode() for _, pernrs in rest]).implode() if rest else None
     parts = []
     for it in PAY_INFOTYPES:
         # opaque codes (reason, cost centre) carry no pay meaning: a change there is no change
         key = ["pernr", "member_id", "valid_from"] if it == "family" else ["pernr", "valid_from"]
         every = md_now[it].drop(OPAQUE, strict=False)
+        earlier = [then[it].filter(pl.col("pernr").is_in(pernrs)).drop(OPAQUE, strict=False).select(every.columns)
+                   for then, pernrs in rest if then is not None]
         if whole is not None:
-            parts.append(_effective_changes(every, whole[0][it].drop(OPAQUE, strict=False).select(every.columns), key)
-                         .filter(pl.col("pernr").is_in(whole_staff)))
-        if staff:
-            now = every.filter(pl.col("pernr").is_in(keep))
-            then = [then[it].filter(pl.col("pernr").is_in(pernrs)).drop(OPAQUE, strict=False).select(now.columns)
-                    for then, pernrs in staff if then is not None]
-            parts.append(_effective_changes(now, pl.concat(then) if then else now.head(0), key))
-    if not parts:
-        return pl.DataFrame(schema={"pernr": pl.String, "effective": pl.Date})
-    changes = pl.concat(parts)
-    return changes.group_by("pernr").agg(pl.col("effective").min())
+            extract = whole[0][it].drop(OPAQUE, strict=False).select(every.columns)
+            earlier.append(extract if rest_staff is None else extract.filter(~pl.col("pernr").is_in(rest_staff)))
+        parts.append(_effective_changes(every, pl.concat(earlier) if earlier else every.head(0), key))
+    staff = pl.concat([pernrs.explode() for _, pernrs in staffed] or [pl.Series([], dtype=pl.String)]).implode()
+    return (pl.concat(parts).group_by("pernr").agg(pl.col("effective").min())
+            .filter(pl.col("pernr").is_in(staff)))
 
 
 def ledger(final_lines: pl.DataFrame, wage_types: tuple[str, ...] = pm.RETRO_WAGE_TYPES) -> pl.DataFrame:

@@ -37,19 +37,21 @@ def measured(lines: pl.DataFrame | pl.LazyFrame, wage_type: str, measure: str) -
     """The month's measure of one wage type. Grain: one row per run and staff member with it
     (run_id, pernr, value, amount, currency)."""
     lines = lines.lazy()  # a frame or a plan (own_reference's runs filter joins the pass)
-    if "run_id" not in lines.collect_schema().names():
-        lines = lines.with_columns(pl.lit("current").alias("run_id"))
+    # one run (no run_id): grouped by the staff member alone, the run named after (a constant
+    # text key costs a third of the pass)
+    keys = ["run_id", "pernr"] if "run_id" in lines.collect_schema().names() else ["pernr"]
+    run_id = pl.col("run_id") if len(keys) == 2 else pl.lit("current").alias("run_id")
     # one plan, collected once: the month's filter and the wage type's are read in one pass
     cur = lines.filter(pl.col("for_period") == pl.col("in_period"))
-    wt = (cur.filter(pl.col("wage_type") == wage_type).group_by("run_id", "pernr")
+    wt = (cur.filter(pl.col("wage_type") == wage_type).group_by(keys)
           .agg(pl.col("quantity").cast(pl.Float64).sum().alias("_qty"), pl.col("amount_cents").sum().alias("amount"),
                pl.col("currency").first()))
     if measure == "hours":
-        return wt.select("run_id", "pernr", pl.col("_qty").alias("value"), "amount", "currency").collect()
-    base = (cur.filter(pl.col("wage_type") == pm.WT_BASE).group_by("run_id", "pernr")
+        return wt.select(run_id, "pernr", pl.col("_qty").alias("value"), "amount", "currency").collect()
+    base = (cur.filter(pl.col("wage_type") == pm.WT_BASE).group_by(keys)
             .agg(pl.col("amount_cents").sum().alias("_base")).filter(pl.col("_base") > 0))
-    return wt.join(base, on=["run_id", "pernr"]).select(
-        "run_id", "pernr", (pl.col("amount").abs() / pl.col("_base")).alias("value"), "amount", "currency").collect()
+    return wt.join(base, on=keys).select(
+        run_id, "pernr", (pl.col("amount").abs() / pl.col("_base")).alias("value"), "amount", "currency").collect()
 
 
 def amount_read(cols) -> pl.Expr:

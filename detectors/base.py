@@ -68,6 +68,10 @@ class History:
     DetectionInput.md), for the staff it needs. pay_date and extracted_at: this run's.
     period_lines: pay lines of the earlier regular runs of this run's own period (SIM1..FINAL;
     what the month looked like at its earlier rehearsals), with `run_id`; empty when none.
+    final_digests: the digest of each earlier FINAL's rows in final_lines
+    (models/cache.py `run_digests`) when the loader computed it once per delivery (a warm
+    worker's month reads the same FINALs); None: detection computes it. A history cut to
+    some staff (partition.split) has other rows, and None.
     """
 
     runs: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=RUN_SCHEMA))
@@ -80,6 +84,7 @@ class History:
     extracted_at: str = ""
     period_lines: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema={"run_id": pl.String,
                                                                                     **LINE_SCHEMA}))
+    final_digests: Mapping[str, str] | None = None
 
 
 @dataclass

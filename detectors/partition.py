@@ -39,7 +39,8 @@ def split(inp: DetectionInput, key: str = "duty_station") -> dict[str, Detection
                        offcycle_lines=_only(inp.history.offcycle_lines, pernrs),
                        period_lines=_only(inp.history.period_lines, pernrs),
                        final_md={r: {t: _only(f, pernrs) for t, f in md.items()}
-                                 for r, md in inp.history.final_md.items()})
+                                 for r, md in inp.history.final_md.items()},
+                       final_digests=None)  # other rows: their digests are computed again
         out[name] = replace(inp, lines=_only(inp.lines, pernrs), md={t: _only(f, pernrs) for t, f in inp.md.items()},
                             history=hist)
     return out

@@ -87,8 +87,8 @@ def detection_input(con: duckdb.DuckDBPyConnection, run_id: str) -> DetectionInp
     # the earlier FINALs' lines and master data: the same for every run of the month, kept
     # in this process per delivery (a warm worker reads them once a month)
     db = database_path(con)
-    final_lines = kept.lines_of_finals(db, recent.filter(pl.col("run_type") == "FINAL"),
-                                       lambda finals: q.lines_of_runs(con, finals))
+    final_lines, final_digests = kept.lines_of_finals(db, recent.filter(pl.col("run_type") == "FINAL"),
+                                                      lambda finals: q.lines_of_runs(con, finals))
     history = History(
         runs=runs,
         final_lines=final_lines,
@@ -99,6 +99,7 @@ def detection_input(con: duckdb.DuckDBPyConnection, run_id: str) -> DetectionInp
         extracted_at=str(info["extracted_at"]),
         period_lines=q.lines_of_runs(con, runs.filter((pl.col("period") == meta.period)
                                                       & pl.col("run_type").is_in(REGULAR_RUNS))),
+        final_digests=final_digests,
     )
     return DetectionInput(meta, lines, md, ref, history, models=model_cache(con))
 

@@ -273,3 +273,21 @@ def test_account_verdicts_kept_in_the_process_are_the_verdicts_computed_afresh()
                                      | pl.col("iban").is_null()).sort("iban", nulls_last=True))
     # the first three were never asked again; the last three once (kept after the reset)
     assert {a[0] for a in calls} <= set(pairs.tail(3)["iban"].to_list()) and len(calls) <= 3
+
+
+def test_the_digests_kept_with_the_history_are_those_detection_computes(verified):
+    """The loader keeps each earlier FINAL's digest beside its lines (once per delivery): they
+    are the digests detection computes from the lines, run for run; a history cut to some
+    staff (a partition) has other rows and carries none."""
+    from detectors import partition
+
+    _, wh = verified
+    with wh.reader() as con:
+        for run_id in RUNS[-4:]:
+            inp = pipeline.detection_input(con, run_id)
+            if inp.history.final_lines.height == 0:
+                continue
+            assert inp.history.final_digests == run_digests(inp.history.final_lines)
+            assert inp.history.final_digests  # there are FINALs before these runs
+            for part in partition.split(inp).values():
+                assert part.history.final_digests is None

@@ -19,12 +19,12 @@ from typing import TypeVar
 
 import polars as pl
 
-from detectors.models.cache import MemoryCache, fitted
+from detectors.models.cache import MemoryCache, fitted, run_digests
 
 KEEP = 8  # deliveries (three FINALs of history per area; a few areas verified in turn)
 
 T = TypeVar("T")
-_KEPT = MemoryCache(size=KEEP * 2)  # two parts per delivery: lines and master data
+_KEPT = MemoryCache(size=KEEP * 3)  # three parts per delivery: lines, their digest and master data
 _LOCK = threading.Lock()  # verifies of two warehouses may run on two threads of one process
 
 
@@ -44,16 +44,25 @@ def forget() -> None:
     keeps deliveries apart by their delivery id and load time anyway)."""
     global _KEPT
     with _LOCK:
-        _KEPT = MemoryCache(size=KEEP * 2)
+        _KEPT = MemoryCache(size=KEEP * 3)
 
 
 def lines_of_finals(db: Path | None, finals: pl.DataFrame,
-                    read: Callable[[pl.DataFrame], pl.DataFrame]) -> pl.DataFrame:
+                    read: Callable[[pl.DataFrame], pl.DataFrame]) -> tuple[pl.DataFrame, dict[str, str] | None]:
     """`read(finals)` — the pay lines of the given run versions in their order, then file
-    order — assembled from each delivery's own lines, kept per delivery."""
+    order — assembled from each delivery's own lines, kept per delivery; with the digest of
+    each delivery's rows (detectors/models/cache.py `run_digests`, what detection keys models
+    on), kept beside them: a month's runs read the same FINALs. None when a run id is there
+    twice (its rows are then one digest)."""
     if finals.height == 0:
-        return read(finals)
-    parts = [kept(db, run, "lines", lambda run=run: read(finals.filter(
-        (pl.col("run_id") == run["run_id"]) & (pl.col("version") == run["version"]))))
-        for run in finals.iter_rows(named=True)]
-    return pl.concat(parts, how="vertical")
+        return read(finals), {}
+    parts, digests = [], {}
+    for run in finals.iter_rows(named=True):
+        part = kept(db, run, "lines", lambda run=run: read(finals.filter(
+            (pl.col("run_id") == run["run_id"]) & (pl.col("version") == run["version"]))))
+        parts.append(part)
+        digests[run["run_id"]] = kept(db, run, "digest", lambda part=part, run=run: run_digests(part).get(run["run_id"]))
+    lines = pl.concat(parts, how="vertical")
+    if finals["run_id"].n_unique() < finals.height or None in digests.values():
+        return lines, None
+    return lines, digests

@@ -55,7 +55,7 @@ ALL_DETECTORS: tuple[Detector, ...] = (
 # longest first: they run while it is prepared (one that does read it would only wait)
 UNPREPARED = ("PW120", "PW115", "PW140", "PW102", "PW105", "PW106", "PW104", "PW110", "PW111")
 # the detectors that take longest (bench_scale.py's table by detector, 10,000 to 40,000 staff)
-LONGEST = ("PW203", "PW202", "PW130", "PW201", "PW101")
+LONGEST = ("PW202", "PW203", "PW101", "PW130", "PW201")
 
 
 def _longest_first(dp: tuple[Detector, Any]) -> tuple[int, int]:

@@ -513,15 +513,11 @@ def _written_amount(written: pl.DataFrame | None, wage_type: str, alias: str) ->
     )
 
 
-def expected_for_period(
-    md: dict[str, pl.DataFrame],
-    ref: dict[str, pl.DataFrame],
-    period: str,
-    written: pl.DataFrame | None = None,
-    overtime_hours: pl.DataFrame | None = None,
-    pernrs: list[str] | None = None,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Facts (with reference values) and expected lines of every staff member in a period."""
+def expected_for_period(md: dict[str, pl.DataFrame], ref: dict[str, pl.DataFrame], period: str,
+                        written: pl.DataFrame | None = None, overtime_hours: pl.DataFrame | None = None,
+                        pernrs: list[str] | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Facts (with reference values) and expected lines of every staff member in a period
+    (`expected_wide_for_period`, its amounts as lines)."""
     facts, wide = expected_wide_for_period(md, ref, period, written, overtime_hours, pernrs)
     return facts, lines_of(wide)
 
@@ -534,7 +530,8 @@ def expected_wide_for_period(
     overtime_hours: pl.DataFrame | None = None,
     pernrs: list[str] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """`expected_for_period` with the expected amounts wide (`expected_wide`)."""
+    """Facts (with reference values) and expected amounts (`expected_wide`, one row per staff
+    member) of every staff member in a period."""
     facts = staff_month_facts(md if pernrs is None else subset(md, pernrs), period)
     facts = attach_reference(facts, reference_for_period(ref, period))
     return facts, expected_wide(facts, written, overtime_hours)

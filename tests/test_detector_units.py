@@ -368,7 +368,7 @@ def test_history_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         h.pay_date = date(2025, 1, 25)
     assert {f.name for f in dataclasses.fields(History)} == {"runs", "final_lines", "offcycle_lines", "final_md", "pay_date",
-                                                             "extracted_at", "period_lines"}
+                                                             "extracted_at", "period_lines", "final_digests"}
 
 
 def test_overlaps_by_running_max_end_match_every_pair():

@@ -51,8 +51,8 @@ ALL_DETECTORS: tuple[Detector, ...] = (
 )
 
 
-# detectors that read none of the prepared pay model (Context.facts, expected, status_days),
-# longest first: they run while it is prepared (one that does read it would only wait)
+# detectors that read none of the prepared pay model (Context.facts, expected, expected_wide,
+# status_days), longest first: they run while it is prepared (one that does read it would only wait)
 UNPREPARED = ("PW120", "PW115", "PW140", "PW102", "PW105", "PW106", "PW104", "PW110", "PW111")
 # the detectors that take longest (bench_scale.py's table by detector, 10,000 to 40,000 staff)
 LONGEST = ("PW202", "PW203", "PW101", "PW130", "PW201")

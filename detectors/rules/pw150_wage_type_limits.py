@@ -45,16 +45,17 @@ def _outside_wage_types(ctx: Context) -> pl.Series:
                                  & ~pl.col("wage_type").is_in(list(pm.MODEL_WAGE_TYPES)))["wage_type"]
 
 
-def _outside_model(ctx: Context) -> pl.DataFrame:
-    """This run's lines of earnings and deductions the pay model does not compute, summed.
+def _outside_model(ctx: Context, outside: pl.Series) -> pl.DataFrame:
+    """This run's lines of the wage types `outside` (`_outside_wage_types`), summed.
     Grain: one row per staff member, period and wage type."""
-    return (ctx.inp.lines.filter(pl.col("wage_type").is_in(_outside_wage_types(ctx).implode()))
+    return (ctx.inp.lines.filter(pl.col("wage_type").is_in(outside.implode()))
             .group_by("pernr", "for_period", "wage_type")
             .agg(pl.col("amount_cents").sum().alias("amount"), pl.col("currency").first()))
 
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:
-    lines = _outside_model(ctx)
+    outside = _outside_wage_types(ctx)
+    lines = _outside_model(ctx, outside)
     rows = []
     monthly = ctx.facts.select("pernr", (pl.col("annual_net_cents").cast(pl.Float64) / 12).alias("monthly")) \
         .unique("pernr", keep="first")
@@ -69,11 +70,11 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
                             currency=r["currency"], severity=params.limit_severity,
                             score=calibrated(r["share"], r["limit"]),
                             evidence={"share_of_monthly_net": round(r["share"], 4), "limit": r["limit"]}))
-    rows += _new_wage_types(ctx, params, lines)
+    rows += _new_wage_types(ctx, params, lines, outside)
     return findings_frame(rows)
 
 
-def _new_wage_types(ctx: Context, params: Params, lines: pl.DataFrame) -> list[dict]:
+def _new_wage_types(ctx: Context, params: Params, lines: pl.DataFrame, outside_wts: pl.Series) -> list[dict]:
     hist = ctx.inp.history.final_lines
     if ctx.meta.run_type == "OFFCYCLE" or hist.height == 0:
         return []
@@ -82,7 +83,7 @@ def _new_wage_types(ctx: Context, params: Params, lines: pl.DataFrame) -> list[d
     # the history's staff, and its (staff member, wage type) pairs of the wage types outside the
     # model (T512W's, named in the key: a catalogue that changes is another set), are the
     # history's alone: found once, kept for the month's later runs
-    outside = sorted(_outside_wage_types(ctx).to_list())
+    outside = sorted(outside_wts.to_list())
     paid_before = ctx.from_history(CODE, params, "paid_before", lambda: hist.select("pernr").unique())
     seen = ctx.from_history(CODE, params, "seen:" + ",".join(outside), lambda: hist.filter(
         pl.col("wage_type").is_in(pl.Series(outside, dtype=pl.String).implode())).select("pernr", "wage_type").unique())

@@ -556,6 +556,32 @@ def test_context_scoring_cold_start_reads_share_and_amount_together():
     assert not unusual(0.25, 190_000, n=6)    # six peers: too few
 
 
+def test_context_scoring_share_and_amount_needs_to_pass_the_peers_peak():
+    """Seed 276529's first month: a P-4 paid 700.00 USD (9.74 % of base salary) in a group whose
+    others' median is 3.3 % (317.00 USD) with a tight spread, z 3.2 and 4.1. The others' second
+    highest is a colleague paid 713.00 USD (9.67 %): with dual_peak_ratio 1.3 the share-and-amount
+    reading needs 1.3 x that peak as a share or as an amount; 2,000.00 USD is, 700.00 is not.
+    Without the key (None) both are unusual, as before; with no peak known, the key asks nothing."""
+    from detectors.models.context import scored
+
+    def unusual(share, amount, ratio, peak=(0.096694, 71_300.0)):
+        x = pl.DataFrame({"pernr": ["1"], "value": [share], "amount": [amount], "own_median": [None],
+                          "own_scale": [None], "peer_median": [0.032696], "peer_scale": [0.02],
+                          "peer_upper": [0.068882], "peer_n": [12], "peer_max": [peak[0]],
+                          "peer_amount_median": [31_700.0], "peer_amount_scale": [9_377.3],
+                          "peer_amount_max": [peak[1]]},
+                         schema_overrides={"own_median": pl.Float64, "own_scale": pl.Float64,
+                                           "peer_max": pl.Float64, "peer_amount_max": pl.Float64})
+        return scored(x, 4.0, 4.0, 6.0, 2.0, own_ratio=3.0, t_dual=3.0, dual_min_peers=8,
+                      dual_peak_ratio=ratio)["unusual"][0]
+
+    assert unusual(0.097399, 70_000, None)        # as before the key: z 3.2 and 4.1 are enough
+    assert not unusual(0.097399, 70_000, 1.3)     # 1.01 x the peak share, 0.98 x the peak amount
+    assert unusual(0.13, 70_000, 1.3)             # 1.34 x the peak share
+    assert unusual(0.097399, 95_000, 1.3)         # 1.33 x the peak amount
+    assert unusual(0.097399, 70_000, 1.3, peak=(None, None))  # no peak to pass
+
+
 def test_context_scoring_reads_the_units_own_peak():
     """A unit in session (others up to 60 h, median 40 h, spread 22.6 h): a newcomer's 106 h is
     z = 2.9 only, but 1.5 x the unit's peak and 8 h beyond it (peak_ratio, two 4 h floors);

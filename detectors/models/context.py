@@ -225,7 +225,7 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
            t_dual: float | None = None, ratio_min_runs: int = 1, dual_min_peers: int = 8,
            peak_ratio: float | None = None, peak_min_peers: int = 8, peak_floor: float = 0.0,
            area_ratio: float | None = None, area_min: int = 20,
-           peak_amount_ratio: float | None = None) -> pl.DataFrame:
+           peak_amount_ratio: float | None = None, dual_peak_ratio: float | None = None) -> pl.DataFrame:
     """Adds z_own, z_peer, `raw` (unusualness in thresholds: 1 = at the threshold) and
     `unusual`. With both references a row must be unusual against BOTH (a level the whole
     unit shares is not, nor one that is this person's habit); with one, it stands alone
@@ -246,7 +246,11 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
     without own history, a value unusual against the peers both as a share of base salary and
     as an amount (robust z >= `t_dual` each, and `min_ratio` x the peers' median each), in a
     group of at least `dual_min_peers`, is unusual too — a high share of a low salary, or a
-    high amount on a high one, is one of the two only; an amount multiplied is both.
+    high amount on a high one, is one of the two only; an amount multiplied is both. With
+    `dual_peak_ratio` (and `peer_max`, `peer_amount_max`), that value must also be that multiple
+    of the peers' peak share or of their peak amount (their second highest): what two others of
+    the group are paid, as a share and as an amount, is the group's top, not one person's outlier,
+    however tight the spread of the rest.
     With `peak_ratio`, a value at least that multiple of the peers' peak this month (the second
     highest of them, in a group of at least `peak_min_peers`), two spread floors (`peak_floor`)
     beyond it, and `min_ratio` x their median is
@@ -336,6 +340,13 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
                 & (pl.col("z_amount") >= t_dual)
                 & (pl.col("value") >= pl.col("peer_median") * min_ratio)
                 & (amt >= pl.col("peer_amount_median") * min_ratio)).fill_null(False)
+        if dual_peak_ratio is not None and "peer_max" in cols and "peer_amount_max" in cols:
+            # two P-4s paid 700 and 713 USD (9.7 %) above a group at 3 % read z >= 3 against the
+            # rest's tight spread, each being the other's peak (the one above both is the
+            # second highest's reason): alike, they are the group's top holders
+            past_peak = ((pl.col("value") >= pl.col("peer_max") * dual_peak_ratio)
+                         | (amt >= pl.col("peer_amount_max") * dual_peak_ratio)).fill_null(True)
+            dual = kept(dual & past_peak)
         raw = kept(pl.when(dual).then(pl.max_horizontal(
             raw, pl.min_horizontal(pl.col("z_peer"), pl.col("z_amount")) / t_dual)).otherwise(raw))
     by_ratio = kept(by_ratio | dual | alone)
@@ -432,7 +443,8 @@ class ContextModel:
             x = unit_peak(area_reference(x, p.area_quantile, area, self.floor))
         return scored(x, p.threshold, p.threshold, p.threshold_alone, p.min_ratio, p.own_ratio, p.cold_upper,
                       p.cold_min_peers, t_dual, p.ratio_min_runs, dual_min, p.peak_ratio, p.peak_min_peers,
-                      self.floor, area, p.as_dict().get("area_min_claims", 20), self.peak_amount_ratio)
+                      self.floor, area, p.as_dict().get("area_min_claims", 20), self.peak_amount_ratio,
+                      p.as_dict().get("dual_peak_ratio"))
 
     def decision_function(self, lines: pl.DataFrame, facts: pl.DataFrame) -> pl.Series:
         return self.score(lines, facts)["raw"].fill_null(0.0)

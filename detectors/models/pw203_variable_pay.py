@@ -32,7 +32,9 @@ CODE = "PW203"
 CONFIG = (ENABLED, *CONTEXT_KEYS, Key("min_scale_share", float, "floor of the spread, as a share of base salary"),
           Key("dual_threshold", float, "without own history: robust z against the peers, as a share of base salary "
               "AND as an amount, at which a value is unusual ..."),
-          Key("dual_min_peers", int, "... in a peer group of at least this many"), *PEAK_KEYS,
+          Key("dual_min_peers", int, "... in a peer group of at least this many ..."),
+          Key("dual_peak_ratio", float, "... and this multiple of the peers' peak (their second highest) as a "
+              "share or as an amount: what two others are paid is the group's top"), *PEAK_KEYS,
           Key("peak_amount_ratio", float, "... for 1500, its amount beyond the peers' peak amount (their second "
               "highest) by this multiple too (3300, whose amount follows no grade: by peak_ratio)"),
           Key("same_amount_tolerance", float, "3300 within this share above the staff member's usual amount is "

@@ -75,13 +75,33 @@ def _written(ctx: Context, pernrs: pl.Series) -> pl.DataFrame:
     )
 
 
-def _alternative(ctx: Context, pernrs: pl.Series, **changes) -> pl.DataFrame:
-    """Expected 1000/3000 of `pernrs` had the payroll used other inputs (to name the cause)."""
+def _alternatives(ctx: Context, pernrs: pl.Series, alternatives: dict[str, dict[str, pl.Expr]]) -> pl.DataFrame:
+    """Expected 1000/3000 of `pernrs` had the payroll used other inputs (to name the cause):
+    a column per alternative (`name` -> the facts it changes). One pass of the pay model for
+    all: each alternative's staff stand in under a PERNR of their own (the pay model is per
+    staff member, another's rows never change one's amounts).
+    Grain: one row per staff member of `pernrs` and wage type (1000, 3000), null where the
+    alternative has no line."""
     keep = pl.col("pernr").is_in(pernrs.implode())
-    facts = ctx.facts.filter(keep).with_columns(**{k: v for k, v in changes.items()})
-    alt = pm.expected_lines(facts, written=ctx.current.filter(keep))
-    return alt.filter(pl.col("wage_type").is_in([pm.WT_BASE, pm.WT_PENSION])).select(
-        "pernr", "wage_type", pl.col("expected_cents").alias("alt_cents"))
+    facts, written = ctx.facts.filter(keep), ctx.current.filter(keep)
+    names = list(alternatives)
+
+    def tagged(frame: pl.DataFrame, i: int) -> pl.DataFrame:
+        return frame.with_columns(pl.concat_str(pl.lit(f"{i}:"), pl.col("pernr")).alias("pernr"))
+
+    alt = pm.expected_lines(
+        pl.concat([tagged(facts.with_columns(**changes), i) for i, changes in enumerate(alternatives.values())]),
+        written=pl.concat([tagged(written, i) for i in range(len(names))]))
+    split = pl.col("pernr").str.splitn(":", 2).struct
+    long = alt.filter(pl.col("wage_type").is_in([pm.WT_BASE, pm.WT_PENSION])).select(
+        split.field("field_1").alias("pernr"), "wage_type", split.field("field_0").alias("_alt"), "expected_cents")
+    out = pl.DataFrame({"pernr": pernrs.unique()}).join(pl.DataFrame({"wage_type": [pm.WT_BASE, pm.WT_PENSION]}),
+                                                         how="cross")
+    for i, name in enumerate(names):
+        out = out.join(long.filter(pl.col("_alt") == str(i)).select("pernr", "wage_type",
+                                                                    pl.col("expected_cents").alias(name)),
+                       on=["pernr", "wage_type"], how="left")
+    return out
 
 
 def run(ctx: Context, params: Params) -> pl.DataFrame:
@@ -106,14 +126,12 @@ def run(ctx: Context, params: Params) -> pl.DataFrame:
     if bad.height == 0:
         return findings_frame([])
     suspects = bad["pernr"].unique()  # the causes are only looked for where amounts differ
-    full = _alternative(ctx, suspects, active_days=pl.col("days_in_month")).rename({"alt_cents": "full_cents"})
-    pct100 = _alternative(ctx, suspects, employment_pct=pl.lit(100, dtype=pl.Int64)).rename(
-        {"alt_cents": "pct100_cents"})
+    alternatives = _alternatives(ctx, suspects, {"full_cents": {"active_days": pl.col("days_in_month")},
+                                                 "pct100_cents": {"employment_pct": pl.lit(100, dtype=pl.Int64)}})
     f = (
         bad.join(facts.drop("for_period"), on="pernr", how="left")
         .join(ctx.status_days.select("pernr", "slwop_days", "separated_days"), on="pernr", how="left")
-        .join(full, on=["pernr", "wage_type"], how="left")
-        .join(pct100, on=["pernr", "wage_type"], how="left")
+        .join(alternatives, on=["pernr", "wage_type"], how="left")
         .join(ctx.owners(), on="wage_type", how="left")
     )
     recs = [r | {"category": _category(r)} for r in f.iter_rows(named=True)]

@@ -17,6 +17,9 @@ Y: SIM2 verified in a process that has just verified SIM1, as the warm worker me
 next run; warm_rerun: SIM1 verified again in that process, which flatters: nothing changed).
 Detection and the floor are each the best of 2N-1 timings, the cold and the warm verify the
 median of N (`--repeat N`, default 3): on a shared machine one timing moves by a third.
+`--interleave K` also times detection and the floor K times turn about and prints, per size,
+detect/floor best to best and median to median (the floor, a 25 ms query, moves more than
+detection does: its best of many sits lower than its best of five).
 The load average at the start and end is printed too: the machine may be shared; so are the
 CPU seconds (user + system, all threads) of the cold and the warm verify, which move much
 less with the load than their wall time.
@@ -43,7 +46,7 @@ STAGES = ("simulate_s", "read_s", "load_s", "prepare_s", "validate_s", "detect_f
           "verify_wall_s", "warm_verify_s", "warm_rerun_s", "floor_s")
 
 
-def measure_one(staff: int, work: Path, repeat: int = 3) -> dict:
+def measure_one(staff: int, work: Path, repeat: int = 3, interleave: int = 0) -> dict:
     """All measurements for one size, in this process (run as a child: its RSS is its own).
     Detection (models cached) and the floor are each the best of `2 * repeat - 1` timings, the
     cold and the warm verify the median of `repeat`: on a shared machine one timing moves by
@@ -106,7 +109,7 @@ def measure_one(staff: int, work: Path, repeat: int = 3) -> dict:
         # benchmark's own yardstick, not something Paywatch runs, so it stays here. It scans
         # the staged lines, as it did when mart_pay_lines was their copy (now a view joining
         # wage classes to them): the yardstick did not move.
-        out["floor_s"], _ = _best(2 * repeat - 1, lambda: con.execute(
+        floor = lambda: con.execute(  # noqa: E731
             """SELECT p.pernr, count(*) AS n, sum(p.amount_cents) AS total, any_value(b.grade), any_value(a.staff_category)
                FROM stg_pay_lines p
                LEFT JOIN (SELECT s.* FROM stg_basic_pay s JOIN stg_record_runs l ON l.record_key = s.record_key
@@ -117,7 +120,17 @@ def measure_one(staff: int, work: Path, repeat: int = 3) -> dict:
                  ON a.pernr = p.pernr AND DATE '2026-03-01' BETWEEN a.valid_from AND a.valid_to
                WHERE p.run_id = ? GROUP BY p.pernr""",
             [target, target, target],
-        ).fetchall())
+        ).fetchall()
+        out["floor_s"], _ = _best(2 * repeat - 1, floor)
+        if interleave:
+            # detection and the floor taken turn about, so that both meet the same state of the
+            # machine; the best of many turns is what each costs, the medians what a run meets
+            fl, de = [], []
+            for _ in range(interleave):
+                fl.append(_best(1, floor)[0])
+                de.append(_best(1, lambda: pipeline.stage_detect(inp, cfg))[0])
+            out["interleaved_floor_best_s"], out["interleaved_detect_best_s"] = min(fl), min(de)
+            out["interleaved_floor_median_s"], out["interleaved_detect_median_s"] = _mid(fl), _mid(de)
     # the whole verify as a user runs it, on the warehouse as it was before this run, in a
     # fresh process with no fitted model on disk (a month's first run): the cold verify
     cold = []
@@ -177,6 +190,11 @@ def _best(n: int, call) -> tuple[float, object]:
         result = call()
         times.append(time.perf_counter() - t)
     return min(times), result
+
+
+def _mid(values: list[float]) -> float:
+    """The median of `values` (the lower of the two middle ones)."""
+    return sorted(values)[(len(values) - 1) // 2]
 
 
 def _median(timings: list[tuple]) -> tuple:
@@ -239,13 +257,15 @@ def main() -> None:
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--repeat", type=int, default=3,
                     help="cold and warm verify: median of this many; detection and the floor: best of 2N-1 (default 3)")
+    ap.add_argument("--interleave", type=int, default=0,
+                    help="also time detection and the floor this many times turn about (best and median of each)")
     ap.add_argument("--out", type=Path, default=HERE / "results", help="folder for scale.csv and scale.png")
     ap.add_argument("--max-rss-gb", type=float, default=8.0,
                     help="stop a size whose processes hold more than this resident (0: no limit; target 4 GB)")
     args = ap.parse_args()
     if args.one:
         with tempfile.TemporaryDirectory() as d:
-            print(json.dumps(measure_one(args.one, Path(d), args.repeat)))
+            print(json.dumps(measure_one(args.one, Path(d), args.repeat, args.interleave)))
         return
     from rich.console import Console
     from rich.progress import Progress
@@ -257,7 +277,8 @@ def main() -> None:
         task = progress.add_task("benchmark", total=len(sizes))
         for n in sizes:
             progress.update(task, description=f"{n:,} staff")
-            code, stdout, stderr = _run_guarded([sys.executable, __file__, "--one", str(n), "--repeat", str(args.repeat)],
+            code, stdout, stderr = _run_guarded([sys.executable, __file__, "--one", str(n), "--repeat", str(args.repeat),
+                                                 "--interleave", str(args.interleave)],
                                                 args.max_rss_gb,
                                                 env=os.environ | {"PYTHONWARNINGS": "ignore"})
             if code:
@@ -353,6 +374,13 @@ def _report(rows: list[dict], results: Path) -> None:
     for r in rows:
         det.add_row(f"{r['staff']:,}", *[f"{r[k]:.2f}" for k in per_det])
     console.print(det)
+    for r in rows:
+        if "interleaved_detect_best_s" in r:
+            print(f"{r['staff']:,} staff, detection and the floor timed turn about: detect/floor "
+                  f"{r['interleaved_detect_best_s'] / r['interleaved_floor_best_s']:.2f}x best to best "
+                  f"({r['interleaved_detect_best_s']:.3f} / {r['interleaved_floor_best_s']:.4f} s), "
+                  f"{r['interleaved_detect_median_s'] / r['interleaved_floor_median_s']:.2f}x median to median "
+                  f"({r['interleaved_detect_median_s']:.3f} / {r['interleaved_floor_median_s']:.4f} s)")
     big = [r for r in rows if r["staff"] >= 10_000]
     if len(big) >= 2:
         for s in STAGES:

@@ -29,7 +29,7 @@ def _run(*args: str) -> str:
 
 
 def test_scale_benchmark_measures_every_stage(tmp_path):
-    out = _run("benchmarks/bench_scale.py", "--sizes", "300", "--out", str(tmp_path))
+    out = _run("benchmarks/bench_scale.py", "--sizes", "300", "--out", str(tmp_path), "--interleave", "3")
     (row,) = list(csv.DictReader(open(tmp_path / "scale.csv", encoding="utf-8")))
     assert int(row["staff"]) == 300 and int(row["verify_exit"]) == 0
     assert int(row["rt_rows"]) > 300 * 5  # a few pay lines per staff member
@@ -40,6 +40,11 @@ def test_scale_benchmark_measures_every_stage(tmp_path):
     assert 50 < float(row["verify_peak_rss_mb"]) < 4096
     assert (tmp_path / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "detect/floor" in out and "Detection by detector" in out
+    # detection and the floor also timed turn about: the best and the median of each
+    assert all(0 < float(row[f"interleaved_{k}_{s}_s"]) for k in ("floor", "detect") for s in ("best", "median"))
+    assert float(row["interleaved_detect_best_s"]) <= float(row["interleaved_detect_median_s"])
+    assert re.search(r"^300 staff, detection and the floor timed turn about: detect/floor [\d.]+x best to best "
+                     r"\([\d.]+ / [\d.]+ s\), [\d.]+x median to median", out, re.M), out[-2000:]
     # the one line issue #17 asks for, last: no size of 10,000 staff or more was run here
     assert out.strip().splitlines()[-1] == "detect_floor_ratio_max=nan warm_verify_10k_s=nan cold_verify_10k_s=nan"
 

@@ -342,8 +342,8 @@ def scored(x: pl.DataFrame, t_own: float, t_peer: float, t_alone: float, min_rat
                 & (amt >= pl.col("peer_amount_median") * min_ratio)).fill_null(False)
         if dual_peak_ratio is not None and "peer_max" in cols and "peer_amount_max" in cols:
             # two P-4s paid 700 and 713 USD (9.7 %) above a group at 3 % read z >= 3 against the
-            # rest's tight spread, each being the other's peak (the one above both is the
-            # second highest's reason): alike, they are the group's top holders
+            # rest's tight spread; with an error paid more than both, each one's peak (the
+            # others' second highest) is the other: alike, they are the group's top holders
             past_peak = ((pl.col("value") >= pl.col("peer_max") * dual_peak_ratio)
                          | (amt >= pl.col("peer_amount_max") * dual_peak_ratio)).fill_null(True)
             dual = kept(dual & past_peak)

@@ -130,7 +130,8 @@ def measure_one(staff: int, work: Path, repeat: int = 3, interleave: int = 0) ->
                 fl.append(_best(1, floor)[0])
                 de.append(_best(1, lambda: pipeline.stage_detect(inp, cfg))[0])
             out["interleaved_floor_best_s"], out["interleaved_detect_best_s"] = min(fl), min(de)
-            out["interleaved_floor_median_s"], out["interleaved_detect_median_s"] = _mid(fl), _mid(de)
+            (out["interleaved_floor_median_s"],), (out["interleaved_detect_median_s"],) = (
+                _median([(t,) for t in fl]), _median([(t,) for t in de]))
     # the whole verify as a user runs it, on the warehouse as it was before this run, in a
     # fresh process with no fitted model on disk (a month's first run): the cold verify
     cold = []
@@ -190,11 +191,6 @@ def _best(n: int, call) -> tuple[float, object]:
         result = call()
         times.append(time.perf_counter() - t)
     return min(times), result
-
-
-def _mid(values: list[float]) -> float:
-    """The median of `values` (the lower of the two middle ones)."""
-    return sorted(values)[(len(values) - 1) // 2]
 
 
 def _median(timings: list[tuple]) -> tuple:
